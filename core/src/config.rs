@@ -1,0 +1,213 @@
+//! Session configuration: every limit has a knob here, with a safe default.
+
+use core::time::Duration;
+
+use crate::frame::Profile;
+
+/// The yamux initial stream window, fixed by the yamux spec.
+pub const YAMUX_INITIAL_WINDOW: u32 = 256 * 1024;
+
+/// Which side of the link a session is on; it fixes stream id parity
+/// (clients open odd ids, servers even ones).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// The side that dialled the link; opens odd stream ids.
+    Client,
+    /// The side that accepted the link; opens even stream ids.
+    Server,
+}
+
+/// How a session behaves and what it allows the peer. `Config::default()` is a
+/// native-profile session with limits fit for a server facing the internet.
+///
+/// ```
+/// use hawser_core::{Config, Profile};
+/// use core::time::Duration;
+///
+/// let config = Config {
+///     profile: Profile::Yamux,
+///     keepalive_interval: Some(Duration::from_secs(15)),
+///     ..Config::default()
+/// };
+/// assert!(config.validate().is_ok());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// The wire profile: [`Profile::Native`] for hawser peers, [`Profile::Yamux`] for
+    /// rust-yamux, go-yamux and hashicorp/yamux peers.
+    pub profile: Profile,
+    /// The receive window each stream starts with. The yamux profile always starts at
+    /// 256 KiB (the spec's value) and grants anything above it with its first frame.
+    pub initial_window: u32,
+    /// The largest receive window auto-tuning may grow one stream to.
+    pub max_stream_window: u32,
+    /// The session-wide receive budget: the sum of all streams' receive windows never
+    /// exceeds it, so the peer can never make this side buffer more. A stream that
+    /// would not fit is refused (inbound) or blocked (outbound).
+    pub receive_budget: u64,
+    /// The largest Data payload sent in one frame (writes are split at this size),
+    /// and in the native profile the largest one accepted.
+    pub max_frame_size: u32,
+    /// How many streams may be open at once, counting both directions. Peer opens
+    /// beyond it are refused; local opens return `Blocked`.
+    pub max_streams: usize,
+    /// How many inbound streams may wait for [`Session::accept`](crate::Session::accept);
+    /// more are refused.
+    pub accept_backlog: usize,
+    /// How many locally opened streams may wait for the peer's acknowledgement before
+    /// further opens return `Blocked` (yamux's ACK backlog).
+    pub max_unacknowledged_opens: usize,
+    /// Unsent bytes one stream may buffer before writes return `Blocked`.
+    pub stream_send_buffer: usize,
+    /// Unsent bytes all streams together may buffer before writes return `Blocked`.
+    pub session_send_buffer: usize,
+    /// How often to ping the peer to measure RTT and detect a dead link; `None`
+    /// disables keepalive.
+    pub keepalive_interval: Option<Duration>,
+    /// How long a ping may go unanswered before it counts as missed.
+    pub ping_timeout: Duration,
+    /// How many pings in a row may be missed before the link is declared dead.
+    pub max_missed_pings: u32,
+    /// How long a locally opened stream may wait for the peer's acknowledgement
+    /// before it is reset; `None` waits forever.
+    pub open_timeout: Option<Duration>,
+    /// How long after this side finished or reset a stream the peer may take to
+    /// finish its side before the stream is reset; `None` waits forever.
+    pub close_timeout: Option<Duration>,
+    /// How long a go-away drain may last before the remaining streams are reset.
+    pub drain_timeout: Duration,
+    /// Native profile: how long to wait for the peer's hello.
+    pub handshake_timeout: Duration,
+    /// Budgets against abusive peers.
+    pub limits: Limits,
+}
+
+/// Budgets that bound what a hostile peer can make the session do. Exceeding one is a
+/// protocol error: the session sends a go-away with a limit code and closes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Ping requests the peer may send per second.
+    pub pings_per_second: u32,
+    /// Frames that carry nothing (empty Data or zero-delta WindowUpdate without
+    /// flags) the peer may send per second.
+    pub empty_frames_per_second: u32,
+    /// Stream resets and refused opens the peer may cause per second (open+reset floods).
+    pub resets_per_second: u32,
+    /// Control replies (pongs, refusals) that may wait for transmission; a peer
+    /// that keeps asking without reading our replies exceeds it.
+    pub max_pending_control: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            pings_per_second: 128,
+            empty_frames_per_second: 1024,
+            resets_per_second: 1024,
+            max_pending_control: 1024,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            profile: Profile::Native,
+            initial_window: YAMUX_INITIAL_WINDOW,
+            max_stream_window: 16 * 1024 * 1024,
+            receive_budget: 256 * 1024 * 1024,
+            max_frame_size: 64 * 1024,
+            max_streams: 512,
+            accept_backlog: 256,
+            max_unacknowledged_opens: 256,
+            stream_send_buffer: 1024 * 1024,
+            session_send_buffer: 32 * 1024 * 1024,
+            keepalive_interval: Some(Duration::from_secs(30)),
+            ping_timeout: Duration::from_secs(10),
+            max_missed_pings: 3,
+            open_timeout: Some(Duration::from_secs(30)),
+            close_timeout: Some(Duration::from_secs(60)),
+            drain_timeout: Duration::from_secs(30),
+            handshake_timeout: Duration::from_secs(10),
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl Config {
+    /// A yamux-profile configuration with the other defaults.
+    pub fn yamux() -> Self {
+        Config {
+            profile: Profile::Yamux,
+            ..Config::default()
+        }
+    }
+
+    /// Checks that the values are consistent. [`Session::new`](crate::Session::new)
+    /// calls it; it is public so that a program can report a bad configuration early.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        use crate::settings::{MAX_MAX_FRAME_SIZE, MIN_INITIAL_WINDOW, MIN_MAX_FRAME_SIZE};
+        let min_window = match self.profile {
+            Profile::Yamux => YAMUX_INITIAL_WINDOW,
+            Profile::Native => MIN_INITIAL_WINDOW,
+        };
+        if self.initial_window < min_window {
+            return Err(ConfigError::new("initial_window", "below the profile's minimum"));
+        }
+        if self.max_stream_window < self.initial_window {
+            return Err(ConfigError::new("max_stream_window", "below initial_window"));
+        }
+        if self.receive_budget < u64::from(self.initial_window) {
+            return Err(ConfigError::new("receive_budget", "cannot hold one stream's initial window"));
+        }
+        if !(MIN_MAX_FRAME_SIZE..=MAX_MAX_FRAME_SIZE).contains(&self.max_frame_size) {
+            return Err(ConfigError::new("max_frame_size", "must be between 1 KiB and 16 MiB"));
+        }
+        if self.max_streams == 0 {
+            return Err(ConfigError::new("max_streams", "must be at least 1"));
+        }
+        if self.max_unacknowledged_opens == 0 {
+            return Err(ConfigError::new("max_unacknowledged_opens", "must be at least 1"));
+        }
+        if self.stream_send_buffer == 0 || self.session_send_buffer < self.stream_send_buffer {
+            return Err(ConfigError::new(
+                "session_send_buffer",
+                "must be at least stream_send_buffer, which must be non-zero",
+            ));
+        }
+        if self.max_missed_pings == 0 {
+            return Err(ConfigError::new("max_missed_pings", "must be at least 1"));
+        }
+        if self.ping_timeout.is_zero() {
+            return Err(ConfigError::new("ping_timeout", "must be non-zero"));
+        }
+        if self.keepalive_interval.is_some_and(|interval| interval.is_zero()) {
+            return Err(ConfigError::new("keepalive_interval", "must be non-zero (use None to disable)"));
+        }
+        if self.limits.max_pending_control == 0 {
+            return Err(ConfigError::new("limits.max_pending_control", "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// A configuration value that cannot work.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The offending field.
+    pub field: &'static str,
+    /// What is wrong with it.
+    pub problem: &'static str,
+}
+
+impl ConfigError {
+    const fn new(field: &'static str, problem: &'static str) -> Self {
+        ConfigError { field, problem }
+    }
+}
+
+impl core::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "invalid config: {} {}", self.field, self.problem)
+    }
+}

@@ -1,0 +1,52 @@
+//! What the session tells the application, through [`Session::poll_event`](crate::Session::poll_event).
+
+use core::time::Duration;
+
+use crate::error::{GoAwayCode, ResetCode, SessionError};
+use crate::stream::StreamId;
+
+/// Something the application should know or act on.
+///
+/// Stream events are edge-triggered and deduplicated: `Readable` follows a read
+/// that returned `Blocked` (or a new stream's first data), `Writable` follows a
+/// write that returned `Blocked`. The queue therefore never holds more than a few
+/// events per stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Native profile: the peer's hello arrived and was accepted.
+    Connected,
+    /// At least one inbound stream waits in [`Session::accept`](crate::Session::accept).
+    IncomingStream,
+    /// The peer acknowledged a stream this side opened.
+    StreamAcknowledged(StreamId),
+    /// Data, end-of-stream or a reset can be read on this stream.
+    Readable(StreamId),
+    /// This stream can take more data.
+    Writable(StreamId),
+    /// The stream was reset: by the peer, or by this side's open/close/drain timers.
+    StreamReset {
+        /// The stream.
+        id: StreamId,
+        /// Why.
+        code: ResetCode,
+    },
+    /// A stream finished in both directions and its state was released.
+    StreamClosed(StreamId),
+    /// An open that returned `Blocked` may now succeed.
+    CanOpen,
+    /// A ping this side sent was answered.
+    Pong {
+        /// The round-trip time it measured.
+        rtt: Duration,
+    },
+    /// The link's health changed: pings started going unanswered, or were answered again.
+    HealthChanged {
+        /// Consecutive unanswered keepalive pings; 0 means healthy.
+        missed_pings: u32,
+    },
+    /// The peer sent a go-away: no new streams; the session closes when the live
+    /// ones finish.
+    GoAwayReceived(GoAwayCode),
+    /// The session has ended; `None` for an orderly end (drain completed).
+    Closed(Option<SessionError>),
+}

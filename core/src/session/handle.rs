@@ -1,0 +1,227 @@
+//! The per-stream handle: read, write, finish, reset.
+
+use bytes::Bytes;
+
+use super::{Phase, Session};
+use crate::error::{ClosedError, FinishError, ReadError, ResetCode, WriteError};
+use crate::stream::{StreamId, StreamState};
+
+/// Operations on one stream; it borrows the session, so get a new one from
+/// [`Session::stream`] for each burst of work.
+pub struct Stream<'a> {
+    session: &'a mut Session,
+    id: StreamId,
+}
+
+/// How an operation found the stream.
+enum Lookup<'s> {
+    Live(&'s mut StreamState),
+    Unknown,
+    SessionClosed,
+}
+
+impl<'a> Stream<'a> {
+    pub(super) fn new(session: &'a mut Session, id: StreamId) -> Self {
+        Stream { session, id }
+    }
+
+    fn lookup(&mut self) -> Lookup<'_> {
+        if self.session.phase == Phase::Closed {
+            return Lookup::SessionClosed;
+        }
+        match self.session.streams.get_mut(&self.id.0) {
+            // Inbound streams belong to the application only once accepted.
+            Some(stream) if stream.accepted => Lookup::Live(stream),
+            _ => Lookup::Unknown,
+        }
+    }
+
+    /// The stream's id.
+    pub fn id(&self) -> StreamId {
+        self.id
+    }
+
+    /// Reads up to `max` bytes (at least one) as a zero-copy slice of what arrived.
+    ///
+    /// `Ok(None)` is the end of the stream: the peer finished it and every byte has
+    /// been read. `Err(ReadError::Blocked)` means nothing is buffered yet; an
+    /// [`Event::Readable`](crate::Event::Readable) follows when there is.
+    pub fn read(&mut self, max: usize) -> Result<Option<Bytes>, ReadError> {
+        let id = self.id.0;
+        let stream = match self.lookup() {
+            Lookup::Live(stream) => stream,
+            Lookup::Unknown => return Err(ReadError::UnknownStream),
+            Lookup::SessionClosed => return Err(ReadError::SessionClosed),
+        };
+        if let Some(code) = stream.reset {
+            stream.reset_observed = true;
+            self.session.maybe_release(id);
+            return Err(ReadError::Reset(code));
+        }
+        let max = max.max(1);
+        if let Some(front) = stream.recv_buf.front_mut() {
+            let chunk = if front.len() <= max {
+                // front_mut() just returned Some, so the queue is not empty.
+                stream.recv_buf.pop_front().unwrap_or_default()
+            } else {
+                front.split_to(max)
+            };
+            stream.flow.on_consumed(chunk.len());
+            let update_due = stream.flow.update_due() && !stream.fin_received;
+            if update_due {
+                self.session.queue_control(id);
+            }
+            return Ok(Some(chunk));
+        }
+        if stream.fin_received {
+            stream.eof_read = true;
+            self.session.maybe_release(id);
+            return Ok(None);
+        }
+        stream.want_readable = true;
+        Err(ReadError::Blocked)
+    }
+
+    /// Reads into `buf`, copying; returns the number of bytes read, 0 at the end of
+    /// the stream (or when `buf` is empty).
+    pub fn read_into(&mut self, buf: &mut [u8]) -> Result<usize, ReadError> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        match self.read(buf.len())? {
+            Some(chunk) => {
+                buf[..chunk.len()].copy_from_slice(&chunk);
+                Ok(chunk.len())
+            }
+            None => Ok(0),
+        }
+    }
+
+    /// Queues as much of `data` as the send buffers allow, without copying, and
+    /// returns how much that was. `Err(WriteError::Blocked)` means none fit; an
+    /// [`Event::Writable`](crate::Event::Writable) follows when some will.
+    pub fn write(&mut self, data: Bytes) -> Result<usize, WriteError> {
+        let id = self.id.0;
+        let stream_limit = self.session.config.stream_send_buffer;
+        let session_room = self
+            .session
+            .config
+            .session_send_buffer
+            .saturating_sub(self.session.send_buffered_total);
+        let stream = match self.lookup() {
+            Lookup::Live(stream) => stream,
+            Lookup::Unknown => return Err(WriteError::UnknownStream),
+            Lookup::SessionClosed => return Err(WriteError::SessionClosed),
+        };
+        if let Some(code) = stream.reset {
+            stream.reset_observed = true;
+            self.session.maybe_release(id);
+            return Err(WriteError::Reset(code));
+        }
+        if stream.fin_queued {
+            return Err(WriteError::Finished);
+        }
+        if data.is_empty() {
+            return Ok(0);
+        }
+        let stream_room = stream_limit.saturating_sub(stream.send_buffered);
+        let room = stream_room.min(session_room);
+        if room == 0 {
+            stream.want_writable = true;
+            if session_room == 0 {
+                self.session.write_blocked.push(id);
+            }
+            return Err(WriteError::Blocked);
+        }
+        let take = room.min(data.len());
+        let chunk = if take == data.len() { data } else { data.slice(..take) };
+        stream.send_buf.push_back(chunk);
+        stream.send_buffered += take;
+        self.session.send_buffered_total += take;
+        self.session.queue_send(id);
+        Ok(take)
+    }
+
+    /// [`write`](Self::write) for a borrowed slice; copies what fits.
+    pub fn write_slice(&mut self, data: &[u8]) -> Result<usize, WriteError> {
+        let room = self.writable_bytes();
+        let take = data.len().min(room.max(1));
+        self.write(Bytes::copy_from_slice(&data[..take]))
+    }
+
+    /// How many bytes a write would accept now.
+    pub fn writable_bytes(&self) -> usize {
+        let Some(stream) = self.session.streams.get(&self.id.0) else {
+            return 0;
+        };
+        let session_room = self
+            .session
+            .config
+            .session_send_buffer
+            .saturating_sub(self.session.send_buffered_total);
+        self.session
+            .config
+            .stream_send_buffer
+            .saturating_sub(stream.send_buffered)
+            .min(session_room)
+    }
+
+    /// Finishes this side of the stream: the FIN follows the last written byte.
+    pub fn finish(&mut self) -> Result<(), FinishError> {
+        let id = self.id.0;
+        let stream = match self.lookup() {
+            Lookup::Live(stream) => stream,
+            Lookup::Unknown => return Err(FinishError::UnknownStream),
+            Lookup::SessionClosed => return Err(FinishError::SessionClosed),
+        };
+        if let Some(code) = stream.reset {
+            stream.reset_observed = true;
+            self.session.maybe_release(id);
+            return Err(FinishError::Reset(code));
+        }
+        if stream.fin_queued {
+            return Err(FinishError::Finished);
+        }
+        stream.fin_queued = true;
+        self.session.queue_send(id);
+        Ok(())
+    }
+
+    /// Resets the stream in both directions with `code` (carried on the wire in the
+    /// native profile only). Buffered data is dropped. Resetting a stream that was
+    /// already reset just releases it.
+    pub fn reset(&mut self, code: ResetCode) -> Result<(), ClosedError> {
+        match self.lookup() {
+            Lookup::Live(_) => {}
+            Lookup::Unknown => return Err(ClosedError::UnknownStream),
+            Lookup::SessionClosed => return Err(ClosedError::SessionClosed),
+        }
+        self.session.reset_stream(self.id.0, code, true);
+        Ok(())
+    }
+
+    /// How many more bytes the peer lets this side send before a window update.
+    pub fn send_window(&self) -> u64 {
+        self.session.streams.get(&self.id.0).map_or(0, |s| s.send_window)
+    }
+
+    /// Received bytes waiting to be read.
+    pub fn buffered_receive(&self) -> u64 {
+        self.session.streams.get(&self.id.0).map_or(0, |s| s.flow.buffered())
+    }
+
+    /// Written bytes not yet handed to `poll_transmit`.
+    pub fn buffered_send(&self) -> usize {
+        self.session.streams.get(&self.id.0).map_or(0, |s| s.send_buffered)
+    }
+
+    /// This stream's current receive window (it grows with auto-tuning).
+    pub fn receive_window(&self) -> u32 {
+        self.session.streams.get(&self.id.0).map_or(0, |s| s.flow.window())
+    }
+
+    /// Whether the peer finished its side (all its data has arrived).
+    pub fn is_peer_finished(&self) -> bool {
+        self.session.streams.get(&self.id.0).is_some_and(|s| s.fin_received)
+    }
+}

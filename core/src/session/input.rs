@@ -1,0 +1,510 @@
+//! Input: the incremental frame decoder and what each frame does to the session.
+//!
+//! The decoder never buffers stream payload: each Data payload is handed to its
+//! stream as `Bytes` slices of the caller's input as they arrive, so a frame split
+//! across any number of reads costs no copy and no frame-sized allocation.
+
+use alloc::vec::Vec;
+
+use bytes::Bytes;
+
+use super::{Phase, Session};
+use crate::error::{GoAwayCode, ProtocolError, ResetCode, SessionError};
+use crate::event::Event;
+use crate::frame::{Flags, FrameType, Header, Profile, HEADER_LEN};
+use crate::settings::{HandshakeError, Settings, MAX_HELLO_LEN};
+use crate::stream::{StreamId, StreamState};
+use crate::time::Instant;
+
+/// Payload slices shorter than this are copied out of the input, so that a tiny
+/// frame cannot pin a large input buffer in a stream's receive queue.
+const COPY_BELOW: usize = 512;
+
+pub(super) struct Decoder {
+    profile: Profile,
+    state: DecodeState,
+}
+
+enum DecodeState {
+    Header { buf: [u8; HEADER_LEN], filled: usize },
+    Payload { header: Header, remaining: u32, sink: Sink },
+}
+
+enum Sink {
+    Stream(u32),
+    Discard,
+    Hello(Vec<u8>),
+}
+
+impl Decoder {
+    pub(super) fn new(profile: Profile) -> Self {
+        Decoder {
+            profile,
+            state: DecodeState::Header {
+                buf: [0; HEADER_LEN],
+                filled: 0,
+            },
+        }
+    }
+
+    fn header_state() -> DecodeState {
+        DecodeState::Header {
+            buf: [0; HEADER_LEN],
+            filled: 0,
+        }
+    }
+}
+
+impl Session {
+    /// Bytes that arrived from the link, in order. Any split is fine: a header or
+    /// payload may be cut anywhere between calls.
+    ///
+    /// Malformed input never panics: it closes the session with a
+    /// [`ProtocolError`], queues a go-away for the peer, and emits
+    /// [`Event::Closed`]. Input after the session closed is ignored.
+    pub fn handle_input(&mut self, now: Instant, mut data: Bytes) {
+        if self.phase == Phase::Closed {
+            return;
+        }
+        self.stats.bytes_in += data.len() as u64;
+        while !data.is_empty() && self.phase != Phase::Closed {
+            let state = core::mem::replace(&mut self.decoder.state, Decoder::header_state());
+            match state {
+                DecodeState::Header { mut buf, mut filled } => {
+                    let take = (HEADER_LEN - filled).min(data.len());
+                    buf[filled..filled + take].copy_from_slice(&data[..take]);
+                    data = data.slice(take..);
+                    filled += take;
+                    if filled < HEADER_LEN {
+                        self.decoder.state = DecodeState::Header { buf, filled };
+                        continue;
+                    }
+                    match Header::decode(&buf, self.decoder.profile) {
+                        Ok(header) => {
+                            self.stats.frames_in += 1;
+                            if let Err(err) = self.on_header(now, header) {
+                                self.fail_input(err);
+                            }
+                        }
+                        Err(err) => self.fail(ProtocolError::Frame(err)),
+                    }
+                }
+                DecodeState::Payload {
+                    header,
+                    mut remaining,
+                    mut sink,
+                } => {
+                    let take = (remaining as usize).min(data.len());
+                    let chunk = data.split_to(take);
+                    remaining -= take as u32;
+                    match &mut sink {
+                        Sink::Stream(id) => self.deliver(*id, chunk),
+                        Sink::Discard => {}
+                        Sink::Hello(buf) => buf.extend_from_slice(&chunk),
+                    }
+                    if remaining > 0 {
+                        self.decoder.state = DecodeState::Payload {
+                            header,
+                            remaining,
+                            sink,
+                        };
+                    } else if let Err(err) = self.on_payload_end(now, header, sink) {
+                        self.fail_input(err);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A slice-taking convenience over [`handle_input`](Self::handle_input); it
+    /// copies the bytes once.
+    pub fn handle_input_slice(&mut self, now: Instant, data: &[u8]) {
+        self.handle_input(now, Bytes::copy_from_slice(data));
+    }
+
+    fn fail_input(&mut self, err: InputError) {
+        match err {
+            InputError::Protocol(err) => self.fail(err),
+            InputError::Handshake(err) => {
+                self.fail_with(SessionError::Handshake(err), GoAwayCode::HANDSHAKE_FAILED)
+            }
+        }
+    }
+
+    fn on_header(&mut self, now: Instant, header: Header) -> Result<(), InputError> {
+        if self.decoder.profile == Profile::Native && self.peer_settings.is_none() && header.ty != FrameType::Hello {
+            return Err(InputError::Handshake(HandshakeError::ExpectedHello));
+        }
+        match header.ty {
+            FrameType::Data => self.on_data_header(now, header),
+            FrameType::WindowUpdate => self.on_window_update(now, header),
+            FrameType::Ping => self.on_ping(now, header).map_err(InputError::Protocol),
+            FrameType::GoAway => {
+                self.on_go_away(now, GoAwayCode(header.length));
+                Ok(())
+            }
+            FrameType::Hello => {
+                if self.peer_settings.is_some() {
+                    return Err(InputError::Handshake(HandshakeError::DuplicateHello));
+                }
+                if header.length > MAX_HELLO_LEN {
+                    return Err(InputError::Handshake(HandshakeError::TooLong(header.length)));
+                }
+                let buf = Vec::with_capacity(header.length as usize);
+                self.expect_payload(header, Sink::Hello(buf));
+                if header.length == 0 {
+                    return self.on_payload_end(now, header, Sink::Hello(Vec::new()));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn expect_payload(&mut self, header: Header, sink: Sink) {
+        if header.length > 0 {
+            self.decoder.state = DecodeState::Payload {
+                header,
+                remaining: header.length,
+                sink,
+            };
+        }
+    }
+
+    fn on_payload_end(&mut self, now: Instant, header: Header, sink: Sink) -> Result<(), InputError> {
+        match sink {
+            Sink::Hello(payload) => {
+                let settings = Settings::decode(&payload).map_err(InputError::Handshake)?;
+                self.on_hello(settings);
+                Ok(())
+            }
+            Sink::Stream(id) => {
+                if header.flags.contains(Flags::FIN) {
+                    self.on_fin(now, id);
+                }
+                Ok(())
+            }
+            Sink::Discard => Ok(()),
+        }
+    }
+
+    fn on_hello(&mut self, settings: Settings) {
+        tracing::debug!(?settings, "peer hello");
+        let extra = settings.initial_window.saturating_sub(self.peer_initial_window);
+        self.peer_initial_window = settings.initial_window;
+        self.peer_max_frame = settings.max_frame_size.min(self.config.max_frame_size);
+        self.peer_settings = Some(settings);
+        self.handshake_deadline = None;
+        if extra > 0 {
+            let ids: Vec<u32> = self.streams.keys().copied().collect();
+            for id in ids {
+                if let Some(stream) = self.streams.get_mut(&id) {
+                    stream.send_window += u64::from(extra);
+                }
+                self.queue_send(id);
+            }
+        }
+        self.events.push_back(Event::Connected);
+    }
+
+    /// Opening, acknowledging and resetting flags, common to Data and WindowUpdate.
+    /// Returns whether the stream exists and takes the frame's payload.
+    fn on_stream_flags(&mut self, now: Instant, header: Header) -> Result<bool, InputError> {
+        let id = header.stream_id;
+        if header.flags.contains(Flags::SYN) && !self.on_syn(now, id)? {
+            return Ok(false);
+        }
+        if !self.streams.contains_key(&id) {
+            self.check_unknown_stream(id)?;
+            return Ok(false);
+        }
+        if header.flags.contains(Flags::ACK) {
+            self.on_ack(id);
+        }
+        if header.flags.contains(Flags::RST) {
+            let code = match self.decoder.profile {
+                Profile::Native if header.ty == FrameType::WindowUpdate => ResetCode(header.length),
+                _ => {
+                    let acknowledged = self.streams.get(&id).is_some_and(|s| s.acknowledged);
+                    if acknowledged {
+                        ResetCode::CANCEL
+                    } else {
+                        ResetCode::REFUSED
+                    }
+                }
+            };
+            self.on_peer_reset(now, id, code)?;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn on_data_header(&mut self, now: Instant, header: Header) -> Result<(), InputError> {
+        let len = header.length;
+        if self.decoder.profile == Profile::Native && len > self.config.max_frame_size {
+            return Err(InputError::Protocol(ProtocolError::FrameTooLarge {
+                length: len,
+                max: self.config.max_frame_size,
+            }));
+        }
+        if len == 0 && header.flags.is_empty() && !self.empty_frame_budget.spend(now) {
+            return Err(ProtocolError::LimitExceeded("empty frames").into());
+        }
+        let id = header.stream_id;
+        if !self.on_stream_flags(now, header)? {
+            self.expect_payload(header, Sink::Discard);
+            return Ok(());
+        }
+        // on_stream_flags returned true: the stream exists.
+        let Some(stream) = self.streams.get_mut(&id) else {
+            self.expect_payload(header, Sink::Discard);
+            return Ok(());
+        };
+        if len > 0 {
+            if stream.fin_received {
+                return Err(ProtocolError::DataAfterFin(StreamId(id)).into());
+            }
+            if u64::from(len) > stream.flow.credit() {
+                return Err(ProtocolError::FlowControl {
+                    stream: StreamId(id),
+                    length: len,
+                    window: stream.flow.credit(),
+                }
+                .into());
+            }
+            stream.flow.on_received(len);
+            self.stats.payload_in += u64::from(len);
+            self.expect_payload(header, Sink::Stream(id));
+        } else if header.flags.contains(Flags::FIN) {
+            self.on_fin(now, id);
+        }
+        Ok(())
+    }
+
+    fn on_window_update(&mut self, now: Instant, header: Header) -> Result<(), InputError> {
+        if header.length == 0 && header.flags.is_empty() && !self.empty_frame_budget.spend(now) {
+            return Err(ProtocolError::LimitExceeded("empty frames").into());
+        }
+        let id = header.stream_id;
+        if !self.on_stream_flags(now, header)? {
+            return Ok(());
+        }
+        if let Some(stream) = self.streams.get_mut(&id) {
+            let window = stream.send_window + u64::from(header.length);
+            if window > u64::from(u32::MAX) {
+                return Err(ProtocolError::WindowOverflow(StreamId(id)).into());
+            }
+            stream.send_window = window;
+            self.queue_send(id);
+        }
+        if header.flags.contains(Flags::FIN) {
+            self.on_fin(now, id);
+        }
+        Ok(())
+    }
+
+    /// A SYN from the peer. Returns whether a stream now exists for it.
+    fn on_syn(&mut self, now: Instant, id: u32) -> Result<bool, InputError> {
+        let peer_parity = match self.role {
+            crate::Role::Client => 0,
+            crate::Role::Server => 1,
+        };
+        if id % 2 != peer_parity {
+            return Err(ProtocolError::WrongParity(StreamId(id)).into());
+        }
+        if self.streams.contains_key(&id) || (self.decoder.profile == Profile::Native && id <= self.max_inbound_id) {
+            return Err(ProtocolError::StreamReuse(StreamId(id)).into());
+        }
+        if self.goaway_received.is_some() {
+            return Err(ProtocolError::OpenAfterGoAway(StreamId(id)).into());
+        }
+        self.max_inbound_id = self.max_inbound_id.max(id);
+        let initial = u64::from(self.config.initial_window);
+        let refuse = self.phase != Phase::Open
+            || self.streams.len() >= self.config.max_streams
+            || self.accept_queue.len() >= self.config.accept_backlog
+            || self.window_total + initial > self.config.receive_budget;
+        if refuse {
+            self.refuse(now, id)?;
+            return Ok(false);
+        }
+        let stream = StreamState::new(false, self.peer_initial_window, self.new_recv_window());
+        self.window_total += initial;
+        self.streams.insert(id, stream);
+        self.accept_queue.push_back(StreamId(id));
+        if self.want_incoming_event {
+            self.want_incoming_event = false;
+            self.events.push_back(Event::IncomingStream);
+        }
+        tracing::trace!(stream = id, "inbound stream");
+        Ok(true)
+    }
+
+    fn refuse(&mut self, now: Instant, id: u32) -> Result<(), InputError> {
+        self.stats.streams_refused += 1;
+        if !self.reset_budget.spend(now) {
+            return Err(ProtocolError::LimitExceeded("refused and reset streams").into());
+        }
+        let code = match self.decoder.profile {
+            Profile::Native => ResetCode::REFUSED.0,
+            Profile::Yamux => 0,
+        };
+        self.stats.resets_sent += 1;
+        tracing::debug!(stream = id, "refusing inbound stream");
+        self.push_reply(Header::new(FrameType::WindowUpdate, Flags::RST, id, code))?;
+        Ok(())
+    }
+
+    /// A frame for a stream that does not exist. Late frames for closed streams
+    /// are normal (they crossed our reset on the wire); in the native profile a
+    /// frame for an id never opened is a protocol error.
+    fn check_unknown_stream(&self, id: u32) -> Result<(), InputError> {
+        if self.decoder.profile == Profile::Yamux {
+            return Ok(());
+        }
+        let ours = (id % 2 == 1) == (self.role == crate::Role::Client);
+        let never_opened = if ours {
+            u64::from(id) >= self.next_outbound_id
+        } else {
+            id > self.max_inbound_id
+        };
+        if never_opened {
+            return Err(ProtocolError::UnknownStream(StreamId(id)).into());
+        }
+        Ok(())
+    }
+
+    fn on_ack(&mut self, id: u32) {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        if !stream.outbound || stream.acknowledged {
+            return;
+        }
+        stream.acknowledged = true;
+        self.unacknowledged_opens -= 1;
+        if let Some(deadline) = stream.open_deadline.take() {
+            self.open_deadlines.remove(&(deadline, id));
+        }
+        self.events.push_back(Event::StreamAcknowledged(StreamId(id)));
+        self.notify_can_open();
+    }
+
+    fn on_peer_reset(&mut self, now: Instant, id: u32, code: ResetCode) -> Result<(), InputError> {
+        self.stats.resets_received += 1;
+        if !self.reset_budget.spend(now) {
+            return Err(ProtocolError::LimitExceeded("refused and reset streams").into());
+        }
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return Ok(());
+        };
+        if stream.reset.is_some() {
+            return Ok(());
+        }
+        let dropped = stream.discard_buffers();
+        self.send_buffered_total -= dropped;
+        stream.reset = Some(code);
+        stream.syn_pending = false;
+        stream.ack_pending = false;
+        if stream.accepted {
+            self.events.push_back(Event::StreamReset { id: StreamId(id), code });
+        }
+        self.wake_session_writers();
+        self.maybe_release(id);
+        Ok(())
+    }
+
+    fn on_fin(&mut self, now: Instant, id: u32) {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        if stream.fin_received || stream.reset.is_some() {
+            return;
+        }
+        stream.fin_received = true;
+        if let Some(deadline) = stream.close_deadline.take() {
+            self.close_deadlines.remove(&(deadline, id));
+        }
+        self.notify_readable(id);
+        let _ = now;
+    }
+
+    fn deliver(&mut self, id: u32, chunk: Bytes) {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        if stream.reset.is_some() {
+            return;
+        }
+        let chunk = if chunk.len() < COPY_BELOW {
+            Bytes::copy_from_slice(&chunk)
+        } else {
+            chunk
+        };
+        stream.recv_buf.push_back(chunk);
+        self.notify_readable(id);
+    }
+
+    pub(super) fn notify_readable(&mut self, id: u32) {
+        if let Some(stream) = self.streams.get_mut(&id) {
+            if stream.want_readable && stream.accepted {
+                stream.want_readable = false;
+                self.events.push_back(Event::Readable(StreamId(id)));
+            }
+        }
+    }
+
+    fn on_ping(&mut self, now: Instant, header: Header) -> Result<(), ProtocolError> {
+        if header.flags.contains(Flags::SYN) {
+            if !self.ping_budget.spend(now) {
+                return Err(ProtocolError::LimitExceeded("pings"));
+            }
+            return self.push_reply(Header::new(FrameType::Ping, Flags::ACK, 0, header.length));
+        }
+        // A reply: match it to a ping we sent; unsolicited replies are ignored.
+        let Some(index) = self.pings.iter().position(|p| p.opaque == header.length) else {
+            return Ok(());
+        };
+        let ping = self.pings.swap_remove(index);
+        let rtt = now.saturating_duration_since(ping.sent_at);
+        self.srtt = Some(match self.srtt {
+            Some(srtt) => (srtt * 7 + rtt) / 8,
+            None => rtt,
+        });
+        self.stats.rtt_last = Some(rtt);
+        if ping.keepalive && self.missed_pings > 0 {
+            self.missed_pings = 0;
+            self.events.push_back(Event::HealthChanged { missed_pings: 0 });
+        }
+        self.events.push_back(Event::Pong { rtt });
+        Ok(())
+    }
+
+    fn on_go_away(&mut self, now: Instant, code: GoAwayCode) {
+        if self.goaway_received.is_some() {
+            return;
+        }
+        tracing::debug!(code = code.0, "peer go-away");
+        self.goaway_received = Some(code);
+        self.events.push_back(Event::GoAwayReceived(code));
+        if code.is_error() {
+            // The peer is failing; it will not serve the live streams.
+            self.session_control.clear();
+            self.terminate(Some(SessionError::PeerGoAway(code)));
+        } else {
+            self.start_drain(now);
+        }
+    }
+}
+
+/// What can go wrong while reading input: the peer broke the protocol, or the
+/// native handshake failed.
+enum InputError {
+    Protocol(ProtocolError),
+    Handshake(HandshakeError),
+}
+
+impl From<ProtocolError> for InputError {
+    fn from(err: ProtocolError) -> Self {
+        InputError::Protocol(err)
+    }
+}

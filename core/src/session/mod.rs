@@ -1,0 +1,650 @@
+//! The session: one multiplexed link's protocol state machine.
+
+mod handle;
+mod input;
+mod output;
+mod timers;
+
+use alloc::collections::{BTreeSet, VecDeque};
+use alloc::vec::Vec;
+use core::hash::{BuildHasherDefault, Hasher};
+use core::time::Duration;
+
+use bytes::Bytes;
+use hashbrown::HashMap;
+use smallvec::SmallVec;
+
+use crate::budget::RateBudget;
+use crate::config::{Config, ConfigError, Role, YAMUX_INITIAL_WINDOW};
+use crate::error::{ClosedError, GoAwayCode, OpenError, PingError, ProtocolError, ResetCode, SessionError};
+use crate::event::Event;
+use crate::flow::RecvWindow;
+use crate::frame::{Flags, FrameType, Header, Profile};
+use crate::settings::{Settings, MIN_INITIAL_WINDOW, MIN_MAX_FRAME_SIZE};
+use crate::stats::Stats;
+use crate::stream::{StreamId, StreamState};
+use crate::time::Instant;
+
+pub use handle::Stream;
+use input::Decoder;
+pub use output::Transmit;
+
+/// How many explicit pings may be in flight at once.
+const MAX_USER_PINGS: usize = 8;
+
+/// A deterministic hasher for stream ids (a multiply-xorshift mix). Ids are chosen by
+/// the peer, so collisions can be forced; the number of live streams is bounded by
+/// `max_streams`, which bounds the harm.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.write_u64(u64::from(byte));
+        }
+    }
+
+    fn write_u32(&mut self, value: u32) {
+        self.write_u64(u64::from(value));
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        let mixed = (self.0 ^ value).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.0 = mixed ^ (mixed >> 29);
+    }
+}
+
+type StreamMap = HashMap<u32, StreamState, BuildHasherDefault<IdHasher>>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Open,
+    Draining,
+    Closed,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct PendingPing {
+    opaque: u32,
+    sent_at: Instant,
+    keepalive: bool,
+}
+
+/// One end of a multiplexed link, as a pure state machine.
+///
+/// Feed it what arrives ([`handle_input`](Self::handle_input)), the passing of time
+/// ([`handle_timeout`](Self::handle_timeout)) and the loss of the link
+/// ([`handle_link_lost`](Self::handle_link_lost)); drain what it wants to send
+/// ([`poll_transmit`](Self::poll_transmit)), when it next needs the time
+/// ([`poll_timeout`](Self::poll_timeout)) and what happened
+/// ([`poll_event`](Self::poll_event)). Streams are driven through
+/// [`open`](Self::open), [`accept`](Self::accept) and the [`Stream`] handle from
+/// [`stream`](Self::stream). The crate documentation shows the whole loop.
+pub struct Session {
+    role: Role,
+    config: Config,
+    phase: Phase,
+    close_reason: Option<SessionError>,
+
+    /// Native: what the peer announced; `None` until its hello arrives.
+    peer_settings: Option<Settings>,
+    /// The initial window we assume the peer gives each of our streams until told.
+    peer_initial_window: u32,
+    /// The largest Data payload we may send.
+    peer_max_frame: u32,
+    handshake_deadline: Option<Instant>,
+
+    streams: StreamMap,
+    next_outbound_id: u64,
+    max_inbound_id: u32,
+    outbound_live: usize,
+    unacknowledged_opens: usize,
+    accept_queue: VecDeque<StreamId>,
+    /// Sum of all streams' receive windows, bounded by `config.receive_budget`.
+    window_total: u64,
+    send_buffered_total: usize,
+
+    session_control: VecDeque<Transmit>,
+    stream_control: VecDeque<u32>,
+    send_queue: VecDeque<u32>,
+    write_blocked: Vec<u32>,
+
+    events: VecDeque<Event>,
+    want_incoming_event: bool,
+    want_can_open_event: bool,
+
+    pings: SmallVec<[PendingPing; 4]>,
+    next_ping_opaque: u32,
+    next_keepalive: Option<Instant>,
+    missed_pings: u32,
+    srtt: Option<Duration>,
+
+    ping_budget: RateBudget,
+    empty_frame_budget: RateBudget,
+    reset_budget: RateBudget,
+
+    open_deadlines: BTreeSet<(Instant, u32)>,
+    close_deadlines: BTreeSet<(Instant, u32)>,
+    drain_deadline: Option<Instant>,
+    goaway_sent: bool,
+    goaway_received: Option<GoAwayCode>,
+
+    decoder: Decoder,
+    stats: Stats,
+}
+
+impl Session {
+    /// A new session for `role`, starting at `now`.
+    ///
+    /// In the native profile the hello is queued at once: it is the first thing
+    /// `poll_transmit` returns.
+    pub fn new(role: Role, config: Config, now: Instant) -> Result<Session, ConfigError> {
+        config.validate()?;
+        let (peer_initial_window, peer_max_frame) = match config.profile {
+            Profile::Yamux => (YAMUX_INITIAL_WINDOW, config.max_frame_size),
+            // Until the peer's hello says more, assume the least it may announce.
+            Profile::Native => (MIN_INITIAL_WINDOW, MIN_MAX_FRAME_SIZE.min(config.max_frame_size)),
+        };
+        let limits = config.limits.clone();
+        let mut session = Session {
+            role,
+            phase: Phase::Open,
+            close_reason: None,
+            peer_settings: None,
+            peer_initial_window,
+            peer_max_frame,
+            handshake_deadline: None,
+            streams: StreamMap::default(),
+            next_outbound_id: match role {
+                Role::Client => 1,
+                Role::Server => 2,
+            },
+            max_inbound_id: 0,
+            outbound_live: 0,
+            unacknowledged_opens: 0,
+            accept_queue: VecDeque::new(),
+            window_total: 0,
+            send_buffered_total: 0,
+            session_control: VecDeque::new(),
+            stream_control: VecDeque::new(),
+            send_queue: VecDeque::new(),
+            write_blocked: Vec::new(),
+            events: VecDeque::new(),
+            want_incoming_event: true,
+            want_can_open_event: false,
+            pings: SmallVec::new(),
+            next_ping_opaque: 1,
+            next_keepalive: config.keepalive_interval.map(|_| now),
+            missed_pings: 0,
+            srtt: None,
+            ping_budget: RateBudget::new(limits.pings_per_second, now),
+            empty_frame_budget: RateBudget::new(limits.empty_frames_per_second, now),
+            reset_budget: RateBudget::new(limits.resets_per_second, now),
+            open_deadlines: BTreeSet::new(),
+            close_deadlines: BTreeSet::new(),
+            drain_deadline: None,
+            goaway_sent: false,
+            goaway_received: None,
+            decoder: Decoder::new(config.profile),
+            stats: Stats::default(),
+            config,
+        };
+        if session.config.profile == Profile::Native {
+            let hello = session.local_settings().encode();
+            let header = Header::new(FrameType::Hello, Flags::NONE, 0, hello.len() as u32);
+            session.push_control(header, Bytes::from(hello));
+            session.handshake_deadline = Some(now + session.config.handshake_timeout);
+        }
+        Ok(session)
+    }
+
+    fn local_settings(&self) -> Settings {
+        let keepalive_ms = self
+            .config
+            .keepalive_interval
+            .map_or(0, |interval| u32::try_from(interval.as_millis()).unwrap_or(u32::MAX));
+        Settings {
+            initial_window: self.config.initial_window,
+            max_frame_size: self.config.max_frame_size,
+            max_streams: u32::try_from(self.config.max_streams).unwrap_or(u32::MAX),
+            keepalive_ms,
+            capabilities: 0,
+        }
+    }
+
+    // ----- commands -------------------------------------------------------------
+
+    /// Opens a stream. The SYN goes out with the stream's first frame: write before
+    /// the next `poll_transmit` and the open costs no extra frame.
+    pub fn open(&mut self, now: Instant) -> Result<StreamId, OpenError> {
+        match self.phase {
+            Phase::Closed => return Err(OpenError::SessionClosed),
+            Phase::Draining => return Err(OpenError::GoingAway),
+            Phase::Open => {}
+        }
+        if self.goaway_received.is_some() {
+            return Err(OpenError::GoingAway);
+        }
+        let raw = u32::try_from(self.next_outbound_id).map_err(|_| OpenError::IdsExhausted)?;
+        let peer_max_streams = self.peer_settings.map_or(usize::MAX, |s| s.max_streams as usize);
+        let initial = u64::from(self.config.initial_window);
+        if self.streams.len() >= self.config.max_streams
+            || self.unacknowledged_opens >= self.config.max_unacknowledged_opens
+            || self.outbound_live >= peer_max_streams
+            || self.window_total + initial > self.config.receive_budget
+        {
+            self.want_can_open_event = true;
+            return Err(OpenError::Blocked);
+        }
+        self.next_outbound_id += 2;
+        let mut stream = StreamState::new(true, self.peer_initial_window, self.new_recv_window());
+        if let Some(timeout) = self.config.open_timeout {
+            let deadline = now + timeout;
+            stream.open_deadline = Some(deadline);
+            self.open_deadlines.insert((deadline, raw));
+        }
+        self.window_total += initial;
+        self.streams.insert(raw, stream);
+        self.outbound_live += 1;
+        self.unacknowledged_opens += 1;
+        self.stats.streams_opened += 1;
+        self.queue_control(raw);
+        tracing::trace!(stream = raw, "opened stream");
+        Ok(StreamId(raw))
+    }
+
+    /// Takes the next inbound stream from the accept queue, acknowledging it to the
+    /// peer. Call it until it returns `None`; an [`Event::IncomingStream`] follows
+    /// when more arrive.
+    pub fn accept(&mut self) -> Option<StreamId> {
+        let Some(id) = self.accept_queue.pop_front() else {
+            self.want_incoming_event = true;
+            return None;
+        };
+        // Streams leave the queue when reset or released, so the id is live.
+        let stream = self.streams.get_mut(&id.0)?;
+        stream.accepted = true;
+        stream.acknowledged = true;
+        stream.ack_pending = true;
+        self.stats.streams_accepted += 1;
+        self.queue_control(id.0);
+        Some(id)
+    }
+
+    /// A handle for operations on one stream. The id is checked by each operation.
+    pub fn stream(&mut self, id: StreamId) -> Stream<'_> {
+        Stream::new(self, id)
+    }
+
+    /// Sends a ping; the answer arrives as [`Event::Pong`] with the round-trip time.
+    pub fn ping(&mut self, now: Instant) -> Result<(), PingError> {
+        if self.phase == Phase::Closed {
+            return Err(PingError::SessionClosed);
+        }
+        if self.pings.iter().filter(|p| !p.keepalive).count() >= MAX_USER_PINGS {
+            return Err(PingError::Blocked);
+        }
+        self.send_ping(now, false);
+        Ok(())
+    }
+
+    /// Starts a graceful shutdown: a go-away with `code` is sent, no new streams are
+    /// opened or accepted, live streams carry on, and the session closes when the
+    /// last one finishes or `drain_timeout` passes (then the rest are reset).
+    pub fn go_away(&mut self, now: Instant, code: GoAwayCode) -> Result<(), ClosedError> {
+        if self.phase == Phase::Closed {
+            return Err(ClosedError::SessionClosed);
+        }
+        self.send_go_away(code);
+        self.start_drain(now);
+        Ok(())
+    }
+
+    /// Closes the session at once: a go-away with `code` is sent, every stream is
+    /// dropped (operations on them return `SessionClosed`), and only the go-away is
+    /// left to transmit.
+    pub fn close(&mut self, code: GoAwayCode) {
+        if self.phase == Phase::Closed {
+            return;
+        }
+        self.send_go_away(code);
+        self.terminate(Some(SessionError::LocallyClosed(code)));
+    }
+
+    /// The link is gone. The session closes with [`SessionError::LinkLost`]: every
+    /// operation fails from now on, and nothing is left to transmit.
+    pub fn handle_link_lost(&mut self, _now: Instant) {
+        if self.phase == Phase::Closed {
+            return;
+        }
+        self.session_control.clear();
+        self.terminate(Some(SessionError::LinkLost));
+    }
+
+    // ----- outputs ----------------------------------------------------------------
+
+    /// The next event, if any.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    // ----- getters ------------------------------------------------------------------
+
+    /// This side's role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The wire profile.
+    pub fn profile(&self) -> Profile {
+        self.config.profile
+    }
+
+    /// The configuration the session was made with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Native: the settings the peer announced, once its hello has arrived.
+    pub fn peer_settings(&self) -> Option<&Settings> {
+        self.peer_settings.as_ref()
+    }
+
+    /// Whether the session has ended. What is left in `poll_transmit` (a final
+    /// go-away) should still be sent before the link is closed.
+    pub fn is_closed(&self) -> bool {
+        self.phase == Phase::Closed
+    }
+
+    /// Whether a go-away was sent or received and the session is draining.
+    pub fn is_draining(&self) -> bool {
+        self.phase == Phase::Draining
+    }
+
+    /// Why the session ended, if it ended abnormally.
+    pub fn close_reason(&self) -> Option<SessionError> {
+        self.close_reason
+    }
+
+    /// The go-away code the peer sent, if any.
+    pub fn peer_go_away(&self) -> Option<GoAwayCode> {
+        self.goaway_received
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> Stats {
+        let mut stats = self.stats;
+        stats.rtt_smoothed = self.srtt;
+        stats
+    }
+
+    /// The smoothed round-trip time, once a ping has been answered.
+    pub fn rtt(&self) -> Option<Duration> {
+        self.srtt
+    }
+
+    /// Keepalive pings missed in a row; 0 when the link is healthy.
+    pub fn missed_pings(&self) -> u32 {
+        self.missed_pings
+    }
+
+    /// Streams currently open (both directions, including ones waiting to be accepted).
+    pub fn stream_count(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// Inbound streams waiting in the accept queue.
+    pub fn pending_accepts(&self) -> usize {
+        self.accept_queue.len()
+    }
+
+    /// Bytes received on all streams and not yet read by the application.
+    pub fn buffered_receive(&self) -> u64 {
+        self.streams.values().map(|s| s.flow.buffered()).sum()
+    }
+
+    /// Bytes written on all streams and not yet handed to `poll_transmit`.
+    pub fn buffered_send(&self) -> usize {
+        self.send_buffered_total
+    }
+
+    /// The sum of all streams' receive windows; never above `config.receive_budget`.
+    pub fn receive_windows_total(&self) -> u64 {
+        self.window_total
+    }
+
+    // ----- internals shared by the submodules ----------------------------------------
+
+    fn new_recv_window(&self) -> RecvWindow {
+        let granted = match self.config.profile {
+            Profile::Yamux => YAMUX_INITIAL_WINDOW,
+            Profile::Native => self.config.initial_window,
+        };
+        RecvWindow::new(self.config.initial_window, granted)
+    }
+
+    fn push_control(&mut self, header: Header, payload: Bytes) {
+        self.session_control.push_back(Transmit::new(header, self.config.profile, payload));
+    }
+
+    /// Queues a control reply the peer asked for, within the pending-control budget.
+    fn push_reply(&mut self, header: Header) -> Result<(), ProtocolError> {
+        if self.session_control.len() >= self.config.limits.max_pending_control {
+            return Err(ProtocolError::LimitExceeded("unsent control replies"));
+        }
+        self.push_control(header, Bytes::new());
+        Ok(())
+    }
+
+    fn queue_control(&mut self, id: u32) {
+        if let Some(stream) = self.streams.get_mut(&id) {
+            if !stream.in_control_queue {
+                stream.in_control_queue = true;
+                self.stream_control.push_back(id);
+            }
+        }
+    }
+
+    fn queue_send(&mut self, id: u32) {
+        if let Some(stream) = self.streams.get_mut(&id) {
+            if !stream.in_send_queue && stream.has_sendable() {
+                stream.in_send_queue = true;
+                self.send_queue.push_back(id);
+            }
+        }
+    }
+
+    fn send_ping(&mut self, now: Instant, keepalive: bool) {
+        let opaque = self.next_ping_opaque;
+        self.next_ping_opaque = self.next_ping_opaque.wrapping_add(1);
+        self.pings.push(PendingPing {
+            opaque,
+            sent_at: now,
+            keepalive,
+        });
+        self.stats.pings_sent += 1;
+        self.push_control(Header::new(FrameType::Ping, Flags::SYN, 0, opaque), Bytes::new());
+    }
+
+    fn send_go_away(&mut self, code: GoAwayCode) {
+        if !self.goaway_sent {
+            self.goaway_sent = true;
+            self.push_control(Header::new(FrameType::GoAway, Flags::NONE, 0, code.0), Bytes::new());
+        }
+    }
+
+    fn start_drain(&mut self, now: Instant) {
+        if self.phase == Phase::Open {
+            self.phase = Phase::Draining;
+            self.drain_deadline = Some(now + self.config.drain_timeout);
+            // Inbound streams nobody accepted yet will never be: refuse them now.
+            while let Some(id) = self.accept_queue.pop_front() {
+                self.reset_stream(id.0, ResetCode::REFUSED, false);
+            }
+        }
+        self.check_drained();
+    }
+
+    fn check_drained(&mut self) {
+        if self.phase == Phase::Draining && self.streams.is_empty() {
+            tracing::debug!("session drained");
+            self.terminate(None);
+        }
+    }
+
+    /// Ends the session: streams and queued stream frames are dropped; only session
+    /// control frames (a final go-away) remain to transmit.
+    fn terminate(&mut self, reason: Option<SessionError>) {
+        if self.phase == Phase::Closed {
+            return;
+        }
+        match &reason {
+            Some(err) => tracing::debug!(%err, "session closed"),
+            None => tracing::debug!("session closed"),
+        }
+        self.phase = Phase::Closed;
+        self.close_reason = reason;
+        self.streams.clear();
+        self.accept_queue.clear();
+        self.stream_control.clear();
+        self.send_queue.clear();
+        self.write_blocked.clear();
+        self.open_deadlines.clear();
+        self.close_deadlines.clear();
+        self.pings.clear();
+        self.window_total = 0;
+        self.send_buffered_total = 0;
+        self.outbound_live = 0;
+        self.unacknowledged_opens = 0;
+        self.events.push_back(Event::Closed(reason));
+    }
+
+    /// The peer broke the protocol: tell it why, then end.
+    fn fail(&mut self, err: ProtocolError) {
+        if self.phase == Phase::Closed {
+            return;
+        }
+        let code = match (err, self.config.profile) {
+            (ProtocolError::LimitExceeded(_), Profile::Native) => GoAwayCode::LIMIT_EXCEEDED,
+            _ => GoAwayCode::PROTOCOL_ERROR,
+        };
+        self.fail_with(SessionError::Protocol(err), code);
+    }
+
+    fn fail_with(&mut self, err: SessionError, code: GoAwayCode) {
+        // Replies the peer asked for are moot now; the go-away is what it needs.
+        self.session_control.clear();
+        self.goaway_sent = false;
+        self.send_go_away(code);
+        self.terminate(Some(err));
+    }
+
+    /// Resets a stream from this side (application, timers, drain, refusal of an
+    /// unaccepted stream). `observed` says whether the application already knows.
+    fn reset_stream(&mut self, id: u32, code: ResetCode, observed: bool) {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        if stream.reset.is_some() {
+            stream.reset_observed |= observed;
+            self.maybe_release(id);
+            return;
+        }
+        let dropped = stream.discard_buffers();
+        self.send_buffered_total -= dropped;
+        stream.reset = Some(code);
+        stream.reset_observed = observed;
+        // A stream the peer never heard of needs no RST.
+        if !(stream.outbound && stream.syn_pending) {
+            stream.rst_pending = Some(code);
+        }
+        stream.syn_pending = false;
+        stream.ack_pending = false;
+        let notify = stream.accepted && !observed;
+        if notify {
+            self.events.push_back(Event::StreamReset { id: StreamId(id), code });
+        }
+        self.queue_control(id);
+        self.maybe_release(id);
+    }
+
+    /// Releases a stream whose story is over.
+    fn maybe_release(&mut self, id: u32) {
+        let Some(stream) = self.streams.get(&id) else {
+            return;
+        };
+        if !stream.is_finished() {
+            return;
+        }
+        let Some(stream) = self.streams.remove(&id) else {
+            return;
+        };
+        self.window_total -= u64::from(stream.flow.window());
+        self.send_buffered_total -= stream.send_buffered;
+        if stream.outbound {
+            self.outbound_live -= 1;
+            if !stream.acknowledged {
+                self.unacknowledged_opens -= 1;
+            }
+        }
+        if let Some(deadline) = stream.open_deadline {
+            self.open_deadlines.remove(&(deadline, id));
+        }
+        if let Some(deadline) = stream.close_deadline {
+            self.close_deadlines.remove(&(deadline, id));
+        }
+        if !stream.accepted {
+            self.accept_queue.retain(|queued| queued.0 != id);
+        } else {
+            self.events.push_back(Event::StreamClosed(StreamId(id)));
+        }
+        tracing::trace!(stream = id, "released stream");
+        self.notify_can_open();
+        self.check_drained();
+    }
+
+    fn notify_can_open(&mut self) {
+        if self.want_can_open_event && self.phase == Phase::Open {
+            self.want_can_open_event = false;
+            self.events.push_back(Event::CanOpen);
+        }
+    }
+
+    /// Starts the close timer once this side is done sending and the peer is not.
+    fn arm_close_timer(&mut self, id: u32, now: Instant) {
+        let Some(timeout) = self.config.close_timeout else {
+            return;
+        };
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        if stream.close_deadline.is_none() && !stream.fin_received && stream.reset.is_none() {
+            let deadline = now + timeout;
+            stream.close_deadline = Some(deadline);
+            self.close_deadlines.insert((deadline, id));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_hasher_spreads_sequential_ids() {
+        let hash = |id: u32| {
+            let mut hasher = IdHasher::default();
+            hasher.write_u32(id);
+            hasher.finish()
+        };
+        let mut low_bits: Vec<u64> = (1..=64).map(|id| hash(id * 2) & 63).collect();
+        low_bits.sort_unstable();
+        low_bits.dedup();
+        assert!(low_bits.len() > 32, "sequential ids collide too often: {}", low_bits.len());
+    }
+}

@@ -1,0 +1,225 @@
+//! Output: which frame goes next. Session control first (hello, pings, pongs,
+//! go-away, refusals), then stream control (opens, acknowledgements, window
+//! updates, resets), then data round-robin across streams, so that liveness and
+//! flow control are never stuck behind bulk data.
+
+use bytes::Bytes;
+
+use super::{Phase, Session};
+use crate::event::Event;
+use crate::frame::{Flags, FrameType, Header, Profile, HEADER_LEN};
+use crate::stream::StreamId;
+use crate::time::Instant;
+
+/// One frame to write to the link: a 12-byte header and a payload that shares
+/// memory with what the application wrote (no copy). Write both, in order; with
+/// vectored I/O many transmits can go out in one system call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transmit {
+    header: [u8; HEADER_LEN],
+    payload: Bytes,
+}
+
+impl Transmit {
+    pub(crate) fn new(header: Header, profile: Profile, payload: Bytes) -> Self {
+        Transmit {
+            header: header.encode(profile),
+            payload,
+        }
+    }
+
+    /// The encoded frame header.
+    pub fn header(&self) -> &[u8; HEADER_LEN] {
+        &self.header
+    }
+
+    /// The frame payload (empty for control frames).
+    pub fn payload(&self) -> &Bytes {
+        &self.payload
+    }
+
+    /// Header plus payload length.
+    pub fn len(&self) -> usize {
+        HEADER_LEN + self.payload.len()
+    }
+
+    /// Always false: a frame has at least a header. Present for API symmetry with `len`.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Appends the whole frame to `out`, for callers that do not use vectored writes.
+    pub fn write_to(&self, out: &mut alloc::vec::Vec<u8>) {
+        out.extend_from_slice(&self.header);
+        out.extend_from_slice(&self.payload);
+    }
+
+    /// Splits into header and payload.
+    pub fn into_parts(self) -> ([u8; HEADER_LEN], Bytes) {
+        (self.header, self.payload)
+    }
+}
+
+impl Session {
+    /// The next frame to send, or `None` when there is nothing to send now. Call it
+    /// until it returns `None` after every input, timeout and command.
+    pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        let transmit = self.next_transmit(now)?;
+        self.stats.frames_out += 1;
+        self.stats.bytes_out += transmit.len() as u64;
+        Some(transmit)
+    }
+
+    fn next_transmit(&mut self, now: Instant) -> Option<Transmit> {
+        if let Some(transmit) = self.session_control.pop_front() {
+            return Some(transmit);
+        }
+        if self.phase == Phase::Closed {
+            return None;
+        }
+        if let Some(transmit) = self.next_stream_control(now) {
+            return Some(transmit);
+        }
+        self.next_data(now)
+    }
+
+    fn take_open_flags(&mut self, id: u32) -> Flags {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return Flags::NONE;
+        };
+        let mut flags = Flags::NONE;
+        if core::mem::take(&mut stream.syn_pending) {
+            flags |= Flags::SYN;
+        }
+        if core::mem::take(&mut stream.ack_pending) {
+            flags |= Flags::ACK;
+        }
+        flags
+    }
+
+    fn next_stream_control(&mut self, now: Instant) -> Option<Transmit> {
+        let profile = self.config.profile;
+        while let Some(id) = self.stream_control.pop_front() {
+            let srtt = self.srtt;
+            let max_window = self.config.max_stream_window;
+            let mut budget_left = self.config.receive_budget - self.window_total;
+            let Some(stream) = self.streams.get_mut(&id) else {
+                continue;
+            };
+            stream.in_control_queue = false;
+            if let Some(code) = stream.rst_pending.take() {
+                let length = match profile {
+                    Profile::Native => code.0,
+                    Profile::Yamux => 0,
+                };
+                self.stats.resets_sent += 1;
+                let transmit = Transmit::new(Header::new(FrameType::WindowUpdate, Flags::RST, id, length), profile, Bytes::new());
+                self.maybe_release(id);
+                return Some(transmit);
+            }
+            if stream.reset.is_some() {
+                continue;
+            }
+            let opening = stream.syn_pending || stream.ack_pending;
+            if opening && stream.has_sendable() && !stream.flow.update_due() {
+                // The open rides on the stream's first data frame.
+                continue;
+            }
+            let delta = if stream.fin_received {
+                0
+            } else {
+                let before = stream.flow.window();
+                let delta = stream.flow.take_update(now, srtt, max_window, &mut budget_left);
+                self.window_total += u64::from(stream.flow.window() - before);
+                delta
+            };
+            if !opening && delta == 0 {
+                continue;
+            }
+            let flags = self.take_open_flags(id);
+            return Some(Transmit::new(Header::new(FrameType::WindowUpdate, flags, id, delta), profile, Bytes::new()));
+        }
+        None
+    }
+
+    fn next_data(&mut self, now: Instant) -> Option<Transmit> {
+        let profile = self.config.profile;
+        let max_frame = self.peer_max_frame;
+        while let Some(id) = self.send_queue.pop_front() {
+            let Some(stream) = self.streams.get_mut(&id) else {
+                continue;
+            };
+            stream.in_send_queue = false;
+            if !stream.has_sendable() {
+                continue;
+            }
+            let mut flags = Flags::NONE;
+            let mut payload = Bytes::new();
+            if stream.send_buffered > 0 {
+                let limit = stream.send_window.min(u64::from(max_frame)) as usize;
+                // has_sendable() with send_buffered > 0 means the queue has a chunk.
+                let front = stream.send_buf.front_mut()?;
+                payload = if front.len() <= limit {
+                    stream.send_buf.pop_front()?
+                } else {
+                    front.split_to(limit)
+                };
+                let len = payload.len();
+                stream.send_window -= len as u64;
+                stream.send_buffered -= len;
+                self.send_buffered_total -= len;
+                self.stats.payload_out += len as u64;
+            }
+            let Some(stream) = self.streams.get_mut(&id) else {
+                continue;
+            };
+            let fin_now = stream.fin_queued && stream.send_buffered == 0;
+            if fin_now {
+                stream.fin_sent = true;
+                flags |= Flags::FIN;
+            }
+            flags |= self.take_open_flags(id);
+            let transmit = Transmit::new(
+                Header::new(FrameType::Data, flags, id, payload.len() as u32),
+                profile,
+                payload,
+            );
+            if fin_now {
+                self.arm_close_timer(id, now);
+            }
+            self.after_data_sent(id);
+            return Some(transmit);
+        }
+        None
+    }
+
+    fn after_data_sent(&mut self, id: u32) {
+        let stream_limit = self.config.stream_send_buffer;
+        let session_has_room = self.send_buffered_total < self.config.session_send_buffer;
+        if let Some(stream) = self.streams.get_mut(&id) {
+            if stream.want_writable && stream.send_buffered < stream_limit && session_has_room {
+                stream.want_writable = false;
+                self.events.push_back(Event::Writable(StreamId(id)));
+            }
+        }
+        self.wake_session_writers();
+        self.queue_send(id);
+        self.maybe_release(id);
+    }
+
+    /// Streams blocked on the session-wide send buffer get `Writable` once it has room.
+    pub(super) fn wake_session_writers(&mut self) {
+        if self.write_blocked.is_empty() || self.send_buffered_total >= self.config.session_send_buffer {
+            return;
+        }
+        let stream_limit = self.config.stream_send_buffer;
+        for id in core::mem::take(&mut self.write_blocked) {
+            if let Some(stream) = self.streams.get_mut(&id) {
+                if stream.want_writable && stream.send_buffered < stream_limit {
+                    stream.want_writable = false;
+                    self.events.push_back(Event::Writable(StreamId(id)));
+                }
+            }
+        }
+    }
+}

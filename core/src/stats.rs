@@ -1,0 +1,38 @@
+//! Counters for monitoring.
+
+use core::time::Duration;
+
+/// Counters a session keeps, read with [`Session::stats`](crate::Session::stats).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Bytes received from the link.
+    pub bytes_in: u64,
+    /// Bytes handed to the link through `poll_transmit`.
+    pub bytes_out: u64,
+    /// Frames received.
+    pub frames_in: u64,
+    /// Frames sent.
+    pub frames_out: u64,
+    /// Stream payload bytes received.
+    pub payload_in: u64,
+    /// Stream payload bytes sent.
+    pub payload_out: u64,
+    /// Streams this side opened.
+    pub streams_opened: u64,
+    /// Inbound streams the application accepted.
+    pub streams_accepted: u64,
+    /// Inbound streams this side refused (limits, backlog, going away).
+    pub streams_refused: u64,
+    /// Resets this side sent.
+    pub resets_sent: u64,
+    /// Resets the peer sent.
+    pub resets_received: u64,
+    /// Pings this side sent (keepalive and explicit).
+    pub pings_sent: u64,
+    /// Keepalive pings that went unanswered within the ping timeout.
+    pub pings_missed: u64,
+    /// The last RTT measured.
+    pub rtt_last: Option<Duration>,
+    /// The smoothed RTT (7/8 old + 1/8 new).
+    pub rtt_smoothed: Option<Duration>,
+}

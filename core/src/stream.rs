@@ -1,0 +1,118 @@
+//! Stream identity and per-stream state.
+
+use alloc::collections::VecDeque;
+use bytes::Bytes;
+use core::fmt;
+
+use crate::error::ResetCode;
+use crate::flow::RecvWindow;
+use crate::time::Instant;
+
+/// A stream's id: odd for streams the client opened, even for the server's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StreamId(pub(crate) u32);
+
+impl StreamId {
+    /// The id as it appears on the wire.
+    pub const fn raw(self) -> u32 {
+        self.0
+    }
+
+    /// Whether the client side opened this stream.
+    pub const fn is_client_initiated(self) -> bool {
+        self.0 % 2 == 1
+    }
+}
+
+impl fmt::Display for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Everything the session knows about one stream.
+#[derive(Debug)]
+pub(crate) struct StreamState {
+    /// This side opened it.
+    pub outbound: bool,
+    /// Outbound: always. Inbound: the application took it from the accept queue.
+    pub accepted: bool,
+    /// Outbound: the peer acknowledged it. Inbound: accepted and the ACK is queued.
+    pub acknowledged: bool,
+    pub syn_pending: bool,
+    pub ack_pending: bool,
+    pub rst_pending: Option<ResetCode>,
+    pub in_control_queue: bool,
+    pub in_send_queue: bool,
+
+    pub send_buf: VecDeque<Bytes>,
+    pub send_buffered: usize,
+    /// How much more the peer lets us send.
+    pub send_window: u64,
+    pub fin_queued: bool,
+    pub fin_sent: bool,
+
+    pub recv_buf: VecDeque<Bytes>,
+    pub flow: RecvWindow,
+    pub fin_received: bool,
+    pub eof_read: bool,
+
+    pub reset: Option<ResetCode>,
+    pub reset_observed: bool,
+    pub want_readable: bool,
+    pub want_writable: bool,
+    pub open_deadline: Option<Instant>,
+    pub close_deadline: Option<Instant>,
+}
+
+impl StreamState {
+    pub(crate) fn new(outbound: bool, send_window: u32, flow: RecvWindow) -> Self {
+        StreamState {
+            outbound,
+            accepted: outbound,
+            acknowledged: false,
+            syn_pending: outbound,
+            ack_pending: false,
+            rst_pending: None,
+            in_control_queue: false,
+            in_send_queue: false,
+            send_buf: VecDeque::new(),
+            send_buffered: 0,
+            send_window: u64::from(send_window),
+            fin_queued: false,
+            fin_sent: false,
+            recv_buf: VecDeque::new(),
+            flow,
+            fin_received: false,
+            eof_read: false,
+            reset: None,
+            reset_observed: false,
+            want_readable: true,
+            want_writable: false,
+            open_deadline: None,
+            close_deadline: None,
+        }
+    }
+
+    /// Whether the data scheduler has something to send for this stream.
+    pub(crate) fn has_sendable(&self) -> bool {
+        self.reset.is_none()
+            && ((self.send_buffered > 0 && self.send_window > 0)
+                || (self.fin_queued && !self.fin_sent && self.send_buffered == 0))
+    }
+
+    /// Whether the stream is over and the application has seen how: its state can go.
+    pub(crate) fn is_finished(&self) -> bool {
+        match self.reset {
+            Some(_) => (self.reset_observed || !self.accepted) && self.rst_pending.is_none(),
+            None => self.fin_sent && self.eof_read,
+        }
+    }
+
+    /// Drops every buffered byte in both directions; returns the unsent bytes dropped.
+    pub(crate) fn discard_buffers(&mut self) -> usize {
+        self.recv_buf.clear();
+        self.send_buf.clear();
+        core::mem::take(&mut self.send_buffered)
+    }
+}
