@@ -158,7 +158,10 @@ impl Config {
             return Err(ConfigError::new("max_stream_window", "below initial_window"));
         }
         if self.receive_budget < u64::from(self.initial_window) {
-            return Err(ConfigError::new("receive_budget", "cannot hold one stream's initial window"));
+            return Err(ConfigError::new(
+                "receive_budget",
+                "cannot hold one stream's initial window",
+            ));
         }
         if !(MIN_MAX_FRAME_SIZE..=MAX_MAX_FRAME_SIZE).contains(&self.max_frame_size) {
             return Err(ConfigError::new("max_frame_size", "must be between 1 KiB and 16 MiB"));
@@ -182,7 +185,10 @@ impl Config {
             return Err(ConfigError::new("ping_timeout", "must be non-zero"));
         }
         if self.keepalive_interval.is_some_and(|interval| interval.is_zero()) {
-            return Err(ConfigError::new("keepalive_interval", "must be non-zero (use None to disable)"));
+            return Err(ConfigError::new(
+                "keepalive_interval",
+                "must be non-zero (use None to disable)",
+            ));
         }
         if self.limits.max_pending_control == 0 {
             return Err(ConfigError::new("limits.max_pending_control", "must be at least 1"));

@@ -132,7 +132,12 @@ impl core::ops::BitOrAssign for Flags {
 
 impl fmt::Debug for Flags {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let names = [(Flags::SYN, "SYN"), (Flags::ACK, "ACK"), (Flags::FIN, "FIN"), (Flags::RST, "RST")];
+        let names = [
+            (Flags::SYN, "SYN"),
+            (Flags::ACK, "ACK"),
+            (Flags::FIN, "FIN"),
+            (Flags::RST, "RST"),
+        ];
         let mut first = true;
         for (flag, name) in names {
             if self.contains(flag) {
@@ -334,7 +339,10 @@ mod tests {
     fn ping_needs_exactly_one_of_syn_and_ack() {
         for flags in [Flags::NONE, Flags::SYN | Flags::ACK] {
             let bytes = Header::new(FrameType::Ping, flags, 0, 1).encode(Profile::Native);
-            assert_eq!(Header::decode(&bytes, Profile::Native), Err(FrameError::PingFlags(flags)));
+            assert_eq!(
+                Header::decode(&bytes, Profile::Native),
+                Err(FrameError::PingFlags(flags))
+            );
         }
     }
 

@@ -166,7 +166,10 @@ impl fmt::Display for HandshakeError {
             HandshakeError::DuplicateHello => f.write_str("the peer sent a second hello"),
             HandshakeError::BadMagic => f.write_str("the peer's hello has the wrong magic: not a hawser peer"),
             HandshakeError::UnsupportedRevision(rev) => {
-                write!(f, "the peer speaks native revision {rev}, this side speaks {NATIVE_REVISION}")
+                write!(
+                    f,
+                    "the peer speaks native revision {rev}, this side speaks {NATIVE_REVISION}"
+                )
             }
             HandshakeError::Truncated => f.write_str("the peer's hello is malformed (wrong length)"),
             HandshakeError::TooLong(len) => write!(f, "the peer's hello is {len} bytes, more than {MAX_HELLO_LEN}"),
@@ -216,7 +219,10 @@ mod tests {
         let mut revision = good.clone();
         revision[5] = 9;
         assert_eq!(Settings::decode(&revision), Err(HandshakeError::UnsupportedRevision(9)));
-        assert_eq!(Settings::decode(&good[..good.len() - 1]), Err(HandshakeError::Truncated));
+        assert_eq!(
+            Settings::decode(&good[..good.len() - 1]),
+            Err(HandshakeError::Truncated)
+        );
         let mut duplicate = good.clone();
         duplicate[7] += 1;
         duplicate.extend_from_slice(&[0, 1, 0, 4, 0, 0]);

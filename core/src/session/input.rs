@@ -125,9 +125,7 @@ impl Session {
     fn fail_input(&mut self, err: InputError) {
         match err {
             InputError::Protocol(err) => self.fail(err),
-            InputError::Handshake(err) => {
-                self.fail_with(SessionError::Handshake(err), GoAwayCode::HANDSHAKE_FAILED)
-            }
+            InputError::Handshake(err) => self.fail_with(SessionError::Handshake(err), GoAwayCode::HANDSHAKE_FAILED),
         }
     }
 

@@ -429,7 +429,8 @@ impl Session {
     }
 
     fn push_control(&mut self, header: Header, payload: Bytes) {
-        self.session_control.push_back(Transmit::new(header, self.config.profile, payload));
+        self.session_control
+            .push_back(Transmit::new(header, self.config.profile, payload));
     }
 
     /// Queues a control reply the peer asked for, within the pending-control budget.
@@ -645,6 +646,10 @@ mod tests {
         let mut low_bits: Vec<u64> = (1..=64).map(|id| hash(id * 2) & 63).collect();
         low_bits.sort_unstable();
         low_bits.dedup();
-        assert!(low_bits.len() > 32, "sequential ids collide too often: {}", low_bits.len());
+        assert!(
+            low_bits.len() > 32,
+            "sequential ids collide too often: {}",
+            low_bits.len()
+        );
     }
 }

@@ -113,7 +113,11 @@ impl Session {
                     Profile::Yamux => 0,
                 };
                 self.stats.resets_sent += 1;
-                let transmit = Transmit::new(Header::new(FrameType::WindowUpdate, Flags::RST, id, length), profile, Bytes::new());
+                let transmit = Transmit::new(
+                    Header::new(FrameType::WindowUpdate, Flags::RST, id, length),
+                    profile,
+                    Bytes::new(),
+                );
                 self.maybe_release(id);
                 return Some(transmit);
             }
@@ -137,7 +141,11 @@ impl Session {
                 continue;
             }
             let flags = self.take_open_flags(id);
-            return Some(Transmit::new(Header::new(FrameType::WindowUpdate, flags, id, delta), profile, Bytes::new()));
+            return Some(Transmit::new(
+                Header::new(FrameType::WindowUpdate, flags, id, delta),
+                profile,
+                Bytes::new(),
+            ));
         }
         None
     }

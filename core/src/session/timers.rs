@@ -13,9 +13,13 @@ impl Session {
         if self.phase == Phase::Closed {
             return None;
         }
-        let keepalive = self.pings.iter().find(|p| p.keepalive).map_or(self.next_keepalive, |ping| {
-            Some(ping.sent_at + self.config.ping_timeout)
-        });
+        let keepalive = self
+            .pings
+            .iter()
+            .find(|p| p.keepalive)
+            .map_or(self.next_keepalive, |ping| {
+                Some(ping.sent_at + self.config.ping_timeout)
+            });
         [
             keepalive,
             self.handshake_deadline,

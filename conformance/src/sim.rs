@@ -1,0 +1,324 @@
+//! A deterministic two-party simulator for [`Session`]s.
+//!
+//! ```
+//! use hawser_conformance::sim::{Pair, Side, SimConfig};
+//! use hawser_core::{Config, Event};
+//!
+//! let mut pair = Pair::new(Config::default(), Config::default(), SimConfig::default());
+//! let id = pair.client.open(pair.now).unwrap();
+//! pair.client.stream(id).write_slice(b"ping").unwrap();
+//! pair.drive();
+//! assert!(pair.events(Side::Server).contains(&Event::IncomingStream));
+//! ```
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use hawser_core::{Config, Event, Instant, Role, Session};
+
+use crate::rng::Rng;
+
+/// One end of the pair.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Side {
+    /// The session created with [`Role::Client`].
+    Client,
+    /// The session created with [`Role::Server`].
+    Server,
+}
+
+impl Side {
+    /// The other end.
+    pub fn peer(self) -> Side {
+        match self {
+            Side::Client => Side::Server,
+            Side::Server => Side::Client,
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            Side::Client => 0,
+            Side::Server => 1,
+        }
+    }
+}
+
+/// The simulated link, the same in both directions.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// One-way delay of every byte.
+    pub latency: Duration,
+    /// Bytes per second, or `None` for infinitely fast.
+    pub bandwidth: Option<u64>,
+    /// The largest piece the byte stream is cut into; pieces are 1 to this many
+    /// bytes, at random. `None` delivers each frame whole.
+    pub max_chunk: Option<usize>,
+    /// Seed of the splitting and of anything else random in the run.
+    pub seed: u64,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            latency: Duration::from_millis(1),
+            bandwidth: None,
+            max_chunk: None,
+            seed: 1,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Link {
+    /// Bytes in flight, with the time each piece arrives (non-decreasing).
+    in_flight: VecDeque<(Instant, Bytes)>,
+    /// When the sender's last byte finishes serialising, under limited bandwidth.
+    busy_until: Instant,
+    bytes_carried: u64,
+}
+
+/// Two sessions joined by a simulated link, on simulated time.
+pub struct Pair {
+    /// The client session.
+    pub client: Session,
+    /// The server session.
+    pub server: Session,
+    /// The simulated current time.
+    pub now: Instant,
+    config: SimConfig,
+    links: [Link; 2],
+    events: [VecDeque<Event>; 2],
+    rng: Rng,
+    link_up: bool,
+}
+
+impl Pair {
+    /// Two sessions with the given configurations, at time zero.
+    ///
+    /// # Panics
+    /// If either configuration is invalid: this is test scaffolding.
+    pub fn new(client: Config, server: Config, config: SimConfig) -> Pair {
+        let now = Instant::ZERO;
+        Pair {
+            client: Session::new(Role::Client, client, now).expect("valid client config"),
+            server: Session::new(Role::Server, server, now).expect("valid server config"),
+            now,
+            rng: Rng::new(config.seed),
+            config,
+            links: Default::default(),
+            events: Default::default(),
+            link_up: true,
+        }
+    }
+
+    /// The session on `side`.
+    pub fn session(&mut self, side: Side) -> &mut Session {
+        match side {
+            Side::Client => &mut self.client,
+            Side::Server => &mut self.server,
+        }
+    }
+
+    /// The run's random generator (seeded from [`SimConfig::seed`]).
+    pub fn rng(&mut self) -> &mut Rng {
+        &mut self.rng
+    }
+
+    /// Events `side` has emitted and the test has not taken yet.
+    pub fn events(&self, side: Side) -> &VecDeque<Event> {
+        &self.events[side.index()]
+    }
+
+    /// Takes the events `side` has emitted so far.
+    pub fn take_events(&mut self, side: Side) -> Vec<Event> {
+        self.events[side.index()].drain(..).collect()
+    }
+
+    /// Bytes the link has carried from `side` to its peer.
+    pub fn bytes_carried(&self, from: Side) -> u64 {
+        self.links[from.index()].bytes_carried
+    }
+
+    /// Bytes sent by `side` that have not yet arrived.
+    pub fn in_flight(&self, from: Side) -> usize {
+        self.links[from.index()].in_flight.iter().map(|(_, b)| b.len()).sum()
+    }
+
+    /// Cuts the link: bytes in flight are lost and each side is told
+    /// [`Session::handle_link_lost`].
+    pub fn cut_link(&mut self) {
+        self.link_up = false;
+        for link in &mut self.links {
+            link.in_flight.clear();
+        }
+        let now = self.now;
+        self.client.handle_link_lost(now);
+        self.server.handle_link_lost(now);
+        self.collect_events();
+    }
+
+    /// Moves every queued frame onto the link and every due piece off it, and runs
+    /// due timers, until nothing moves at the current time. Returns whether anything
+    /// moved.
+    pub fn step_now(&mut self) -> bool {
+        let mut moved = false;
+        loop {
+            let mut progress = false;
+            for side in [Side::Client, Side::Server] {
+                progress |= self.flush(side);
+            }
+            for side in [Side::Client, Side::Server] {
+                progress |= self.deliver_due(side);
+            }
+            let now = self.now;
+            for side in [Side::Client, Side::Server] {
+                let session = self.session(side);
+                if session.poll_timeout().is_some_and(|at| at <= now) {
+                    session.handle_timeout(now);
+                    progress = true;
+                }
+            }
+            self.collect_events();
+            if !progress {
+                return moved;
+            }
+            moved = true;
+        }
+    }
+
+    /// Runs until the link is empty and nothing is queued, advancing time only to
+    /// deliver bytes in flight (timers that fall due on the way run too, but the
+    /// clock never jumps ahead just for a timer).
+    pub fn drive(&mut self) {
+        loop {
+            self.step_now();
+            match self.next_arrival() {
+                Some(at) => self.advance_to(at),
+                None => return,
+            }
+        }
+    }
+
+    /// Like [`drive`](Self::drive), then lets simulated time pass for `duration`,
+    /// running every timer and delivery on the way.
+    pub fn drive_for(&mut self, duration: Duration) {
+        let end = self.now + duration;
+        loop {
+            self.step_now();
+            let next = [
+                self.next_arrival(),
+                self.client.poll_timeout(),
+                self.server.poll_timeout(),
+            ]
+            .into_iter()
+            .flatten()
+            .filter(|at| *at <= end)
+            .min();
+            match next {
+                Some(at) => self.advance_to(at.max(self.now)),
+                None => break,
+            }
+        }
+        self.advance_to(end);
+        self.step_now();
+    }
+
+    /// Advances one delivery or timer, whichever is first; returns false when
+    /// nothing is pending at all.
+    pub fn step(&mut self) -> bool {
+        if self.step_now() {
+            return true;
+        }
+        let next = [
+            self.next_arrival(),
+            self.client.poll_timeout(),
+            self.server.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        match next {
+            Some(at) => {
+                self.advance_to(at.max(self.now));
+                self.step_now();
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn advance_to(&mut self, at: Instant) {
+        if at > self.now {
+            self.now = at;
+        }
+    }
+
+    fn next_arrival(&self) -> Option<Instant> {
+        self.links
+            .iter()
+            .filter_map(|l| l.in_flight.front().map(|(at, _)| *at))
+            .min()
+    }
+
+    fn collect_events(&mut self) {
+        for side in [Side::Client, Side::Server] {
+            while let Some(event) = self.session(side).poll_event() {
+                self.events[side.index()].push_back(event);
+            }
+        }
+    }
+
+    /// Moves `side`'s queued frames onto the link, cut into pieces.
+    fn flush(&mut self, side: Side) -> bool {
+        let now = self.now;
+        let mut bytes = BytesMut::new();
+        while let Some(transmit) = self.session(side).poll_transmit(now) {
+            bytes.extend_from_slice(transmit.header());
+            bytes.extend_from_slice(transmit.payload());
+        }
+        if bytes.is_empty() {
+            return false;
+        }
+        if !self.link_up {
+            return true;
+        }
+        let mut bytes = bytes.freeze();
+        while !bytes.is_empty() {
+            let take = match self.config.max_chunk {
+                Some(max) => (self.rng.range(1, max.max(1) as u64) as usize).min(bytes.len()),
+                None => bytes.len(),
+            };
+            let piece = bytes.split_to(take);
+            let link = &mut self.links[side.index()];
+            let start = link.busy_until.max(now);
+            let serialise = match self.config.bandwidth {
+                Some(bps) => Duration::from_nanos((piece.len() as u64).saturating_mul(1_000_000_000) / bps.max(1)),
+                None => Duration::ZERO,
+            };
+            link.busy_until = start + serialise;
+            let arrive = link.busy_until + self.config.latency;
+            link.bytes_carried += piece.len() as u64;
+            link.in_flight.push_back((arrive, piece));
+        }
+        true
+    }
+
+    /// Delivers the pieces that have arrived at the peer of `side`.
+    fn deliver_due(&mut self, from: Side) -> bool {
+        let now = self.now;
+        let mut delivered = false;
+        while let Some((at, _)) = self.links[from.index()].in_flight.front() {
+            if *at > now {
+                break;
+            }
+            let Some((_, piece)) = self.links[from.index()].in_flight.pop_front() else {
+                break;
+            };
+            self.session(from.peer()).handle_input(now, piece);
+            delivered = true;
+        }
+        delivered
+    }
+}
