@@ -228,6 +228,13 @@ impl Pair {
     /// Advances one delivery or timer, whichever is first; returns false when
     /// nothing is pending at all.
     pub fn step(&mut self) -> bool {
+        self.step_within(Duration::MAX)
+    }
+
+    /// Like [`step`](Self::step), but lets at most `max_advance` of simulated time
+    /// pass: an application that is still busy (reading slowly, opening later) is
+    /// not jumped over by an idle link straight to the next keepalive.
+    pub fn step_within(&mut self, max_advance: Duration) -> bool {
         if self.step_now() {
             return true;
         }
@@ -239,9 +246,10 @@ impl Pair {
         .into_iter()
         .flatten()
         .min();
+        let limit = self.now + max_advance;
         match next {
             Some(at) => {
-                self.advance_to(at.max(self.now));
+                self.advance_to(at.min(limit).max(self.now));
                 self.step_now();
                 true
             }

@@ -164,7 +164,7 @@ impl Config {
             ));
         }
         if !(MIN_MAX_FRAME_SIZE..=MAX_MAX_FRAME_SIZE).contains(&self.max_frame_size) {
-            return Err(ConfigError::new("max_frame_size", "must be between 1 KiB and 16 MiB"));
+            return Err(ConfigError::new("max_frame_size", "must be between 16 KiB and 16 MiB"));
         }
         if self.max_streams == 0 {
             return Err(ConfigError::new("max_streams", "must be at least 1"));

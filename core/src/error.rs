@@ -94,7 +94,7 @@ pub enum ProtocolError {
     WindowOverflow(StreamId),
     /// A SYN named an id of this side's parity.
     WrongParity(StreamId),
-    /// A SYN named a stream that is open, or (native) an id not above every earlier one.
+    /// A SYN named a stream that is already open.
     StreamReuse(StreamId),
     /// Native: a frame for a stream that was never opened.
     UnknownStream(StreamId),

@@ -13,7 +13,7 @@ pub const MAX_HELLO_LEN: u32 = 512;
 /// The smallest initial stream window a native peer may announce.
 pub const MIN_INITIAL_WINDOW: u32 = 16 * 1024;
 /// The smallest max frame size a native peer may announce.
-pub const MIN_MAX_FRAME_SIZE: u32 = 1024;
+pub const MIN_MAX_FRAME_SIZE: u32 = 16 * 1024;
 /// The largest max frame size a native peer may announce.
 pub const MAX_MAX_FRAME_SIZE: u32 = 16 * 1024 * 1024;
 

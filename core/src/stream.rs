@@ -1,7 +1,7 @@
 //! Stream identity and per-stream state.
 
 use alloc::collections::VecDeque;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use core::fmt;
 
 use crate::error::ResetCode;
@@ -52,7 +52,7 @@ pub(crate) struct StreamState {
     pub fin_queued: bool,
     pub fin_sent: bool,
 
-    pub recv_buf: VecDeque<Bytes>,
+    pub recv_buf: RecvBuffer,
     pub flow: RecvWindow,
     pub fin_received: bool,
     pub eof_read: bool,
@@ -81,7 +81,7 @@ impl StreamState {
             send_window: u64::from(send_window),
             fin_queued: false,
             fin_sent: false,
-            recv_buf: VecDeque::new(),
+            recv_buf: RecvBuffer::default(),
             flow,
             fin_received: false,
             eof_read: false,
@@ -104,7 +104,12 @@ impl StreamState {
     /// Whether the stream is over and the application has seen how: its state can go.
     pub(crate) fn is_finished(&self) -> bool {
         match self.reset {
-            Some(_) => (self.reset_observed || !self.accepted) && self.rst_pending.is_none(),
+            // An application that already read to the end and finished has nothing
+            // left to learn from the stream; the reset event told it the rest.
+            Some(_) => {
+                let seen = self.reset_observed || !self.accepted || (self.eof_read && self.fin_queued);
+                seen && self.rst_pending.is_none()
+            }
             None => self.fin_sent && self.eof_read,
         }
     }
@@ -114,5 +119,51 @@ impl StreamState {
         self.recv_buf.clear();
         self.send_buf.clear();
         core::mem::take(&mut self.send_buffered)
+    }
+}
+
+/// Payload slices shorter than this are copied out of the input (and coalesced),
+/// so that a tiny frame cannot pin a large input buffer, and a byte stream that
+/// arrives in tiny pieces is read back in large ones.
+pub(crate) const COPY_BELOW: usize = 512;
+
+/// Received bytes of one stream, in order: zero-copy slices of the input for large
+/// pieces, one growing buffer for runs of small ones.
+#[derive(Debug, Default)]
+pub(crate) struct RecvBuffer {
+    chunks: VecDeque<Bytes>,
+    tail: BytesMut,
+}
+
+impl RecvBuffer {
+    pub(crate) fn push(&mut self, chunk: Bytes) {
+        if chunk.len() < COPY_BELOW {
+            self.tail.extend_from_slice(&chunk);
+            return;
+        }
+        if !self.tail.is_empty() {
+            self.chunks.push_back(self.tail.split().freeze());
+        }
+        self.chunks.push_back(chunk);
+    }
+
+    /// Up to `max` (at least 1) bytes from the front, or `None` when empty.
+    pub(crate) fn pop(&mut self, max: usize) -> Option<Bytes> {
+        if let Some(front) = self.chunks.front_mut() {
+            if front.len() > max {
+                return Some(front.split_to(max));
+            }
+            return self.chunks.pop_front();
+        }
+        if self.tail.is_empty() {
+            return None;
+        }
+        let take = max.min(self.tail.len());
+        Some(self.tail.split_to(take).freeze())
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.chunks.clear();
+        self.tail = BytesMut::new();
     }
 }

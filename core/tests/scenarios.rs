@@ -81,14 +81,14 @@ fn writes_are_split_at_the_max_frame_size() {
     let mut client = Session::new(
         Role::Client,
         Config {
-            max_frame_size: 4096,
+            max_frame_size: 16 * 1024,
             ..Config::yamux()
         },
         Instant::ZERO,
     )
     .unwrap();
     let id = client.open(Instant::ZERO).unwrap();
-    client.stream(id).write(Bytes::from(vec![7u8; 10_000])).unwrap();
+    client.stream(id).write(Bytes::from(vec![7u8; 40_000])).unwrap();
     let mut sizes = Vec::new();
     while let Some(frame) = client.poll_transmit(Instant::ZERO) {
         let header = Header::decode(frame.header(), Profile::Yamux).unwrap();
@@ -96,7 +96,7 @@ fn writes_are_split_at_the_max_frame_size() {
             sizes.push(frame.payload().len());
         }
     }
-    assert_eq!(sizes, vec![4096, 4096, 1808]);
+    assert_eq!(sizes, vec![16384, 16384, 7232]);
 }
 
 #[test]

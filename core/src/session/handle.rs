@@ -59,13 +59,7 @@ impl<'a> Stream<'a> {
             return Err(ReadError::Reset(code));
         }
         let max = max.max(1);
-        if let Some(front) = stream.recv_buf.front_mut() {
-            let chunk = if front.len() <= max {
-                // front_mut() just returned Some, so the queue is not empty.
-                stream.recv_buf.pop_front().unwrap_or_default()
-            } else {
-                front.split_to(max)
-            };
+        if let Some(chunk) = stream.recv_buf.pop(max) {
             stream.flow.on_consumed(chunk.len());
             let update_due = stream.flow.update_due() && !stream.fin_received;
             if update_due {

@@ -16,10 +16,6 @@ use crate::settings::{HandshakeError, Settings, MAX_HELLO_LEN};
 use crate::stream::{StreamId, StreamState};
 use crate::time::Instant;
 
-/// Payload slices shorter than this are copied out of the input, so that a tiny
-/// frame cannot pin a large input buffer in a stream's receive queue.
-const COPY_BELOW: usize = 512;
-
 pub(super) struct Decoder {
     profile: Profile,
     state: DecodeState,
@@ -309,7 +305,9 @@ impl Session {
         if id % 2 != peer_parity {
             return Err(ProtocolError::WrongParity(StreamId(id)).into());
         }
-        if self.streams.contains_key(&id) || (self.decoder.profile == Profile::Native && id <= self.max_inbound_id) {
+        // Ids need not arrive in order: an idle open's SYN (a window update) may
+        // overtake the SYN of an earlier stream that rides on its first data frame.
+        if self.streams.contains_key(&id) {
             return Err(ProtocolError::StreamReuse(StreamId(id)).into());
         }
         if self.goaway_received.is_some() {
@@ -433,12 +431,7 @@ impl Session {
         if stream.reset.is_some() {
             return;
         }
-        let chunk = if chunk.len() < COPY_BELOW {
-            Bytes::copy_from_slice(&chunk)
-        } else {
-            chunk
-        };
-        stream.recv_buf.push_back(chunk);
+        stream.recv_buf.push(chunk);
         self.notify_readable(id);
     }
 

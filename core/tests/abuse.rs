@@ -1,0 +1,240 @@
+//! Hostile peers: each abuse has a budget, and exceeding it ends the session with
+//! a clear error instead of unbounded work or memory.
+
+use hawser_core::frame::{Flags, FrameType, Header};
+use hawser_core::{Config, GoAwayCode, Instant, Limits, Profile, ProtocolError, Role, Session, SessionError};
+
+fn frame(ty: FrameType, flags: Flags, stream: u32, length: u32, profile: Profile) -> Vec<u8> {
+    Header::new(ty, flags, stream, length).encode(profile).to_vec()
+}
+
+fn yamux_server(limits: Limits) -> Session {
+    let config = Config {
+        limits,
+        keepalive_interval: None,
+        ..Config::yamux()
+    };
+    Session::new(Role::Server, config, Instant::ZERO).unwrap()
+}
+
+fn protocol_error(session: &Session) -> Option<ProtocolError> {
+    match session.close_reason() {
+        Some(SessionError::Protocol(err)) => Some(err),
+        _ => None,
+    }
+}
+
+fn sent_go_away(session: &mut Session) -> Option<u32> {
+    let mut code = None;
+    while let Some(frame) = session.poll_transmit(Instant::ZERO) {
+        let header = Header::decode(frame.header(), session.profile()).unwrap();
+        if header.ty == FrameType::GoAway {
+            code = Some(header.length);
+        }
+    }
+    code
+}
+
+#[test]
+fn ping_flood_exceeds_the_ping_budget() {
+    let mut server = yamux_server(Limits::default());
+    let mut input = Vec::new();
+    for opaque in 0..200 {
+        input.extend(frame(FrameType::Ping, Flags::SYN, 0, opaque, Profile::Yamux));
+    }
+    server.handle_input_slice(Instant::ZERO, &input);
+    assert_eq!(protocol_error(&server), Some(ProtocolError::LimitExceeded("pings")));
+    assert_eq!(sent_go_away(&mut server), Some(GoAwayCode::PROTOCOL_ERROR.0));
+}
+
+#[test]
+fn pings_within_budget_are_all_answered() {
+    let mut server = yamux_server(Limits::default());
+    let mut input = Vec::new();
+    for opaque in 0..100 {
+        input.extend(frame(FrameType::Ping, Flags::SYN, 0, opaque, Profile::Yamux));
+    }
+    server.handle_input_slice(Instant::ZERO, &input);
+    assert!(!server.is_closed());
+    let mut pongs = Vec::new();
+    while let Some(frame) = server.poll_transmit(Instant::ZERO) {
+        let header = Header::decode(frame.header(), Profile::Yamux).unwrap();
+        assert_eq!((header.ty, header.flags), (FrameType::Ping, Flags::ACK));
+        pongs.push(header.length);
+    }
+    assert_eq!(pongs, (0..100).collect::<Vec<_>>());
+}
+
+#[test]
+fn peer_that_never_reads_replies_exceeds_the_pending_control_budget() {
+    let mut server = yamux_server(Limits {
+        max_pending_control: 10,
+        ..Limits::default()
+    });
+    let mut input = Vec::new();
+    for opaque in 0..11 {
+        input.extend(frame(FrameType::Ping, Flags::SYN, 0, opaque, Profile::Yamux));
+    }
+    server.handle_input_slice(Instant::ZERO, &input);
+    assert_eq!(
+        protocol_error(&server),
+        Some(ProtocolError::LimitExceeded("unsent control replies"))
+    );
+}
+
+#[test]
+fn empty_frame_flood_exceeds_its_budget() {
+    let mut server = yamux_server(Limits::default());
+    let mut input = frame(FrameType::WindowUpdate, Flags::SYN, 1, 0, Profile::Yamux);
+    for _ in 0..2000 {
+        input.extend(frame(FrameType::Data, Flags::NONE, 1, 0, Profile::Yamux));
+    }
+    server.handle_input_slice(Instant::ZERO, &input);
+    assert_eq!(
+        protocol_error(&server),
+        Some(ProtocolError::LimitExceeded("empty frames"))
+    );
+}
+
+#[test]
+fn open_and_reset_flood_exceeds_the_reset_budget() {
+    let mut server = yamux_server(Limits::default());
+    let mut input = Vec::new();
+    for i in 0..2000u32 {
+        let id = 2 * i + 1;
+        input.extend(frame(FrameType::WindowUpdate, Flags::SYN, id, 0, Profile::Yamux));
+        input.extend(frame(FrameType::WindowUpdate, Flags::RST, id, 0, Profile::Yamux));
+    }
+    server.handle_input_slice(Instant::ZERO, &input);
+    assert_eq!(
+        protocol_error(&server),
+        Some(ProtocolError::LimitExceeded("refused and reset streams"))
+    );
+}
+
+#[test]
+fn opened_then_reset_streams_leave_no_state_behind() {
+    let mut server = yamux_server(Limits::default());
+    let mut input = Vec::new();
+    for i in 0..500u32 {
+        let id = 2 * i + 1;
+        input.extend(frame(FrameType::WindowUpdate, Flags::SYN, id, 0, Profile::Yamux));
+        input.extend(frame(FrameType::WindowUpdate, Flags::RST, id, 0, Profile::Yamux));
+    }
+    server.handle_input_slice(Instant::ZERO, &input);
+    assert!(!server.is_closed());
+    assert_eq!(server.stream_count(), 0);
+    assert_eq!(server.pending_accepts(), 0);
+    assert_eq!(server.accept(), None);
+}
+
+#[test]
+fn syn_flood_is_refused_beyond_the_backlog() {
+    let mut server = yamux_server(Limits::default());
+    let mut input = Vec::new();
+    for i in 0..300u32 {
+        input.extend(frame(FrameType::WindowUpdate, Flags::SYN, 2 * i + 1, 0, Profile::Yamux));
+    }
+    server.handle_input_slice(Instant::ZERO, &input);
+    assert!(!server.is_closed());
+    assert_eq!(server.pending_accepts(), 256);
+    assert_eq!(server.stats().streams_refused, 44);
+    let resets = std::iter::from_fn(|| server.poll_transmit(Instant::ZERO))
+        .filter(|t| Header::decode(t.header(), Profile::Yamux).unwrap().flags == Flags::RST)
+        .count();
+    assert_eq!(resets, 44);
+}
+
+#[test]
+fn window_update_overflow_is_an_error() {
+    let mut server = yamux_server(Limits::default());
+    let mut input = frame(FrameType::WindowUpdate, Flags::SYN, 1, 0, Profile::Yamux);
+    input.extend(frame(FrameType::WindowUpdate, Flags::NONE, 1, u32::MAX, Profile::Yamux));
+    server.handle_input_slice(Instant::ZERO, &input);
+    assert!(matches!(
+        protocol_error(&server),
+        Some(ProtocolError::WindowOverflow(_))
+    ));
+}
+
+#[test]
+fn oversized_native_frame_is_refused_from_its_header_alone() {
+    let mut pair_client = Session::new(Role::Client, Config::default(), Instant::ZERO).unwrap();
+    let mut server = Session::new(Role::Server, Config::default(), Instant::ZERO).unwrap();
+    while let Some(frame) = pair_client.poll_transmit(Instant::ZERO) {
+        let (header, payload) = frame.into_parts();
+        server.handle_input_slice(Instant::ZERO, &header);
+        server.handle_input(Instant::ZERO, payload);
+    }
+    // Only the header of a 4 GiB frame: rejected before a byte of payload arrives.
+    server.handle_input_slice(
+        Instant::ZERO,
+        &frame(FrameType::Data, Flags::SYN, 1, u32::MAX, Profile::Native),
+    );
+    assert_eq!(
+        protocol_error(&server),
+        Some(ProtocolError::FrameTooLarge {
+            length: u32::MAX,
+            max: 64 * 1024
+        })
+    );
+}
+
+#[test]
+fn oversized_hello_is_refused_from_its_header_alone() {
+    let mut server = Session::new(Role::Server, Config::default(), Instant::ZERO).unwrap();
+    server.handle_input_slice(
+        Instant::ZERO,
+        &frame(FrameType::Hello, Flags::NONE, 0, 1 << 30, Profile::Native),
+    );
+    assert_eq!(
+        server.close_reason(),
+        Some(SessionError::Handshake(hawser_core::HandshakeError::TooLong(1 << 30)))
+    );
+}
+
+#[test]
+fn wrong_parity_and_reuse_are_errors() {
+    let mut server = yamux_server(Limits::default());
+    server.handle_input_slice(
+        Instant::ZERO,
+        &frame(FrameType::WindowUpdate, Flags::SYN, 2, 0, Profile::Yamux),
+    );
+    assert!(matches!(protocol_error(&server), Some(ProtocolError::WrongParity(_))));
+
+    let mut server = yamux_server(Limits::default());
+    let mut input = frame(FrameType::WindowUpdate, Flags::SYN, 1, 0, Profile::Yamux);
+    input.extend(frame(FrameType::WindowUpdate, Flags::SYN, 1, 0, Profile::Yamux));
+    server.handle_input_slice(Instant::ZERO, &input);
+    assert!(matches!(protocol_error(&server), Some(ProtocolError::StreamReuse(_))));
+}
+
+#[test]
+fn data_after_fin_is_an_error() {
+    let mut server = yamux_server(Limits::default());
+    let mut input = frame(
+        FrameType::WindowUpdate,
+        Flags::SYN.with(Flags::FIN),
+        1,
+        0,
+        Profile::Yamux,
+    );
+    input.extend(frame(FrameType::Data, Flags::NONE, 1, 1, Profile::Yamux));
+    input.push(0);
+    server.handle_input_slice(Instant::ZERO, &input);
+    assert!(matches!(protocol_error(&server), Some(ProtocolError::DataAfterFin(_))));
+}
+
+#[test]
+fn peer_opening_after_its_own_go_away_is_an_error() {
+    let mut server = yamux_server(Limits::default());
+    // A live stream keeps the session draining rather than closed.
+    let mut input = frame(FrameType::WindowUpdate, Flags::SYN, 1, 0, Profile::Yamux);
+    input.extend(frame(FrameType::GoAway, Flags::NONE, 0, 0, Profile::Yamux));
+    input.extend(frame(FrameType::WindowUpdate, Flags::SYN, 3, 0, Profile::Yamux));
+    server.handle_input_slice(Instant::ZERO, &input);
+    assert!(matches!(
+        protocol_error(&server),
+        Some(ProtocolError::OpenAfterGoAway(_))
+    ));
+}
