@@ -37,13 +37,16 @@ pub struct Config {
     /// rust-yamux, go-yamux and hashicorp/yamux peers.
     pub profile: Profile,
     /// The receive window each stream starts with. The yamux profile always starts at
-    /// 256 KiB (the spec's value) and grants anything above it with its first frame.
+    /// 256 KiB (the spec's value) and grants anything above it with a window update
+    /// once the stream is open.
     pub initial_window: u32,
     /// The largest receive window auto-tuning may grow one stream to.
     pub max_stream_window: u32,
     /// The session-wide receive budget: the sum of all streams' receive windows never
-    /// exceeds it, so the peer can never make this side buffer more. A stream that
-    /// would not fit is refused (inbound) or blocked (outbound).
+    /// exceeds it, so the peer can never make this side buffer more payload. A stream
+    /// that would not fit is refused (inbound) or blocked (outbound). Received pieces
+    /// of 512 bytes or more are kept as slices of the input buffers the caller passed
+    /// to `handle_input`, so resident memory also depends on how the caller sizes them.
     pub receive_budget: u64,
     /// The largest Data payload sent in one frame (writes are split at this size),
     /// and in the native profile the largest one accepted.
@@ -69,10 +72,11 @@ pub struct Config {
     /// How many pings in a row may be missed before the link is declared dead.
     pub max_missed_pings: u32,
     /// How long a locally opened stream may wait for the peer's acknowledgement
-    /// before it is reset; `None` waits forever.
+    /// before it is reset; `None` waits forever. [`Config::yamux`] sets `None`:
+    /// rust-yamux acknowledges a stream only when it first sends on it.
     pub open_timeout: Option<Duration>,
-    /// How long after this side finished or reset a stream the peer may take to
-    /// finish its side before the stream is reset; `None` waits forever.
+    /// How long after this side finished a stream the peer may take to finish its
+    /// side before the stream is reset; `None` waits forever.
     pub close_timeout: Option<Duration>,
     /// How long a go-away drain may last before the remaining streams are reset.
     pub drain_timeout: Duration,
@@ -135,10 +139,11 @@ impl Default for Config {
 }
 
 impl Config {
-    /// A yamux-profile configuration with the other defaults.
+    /// A yamux-profile configuration: the defaults, without an open timeout.
     pub fn yamux() -> Self {
         Config {
             profile: Profile::Yamux,
+            open_timeout: None,
             ..Config::default()
         }
     }

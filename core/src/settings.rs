@@ -32,7 +32,8 @@ pub struct Settings {
     pub initial_window: u32,
     /// The largest Data payload the sender of the hello accepts in one frame.
     pub max_frame_size: u32,
-    /// How many streams opened by the other side the sender accepts at once.
+    /// How many streams the sender allows open at once (both directions counted);
+    /// the receiver never has more than this many of its own streams open.
     pub max_streams: u32,
     /// The sender's keepalive interval in milliseconds (0: none). Informational.
     pub keepalive_ms: u32,
@@ -103,6 +104,12 @@ impl Settings {
             return Err(HandshakeError::SettingOutOfRange {
                 setting: "initial_window",
                 value: settings.initial_window,
+            });
+        }
+        if settings.max_streams == 0 {
+            return Err(HandshakeError::SettingOutOfRange {
+                setting: "max_streams",
+                value: 0,
             });
         }
         if !(MIN_MAX_FRAME_SIZE..=MAX_MAX_FRAME_SIZE).contains(&settings.max_frame_size) {

@@ -226,15 +226,49 @@ fn data_after_fin_is_an_error() {
 }
 
 #[test]
-fn peer_opening_after_its_own_go_away_is_an_error() {
+fn peer_opening_after_its_own_go_away_is_refused_in_yamux_and_an_error_in_native() {
     let mut server = yamux_server(Limits::default());
     // A live stream keeps the session draining rather than closed.
     let mut input = frame(FrameType::WindowUpdate, Flags::SYN, 1, 0, Profile::Yamux);
     input.extend(frame(FrameType::GoAway, Flags::NONE, 0, 0, Profile::Yamux));
     input.extend(frame(FrameType::WindowUpdate, Flags::SYN, 3, 0, Profile::Yamux));
     server.handle_input_slice(Instant::ZERO, &input);
+    assert!(!server.is_closed());
+    assert_eq!(server.stats().streams_refused, 1, "stream 3 is refused");
+
+    let mut client = Session::new(Role::Client, Config::default(), Instant::ZERO).unwrap();
+    let mut server = Session::new(Role::Server, Config::default(), Instant::ZERO).unwrap();
+    let mut input = Vec::new();
+    while let Some(transmit) = client.poll_transmit(Instant::ZERO) {
+        transmit.write_to(&mut input);
+    }
+    input.extend(frame(FrameType::WindowUpdate, Flags::SYN, 1, 0, Profile::Native));
+    input.extend(frame(FrameType::GoAway, Flags::NONE, 0, 0, Profile::Native));
+    input.extend(frame(FrameType::WindowUpdate, Flags::SYN, 3, 0, Profile::Native));
+    server.handle_input_slice(Instant::ZERO, &input);
     assert!(matches!(
         protocol_error(&server),
         Some(ProtocolError::OpenAfterGoAway(_))
     ));
+}
+
+#[test]
+fn frames_that_change_nothing_are_budgeted_even_with_flags() {
+    let mut server = yamux_server(Limits::default());
+    let mut input = frame(
+        FrameType::WindowUpdate,
+        Flags::SYN.with(Flags::FIN),
+        1,
+        0,
+        Profile::Yamux,
+    );
+    // A repeated FIN changes nothing, however often it comes.
+    for _ in 0..2000 {
+        input.extend(frame(FrameType::WindowUpdate, Flags::FIN, 1, 0, Profile::Yamux));
+    }
+    server.handle_input_slice(Instant::ZERO, &input);
+    assert_eq!(
+        protocol_error(&server),
+        Some(ProtocolError::LimitExceeded("empty frames"))
+    );
 }

@@ -701,3 +701,39 @@ fn frames_for_never_opened_streams_fail_native() {
         Some(SessionError::Protocol(ProtocolError::UnknownStream(_)))
     ));
 }
+
+#[test]
+fn tokio_yamux_style_ack_rst_reads_as_refused() {
+    let mut client = Session::new(Role::Client, Config::yamux(), Instant::ZERO).unwrap();
+    let id = client.open(Instant::ZERO).unwrap();
+    while client.poll_transmit(Instant::ZERO).is_some() {}
+    let refusal = Header::new(FrameType::WindowUpdate, Flags::ACK.with(Flags::RST), id.raw(), 0).encode(Profile::Yamux);
+    client.handle_input_slice(Instant::ZERO, &refusal);
+    assert_eq!(client.stream(id).read(1), Err(ReadError::Reset(ResetCode::REFUSED)));
+}
+
+#[test]
+fn handshake_failure_reaches_the_peer_as_a_go_away_after_our_hello() {
+    // A native server refusing a bad hello still sends its own hello first, so the
+    // client can decode the go-away and report the code.
+    let mut server = Session::new(Role::Server, Config::default(), Instant::ZERO).unwrap();
+    let mut bad = Header::new(FrameType::Hello, Flags::NONE, 0, 4)
+        .encode(Profile::Native)
+        .to_vec();
+    bad.extend_from_slice(b"NOPE");
+    server.handle_input_slice(Instant::ZERO, &bad);
+    assert_eq!(
+        server.close_reason(),
+        Some(SessionError::Handshake(HandshakeError::BadMagic))
+    );
+    let mut client = Session::new(Role::Client, Config::default(), Instant::ZERO).unwrap();
+    while let Some(transmit) = server.poll_transmit(Instant::ZERO) {
+        let (header, payload) = transmit.into_parts();
+        client.handle_input_slice(Instant::ZERO, &header);
+        client.handle_input(Instant::ZERO, payload);
+    }
+    assert_eq!(
+        client.close_reason(),
+        Some(SessionError::PeerGoAway(GoAwayCode::HANDSHAKE_FAILED))
+    );
+}

@@ -126,7 +126,8 @@ impl Session {
     }
 
     fn on_header(&mut self, now: Instant, header: Header) -> Result<(), InputError> {
-        if self.decoder.profile == Profile::Native && self.peer_settings.is_none() && header.ty != FrameType::Hello {
+        let before_hello_ok = matches!(header.ty, FrameType::Hello | FrameType::GoAway);
+        if self.decoder.profile == Profile::Native && self.peer_settings.is_none() && !before_hello_ok {
             return Err(InputError::Handshake(HandshakeError::ExpectedHello));
         }
         match header.ty {
@@ -211,6 +212,8 @@ impl Session {
             self.check_unknown_stream(id)?;
             return Ok(false);
         }
+        // Judged before this frame's own ACK: tokio-yamux refuses with ACK|RST.
+        let acknowledged_before = self.streams.get(&id).is_some_and(|s| s.acknowledged);
         if header.flags.contains(Flags::ACK) {
             self.on_ack(id);
         }
@@ -218,8 +221,7 @@ impl Session {
             let code = match self.decoder.profile {
                 Profile::Native if header.ty == FrameType::WindowUpdate => ResetCode(header.length),
                 _ => {
-                    let acknowledged = self.streams.get(&id).is_some_and(|s| s.acknowledged);
-                    if acknowledged {
+                    if acknowledged_before {
                         ResetCode::CANCEL
                     } else {
                         ResetCode::REFUSED
@@ -240,9 +242,25 @@ impl Session {
                 max: self.config.max_frame_size,
             }));
         }
-        if len == 0 && header.flags.is_empty() && !self.empty_frame_budget.spend(now) {
+        let effects = self.input_effects;
+        let result = self.on_data_frame(now, header);
+        if len == 0 && self.input_effects == effects {
+            self.spend_empty_frame(now)?;
+        }
+        result
+    }
+
+    /// Frames that change nothing (no payload, no flag or delta with an effect)
+    /// cost the peer nothing to send; they are budgeted.
+    fn spend_empty_frame(&mut self, now: Instant) -> Result<(), InputError> {
+        if !self.empty_frame_budget.spend(now) {
             return Err(ProtocolError::LimitExceeded("empty frames").into());
         }
+        Ok(())
+    }
+
+    fn on_data_frame(&mut self, now: Instant, header: Header) -> Result<(), InputError> {
+        let len = header.length;
         let id = header.stream_id;
         if !self.on_stream_flags(now, header)? {
             self.expect_payload(header, Sink::Discard);
@@ -275,9 +293,15 @@ impl Session {
     }
 
     fn on_window_update(&mut self, now: Instant, header: Header) -> Result<(), InputError> {
-        if header.length == 0 && header.flags.is_empty() && !self.empty_frame_budget.spend(now) {
-            return Err(ProtocolError::LimitExceeded("empty frames").into());
+        let effects = self.input_effects;
+        let result = self.on_window_update_frame(now, header);
+        if header.length == 0 && self.input_effects == effects {
+            self.spend_empty_frame(now)?;
         }
+        result
+    }
+
+    fn on_window_update_frame(&mut self, now: Instant, header: Header) -> Result<(), InputError> {
         let id = header.stream_id;
         if !self.on_stream_flags(now, header)? {
             return Ok(());
@@ -288,6 +312,9 @@ impl Session {
                 return Err(ProtocolError::WindowOverflow(StreamId(id)).into());
             }
             stream.send_window = window;
+            if header.length > 0 {
+                self.input_effects += 1;
+            }
             self.queue_send(id);
         }
         if header.flags.contains(Flags::FIN) {
@@ -298,6 +325,7 @@ impl Session {
 
     /// A SYN from the peer. Returns whether a stream now exists for it.
     fn on_syn(&mut self, now: Instant, id: u32) -> Result<bool, InputError> {
+        self.input_effects += 1;
         let peer_parity = match self.role {
             crate::Role::Client => 0,
             crate::Role::Server => 1,
@@ -310,12 +338,15 @@ impl Session {
         if self.streams.contains_key(&id) {
             return Err(ProtocolError::StreamReuse(StreamId(id)).into());
         }
-        if self.goaway_received.is_some() {
+        // The yamux spec does not forbid it, and some yamux peers keep opening after
+        // their own go-away: refuse the stream there; in native it is an error.
+        if self.goaway_received.is_some() && self.decoder.profile == Profile::Native {
             return Err(ProtocolError::OpenAfterGoAway(StreamId(id)).into());
         }
         self.max_inbound_id = self.max_inbound_id.max(id);
         let initial = u64::from(self.config.initial_window);
         let refuse = self.phase != Phase::Open
+            || self.goaway_received.is_some()
             || self.streams.len() >= self.config.max_streams
             || self.accept_queue.len() >= self.config.accept_backlog
             || self.window_total + initial > self.config.receive_budget;
@@ -377,6 +408,7 @@ impl Session {
             return;
         }
         stream.acknowledged = true;
+        self.input_effects += 1;
         self.unacknowledged_opens -= 1;
         if let Some(deadline) = stream.open_deadline.take() {
             self.open_deadlines.remove(&(deadline, id));
@@ -387,6 +419,7 @@ impl Session {
 
     fn on_peer_reset(&mut self, now: Instant, id: u32, code: ResetCode) -> Result<(), InputError> {
         self.stats.resets_received += 1;
+        self.input_effects += 1;
         if !self.reset_budget.spend(now) {
             return Err(ProtocolError::LimitExceeded("refused and reset streams").into());
         }
@@ -417,6 +450,7 @@ impl Session {
             return;
         }
         stream.fin_received = true;
+        self.input_effects += 1;
         if let Some(deadline) = stream.close_deadline.take() {
             self.close_deadlines.remove(&(deadline, id));
         }

@@ -135,6 +135,8 @@ pub struct Session {
     goaway_received: Option<GoAwayCode>,
 
     decoder: Decoder,
+    /// Counts input that changed state; frames that leave it unchanged are budgeted.
+    input_effects: u64,
     stats: Stats,
 }
 
@@ -191,6 +193,7 @@ impl Session {
             goaway_sent: false,
             goaway_received: None,
             decoder: Decoder::new(config.profile),
+            input_effects: 0,
             stats: Stats::default(),
             config,
         };
@@ -286,6 +289,9 @@ impl Session {
         if self.phase == Phase::Closed {
             return Err(PingError::SessionClosed);
         }
+        let timeout = self.config.ping_timeout;
+        // Unanswered explicit pings are forgotten after the ping timeout.
+        self.pings.retain(|p| p.keepalive || p.sent_at + timeout > now);
         if self.pings.iter().filter(|p| !p.keepalive).count() >= MAX_USER_PINGS {
             return Err(PingError::Blocked);
         }
@@ -296,6 +302,9 @@ impl Session {
     /// Starts a graceful shutdown: a go-away with `code` is sent, no new streams are
     /// opened or accepted, live streams carry on, and the session closes when the
     /// last one finishes or `drain_timeout` passes (then the rest are reset).
+    ///
+    /// Use [`GoAwayCode::NORMAL`] to drain: a peer that receives an error code
+    /// (anything else) ends the session at once, as yamux peers do for every code.
     pub fn go_away(&mut self, now: Instant, code: GoAwayCode) -> Result<(), ClosedError> {
         if self.phase == Phase::Closed {
             return Err(ClosedError::SessionClosed);
@@ -538,8 +547,8 @@ impl Session {
     }
 
     fn fail_with(&mut self, err: SessionError, code: GoAwayCode) {
-        // Replies the peer asked for are moot now; the go-away is what it needs.
-        self.session_control.clear();
+        // What is queued (our hello among it) still goes out first, so that the peer
+        // can decode the go-away that explains the failure.
         self.goaway_sent = false;
         self.send_go_away(code);
         self.terminate(Some(err));

@@ -78,6 +78,14 @@ impl Session {
             self.drain_deadline = None;
             let ids: alloc::vec::Vec<u32> = self.streams.keys().copied().collect();
             for id in ids {
+                // The event tells the application; the stream goes with its reset frame.
+                if self.streams.get(&id).is_some_and(|s| s.accepted && s.reset.is_none()) {
+                    let code = ResetCode::DRAIN_TIMEOUT;
+                    self.events.push_back(Event::StreamReset {
+                        id: crate::StreamId(id),
+                        code,
+                    });
+                }
                 self.reset_stream(id, ResetCode::DRAIN_TIMEOUT, true);
             }
             // Each stream leaves as its reset goes out; the last one ends the session.
