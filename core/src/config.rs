@@ -92,8 +92,8 @@ pub struct Config {
 pub struct Limits {
     /// Ping requests the peer may send per second.
     pub pings_per_second: u32,
-    /// Frames that carry nothing (empty Data or zero-delta WindowUpdate without
-    /// flags) the peer may send per second.
+    /// Zero-length frames that change nothing (no payload, no window delta, no
+    /// flag with an effect, such as a repeated FIN) the peer may send per second.
     pub empty_frames_per_second: u32,
     /// Stream resets and refused opens the peer may cause per second (open+reset floods).
     pub resets_per_second: u32,

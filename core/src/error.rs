@@ -227,7 +227,8 @@ pub enum ClosedError {
 /// Why [`Session::ping`](crate::Session::ping) sent nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PingError {
-    /// Too many pings are already in flight; an event for one of them follows.
+    /// Too many pings are already in flight; retry after a `Pong` event or after
+    /// the ping timeout, when unanswered pings are forgotten.
     Blocked,
     /// The session has ended.
     SessionClosed,

@@ -81,8 +81,9 @@
 //! - Memory is bounded by [`Config`]: receive windows sum to at most
 //!   `receive_budget`, send buffers to `session_send_buffer`, and every queue the
 //!   peer can grow has a budget in [`Limits`].
-//! - Received payload is handed out as [`bytes::Bytes`] slices of the input;
-//!   outgoing frames are a header plus the application's own `Bytes`.
+//! - Received payload is handed out as [`bytes::Bytes`] slices of the input
+//!   (pieces under 512 bytes are copied and coalesced instead); outgoing frames
+//!   are a header plus the application's own `Bytes`.
 //! - Deterministic: no randomness, no clock, no random hashing.
 
 #![no_std]
