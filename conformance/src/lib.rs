@@ -7,9 +7,14 @@
 //!   the same seed gives the same run.
 //! - [`rng`]: the small seeded generator the simulator uses, for tests that want the
 //!   same determinism.
+//! - [`harness`] and [`scenarios`]: the scenarios every adapter must pass, written
+//!   once; an adapter implements [`harness::Harness`] and invokes
+//!   [`conformance_tests!`] to get them all as tests named `conformance::*`.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod harness;
 pub mod rng;
+pub mod scenarios;
 pub mod sim;

@@ -162,6 +162,10 @@ impl RecvBuffer {
         Some(self.tail.split_to(take).freeze())
     }
 
+    pub(crate) fn is_empty(&self) -> bool {
+        self.chunks.is_empty() && self.tail.is_empty()
+    }
+
     pub(crate) fn clear(&mut self) {
         self.chunks.clear();
         self.tail = BytesMut::new();

@@ -737,3 +737,28 @@ fn handshake_failure_reaches_the_peer_as_a_go_away_after_our_hello() {
         Some(SessionError::PeerGoAway(GoAwayCode::HANDSHAKE_FAILED))
     );
 }
+
+#[test]
+fn data_that_arrived_before_the_link_was_lost_can_still_be_read() {
+    let mut pair = pair(Profile::Yamux);
+    let finished = pair.client.open(pair.now).unwrap();
+    write_all_now(&mut pair.client, finished, b"complete");
+    pair.client.stream(finished).finish().unwrap();
+    let cut_short = pair.client.open(pair.now).unwrap();
+    write_all_now(&mut pair.client, cut_short, b"partial");
+    pair.drive();
+    accept_all(&mut pair, Side::Server);
+    pair.cut_link();
+    assert_eq!(pair.server.close_reason(), Some(SessionError::LinkLost));
+    // A finished stream reads to its end; an unfinished one reads what came, then fails.
+    assert_eq!(read_available(&mut pair.server, finished), (b"complete".to_vec(), true));
+    assert_eq!(
+        pair.server.stream(cut_short).read(100).unwrap().unwrap().as_ref(),
+        b"partial"
+    );
+    assert_eq!(pair.server.stream(cut_short).read(100), Err(ReadError::SessionClosed));
+    assert_eq!(
+        pair.server.stream(cut_short).write(Bytes::from_static(b"x")),
+        Err(WriteError::SessionClosed)
+    );
+}

@@ -48,6 +48,9 @@ impl<'a> Stream<'a> {
     /// [`Event::Readable`](crate::Event::Readable) follows when there is.
     pub fn read(&mut self, max: usize) -> Result<Option<Bytes>, ReadError> {
         let id = self.id.0;
+        if self.session.phase == Phase::Closed {
+            return self.read_after_close(max);
+        }
         let stream = match self.lookup() {
             Lookup::Live(stream) => stream,
             Lookup::Unknown => return Err(ReadError::UnknownStream),
@@ -74,6 +77,27 @@ impl<'a> Stream<'a> {
         }
         stream.want_readable = true;
         Err(ReadError::Blocked)
+    }
+
+    /// After the session ended, what had already arrived can still be read; then
+    /// the stream ends (if the peer had finished it) or reports the closed session.
+    fn read_after_close(&mut self, max: usize) -> Result<Option<Bytes>, ReadError> {
+        let streams = &mut self.session.streams;
+        let Some(stream) = streams.get_mut(&self.id.0) else {
+            return Err(ReadError::SessionClosed);
+        };
+        if let Some(chunk) = stream.recv_buf.pop(max.max(1)) {
+            return Ok(Some(chunk));
+        }
+        let finished = stream.fin_received;
+        let window = u64::from(stream.flow.window());
+        streams.remove(&self.id.0);
+        self.session.window_total -= window;
+        if finished {
+            Ok(None)
+        } else {
+            Err(ReadError::SessionClosed)
+        }
     }
 
     /// Reads into `buf`, copying; returns the number of bytes read, 0 at the end of

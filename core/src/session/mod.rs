@@ -314,9 +314,9 @@ impl Session {
         Ok(())
     }
 
-    /// Closes the session at once: a go-away with `code` is sent, every stream is
-    /// dropped (operations on them return `SessionClosed`), and only the go-away is
-    /// left to transmit.
+    /// Closes the session at once: a go-away with `code` is sent, every stream stops
+    /// (writes return `SessionClosed`; reads return what had already arrived, then
+    /// `SessionClosed`), and only the go-away is left to transmit.
     pub fn close(&mut self, code: GoAwayCode) {
         if self.phase == Phase::Closed {
             return;
@@ -402,7 +402,8 @@ impl Session {
         self.missed_pings
     }
 
-    /// Streams currently open (both directions, including ones waiting to be accepted).
+    /// Streams currently open (both directions, including ones waiting to be
+    /// accepted); after the session closed, streams with received data still unread.
     pub fn stream_count(&self) -> usize {
         self.streams.len()
     }
@@ -519,7 +520,15 @@ impl Session {
         }
         self.phase = Phase::Closed;
         self.close_reason = reason;
-        self.streams.clear();
+        // Received data stays readable (and a received FIN still reads as the end of
+        // the stream); everything else about the streams is gone.
+        self.streams.retain(|_, s| {
+            s.accepted && s.reset.is_none() && (!s.recv_buf.is_empty() || (s.fin_received && !s.eof_read))
+        });
+        for stream in self.streams.values_mut() {
+            stream.send_buf.clear();
+            stream.send_buffered = 0;
+        }
         self.accept_queue.clear();
         self.stream_control.clear();
         self.send_queue.clear();
@@ -527,7 +536,7 @@ impl Session {
         self.open_deadlines.clear();
         self.close_deadlines.clear();
         self.pings.clear();
-        self.window_total = 0;
+        self.window_total = self.streams.values().map(|s| u64::from(s.flow.window())).sum();
         self.send_buffered_total = 0;
         self.outbound_live = 0;
         self.unacknowledged_opens = 0;

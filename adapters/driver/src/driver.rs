@@ -1,0 +1,231 @@
+//! The link driver: one future per session that reads the link into the session,
+//! writes the session's frames to the link (vectored, many frames per call), and
+//! runs the session's timers.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant as StdInstant;
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use crate::shared::{Shared, SharedRef};
+
+/// A byte link in poll form; each adapter implements it for its runtime's I/O traits.
+pub trait Link {
+    /// Reads into `buf`; `Ok(0)` is end of file.
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>>;
+    /// Writes from `bufs` in order, returning how many bytes were taken.
+    fn poll_write_vectored(&mut self, cx: &mut Context<'_>, bufs: &[IoSlice<'_>]) -> Poll<io::Result<usize>>;
+    /// Flushes buffered output.
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+    /// Shuts the write side down.
+    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
+}
+
+/// A timer in poll form; each adapter implements it with its runtime's sleep.
+pub trait Timer {
+    /// Ready once `deadline` has passed.
+    fn poll_until(&mut self, cx: &mut Context<'_>, deadline: StdInstant) -> Poll<()>;
+}
+
+/// How many bytes one read asks for.
+const READ_BUFFER: usize = 256 * 1024;
+/// How many bytes of frames are taken from the session before they are written.
+const WRITE_BATCH: usize = 512 * 1024;
+/// How many slices one vectored write passes at most.
+const MAX_SLICES: usize = 64;
+/// How many reads or writes one poll does before yielding to other tasks.
+const OPS_PER_POLL: usize = 32;
+
+/// Drives one session over one link until the session ends; resolves to the
+/// session's close reason as an `io::Result`.
+pub struct Driver<L, T> {
+    shared: SharedRef,
+    link: L,
+    timer: T,
+    read_buf: BytesMut,
+    /// Frames taken from the session and not yet fully written.
+    out: VecDeque<Bytes>,
+    out_bytes: usize,
+    read_closed: bool,
+    shut_down: bool,
+}
+
+impl<L: Link + Unpin, T: Timer + Unpin> Driver<L, T> {
+    /// A driver for `shared` over `link`.
+    pub fn new(shared: SharedRef, link: L, timer: T) -> Self {
+        Driver {
+            shared,
+            link,
+            timer,
+            read_buf: BytesMut::new(),
+            out: VecDeque::new(),
+            out_bytes: 0,
+            read_closed: false,
+            shut_down: false,
+        }
+    }
+
+    fn poll_reads(&mut self, cx: &mut Context<'_>) -> bool {
+        for _ in 0..OPS_PER_POLL {
+            if self.read_closed {
+                return false;
+            }
+            if self.read_buf.capacity() < READ_BUFFER / 4 {
+                self.read_buf = BytesMut::with_capacity(READ_BUFFER);
+            }
+            let start = self.read_buf.len();
+            let spare = self.read_buf.capacity() - start;
+            self.read_buf.resize(start + spare, 0);
+            let result = self.link.poll_read(cx, &mut self.read_buf[start..]);
+            let n = match result {
+                Poll::Ready(Ok(n)) => n,
+                Poll::Ready(Err(err)) => {
+                    self.read_buf.truncate(start);
+                    tracing::debug!(%err, "link read failed");
+                    self.link_lost();
+                    return false;
+                }
+                Poll::Pending => {
+                    self.read_buf.truncate(start);
+                    return false;
+                }
+            };
+            self.read_buf.truncate(start + n);
+            if n == 0 {
+                tracing::debug!("link closed by the peer");
+                self.link_lost();
+                return false;
+            }
+            let input = self.read_buf.split().freeze();
+            let mut shared = Shared::lock(&self.shared);
+            let now = shared.now();
+            shared.session().handle_input(now, input);
+            shared.dispatch_events();
+        }
+        // Still more to read: come back after other tasks had a turn.
+        cx.waker().wake_by_ref();
+        true
+    }
+
+    fn link_lost(&mut self) {
+        self.read_closed = true;
+        let mut shared = Shared::lock(&self.shared);
+        let now = shared.now();
+        shared.session().handle_link_lost(now);
+        shared.dispatch_events();
+        self.out.clear();
+        self.out_bytes = 0;
+    }
+
+    fn take_transmits(&mut self) {
+        if self.out_bytes >= WRITE_BATCH {
+            return;
+        }
+        let mut shared = Shared::lock(&self.shared);
+        let now = shared.now();
+        while self.out_bytes < WRITE_BATCH {
+            let Some(transmit) = shared.session().poll_transmit(now) else {
+                break;
+            };
+            let (header, payload) = transmit.into_parts();
+            self.out_bytes += header.len() + payload.len();
+            self.out.push_back(Bytes::copy_from_slice(&header));
+            if !payload.is_empty() {
+                self.out.push_back(payload);
+            }
+        }
+        shared.dispatch_events();
+        shared.wake_flushed();
+    }
+
+    /// Writes what is queued; returns Ready(Err) when the link failed.
+    fn poll_writes(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        for _ in 0..OPS_PER_POLL {
+            self.take_transmits();
+            if self.out.is_empty() {
+                return self.link.poll_flush(cx);
+            }
+            let slices: Vec<IoSlice<'_>> = self.out.iter().take(MAX_SLICES).map(|b| IoSlice::new(b)).collect();
+            let written = match self.link.poll_write_vectored(cx, &slices) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => n,
+                Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+                Poll::Pending => return Poll::Pending,
+            };
+            self.out_bytes -= written;
+            let mut left = written;
+            while left > 0 {
+                let Some(front) = self.out.front_mut() else { break };
+                if front.len() <= left {
+                    left -= front.len();
+                    self.out.pop_front();
+                } else {
+                    front.advance(left);
+                    left = 0;
+                }
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
+    fn poll_timer(&mut self, cx: &mut Context<'_>) -> bool {
+        let deadline = {
+            let shared = Shared::lock(&self.shared);
+            match shared.session_ref().poll_timeout() {
+                Some(at) => shared.to_std(at),
+                None => return false,
+            }
+        };
+        if self.timer.poll_until(cx, deadline).is_pending() {
+            return false;
+        }
+        let mut shared = Shared::lock(&self.shared);
+        let now = shared.now();
+        shared.session().handle_timeout(now);
+        shared.dispatch_events();
+        true
+    }
+}
+
+impl<L: Link + Unpin, T: Timer + Unpin> Future for Driver<L, T> {
+    type Output = io::Result<()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        Shared::lock(&this.shared).register_driver(cx.waker());
+        loop {
+            this.poll_reads(cx);
+            let write_result = this.poll_writes(cx);
+            if let Poll::Ready(Err(err)) = write_result {
+                tracing::debug!(%err, "link write failed");
+                this.link_lost();
+            }
+            let fired = this.poll_timer(cx);
+            let (closed, reason) = {
+                let shared = Shared::lock(&this.shared);
+                (shared.session_ref().is_closed(), shared.session_ref().close_reason())
+            };
+            if closed && (this.out.is_empty() || this.read_closed) {
+                // Everything the session had to say (a final go-away) is out.
+                if !this.shut_down && !this.read_closed {
+                    match this.link.poll_shutdown(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(_) => this.shut_down = true,
+                    }
+                }
+                return Poll::Ready(match reason {
+                    None => Ok(()),
+                    Some(err) => Err(err.into()),
+                });
+            }
+            if !fired {
+                return Poll::Pending;
+            }
+        }
+    }
+}

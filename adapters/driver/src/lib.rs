@@ -1,0 +1,32 @@
+//! # hawser-driver
+//!
+//! What the hawser adapters share, whatever the runtime:
+//! - [`Shared`]: the core [`hawser_core::Session`] behind a mutex, with the wakers
+//!   of every task (or thread) waiting on a stream, an accept or an open;
+//! - [`StreamCore`]: the poll-style stream operations that each adapter wraps in
+//!   its ecosystem's I/O traits;
+//! - [`Driver`]: a future that moves bytes between a [`Link`] and the session and
+//!   keeps the session's timers with a [`Timer`]; the async adapters spawn it.
+//!
+//! The lock is never held across I/O: the driver takes what the session wants to
+//! send under the lock, releases it, and writes.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod driver;
+mod shared;
+mod stream;
+
+pub use driver::{Driver, Link, Timer};
+pub use shared::{Health, Shared, SharedRef};
+pub use stream::StreamCore;
+
+/// Turns a session error into the `io::Error` every stream operation reports
+/// after the session ended.
+pub fn session_closed_error(reason: Option<hawser_core::SessionError>) -> std::io::Error {
+    match reason {
+        Some(err) => err.into(),
+        None => std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "the session is closed"),
+    }
+}

@@ -1,0 +1,260 @@
+//! The session state every handle of one session shares.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Waker;
+use std::time::{Duration, Instant as StdInstant};
+
+use hawser_core::{Config, Event, Instant, Role, Session, SessionError, StreamId};
+
+/// The shared state behind a mutex.
+pub type SharedRef = Arc<Mutex<Shared>>;
+
+/// A snapshot of the link's health.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Health {
+    /// The smoothed round-trip time, once a ping was answered.
+    pub rtt: Option<Duration>,
+    /// Keepalive pings missed in a row; 0 is healthy.
+    pub missed_pings: u32,
+}
+
+#[derive(Default)]
+struct StreamWakers {
+    read: Option<Waker>,
+    write: Option<Waker>,
+}
+
+/// A core session plus the wakers of everything waiting on it.
+pub struct Shared {
+    session: Session,
+    epoch: StdInstant,
+    wakers: HashMap<StreamId, StreamWakers>,
+    accept_wakers: Vec<Waker>,
+    open_wakers: Vec<Waker>,
+    flush_wakers: Vec<(StreamId, Waker)>,
+    driver_waker: Option<Waker>,
+    /// Streams whose handle was dropped after finishing: the driver drains their
+    /// inbound data so that the peer is never stuck on a window nobody reads.
+    detached: Vec<StreamId>,
+}
+
+impl Shared {
+    /// A new session for `role`, shared.
+    pub fn new(role: Role, config: Config) -> Result<SharedRef, hawser_core::ConfigError> {
+        let session = Session::new(role, config, Instant::ZERO)?;
+        Ok(Arc::new(Mutex::new(Shared {
+            session,
+            epoch: StdInstant::now(),
+            wakers: HashMap::new(),
+            accept_wakers: Vec::new(),
+            open_wakers: Vec::new(),
+            flush_wakers: Vec::new(),
+            driver_waker: None,
+            detached: Vec::new(),
+        })))
+    }
+
+    /// Locks the shared state. A panic in another holder cannot leave the session
+    /// half-updated in a way we could detect, so poisoning is ignored.
+    pub fn lock(shared: &SharedRef) -> MutexGuard<'_, Shared> {
+        shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The session's notion of now.
+    pub fn now(&self) -> Instant {
+        self.to_core(StdInstant::now())
+    }
+
+    /// A std instant on the session's clock.
+    pub fn to_core(&self, instant: StdInstant) -> Instant {
+        let nanos = instant.saturating_duration_since(self.epoch).as_nanos();
+        Instant::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+    }
+
+    /// A core instant as a std instant.
+    pub fn to_std(&self, instant: Instant) -> StdInstant {
+        self.epoch + instant.since_origin()
+    }
+
+    /// The core session.
+    pub fn session(&mut self) -> &mut Session {
+        &mut self.session
+    }
+
+    /// Read-only access to the core session.
+    pub fn session_ref(&self) -> &Session {
+        &self.session
+    }
+
+    /// Health as of now.
+    pub fn health(&self) -> Health {
+        Health {
+            rtt: self.session.rtt(),
+            missed_pings: self.session.missed_pings(),
+        }
+    }
+
+    /// Why the session ended, if it did.
+    pub fn closed(&self) -> Option<Option<SessionError>> {
+        self.session.is_closed().then(|| self.session.close_reason())
+    }
+
+    /// The error every operation reports once the session is closed.
+    pub fn closed_error(&self) -> std::io::Error {
+        crate::session_closed_error(self.session.close_reason())
+    }
+
+    pub(crate) fn register_read(&mut self, id: StreamId, waker: &Waker) {
+        self.wakers.entry(id).or_default().read = Some(waker.clone());
+    }
+
+    pub(crate) fn register_write(&mut self, id: StreamId, waker: &Waker) {
+        self.wakers.entry(id).or_default().write = Some(waker.clone());
+    }
+
+    /// Registers a task waiting for an inbound stream.
+    pub fn register_accept(&mut self, waker: &Waker) {
+        if !self.accept_wakers.iter().any(|w| w.will_wake(waker)) {
+            self.accept_wakers.push(waker.clone());
+        }
+    }
+
+    /// Registers a task waiting for room to open a stream.
+    pub fn register_open(&mut self, waker: &Waker) {
+        if !self.open_wakers.iter().any(|w| w.will_wake(waker)) {
+            self.open_wakers.push(waker.clone());
+        }
+    }
+
+    pub(crate) fn register_flush(&mut self, id: StreamId, waker: &Waker) {
+        self.flush_wakers.push((id, waker.clone()));
+    }
+
+    /// Wakes the tasks flushing streams whose written data has all gone out.
+    pub(crate) fn wake_flushed(&mut self) {
+        if self.flush_wakers.is_empty() {
+            return;
+        }
+        let session = &mut self.session;
+        self.flush_wakers.retain(|(id, waker)| {
+            let pending = session.stream(*id).buffered_send() > 0 && !session.is_closed();
+            if !pending {
+                waker.wake_by_ref();
+            }
+            pending
+        });
+    }
+
+    pub(crate) fn register_driver(&mut self, waker: &Waker) {
+        match &self.driver_waker {
+            Some(existing) if existing.will_wake(waker) => {}
+            _ => self.driver_waker = Some(waker.clone()),
+        }
+    }
+
+    pub(crate) fn detach(&mut self, id: StreamId) {
+        self.wakers.remove(&id);
+        self.detached.push(id);
+        self.drain_detached();
+    }
+
+    pub(crate) fn forget(&mut self, id: StreamId) {
+        self.wakers.remove(&id);
+    }
+
+    /// Reads and drops whatever arrived on streams nobody holds any more.
+    fn drain_detached(&mut self) {
+        let session = &mut self.session;
+        self.detached.retain(|&id| loop {
+            match session.stream(id).read(usize::MAX) {
+                Ok(Some(_)) => continue,
+                Err(hawser_core::ReadError::Blocked) => break true,
+                Ok(None) | Err(_) => break false,
+            }
+        });
+    }
+
+    /// Something changed that the driver must act on (new output, a command).
+    pub fn wake_driver(&mut self) {
+        if let Some(waker) = self.driver_waker.take() {
+            waker.wake();
+        }
+    }
+
+    /// Delivers the session's events to the tasks waiting on them.
+    pub fn dispatch_events(&mut self) {
+        let mut drain = false;
+        while let Some(event) = self.session.poll_event() {
+            match event {
+                Event::Readable(id) => {
+                    drain |= self.detached.contains(&id);
+                    self.wake_stream(id, true, false);
+                }
+                Event::Writable(id) => self.wake_stream(id, false, true),
+                Event::StreamReset { id, .. } | Event::StreamClosed(id) => {
+                    self.wake_stream(id, true, true);
+                    self.detached.retain(|d| *d != id);
+                }
+                Event::IncomingStream | Event::GoAwayReceived(_) => {
+                    wake_all(&mut self.accept_wakers);
+                    wake_all(&mut self.open_wakers);
+                }
+                Event::CanOpen | Event::StreamAcknowledged(_) | Event::Connected => wake_all(&mut self.open_wakers),
+                Event::Closed(reason) => {
+                    match reason {
+                        Some(err) => tracing::debug!(%err, "session closed"),
+                        None => tracing::debug!("session closed"),
+                    }
+                    self.wake_everything();
+                }
+                Event::Pong { rtt } => tracing::trace!(?rtt, "pong"),
+                Event::HealthChanged { missed_pings } => {
+                    if missed_pings > 0 {
+                        tracing::warn!(missed_pings, "link unhealthy: keepalive pings unanswered");
+                    } else {
+                        tracing::info!("link healthy again");
+                    }
+                }
+            }
+        }
+        if drain {
+            self.drain_detached();
+        }
+    }
+
+    fn wake_stream(&mut self, id: StreamId, read: bool, write: bool) {
+        if let Some(wakers) = self.wakers.get_mut(&id) {
+            if read {
+                if let Some(waker) = wakers.read.take() {
+                    waker.wake();
+                }
+            }
+            if write {
+                if let Some(waker) = wakers.write.take() {
+                    waker.wake();
+                }
+            }
+        }
+    }
+
+    fn wake_everything(&mut self) {
+        for (_, wakers) in self.wakers.drain() {
+            for waker in [wakers.read, wakers.write].into_iter().flatten() {
+                waker.wake();
+            }
+        }
+        wake_all(&mut self.accept_wakers);
+        wake_all(&mut self.open_wakers);
+        for (_, waker) in self.flush_wakers.drain(..) {
+            waker.wake();
+        }
+        self.wake_driver();
+    }
+}
+
+fn wake_all(wakers: &mut Vec<Waker>) {
+    for waker in wakers.drain(..) {
+        waker.wake();
+    }
+}

@@ -1,0 +1,219 @@
+//! Poll-style stream operations, shared by the async adapters (and, through a
+//! thread-parking waker, by the blocking one).
+
+use std::io;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use hawser_core::{FinishError, ReadError, ResetCode, StreamId, WriteError};
+
+use crate::shared::{Shared, SharedRef};
+
+/// One stream of a shared session: the operations every adapter's stream type
+/// wraps. Dropping it finishes the stream (queued data still goes out, then a
+/// FIN) and discards whatever the peer still sends.
+pub struct StreamCore {
+    shared: SharedRef,
+    id: StreamId,
+    read_done: bool,
+    write_done: bool,
+    reset: bool,
+}
+
+impl StreamCore {
+    /// A handle for stream `id` of `shared`.
+    pub fn new(shared: SharedRef, id: StreamId) -> Self {
+        StreamCore {
+            shared,
+            id,
+            read_done: false,
+            write_done: false,
+            reset: false,
+        }
+    }
+
+    /// The stream id.
+    pub fn id(&self) -> StreamId {
+        self.id
+    }
+
+    /// The session this stream belongs to.
+    pub fn shared(&self) -> &SharedRef {
+        &self.shared
+    }
+
+    /// Reads into `buf`; `Ok(0)` is the end of the stream.
+    pub fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        if self.read_done || buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let mut shared = Shared::lock(&self.shared);
+        let result = shared.session().stream(self.id).read(buf.len());
+        match result {
+            Ok(Some(chunk)) => {
+                buf[..chunk.len()].copy_from_slice(&chunk);
+                // Reading may have queued a window update.
+                shared.wake_driver();
+                Poll::Ready(Ok(chunk.len()))
+            }
+            Ok(None) => {
+                self.read_done = true;
+                Poll::Ready(Ok(0))
+            }
+            Err(ReadError::Blocked) => {
+                shared.register_read(self.id, cx.waker());
+                Poll::Pending
+            }
+            Err(ReadError::SessionClosed) => Poll::Ready(Err(shared.closed_error())),
+            Err(err) => {
+                self.reset |= matches!(err, ReadError::Reset(_));
+                Poll::Ready(Err(err.into()))
+            }
+        }
+    }
+
+    /// Reads the next chunk without copying; `Ok(None)` is the end of the stream.
+    pub fn poll_read_chunk(&mut self, cx: &mut Context<'_>, max: usize) -> Poll<io::Result<Option<Bytes>>> {
+        if self.read_done {
+            return Poll::Ready(Ok(None));
+        }
+        let mut shared = Shared::lock(&self.shared);
+        let result = shared.session().stream(self.id).read(max);
+        match result {
+            Ok(Some(chunk)) => {
+                shared.wake_driver();
+                Poll::Ready(Ok(Some(chunk)))
+            }
+            Ok(None) => {
+                self.read_done = true;
+                Poll::Ready(Ok(None))
+            }
+            Err(ReadError::Blocked) => {
+                shared.register_read(self.id, cx.waker());
+                Poll::Pending
+            }
+            Err(ReadError::SessionClosed) => Poll::Ready(Err(shared.closed_error())),
+            Err(err) => {
+                self.reset |= matches!(err, ReadError::Reset(_));
+                Poll::Ready(Err(err.into()))
+            }
+        }
+    }
+
+    /// Queues `data` (a prefix of it when the buffers are nearly full).
+    pub fn poll_write(&mut self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        if data.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let mut shared = Shared::lock(&self.shared);
+        let room = shared.session().stream(self.id).writable_bytes();
+        let take = data.len().min(room.max(1));
+        let result = shared
+            .session()
+            .stream(self.id)
+            .write(Bytes::copy_from_slice(&data[..take]));
+        Self::finish_write(&mut shared, self.id, cx, result, &mut self.reset)
+    }
+
+    /// Queues `data` without copying.
+    pub fn poll_write_bytes(&mut self, cx: &mut Context<'_>, data: &Bytes) -> Poll<io::Result<usize>> {
+        let mut shared = Shared::lock(&self.shared);
+        let result = shared.session().stream(self.id).write(data.clone());
+        Self::finish_write(&mut shared, self.id, cx, result, &mut self.reset)
+    }
+
+    fn finish_write(
+        shared: &mut Shared,
+        id: StreamId,
+        cx: &mut Context<'_>,
+        result: Result<usize, WriteError>,
+        reset: &mut bool,
+    ) -> Poll<io::Result<usize>> {
+        match result {
+            Ok(n) => {
+                shared.wake_driver();
+                Poll::Ready(Ok(n))
+            }
+            Err(WriteError::Blocked) => {
+                shared.register_write(id, cx.waker());
+                Poll::Pending
+            }
+            Err(WriteError::SessionClosed) => Poll::Ready(Err(shared.closed_error())),
+            Err(err) => {
+                *reset |= matches!(err, WriteError::Reset(_));
+                Poll::Ready(Err(err.into()))
+            }
+        }
+    }
+
+    /// Waits until everything written so far has been handed to the link.
+    pub fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut shared = Shared::lock(&self.shared);
+        if shared.closed().is_some() {
+            return Poll::Ready(if shared.session_ref().close_reason().is_none() {
+                Ok(())
+            } else {
+                Err(shared.closed_error())
+            });
+        }
+        if self.reset || shared.session().stream(self.id).buffered_send() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        shared.register_flush(self.id, cx.waker());
+        shared.wake_driver();
+        Poll::Pending
+    }
+
+    /// Finishes this side of the stream (a FIN follows the written data).
+    pub fn poll_finish(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.write_done {
+            return Poll::Ready(Ok(()));
+        }
+        let mut shared = Shared::lock(&self.shared);
+        let result = shared.session().stream(self.id).finish();
+        match result {
+            Ok(()) | Err(FinishError::Finished) => {
+                self.write_done = true;
+                shared.wake_driver();
+                Poll::Ready(Ok(()))
+            }
+            Err(FinishError::SessionClosed) => Poll::Ready(Err(shared.closed_error())),
+            Err(FinishError::Reset(code)) => {
+                self.reset = true;
+                Poll::Ready(Err(WriteError::Reset(code).into()))
+            }
+            Err(FinishError::UnknownStream) => Poll::Ready(Err(WriteError::UnknownStream.into())),
+        }
+    }
+
+    /// Resets the stream with `code`: both directions stop, buffered data is dropped.
+    pub fn reset(&mut self, code: ResetCode) {
+        let mut shared = Shared::lock(&self.shared);
+        let _ = shared.session().stream(self.id).reset(code);
+        self.reset = true;
+        shared.forget(self.id);
+        shared.wake_driver();
+    }
+}
+
+impl Drop for StreamCore {
+    fn drop(&mut self) {
+        if self.reset {
+            return;
+        }
+        let mut shared = Shared::lock(&self.shared);
+        if shared.closed().is_some() {
+            return;
+        }
+        // Graceful: what was written still goes out, then the FIN.
+        if !self.write_done {
+            let _ = shared.session().stream(self.id).finish();
+        }
+        if self.read_done {
+            shared.forget(self.id);
+        } else {
+            shared.detach(self.id);
+        }
+        shared.wake_driver();
+    }
+}

@@ -1,0 +1,49 @@
+//! # hawser-tokio
+//!
+//! hawser sessions over any tokio `AsyncRead + AsyncWrite` link: TCP, TLS, Unix
+//! sockets, `tokio::io::duplex`.
+//!
+//! ```no_run
+//! use hawser_tokio::{Config, Session};
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//!
+//! # async fn demo() -> std::io::Result<()> {
+//! let tcp = tokio::net::TcpStream::connect("127.0.0.1:7000").await?;
+//! let session = Session::client(tcp, Config::default())?;
+//! let mut stream = session.open_stream().await?;
+//! stream.write_all(b"hello").await?;
+//! stream.shutdown().await?; // finish: the peer reads end-of-stream after "hello"
+//! let mut reply = Vec::new();
+//! stream.read_to_end(&mut reply).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! The session runs in a task of its own (spawned with `tokio::spawn`): it reads the
+//! link, answers pings, grants windows and queues inbound streams whether or not
+//! anyone calls [`Session::accept`]. Inbound streams wait in the bounded backlog
+//! (`Config::accept_backlog`); beyond it the peer's opens are refused.
+//!
+//! ## Dropping
+//! - Dropping a [`Stream`] finishes it: data already written is still sent, then
+//!   the FIN; whatever the peer still sends is read and discarded. Use
+//!   [`Stream::reset`] to abandon a stream instead.
+//! - Dropping every [`Session`] handle (and every [`Control`]) does not stop the
+//!   session while streams are open; call [`Session::close`] or
+//!   [`Session::go_away`] to end it.
+//!
+//! ## Errors
+//! Stream operations fail with an `io::Error` whose kind says what happened
+//! (`ConnectionReset` for a reset, `ConnectionRefused` for a refused open,
+//! `ConnectionAborted` once the session is closed, `TimedOut` after missed
+//! keepalives) and whose source is the hawser error with the code.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod session;
+mod stream;
+
+pub use hawser_core::{Config, GoAwayCode, Profile, ResetCode, Role, SessionError, Stats, StreamId};
+pub use hawser_driver::Health;
+pub use session::{Control, Session};
+pub use stream::Stream;

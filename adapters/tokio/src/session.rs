@@ -1,0 +1,227 @@
+//! The session handle and its control handle.
+
+use std::future::poll_fn;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant as StdInstant;
+
+use hawser_core::{Config, GoAwayCode, OpenError, Role, Stats};
+use hawser_driver::{Driver, Health, Link, Shared, SharedRef, Timer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::task::JoinHandle;
+
+use crate::stream::Stream;
+
+/// A cloneable handle for opening streams and steering the session from any task.
+#[derive(Clone)]
+pub struct Control {
+    shared: SharedRef,
+}
+
+/// A multiplexed session over one link. It derefs to [`Control`] for opening
+/// streams, going away and reading health.
+pub struct Session {
+    control: Control,
+    driver: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl Session {
+    /// A session as the dialling side (odd stream ids). Must be called within a
+    /// tokio runtime: the session's driver is spawned at once.
+    pub fn client<T>(link: T, config: Config) -> io::Result<Session>
+    where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        Self::new(link, config, Role::Client)
+    }
+
+    /// A session as the accepting side (even stream ids).
+    pub fn server<T>(link: T, config: Config) -> io::Result<Session>
+    where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        Self::new(link, config, Role::Server)
+    }
+
+    fn new<T>(link: T, config: Config, role: Role) -> io::Result<Session>
+    where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let shared = Shared::new(role, config).map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
+        let driver = Driver::new(shared.clone(), TokioLink(link), TokioTimer::default());
+        let driver = tokio::spawn(driver);
+        Ok(Session {
+            control: Control { shared },
+            driver: Some(driver),
+        })
+    }
+
+    /// The next inbound stream, or `None` once the session is closed or draining
+    /// and no more will come.
+    pub async fn accept(&self) -> Option<Stream> {
+        poll_fn(|cx| self.control.poll_accept(cx)).await
+    }
+
+    /// A cloneable control handle.
+    pub fn control(&self) -> Control {
+        self.control.clone()
+    }
+
+    /// Waits until the session has ended and its link is shut; returns why it ended
+    /// (`Ok` for an orderly end).
+    pub async fn closed(mut self) -> io::Result<()> {
+        match self.driver.take() {
+            Some(driver) => driver.await.map_err(io::Error::other)?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl std::ops::Deref for Session {
+    type Target = Control;
+
+    fn deref(&self) -> &Control {
+        &self.control
+    }
+}
+
+impl Control {
+    /// Opens a stream, waiting while a limit (max streams, unacknowledged opens)
+    /// is reached.
+    pub async fn open_stream(&self) -> io::Result<Stream> {
+        poll_fn(|cx| self.poll_open(cx)).await
+    }
+
+    fn poll_open(&self, cx: &mut Context<'_>) -> Poll<io::Result<Stream>> {
+        let mut shared = Shared::lock(&self.shared);
+        let now = shared.now();
+        match shared.session().open(now) {
+            Ok(id) => {
+                shared.wake_driver();
+                Poll::Ready(Ok(Stream::new(self.shared.clone(), id)))
+            }
+            Err(OpenError::Blocked) => {
+                shared.register_open(cx.waker());
+                Poll::Pending
+            }
+            Err(OpenError::SessionClosed) => Poll::Ready(Err(shared.closed_error())),
+            Err(err) => Poll::Ready(Err(io::Error::new(io::ErrorKind::ConnectionAborted, err))),
+        }
+    }
+
+    fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<Option<Stream>> {
+        let mut shared = Shared::lock(&self.shared);
+        if let Some(id) = shared.session().accept() {
+            // The ACK is queued.
+            shared.wake_driver();
+            return Poll::Ready(Some(Stream::new(self.shared.clone(), id)));
+        }
+        let session = shared.session_ref();
+        if session.is_closed() || session.is_draining() {
+            return Poll::Ready(None);
+        }
+        shared.register_accept(cx.waker());
+        Poll::Pending
+    }
+
+    /// Starts a graceful shutdown: no new streams; live ones finish; then the
+    /// session closes (see [`hawser_core::Session::go_away`]).
+    pub fn go_away(&self, code: GoAwayCode) -> io::Result<()> {
+        let mut shared = Shared::lock(&self.shared);
+        let now = shared.now();
+        let result = shared.session().go_away(now, code);
+        shared.dispatch_events();
+        shared.wake_driver();
+        result.map_err(|err| io::Error::new(io::ErrorKind::NotConnected, err))
+    }
+
+    /// Closes the session at once with `code`; every stream fails from now on.
+    pub fn close(&self, code: GoAwayCode) {
+        let mut shared = Shared::lock(&self.shared);
+        shared.session().close(code);
+        shared.dispatch_events();
+        shared.wake_driver();
+    }
+
+    /// Sends a ping now; the RTT shows up in [`Control::health`].
+    pub fn ping(&self) -> io::Result<()> {
+        let mut shared = Shared::lock(&self.shared);
+        let now = shared.now();
+        let result = shared.session().ping(now);
+        shared.wake_driver();
+        result.map_err(|err| io::Error::new(io::ErrorKind::WouldBlock, err))
+    }
+
+    /// RTT and missed keepalive pings.
+    pub fn health(&self) -> Health {
+        Shared::lock(&self.shared).health()
+    }
+
+    /// The session's counters.
+    pub fn stats(&self) -> Stats {
+        Shared::lock(&self.shared).session_ref().stats()
+    }
+
+    /// Bytes received on all streams and not yet read.
+    pub fn buffered_receive(&self) -> u64 {
+        Shared::lock(&self.shared).session_ref().buffered_receive()
+    }
+
+    /// Whether the session has ended.
+    pub fn is_closed(&self) -> bool {
+        Shared::lock(&self.shared).session_ref().is_closed()
+    }
+
+    /// Why the session ended abnormally, once it has.
+    pub fn close_reason(&self) -> Option<hawser_core::SessionError> {
+        Shared::lock(&self.shared).session_ref().close_reason()
+    }
+}
+
+struct TokioLink<T>(T);
+
+impl<T: AsyncRead + AsyncWrite + Unpin> Link for TokioLink<T> {
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        let mut read_buf = ReadBuf::new(buf);
+        match Pin::new(&mut self.0).poll_read(cx, &mut read_buf) {
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(read_buf.filled().len())),
+            Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn poll_write_vectored(&mut self, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+#[derive(Default)]
+struct TokioTimer {
+    sleep: Option<(StdInstant, Pin<Box<tokio::time::Sleep>>)>,
+}
+
+impl Timer for TokioTimer {
+    fn poll_until(&mut self, cx: &mut Context<'_>, deadline: StdInstant) -> Poll<()> {
+        let deadline_tokio = tokio::time::Instant::from_std(deadline);
+        match &mut self.sleep {
+            Some((at, sleep)) if *at == deadline => sleep.as_mut().poll(cx),
+            _ => {
+                let mut sleep = Box::pin(tokio::time::sleep_until(deadline_tokio));
+                let result = sleep.as_mut().poll(cx);
+                self.sleep = Some((deadline, sleep));
+                result
+            }
+        }
+    }
+}
+
+use std::future::Future;

@@ -1,0 +1,62 @@
+//! A stream as tokio `AsyncRead + AsyncWrite`.
+
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use hawser_core::{ResetCode, StreamId};
+use hawser_driver::{SharedRef, StreamCore};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// One multiplexed stream. `poll_shutdown` finishes it (half-close); reading
+/// returns end-of-stream once the peer finished. Split it with `tokio::io::split`.
+pub struct Stream {
+    core: StreamCore,
+}
+
+impl Stream {
+    pub(crate) fn new(shared: SharedRef, id: StreamId) -> Self {
+        Stream {
+            core: StreamCore::new(shared, id),
+        }
+    }
+
+    /// The stream id.
+    pub fn id(&self) -> StreamId {
+        self.core.id()
+    }
+
+    /// Resets the stream with `code`, abandoning buffered data in both directions.
+    pub fn reset(mut self, code: ResetCode) {
+        self.core.reset(code);
+    }
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let unfilled = buf.initialize_unfilled();
+        match this.core.poll_read(cx, unfilled) {
+            Poll::Ready(Ok(n)) => {
+                buf.advance(n);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        self.get_mut().core.poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().core.poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.get_mut().core.poll_finish(cx)
+    }
+}

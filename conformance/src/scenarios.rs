@@ -1,0 +1,388 @@
+//! The scenarios every adapter must pass, written once against [`Harness`].
+//! Each returns `Err` with a reason instead of panicking, so that the runner can
+//! name the scenario.
+
+use std::io;
+use std::time::Duration;
+
+use hawser_core::frame::{Flags, FrameType, Header};
+use hawser_core::{Config, GoAwayCode, Profile, ResetCode, Role, SessionError};
+
+use crate::harness::{read_to_end, Harness, HarnessSession, HarnessStream, RawLink};
+use crate::rng::Rng;
+
+type Outcome = Result<(), String>;
+
+fn fail(context: &str) -> impl Fn(io::Error) -> String + '_ {
+    move |err| format!("{context}: {err} ({:?})", err.kind())
+}
+
+fn data(seed: u64, len: usize) -> Vec<u8> {
+    let mut out = vec![0; len];
+    Rng::new(seed).fill(&mut out);
+    out
+}
+
+/// Serves echo on every inbound stream of `session` until it closes.
+async fn echo_server<H: Harness>(session: H::Session) {
+    let mut tasks = Vec::new();
+    while let Some(mut stream) = session.accept().await {
+        tasks.push(H::spawn(async move {
+            if let Ok(bytes) = read_to_end(&mut stream).await {
+                let _ = stream.write_all(&bytes).await;
+                let _ = stream.finish().await;
+            }
+        }));
+    }
+    for task in tasks {
+        task.await;
+    }
+}
+
+async fn round_trip<S: HarnessSession>(session: &S, payload: &[u8]) -> Outcome {
+    let mut stream = session.open().await.map_err(fail("open"))?;
+    stream.write_all(payload).await.map_err(fail("write"))?;
+    stream.finish().await.map_err(fail("finish"))?;
+    let back = read_to_end(&mut stream).await.map_err(fail("read"))?;
+    if back != payload {
+        return Err(format!("echo returned {} bytes, sent {}", back.len(), payload.len()));
+    }
+    Ok(())
+}
+
+/// One stream, echoed.
+pub async fn echo<H: Harness>() -> Outcome {
+    let (client, server) = H::pair(Config::default(), Config::default())
+        .await
+        .map_err(fail("connect"))?;
+    let serving = H::spawn(echo_server::<H>(server.clone()));
+    round_trip(&client, b"hello, hawser").await?;
+    round_trip(&client, &data(1, 1 << 20)).await?;
+    client.close(GoAwayCode::NORMAL);
+    serving.await;
+    Ok(())
+}
+
+/// 100 streams at once, each sending 64 KiB and reading its echo.
+pub async fn hundred_streams_both_ways_with_checksums<H: Harness>() -> Outcome {
+    let (client, server) = H::pair(Config::default(), Config::default())
+        .await
+        .map_err(fail("connect"))?;
+    let serving = H::spawn(echo_server::<H>(server.clone()));
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let mut tasks = Vec::new();
+    for i in 0..100u64 {
+        let client = client.clone();
+        let done = done_tx.clone();
+        tasks.push(H::spawn(async move {
+            let _ = done.send(round_trip(&client, &data(i, 64 * 1024)).await);
+        }));
+    }
+    for task in tasks {
+        task.await;
+    }
+    drop(done_tx);
+    let results: Vec<Outcome> = done_rx.iter().collect();
+    if results.len() != 100 {
+        return Err(format!("{} of 100 streams reported", results.len()));
+    }
+    results.into_iter().collect::<Outcome>()?;
+    client.close(GoAwayCode::NORMAL);
+    serving.await;
+    Ok(())
+}
+
+/// The client finishes; the server still answers on the same stream.
+pub async fn half_close<H: Harness>() -> Outcome {
+    let (client, server) = H::pair(Config::default(), Config::default())
+        .await
+        .map_err(fail("connect"))?;
+    let mut stream = client.open().await.map_err(fail("open"))?;
+    stream.write_all(b"question").await.map_err(fail("write"))?;
+    stream.finish().await.map_err(fail("finish"))?;
+    let mut inbound = server.accept().await.ok_or("no inbound stream")?;
+    let question = read_to_end(&mut inbound).await.map_err(fail("server read"))?;
+    if question != b"question" {
+        return Err("server read the wrong bytes".into());
+    }
+    inbound
+        .write_all(b"answer after your FIN")
+        .await
+        .map_err(fail("server write"))?;
+    inbound.finish().await.map_err(fail("server finish"))?;
+    let answer = read_to_end(&mut stream).await.map_err(fail("client read"))?;
+    if answer != b"answer after your FIN" {
+        return Err("client read the wrong bytes".into());
+    }
+    Ok(())
+}
+
+/// A reset with a code arrives at the peer as an error carrying that code.
+pub async fn reset_code_reaches_the_peer<H: Harness>() -> Outcome {
+    let (client, server) = H::pair(Config::default(), Config::default())
+        .await
+        .map_err(fail("connect"))?;
+    let mut stream = client.open().await.map_err(fail("open"))?;
+    stream.write_all(b"x").await.map_err(fail("write"))?;
+    let inbound = server.accept().await.ok_or("no inbound stream")?;
+    inbound.reset(ResetCode(0x1234));
+    let mut buf = [0u8; 16];
+    let err = loop {
+        match stream.read(&mut buf).await {
+            Ok(0) => return Err("read end-of-stream instead of the reset".into()),
+            Ok(_) => continue,
+            Err(err) => break err,
+        }
+    };
+    if err.kind() != io::ErrorKind::ConnectionReset {
+        return Err(format!("reset read as {:?}", err.kind()));
+    }
+    let code = err
+        .get_ref()
+        .and_then(|source| source.downcast_ref::<hawser_core::ReadError>())
+        .copied();
+    if code != Some(hawser_core::ReadError::Reset(ResetCode(0x1234))) {
+        return Err(format!("the error does not carry the code: {err:?}"));
+    }
+    Ok(())
+}
+
+/// One stream's reader stops; another stream moves 4 MiB; memory stays bounded.
+pub async fn slow_reader_does_not_stop_other_streams<H: Harness>() -> Outcome {
+    let (client, server) = H::pair(Config::default(), Config::default())
+        .await
+        .map_err(fail("connect"))?;
+    let mut stalled = client.open().await.map_err(fail("open"))?;
+    stalled.write_all(b"wake up").await.map_err(fail("write"))?;
+    let _stalled_inbound = server.accept().await.ok_or("no inbound stream")?;
+    // Fill the stalled stream's window (and more) from a task that will block.
+    let filler = H::spawn(async move {
+        let _ = stalled.write_all(&vec![7u8; 2 << 20]).await;
+    });
+    let payload = data(5, 4 << 20);
+    let mut flowing = client.open().await.map_err(fail("open second"))?;
+    let mut inbound = server.accept().await.ok_or("no second inbound stream")?;
+    let expected = payload.clone();
+    let reader = H::spawn(async move {
+        match read_to_end(&mut inbound).await {
+            Ok(bytes) if bytes == expected => {}
+            Ok(bytes) => panic!("flowing stream delivered {} bytes", bytes.len()),
+            Err(err) => panic!("flowing stream failed: {err}"),
+        }
+    });
+    flowing.write_all(&payload).await.map_err(fail("write flowing"))?;
+    flowing.finish().await.map_err(fail("finish flowing"))?;
+    reader.await;
+    let held = server.buffered_receive();
+    if held > 256 * 1024 {
+        return Err(format!("the stalled stream made the server buffer {held} bytes"));
+    }
+    client.close(GoAwayCode::NORMAL);
+    filler.await;
+    Ok(())
+}
+
+/// Beyond the accept backlog, the opener sees its stream refused.
+pub async fn backlog_overflow_is_refused<H: Harness>() -> Outcome {
+    let server_config = Config {
+        accept_backlog: 2,
+        ..Config::default()
+    };
+    let (client, _server) = H::pair(Config::default(), server_config)
+        .await
+        .map_err(fail("connect"))?;
+    let mut refused = 0;
+    for _ in 0..4 {
+        let mut stream = client.open().await.map_err(fail("open"))?;
+        stream.write_all(b"knock").await.map_err(fail("write"))?;
+        let mut buf = [0u8; 1];
+        // Nobody accepts: the first two wait in the backlog, the rest are refused.
+        let outcome = {
+            let read = stream.read(&mut buf);
+            let timeout = H::sleep(Duration::from_millis(500));
+            race(read, timeout).await
+        };
+        if let Some(Err(err)) = outcome {
+            if err.kind() == io::ErrorKind::ConnectionRefused {
+                refused += 1;
+            } else {
+                return Err(format!("unexpected error {err}"));
+            }
+        }
+    }
+    if refused != 2 {
+        return Err(format!("{refused} of 4 opens refused, expected 2"));
+    }
+    Ok(())
+}
+
+/// After go-away, new opens fail, the live stream completes, then both sessions close.
+pub async fn go_away_drains<H: Harness>() -> Outcome {
+    let (client, server) = H::pair(Config::default(), Config::default())
+        .await
+        .map_err(fail("connect"))?;
+    let mut stream = client.open().await.map_err(fail("open"))?;
+    stream.write_all(b"before").await.map_err(fail("write"))?;
+    let mut inbound = server.accept().await.ok_or("no inbound stream")?;
+    server.go_away(GoAwayCode::NORMAL).map_err(fail("go away"))?;
+    H::sleep(Duration::from_millis(100)).await;
+    if client.open().await.is_ok() {
+        return Err("opened a stream after go-away".into());
+    }
+    stream
+        .write_all(b" and after")
+        .await
+        .map_err(fail("write during drain"))?;
+    stream.finish().await.map_err(fail("finish"))?;
+    let got = read_to_end(&mut inbound).await.map_err(fail("read during drain"))?;
+    if got != b"before and after" {
+        return Err("drained stream lost data".into());
+    }
+    inbound.finish().await.map_err(fail("server finish"))?;
+    read_to_end(&mut stream).await.map_err(fail("client read end"))?;
+    drop(stream);
+    drop(inbound);
+    for _ in 0..50 {
+        if client.is_closed() && server.is_closed() {
+            return match server.close_reason() {
+                None => Ok(()),
+                Some(err) => Err(format!("drain ended with an error: {err}")),
+            };
+        }
+        H::sleep(Duration::from_millis(20)).await;
+    }
+    Err("sessions did not close after the drain".into())
+}
+
+fn quick_keepalive() -> Config {
+    Config {
+        keepalive_interval: Some(Duration::from_millis(100)),
+        ping_timeout: Duration::from_millis(200),
+        max_missed_pings: 2,
+        ..Config::yamux()
+    }
+}
+
+/// A peer that stops answering is declared dead by keepalive, and streams fail.
+pub async fn silent_peer_is_declared_dead<H: Harness>() -> Outcome {
+    let (client, mut raw) = H::with_raw_peer(Role::Client, quick_keepalive())
+        .await
+        .map_err(fail("connect"))?;
+    let mut stream = client.open().await.map_err(fail("open"))?;
+    stream.write_all(b"anyone there?").await.map_err(fail("write"))?;
+    // The raw peer swallows everything and never answers.
+    let swallow = H::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        while matches!(raw.read(&mut buf).await, Ok(n) if n > 0) {}
+    });
+    let mut buf = [0u8; 8];
+    let outcome = race(stream.read(&mut buf), H::sleep(Duration::from_secs(5))).await;
+    match outcome {
+        Some(Err(err)) if err.kind() == io::ErrorKind::TimedOut => {}
+        Some(other) => return Err(format!("read ended with {other:?}, expected a keepalive timeout")),
+        None => return Err("keepalive did not fire within 5 s".into()),
+    }
+    if client.close_reason() != Some(SessionError::KeepaliveTimeout) {
+        return Err(format!("closed with {:?}", client.close_reason()));
+    }
+    drop(swallow);
+    Ok(())
+}
+
+fn frame(ty: FrameType, flags: Flags, stream: u32, length: u32) -> Vec<u8> {
+    Header::new(ty, flags, stream, length).encode(Profile::Yamux).to_vec()
+}
+
+/// The link ends in the middle of a frame: reads fail promptly, nothing hangs.
+pub async fn link_eof_mid_transfer_fails_streams<H: Harness>() -> Outcome {
+    let config = Config {
+        keepalive_interval: None,
+        ..Config::yamux()
+    };
+    let (server, mut raw) = H::with_raw_peer(Role::Server, config).await.map_err(fail("connect"))?;
+    let mut bytes = frame(FrameType::Data, Flags::SYN, 1, 1000);
+    bytes.extend_from_slice(&[1u8; 400]); // 600 bytes short
+    raw.write_all(&bytes).await.map_err(fail("raw write"))?;
+    let mut stream = server.accept().await.ok_or("no inbound stream")?;
+    drop(raw);
+    let outcome = race(read_to_end(&mut stream), H::sleep(Duration::from_secs(5))).await;
+    match outcome {
+        Some(Err(err)) if err.kind() == io::ErrorKind::ConnectionReset => Ok(()),
+        Some(other) => Err(format!("read ended with {other:?}, expected a link-lost error")),
+        None => Err("the read hung after the link closed".into()),
+    }
+}
+
+/// Garbage from the peer closes the session with a protocol error.
+pub async fn garbage_from_the_peer_is_a_clear_error<H: Harness>() -> Outcome {
+    let (server, mut raw) = H::with_raw_peer(Role::Server, Config::yamux())
+        .await
+        .map_err(fail("connect"))?;
+    raw.write_all(b"GET / HTTP/1.1\r\nHost: example\r\n\r\n")
+        .await
+        .map_err(fail("raw write"))?;
+    let accepted = race(server.accept(), H::sleep(Duration::from_secs(5))).await;
+    match accepted {
+        Some(None) => {}
+        Some(Some(_)) => return Err("garbage produced a stream".into()),
+        None => return Err("accept hung after garbage".into()),
+    }
+    match server.close_reason() {
+        Some(SessionError::Protocol(_)) => Ok(()),
+        other => Err(format!("closed with {other:?}")),
+    }
+}
+
+/// Ten sessions at once, each echoing a few streams.
+pub async fn many_sessions_at_once<H: Harness>() -> Outcome {
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let mut tasks = Vec::new();
+    for i in 0..10u64 {
+        let done = done_tx.clone();
+        tasks.push(H::spawn(async move {
+            let outcome = async {
+                let (client, server) = H::pair(Config::default(), Config::default())
+                    .await
+                    .map_err(fail("connect"))?;
+                let serving = H::spawn(echo_server::<H>(server));
+                for j in 0..5 {
+                    round_trip(&client, &data(i * 10 + j, 100_000)).await?;
+                }
+                client.close(GoAwayCode::NORMAL);
+                serving.await;
+                Ok(())
+            }
+            .await;
+            let _ = done.send(outcome);
+        }));
+    }
+    for task in tasks {
+        task.await;
+    }
+    drop(done_tx);
+    let results: Vec<Outcome> = done_rx.iter().collect();
+    if results.len() != 10 {
+        return Err(format!("{} of 10 sessions reported", results.len()));
+    }
+    results.into_iter().collect()
+}
+
+/// Polls `a` and `b` together; `Some` with `a`'s output if it finished first.
+async fn race<A, B>(a: A, b: B) -> Option<A::Output>
+where
+    A: std::future::Future,
+    B: std::future::Future,
+{
+    let mut a = std::pin::pin!(a);
+    let mut b = std::pin::pin!(b);
+    std::future::poll_fn(|cx| {
+        if let std::task::Poll::Ready(out) = a.as_mut().poll(cx) {
+            return std::task::Poll::Ready(Some(out));
+        }
+        if b.as_mut().poll(cx).is_ready() {
+            return std::task::Poll::Ready(None);
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
