@@ -14,10 +14,12 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod control;
 mod driver;
 mod shared;
 mod stream;
 
+pub use control::ControlCore;
 pub use driver::{Driver, Link, Timer};
 pub use shared::{Health, Shared, SharedRef};
 pub use stream::StreamCore;

@@ -44,6 +44,6 @@ mod session;
 mod stream;
 
 pub use hawser_core::{Config, GoAwayCode, Profile, ResetCode, Role, SessionError, Stats, StreamId};
-pub use hawser_driver::Health;
+pub use hawser_driver::{ControlCore, Health};
 pub use session::{Control, Session};
 pub use stream::Stream;

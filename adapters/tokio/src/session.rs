@@ -6,8 +6,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant as StdInstant;
 
-use hawser_core::{Config, GoAwayCode, OpenError, Role, Stats};
-use hawser_driver::{Driver, Health, Link, Shared, SharedRef, Timer};
+use hawser_core::{Config, Role};
+use hawser_driver::{ControlCore, Driver, Link, Shared, Timer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::task::JoinHandle;
 
@@ -16,7 +16,7 @@ use crate::stream::Stream;
 /// A cloneable handle for opening streams and steering the session from any task.
 #[derive(Clone)]
 pub struct Control {
-    shared: SharedRef,
+    core: ControlCore,
 }
 
 /// A multiplexed session over one link. It derefs to [`Control`] for opening
@@ -52,7 +52,9 @@ impl Session {
         let driver = Driver::new(shared.clone(), TokioLink(link), TokioTimer::default());
         let driver = tokio::spawn(driver);
         Ok(Session {
-            control: Control { shared },
+            control: Control {
+                core: ControlCore::new(shared),
+            },
             driver: Some(driver),
         })
     }
@@ -60,7 +62,8 @@ impl Session {
     /// The next inbound stream, or `None` once the session is closed or draining
     /// and no more will come.
     pub async fn accept(&self) -> Option<Stream> {
-        poll_fn(|cx| self.control.poll_accept(cx)).await
+        let id = poll_fn(|cx| self.control.core.poll_accept(cx)).await?;
+        Some(Stream::new(self.control.core.shared().clone(), id))
     }
 
     /// A cloneable control handle.
@@ -90,92 +93,17 @@ impl Control {
     /// Opens a stream, waiting while a limit (max streams, unacknowledged opens)
     /// is reached.
     pub async fn open_stream(&self) -> io::Result<Stream> {
-        poll_fn(|cx| self.poll_open(cx)).await
+        let id = poll_fn(|cx| self.core.poll_open(cx)).await?;
+        Ok(Stream::new(self.core.shared().clone(), id))
     }
+}
 
-    fn poll_open(&self, cx: &mut Context<'_>) -> Poll<io::Result<Stream>> {
-        let mut shared = Shared::lock(&self.shared);
-        let now = shared.now();
-        match shared.session().open(now) {
-            Ok(id) => {
-                shared.wake_driver();
-                Poll::Ready(Ok(Stream::new(self.shared.clone(), id)))
-            }
-            Err(OpenError::Blocked) => {
-                shared.register_open(cx.waker());
-                Poll::Pending
-            }
-            Err(OpenError::SessionClosed) => Poll::Ready(Err(shared.closed_error())),
-            Err(err) => Poll::Ready(Err(io::Error::new(io::ErrorKind::ConnectionAborted, err))),
-        }
-    }
+impl std::ops::Deref for Control {
+    type Target = ControlCore;
 
-    fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<Option<Stream>> {
-        let mut shared = Shared::lock(&self.shared);
-        if let Some(id) = shared.session().accept() {
-            // The ACK is queued.
-            shared.wake_driver();
-            return Poll::Ready(Some(Stream::new(self.shared.clone(), id)));
-        }
-        let session = shared.session_ref();
-        if session.is_closed() || session.is_draining() {
-            return Poll::Ready(None);
-        }
-        shared.register_accept(cx.waker());
-        Poll::Pending
-    }
-
-    /// Starts a graceful shutdown: no new streams; live ones finish; then the
-    /// session closes (see [`hawser_core::Session::go_away`]).
-    pub fn go_away(&self, code: GoAwayCode) -> io::Result<()> {
-        let mut shared = Shared::lock(&self.shared);
-        let now = shared.now();
-        let result = shared.session().go_away(now, code);
-        shared.dispatch_events();
-        shared.wake_driver();
-        result.map_err(|err| io::Error::new(io::ErrorKind::NotConnected, err))
-    }
-
-    /// Closes the session at once with `code`; every stream fails from now on.
-    pub fn close(&self, code: GoAwayCode) {
-        let mut shared = Shared::lock(&self.shared);
-        shared.session().close(code);
-        shared.dispatch_events();
-        shared.wake_driver();
-    }
-
-    /// Sends a ping now; the RTT shows up in [`Control::health`].
-    pub fn ping(&self) -> io::Result<()> {
-        let mut shared = Shared::lock(&self.shared);
-        let now = shared.now();
-        let result = shared.session().ping(now);
-        shared.wake_driver();
-        result.map_err(|err| io::Error::new(io::ErrorKind::WouldBlock, err))
-    }
-
-    /// RTT and missed keepalive pings.
-    pub fn health(&self) -> Health {
-        Shared::lock(&self.shared).health()
-    }
-
-    /// The session's counters.
-    pub fn stats(&self) -> Stats {
-        Shared::lock(&self.shared).session_ref().stats()
-    }
-
-    /// Bytes received on all streams and not yet read.
-    pub fn buffered_receive(&self) -> u64 {
-        Shared::lock(&self.shared).session_ref().buffered_receive()
-    }
-
-    /// Whether the session has ended.
-    pub fn is_closed(&self) -> bool {
-        Shared::lock(&self.shared).session_ref().is_closed()
-    }
-
-    /// Why the session ended abnormally, once it has.
-    pub fn close_reason(&self) -> Option<hawser_core::SessionError> {
-        Shared::lock(&self.shared).session_ref().close_reason()
+    /// Go-away, close, ping, health and counters are the shared [`ControlCore`]'s.
+    fn deref(&self) -> &ControlCore {
+        &self.core
     }
 }
 

@@ -1,0 +1,50 @@
+//! # hawser-async-std
+//!
+//! hawser sessions over any `futures::io` `AsyncRead + AsyncWrite` link, for
+//! async-std and smol (and any executor: the driver is a plain future).
+//!
+//! With async-std, [`Session::client`] and [`Session::server`] spawn the session's
+//! driver themselves:
+//!
+//! ```no_run
+//! use futures_io::AsyncWrite;
+//! use hawser_async_std::{Config, Session};
+//!
+//! # async fn demo() -> std::io::Result<()> {
+//! let tcp = async_std::net::TcpStream::connect("127.0.0.1:7000").await?;
+//! let session = Session::client(tcp, Config::default())?;
+//! let stream = session.open_stream().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! With smol (or any other executor), take the driver and spawn it yourself:
+//!
+//! ```no_run
+//! use hawser_async_std::{Config, Role, Session};
+//!
+//! # fn demo() -> std::io::Result<()> {
+//! smol::block_on(async {
+//!     let tcp = smol::net::TcpStream::connect("127.0.0.1:7000").await?;
+//!     let (session, driver) = Session::new(tcp, Config::default(), Role::Client)?;
+//!     smol::spawn(driver).detach();
+//!     let stream = session.open_stream().await?;
+//!     Ok(())
+//! })
+//! # }
+//! ```
+//!
+//! The driver reads the link, answers pings, grants windows and queues inbound
+//! streams whether or not anyone accepts; dropping a [`Stream`] finishes it
+//! (written data still goes out, then a FIN). Errors are `io::Error`s whose kind
+//! says what happened and whose source carries the hawser error and code.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod session;
+mod stream;
+
+pub use hawser_core::{Config, GoAwayCode, Profile, ResetCode, Role, SessionError, Stats, StreamId};
+pub use hawser_driver::{ControlCore, Health};
+pub use session::{Control, Session, SessionDriver};
+pub use stream::Stream;

@@ -1,0 +1,112 @@
+//! Session-level operations shared by every adapter's session handle.
+
+use std::io;
+use std::task::{Context, Poll};
+
+use hawser_core::{GoAwayCode, OpenError, SessionError, Stats, StreamId};
+
+use crate::shared::{Health, Shared, SharedRef};
+
+/// The session-wide operations (open, accept, go away, health) in poll form.
+#[derive(Clone)]
+pub struct ControlCore {
+    shared: SharedRef,
+}
+
+impl ControlCore {
+    /// Operations on `shared`.
+    pub fn new(shared: SharedRef) -> Self {
+        ControlCore { shared }
+    }
+
+    /// The shared session.
+    pub fn shared(&self) -> &SharedRef {
+        &self.shared
+    }
+
+    /// Opens a stream, or waits while a limit is reached.
+    pub fn poll_open(&self, cx: &mut Context<'_>) -> Poll<io::Result<StreamId>> {
+        let mut shared = Shared::lock(&self.shared);
+        let now = shared.now();
+        match shared.session().open(now) {
+            Ok(id) => {
+                shared.wake_driver();
+                Poll::Ready(Ok(id))
+            }
+            Err(OpenError::Blocked) => {
+                shared.register_open(cx.waker());
+                Poll::Pending
+            }
+            Err(OpenError::SessionClosed) => Poll::Ready(Err(shared.closed_error())),
+            Err(err) => Poll::Ready(Err(io::Error::new(io::ErrorKind::ConnectionAborted, err))),
+        }
+    }
+
+    /// The next inbound stream; `None` once the session is closed or draining.
+    pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<Option<StreamId>> {
+        let mut shared = Shared::lock(&self.shared);
+        if let Some(id) = shared.session().accept() {
+            // The acknowledgement is queued.
+            shared.wake_driver();
+            return Poll::Ready(Some(id));
+        }
+        let session = shared.session_ref();
+        if session.is_closed() || session.is_draining() {
+            return Poll::Ready(None);
+        }
+        shared.register_accept(cx.waker());
+        Poll::Pending
+    }
+
+    /// Starts a graceful shutdown (see [`hawser_core::Session::go_away`]).
+    pub fn go_away(&self, code: GoAwayCode) -> io::Result<()> {
+        let mut shared = Shared::lock(&self.shared);
+        let now = shared.now();
+        let result = shared.session().go_away(now, code);
+        shared.dispatch_events();
+        shared.wake_driver();
+        result.map_err(|err| io::Error::new(io::ErrorKind::NotConnected, err))
+    }
+
+    /// Closes the session at once with `code`.
+    pub fn close(&self, code: GoAwayCode) {
+        let mut shared = Shared::lock(&self.shared);
+        shared.session().close(code);
+        shared.dispatch_events();
+        shared.wake_driver();
+    }
+
+    /// Sends a ping now; the RTT shows up in [`health`](Self::health).
+    pub fn ping(&self) -> io::Result<()> {
+        let mut shared = Shared::lock(&self.shared);
+        let now = shared.now();
+        let result = shared.session().ping(now);
+        shared.wake_driver();
+        result.map_err(|err| io::Error::new(io::ErrorKind::WouldBlock, err))
+    }
+
+    /// RTT and missed keepalive pings.
+    pub fn health(&self) -> Health {
+        Shared::lock(&self.shared).health()
+    }
+
+    /// The session's counters.
+    pub fn stats(&self) -> Stats {
+        Shared::lock(&self.shared).session_ref().stats()
+    }
+
+    /// Bytes received on all streams and not yet read.
+    pub fn buffered_receive(&self) -> u64 {
+        Shared::lock(&self.shared).session_ref().buffered_receive()
+    }
+
+    /// Whether the session has ended.
+    pub fn is_closed(&self) -> bool {
+        Shared::lock(&self.shared).session_ref().is_closed()
+    }
+
+    /// Why the session ended abnormally, once it has.
+    pub fn close_reason(&self) -> Option<SessionError> {
+        Shared::lock(&self.shared).session_ref().close_reason()
+    }
+}
