@@ -131,8 +131,9 @@ impl Shared {
         self.flush_wakers.push((id, waker.clone()));
     }
 
-    /// Wakes the tasks flushing streams whose written data has all gone out.
-    pub(crate) fn wake_flushed(&mut self) {
+    /// Wakes the tasks flushing streams whose written data has all gone out; a
+    /// driver calls it after taking frames from the session.
+    pub fn wake_flushed(&mut self) {
         if self.flush_wakers.is_empty() {
             return;
         }
@@ -146,7 +147,8 @@ impl Shared {
         });
     }
 
-    pub(crate) fn register_driver(&mut self, waker: &Waker) {
+    /// Registers the driver, woken whenever a command may have produced output.
+    pub fn register_driver(&mut self, waker: &Waker) {
         match &self.driver_waker {
             Some(existing) if existing.will_wake(waker) => {}
             _ => self.driver_waker = Some(waker.clone()),

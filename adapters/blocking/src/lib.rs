@@ -1,0 +1,40 @@
+//! # hawser-blocking
+//!
+//! hawser sessions for synchronous programs: a link that implements
+//! `std::io::Read + Write` (a `TcpStream`, a `UnixStream`), streams that implement
+//! `std::io::Read + Write`, and per-stream timeouts like `TcpStream`'s.
+//!
+//! ```no_run
+//! use std::io::{Read, Write};
+//! use std::net::TcpStream;
+//! use hawser_blocking::{Config, Session};
+//!
+//! # fn demo() -> std::io::Result<()> {
+//! let session = Session::client(TcpStream::connect("127.0.0.1:7000")?, Config::default())?;
+//! let mut stream = session.open_stream()?;
+//! stream.write_all(b"hello")?;
+//! stream.finish()?;
+//! let mut reply = Vec::new();
+//! stream.read_to_end(&mut reply)?;
+//! # Ok(()) }
+//! ```
+//!
+//! Each session runs two threads: a reader that blocks on the link and feeds the
+//! session, and a writer that sends the session's frames (vectored) and keeps its
+//! timers. Neither holds the session's lock during a socket call, and no thread
+//! busy-waits: callers blocked on a stream park until the session wakes them.
+//! Dropping a [`Stream`] finishes it (written data still goes out, then a FIN).
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod link;
+mod session;
+mod stream;
+mod wait;
+
+pub use hawser_core::{Config, GoAwayCode, Profile, ResetCode, Role, SessionError, Stats, StreamId};
+pub use hawser_driver::{ControlCore, Health};
+pub use link::BlockingLink;
+pub use session::Session;
+pub use stream::Stream;
