@@ -1,0 +1,78 @@
+//! Echo over hawser-tokio.
+//!
+//! ```text
+//! cargo run --release -p hawser-examples --bin echo_tokio -- --listen 127.0.0.1:7000
+//! cargo run --release -p hawser-examples --bin echo_tokio -- --connect 127.0.0.1:7000 --streams 16 --bytes 1048576
+//! ```
+
+use std::io;
+use std::time::Instant;
+
+use hawser_examples::{checksum, payload, report, Args};
+use hawser_tokio::Session;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+#[tokio::main]
+async fn main() -> io::Result<()> {
+    let args = Args::parse("echo_tokio");
+    if let Some(addr) = args.listen {
+        let listener = TcpListener::bind(addr).await?;
+        println!("echo_tokio: serving echo on {}", listener.local_addr()?);
+        loop {
+            let (tcp, peer) = listener.accept().await?;
+            let config = args.config();
+            tokio::spawn(async move {
+                let session = match Session::server(tcp, config) {
+                    Ok(session) => session,
+                    Err(err) => return eprintln!("{peer}: {err}"),
+                };
+                while let Some(mut stream) = session.accept().await {
+                    tokio::spawn(async move {
+                        let (mut reader, mut writer) = tokio::io::split(&mut stream);
+                        if tokio::io::copy(&mut reader, &mut writer).await.is_ok() {
+                            let _ = writer.shutdown().await;
+                        }
+                    });
+                }
+            });
+        }
+    }
+    let addr = args
+        .connect
+        .expect("Args::parse guarantees one of --listen and --connect");
+    let session = Session::client(TcpStream::connect(addr).await?, args.config())?;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for index in 0..args.streams {
+        let control = session.control();
+        let len = args.bytes;
+        tasks.push(tokio::spawn(async move {
+            let data = payload(index, len);
+            let stream = control.open_stream().await?;
+            let (mut reader, mut writer) = tokio::io::split(stream);
+            let sent = data.clone();
+            let send = tokio::spawn(async move {
+                writer.write_all(&sent).await?;
+                writer.shutdown().await
+            });
+            let mut back = Vec::with_capacity(len);
+            reader.read_to_end(&mut back).await?;
+            send.await.map_err(io::Error::other)??;
+            Ok::<bool, io::Error>(checksum(&back) == checksum(&data) && back == data)
+        }));
+    }
+    let mut ok = 0;
+    for task in tasks {
+        if task.await.map_err(io::Error::other)?? {
+            ok += 1;
+        }
+    }
+    report("echo_tokio", &args, ok, start.elapsed(), session.health().rtt);
+    session.close(hawser_tokio::GoAwayCode::NORMAL);
+    if ok == args.streams {
+        Ok(())
+    } else {
+        Err(io::Error::other("some streams came back corrupted"))
+    }
+}
