@@ -105,3 +105,48 @@ pub fn report(runtime: &str, args: &Args, ok: usize, elapsed: std::time::Duratio
             .unwrap_or_default()
     );
 }
+
+/// Sends `data` on a blocking stream and reads the echo back, interleaving the two
+/// so that neither direction waits on a full window.
+pub fn blocking_round_trip(stream: &mut hawser_blocking::Stream, data: &[u8]) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Write};
+    const SLICE: usize = 64 * 1024;
+    let mut back = Vec::with_capacity(data.len());
+    let mut sent = 0;
+    let mut buf = vec![0u8; SLICE];
+    loop {
+        if sent < data.len() {
+            let end = (sent + SLICE).min(data.len());
+            stream.write_all(&data[sent..end])?;
+            sent = end;
+            if sent == data.len() {
+                stream.finish()?;
+            }
+        }
+        if sent == data.len() || back.len() + 4 * SLICE < sent {
+            let n = stream.read(&mut buf)?;
+            if n == 0 {
+                return Ok(back);
+            }
+            back.extend_from_slice(&buf[..n]);
+        }
+    }
+}
+
+/// Opens a stream on a tokio session, sends `payload(index, len)` and reads the
+/// echo back concurrently; true when it came back intact.
+pub async fn tokio_round_trip(control: hawser_tokio::Control, index: usize, len: usize) -> std::io::Result<bool> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let data = payload(index, len);
+    let stream = control.open_stream().await?;
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let sent = data.clone();
+    let send = tokio::spawn(async move {
+        writer.write_all(&sent).await?;
+        writer.shutdown().await
+    });
+    let mut back = Vec::with_capacity(len);
+    reader.read_to_end(&mut back).await?;
+    send.await.map_err(std::io::Error::other)??;
+    Ok(back.len() == data.len() && checksum(&back) == checksum(&data) && back == data)
+}

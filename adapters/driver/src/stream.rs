@@ -44,32 +44,16 @@ impl StreamCore {
 
     /// Reads into `buf`; `Ok(0)` is the end of the stream.
     pub fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        if self.read_done || buf.is_empty() {
+        if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        let mut shared = Shared::lock(&self.shared);
-        let result = shared.session().stream(self.id).read(buf.len());
-        match result {
-            Ok(Some(chunk)) => {
+        self.poll_read_chunk(cx, buf.len()).map_ok(|chunk| match chunk {
+            Some(chunk) => {
                 buf[..chunk.len()].copy_from_slice(&chunk);
-                // Reading may have queued a window update.
-                shared.wake_driver();
-                Poll::Ready(Ok(chunk.len()))
+                chunk.len()
             }
-            Ok(None) => {
-                self.read_done = true;
-                Poll::Ready(Ok(0))
-            }
-            Err(ReadError::Blocked) => {
-                shared.register_read(self.id, cx.waker());
-                Poll::Pending
-            }
-            Err(ReadError::SessionClosed) => Poll::Ready(Err(shared.closed_error())),
-            Err(err) => {
-                self.reset |= matches!(err, ReadError::Reset(_));
-                Poll::Ready(Err(err.into()))
-            }
-        }
+            None => 0,
+        })
     }
 
     /// Reads the next chunk without copying; `Ok(None)` is the end of the stream.

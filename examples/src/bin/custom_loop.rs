@@ -17,7 +17,7 @@ use std::time::{Duration, Instant as StdInstant};
 
 use bytes::{Buf, Bytes};
 use hawser_core::{Config, Event, Instant, ReadError, Role, Session, StreamId, WriteError};
-use hawser_examples::{checksum, payload};
+use hawser_examples::{blocking_round_trip, checksum, payload};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 
@@ -223,26 +223,7 @@ fn self_test() -> io::Result<()> {
                     let data = payload(session_index * 100 + index, 300_000);
                     let mut stream = session.open_stream()?;
                     stream.set_read_timeout(Some(Duration::from_secs(10)));
-                    let mut back = Vec::new();
-                    let mut sent = 0;
-                    let mut chunk = vec![0u8; 64 * 1024];
-                    while back.len() < data.len() {
-                        if sent < data.len() {
-                            let end = (sent + 64 * 1024).min(data.len());
-                            stream.write_all(&data[sent..end])?;
-                            sent = end;
-                            if sent == data.len() {
-                                stream.finish()?;
-                            }
-                        }
-                        if sent == data.len() || back.len() + 128 * 1024 < sent {
-                            let n = stream.read(&mut chunk)?;
-                            if n == 0 {
-                                break;
-                            }
-                            back.extend_from_slice(&chunk[..n]);
-                        }
-                    }
+                    let back = blocking_round_trip(&mut stream, &data)?;
                     if checksum(&back) == checksum(&data) && back == data {
                         intact += 1;
                     }

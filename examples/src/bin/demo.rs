@@ -7,9 +7,8 @@
 use std::io;
 use std::time::{Duration, Instant};
 
-use hawser_examples::{checksum, payload};
 use hawser_tokio::{Config, GoAwayCode, Session};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 const STREAMS: usize = 64;
@@ -44,20 +43,11 @@ async fn main() -> io::Result<()> {
     let mut tasks = Vec::new();
     for index in 0..STREAMS {
         let control = client.control();
-        tasks.push(tokio::spawn(async move {
-            let data = payload(index, BYTES_PER_STREAM);
-            let stream = control.open_stream().await?;
-            let (mut reader, mut writer) = tokio::io::split(stream);
-            let sent = data.clone();
-            let send = tokio::spawn(async move {
-                writer.write_all(&sent).await?;
-                writer.shutdown().await
-            });
-            let mut back = Vec::with_capacity(BYTES_PER_STREAM);
-            reader.read_to_end(&mut back).await?;
-            send.await.map_err(io::Error::other)??;
-            Ok::<bool, io::Error>(back.len() == data.len() && checksum(&back) == checksum(&data) && back == data)
-        }));
+        tasks.push(tokio::spawn(hawser_examples::tokio_round_trip(
+            control,
+            index,
+            BYTES_PER_STREAM,
+        )));
     }
     // Measure the round trip while the transfer runs, too.
     let pinger = {

@@ -11,7 +11,7 @@ use std::thread;
 use std::time::Instant;
 
 use hawser_blocking::Session;
-use hawser_examples::{checksum, payload, report, Args};
+use hawser_examples::{blocking_round_trip, checksum, payload, report, Args};
 
 fn main() -> io::Result<()> {
     let args = Args::parse("echo_blocking");
@@ -48,28 +48,7 @@ fn main() -> io::Result<()> {
         let len = args.bytes;
         workers.push(thread::spawn(move || -> io::Result<bool> {
             let data = payload(index, len);
-            // Write in slices and read back as the echo overtakes what was sent,
-            // so that neither direction waits on a full window.
-            let mut back = Vec::with_capacity(len);
-            let mut sent = 0;
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                if sent < data.len() {
-                    let end = (sent + 64 * 1024).min(data.len());
-                    stream.write_all(&data[sent..end])?;
-                    sent = end;
-                    if sent == data.len() {
-                        stream.finish()?;
-                    }
-                }
-                if sent == data.len() || back.len() + 256 * 1024 < sent {
-                    let n = stream.read(&mut buf)?;
-                    if n == 0 {
-                        break;
-                    }
-                    back.extend_from_slice(&buf[..n]);
-                }
-            }
+            let back = blocking_round_trip(&mut stream, &data)?;
             Ok(checksum(&back) == checksum(&data) && back == data)
         }));
     }

@@ -8,9 +8,9 @@
 use std::io;
 use std::time::Instant;
 
-use hawser_examples::{checksum, payload, report, Args};
+use hawser_examples::{report, Args};
 use hawser_tokio::Session;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 #[tokio::main]
@@ -47,20 +47,7 @@ async fn main() -> io::Result<()> {
     for index in 0..args.streams {
         let control = session.control();
         let len = args.bytes;
-        tasks.push(tokio::spawn(async move {
-            let data = payload(index, len);
-            let stream = control.open_stream().await?;
-            let (mut reader, mut writer) = tokio::io::split(stream);
-            let sent = data.clone();
-            let send = tokio::spawn(async move {
-                writer.write_all(&sent).await?;
-                writer.shutdown().await
-            });
-            let mut back = Vec::with_capacity(len);
-            reader.read_to_end(&mut back).await?;
-            send.await.map_err(io::Error::other)??;
-            Ok::<bool, io::Error>(checksum(&back) == checksum(&data) && back == data)
-        }));
+        tasks.push(tokio::spawn(hawser_examples::tokio_round_trip(control, index, len)));
     }
     let mut ok = 0;
     for task in tasks {
