@@ -224,6 +224,64 @@ pub async fn backlog_overflow_is_refused<H: Harness>() -> Outcome {
     Ok(())
 }
 
+/// Over the peer's stream limit, the opener sees a refusal (yamux, which has no
+/// hello to announce the limit), or waits for room (native, which announces it).
+pub async fn max_streams_is_enforced<H: Harness>() -> Outcome {
+    let server_config = Config {
+        max_streams: 2,
+        ..Config::yamux()
+    };
+    let (client, server) = H::pair(Config::yamux(), server_config).await.map_err(fail("connect"))?;
+    let mut first = client.open().await.map_err(fail("open"))?;
+    first.write_all(b"1").await.map_err(fail("write"))?;
+    let mut second = client.open().await.map_err(fail("open"))?;
+    second.write_all(b"2").await.map_err(fail("write"))?;
+    let _a = server.accept().await.ok_or("no first inbound stream")?;
+    let _b = server.accept().await.ok_or("no second inbound stream")?;
+    let mut third = client.open().await.map_err(fail("open"))?;
+    let refused = match third.write_all(b"3").await {
+        Err(err) => err.kind() == io::ErrorKind::ConnectionRefused,
+        Ok(()) => {
+            let mut buf = [0u8; 1];
+            matches!(race(third.read(&mut buf), H::sleep(Duration::from_secs(5))).await,
+                Some(Err(err)) if err.kind() == io::ErrorKind::ConnectionRefused)
+        }
+    };
+    if !refused {
+        return Err("the stream over the limit was not refused".into());
+    }
+
+    let server_config = Config {
+        max_streams: 1,
+        ..Config::default()
+    };
+    let (client, server) = H::pair(Config::default(), server_config)
+        .await
+        .map_err(fail("connect"))?;
+    let mut only = client.open().await.map_err(fail("open"))?;
+    only.write_all(b"x").await.map_err(fail("write"))?;
+    let mut inbound = server.accept().await.ok_or("no inbound stream")?;
+    // A reply proves the server's hello (which precedes it) has arrived.
+    inbound.write_all(b"y").await.map_err(fail("server write"))?;
+    let mut reply = [0u8; 1];
+    only.read(&mut reply).await.map_err(fail("read reply"))?;
+    // One open, kept across both waits: it must wait now and succeed later.
+    let mut opening = std::pin::pin!(client.open());
+    if let Some(outcome) = race(opening.as_mut(), H::sleep(Duration::from_millis(300))).await {
+        let outcome = outcome.map(|_| ());
+        return Err(format!(
+            "native open did not wait for room under the peer's limit: {outcome:?}"
+        ));
+    }
+    inbound.reset(ResetCode::CANCEL);
+    drop(only);
+    match race(opening, H::sleep(Duration::from_secs(5))).await {
+        Some(Ok(_)) => Ok(()),
+        Some(Err(err)) => Err(format!("open after room freed failed: {err}")),
+        None => Err("open did not proceed after the first stream closed".into()),
+    }
+}
+
 /// After go-away, new opens fail, the live stream completes, then both sessions close.
 pub async fn go_away_drains<H: Harness>() -> Outcome {
     let (client, server) = H::pair(Config::default(), Config::default())

@@ -194,7 +194,12 @@ impl Shared {
                     self.wake_stream(id, true, false);
                 }
                 Event::Writable(id) => self.wake_stream(id, false, true),
-                Event::StreamReset { id, .. } | Event::StreamClosed(id) => {
+                Event::StreamReset { id, .. } => {
+                    // A detached stream observes its reset by reading, which releases it.
+                    drain |= self.detached.contains(&id);
+                    self.wake_stream(id, true, true);
+                }
+                Event::StreamClosed(id) => {
                     self.wake_stream(id, true, true);
                     self.detached.retain(|d| *d != id);
                 }
