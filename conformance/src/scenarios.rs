@@ -379,6 +379,33 @@ pub async fn link_eof_mid_transfer_fails_streams<H: Harness>() -> Outcome {
     }
 }
 
+/// The peer's socket is closed with data unread (the kernel answers with a reset):
+/// a writer blocked on the stream fails promptly instead of hanging.
+pub async fn link_error_mid_transfer_fails_streams<H: Harness>() -> Outcome {
+    let config = Config {
+        keepalive_interval: None,
+        ..Config::yamux()
+    };
+    let (client, mut raw) = H::with_raw_peer(Role::Client, config).await.map_err(fail("connect"))?;
+    let mut stream = client.open().await.map_err(fail("open"))?;
+    let writer = H::spawn(async move {
+        // Far more than the 256 KiB window the silent peer ever grants.
+        let outcome = stream.write_all(&vec![3u8; 4 << 20]).await;
+        assert!(outcome.is_err(), "a write to a dead link succeeded");
+    });
+    let mut buf = [0u8; 1024];
+    raw.read(&mut buf).await.map_err(fail("raw read"))?;
+    H::sleep(Duration::from_millis(50)).await;
+    drop(raw); // unread data is left in the socket: the close is a reset
+    if race(writer, H::sleep(Duration::from_secs(5))).await.is_none() {
+        return Err("the writer hung after the link failed".into());
+    }
+    if client.close_reason() != Some(SessionError::LinkLost) {
+        return Err(format!("closed with {:?}", client.close_reason()));
+    }
+    Ok(())
+}
+
 /// Garbage from the peer closes the session with a protocol error.
 pub async fn garbage_from_the_peer_is_a_clear_error<H: Harness>() -> Outcome {
     let (server, mut raw) = H::with_raw_peer(Role::Server, Config::yamux())
