@@ -207,16 +207,7 @@ impl Pair {
         let end = self.now + duration;
         loop {
             self.step_now();
-            let next = [
-                self.next_arrival(),
-                self.client.poll_timeout(),
-                self.server.poll_timeout(),
-            ]
-            .into_iter()
-            .flatten()
-            .filter(|at| *at <= end)
-            .min();
-            match next {
+            match self.next_event().filter(|at| *at <= end) {
                 Some(at) => self.advance_to(at.max(self.now)),
                 None => break,
             }
@@ -238,16 +229,8 @@ impl Pair {
         if self.step_now() {
             return true;
         }
-        let next = [
-            self.next_arrival(),
-            self.client.poll_timeout(),
-            self.server.poll_timeout(),
-        ]
-        .into_iter()
-        .flatten()
-        .min();
         let limit = self.now + max_advance;
-        match next {
+        match self.next_event() {
             Some(at) => {
                 self.advance_to(at.min(limit).max(self.now));
                 self.step_now();
@@ -261,6 +244,18 @@ impl Pair {
         if at > self.now {
             self.now = at;
         }
+    }
+
+    /// The earliest delivery or timer of either side.
+    fn next_event(&self) -> Option<Instant> {
+        [
+            self.next_arrival(),
+            self.client.poll_timeout(),
+            self.server.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn next_arrival(&self) -> Option<Instant> {
