@@ -125,7 +125,7 @@ fn main() -> ExitCode {
     let client = pair.client.stats();
     let server = pair.server.stats();
     println!(
-        "hawser demo: {STREAMS} streams x {} KiB each way over a simulated link",
+        "hawser sim_demo: {STREAMS} streams x {} KiB each way over a simulated link",
         BYTES_PER_DIRECTION / 1024
     );
     println!("  link: 20 ms round trip, 1 Gbit/s each way, byte stream cut at random points");
