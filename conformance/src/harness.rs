@@ -10,6 +10,7 @@ use std::io;
 use std::time::Duration;
 
 use hawser_core::{Config, GoAwayCode, ResetCode, Role, SessionError};
+use hawser_driver::ControlCore;
 
 /// One adapter, as the scenarios see it.
 pub trait Harness: 'static {
@@ -34,7 +35,8 @@ pub trait Harness: 'static {
     fn sleep(duration: Duration) -> impl Future<Output = ()> + Send;
 }
 
-/// Session operations the scenarios use.
+/// Session operations the scenarios use. Go-away, close and the getters come from
+/// the [`ControlCore`] every adapter's session shares.
 pub trait HarnessSession: Clone + Send + Sync + 'static {
     /// A stream of this session.
     type Stream: HarnessStream;
@@ -42,16 +44,29 @@ pub trait HarnessSession: Clone + Send + Sync + 'static {
     fn open(&self) -> impl Future<Output = io::Result<Self::Stream>> + Send;
     /// The next inbound stream, `None` once no more will come.
     fn accept(&self) -> impl Future<Output = Option<Self::Stream>> + Send;
+    /// The session-wide operations.
+    fn control(&self) -> &ControlCore;
+
     /// Starts a graceful shutdown.
-    fn go_away(&self, code: GoAwayCode) -> io::Result<()>;
+    fn go_away(&self, code: GoAwayCode) -> io::Result<()> {
+        self.control().go_away(code)
+    }
     /// Closes at once.
-    fn close(&self, code: GoAwayCode);
+    fn close(&self, code: GoAwayCode) {
+        self.control().close(code);
+    }
     /// Whether the session has ended.
-    fn is_closed(&self) -> bool;
+    fn is_closed(&self) -> bool {
+        self.control().is_closed()
+    }
     /// Why it ended abnormally.
-    fn close_reason(&self) -> Option<SessionError>;
+    fn close_reason(&self) -> Option<SessionError> {
+        self.control().close_reason()
+    }
     /// Bytes received on streams and not yet read, session-wide.
-    fn buffered_receive(&self) -> u64;
+    fn buffered_receive(&self) -> u64 {
+        self.control().buffered_receive()
+    }
 }
 
 /// Stream operations the scenarios use.

@@ -6,17 +6,15 @@ use std::task::Waker;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::BytesMut;
 use hawser_core::{Config, Role};
-use hawser_driver::{ControlCore, Shared, SharedRef};
+use hawser_driver::{ControlCore, FrameQueue, Shared, SharedRef, MAX_SLICES};
 
 use crate::link::BlockingLink;
 use crate::stream::Stream;
 use crate::wait::{block_on_poll, Signal};
 
 const READ_BUFFER: usize = 256 * 1024;
-const WRITE_BATCH: usize = 512 * 1024;
-const MAX_SLICES: usize = 64;
 
 /// A multiplexed session over one blocking link. It derefs to [`ControlCore`] for
 /// go-away, close, ping, health and counters.
@@ -133,7 +131,7 @@ fn read_loop<L: BlockingLink>(shared: SharedRef, mut link: L) {
 
 fn write_loop<L: BlockingLink>(shared: SharedRef, mut link: L, signal: Arc<Signal>) {
     let waker = Waker::from(signal.clone());
-    let mut out: Vec<Bytes> = Vec::new();
+    let mut out = FrameQueue::default();
     loop {
         let (deadline, closed) = {
             let mut guard = Shared::lock(&shared);
@@ -141,18 +139,7 @@ fn write_loop<L: BlockingLink>(shared: SharedRef, mut link: L, signal: Arc<Signa
             if guard.session_ref().poll_timeout().is_some_and(|at| at <= now) {
                 guard.session().handle_timeout(now);
             }
-            let mut taken = 0;
-            while taken < WRITE_BATCH {
-                let Some(transmit) = guard.session().poll_transmit(now) else {
-                    break;
-                };
-                let (header, payload) = transmit.into_parts();
-                taken += header.len() + payload.len();
-                out.push(Bytes::copy_from_slice(&header));
-                if !payload.is_empty() {
-                    out.push(payload);
-                }
-            }
+            out.fill(guard.session(), now);
             guard.dispatch_events();
             guard.wake_flushed();
             guard.register_driver(&waker);
@@ -182,27 +169,16 @@ fn write_loop<L: BlockingLink>(shared: SharedRef, mut link: L, signal: Arc<Signa
     }
 }
 
-fn write_all_vectored<W: Write>(link: &mut W, out: &mut Vec<Bytes>) -> io::Result<()> {
-    let mut start = 0;
-    while start < out.len() {
-        let slices: Vec<IoSlice<'_>> = out[start..].iter().take(MAX_SLICES).map(|b| IoSlice::new(b)).collect();
-        let mut written = match link.write_vectored(&slices) {
+fn write_all_vectored<W: Write>(link: &mut W, out: &mut FrameQueue) -> io::Result<()> {
+    while !out.is_empty() {
+        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+        let count = out.slices(&mut slices);
+        match link.write_vectored(&slices[..count]) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => n,
+            Ok(n) => out.advance(n),
             Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
             Err(err) => return Err(err),
-        };
-        while written > 0 {
-            let front = &mut out[start];
-            if front.len() <= written {
-                written -= front.len();
-                start += 1;
-            } else {
-                front.advance(written);
-                written = 0;
-            }
         }
     }
-    out.clear();
     link.flush()
 }

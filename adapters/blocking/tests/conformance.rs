@@ -13,7 +13,7 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::thread;
 use std::time::Duration;
 
-use hawser_blocking::{Config, GoAwayCode, ResetCode, Role, SessionError};
+use hawser_blocking::{Config, ResetCode, Role};
 use hawser_conformance::harness::{Harness, HarnessSession, HarnessStream, RawLink};
 
 struct Unpark(thread::Thread);
@@ -127,24 +127,8 @@ impl HarnessSession for Session {
         off_thread(move || session.accept()).await.map(|s| Stream(Some(s)))
     }
 
-    fn go_away(&self, code: GoAwayCode) -> io::Result<()> {
-        self.0.go_away(code)
-    }
-
-    fn close(&self, code: GoAwayCode) {
-        self.0.close(code);
-    }
-
-    fn is_closed(&self) -> bool {
-        self.0.is_closed()
-    }
-
-    fn close_reason(&self) -> Option<SessionError> {
-        self.0.close_reason()
-    }
-
-    fn buffered_receive(&self) -> u64 {
-        self.0.buffered_receive()
+    fn control(&self) -> &hawser_driver::ControlCore {
+        &self.0
     }
 }
 

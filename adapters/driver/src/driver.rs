@@ -2,15 +2,15 @@
 //! writes the session's frames to the link (vectored, many frames per call), and
 //! runs the session's timers.
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::io::{self, IoSlice};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant as StdInstant;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::BytesMut;
 
+use crate::frames::{FrameQueue, MAX_SLICES};
 use crate::shared::{Shared, SharedRef};
 
 /// A byte link in poll form; each adapter implements it for its runtime's I/O traits.
@@ -33,10 +33,6 @@ pub trait Timer {
 
 /// How many bytes one read asks for.
 const READ_BUFFER: usize = 256 * 1024;
-/// How many bytes of frames are taken from the session before they are written.
-const WRITE_BATCH: usize = 512 * 1024;
-/// How many slices one vectored write passes at most.
-const MAX_SLICES: usize = 64;
 /// How many reads or writes one poll does before yielding to other tasks.
 const OPS_PER_POLL: usize = 32;
 
@@ -48,8 +44,7 @@ pub struct Driver<L, T> {
     timer: T,
     read_buf: BytesMut,
     /// Frames taken from the session and not yet fully written.
-    out: VecDeque<Bytes>,
-    out_bytes: usize,
+    out: FrameQueue,
     read_closed: bool,
     shut_down: bool,
 }
@@ -62,8 +57,7 @@ impl<L: Link + Unpin, T: Timer + Unpin> Driver<L, T> {
             link,
             timer,
             read_buf: BytesMut::new(),
-            out: VecDeque::new(),
-            out_bytes: 0,
+            out: FrameQueue::default(),
             read_closed: false,
             shut_down: false,
         }
@@ -118,26 +112,12 @@ impl<L: Link + Unpin, T: Timer + Unpin> Driver<L, T> {
         shared.session().handle_link_lost(now);
         shared.dispatch_events();
         self.out.clear();
-        self.out_bytes = 0;
     }
 
     fn take_transmits(&mut self) {
-        if self.out_bytes >= WRITE_BATCH {
-            return;
-        }
         let mut shared = Shared::lock(&self.shared);
         let now = shared.now();
-        while self.out_bytes < WRITE_BATCH {
-            let Some(transmit) = shared.session().poll_transmit(now) else {
-                break;
-            };
-            let (header, payload) = transmit.into_parts();
-            self.out_bytes += header.len() + payload.len();
-            self.out.push_back(Bytes::copy_from_slice(&header));
-            if !payload.is_empty() {
-                self.out.push_back(payload);
-            }
-        }
+        self.out.fill(shared.session(), now);
         shared.dispatch_events();
         shared.wake_flushed();
     }
@@ -149,25 +129,15 @@ impl<L: Link + Unpin, T: Timer + Unpin> Driver<L, T> {
             if self.out.is_empty() {
                 return self.link.poll_flush(cx);
             }
-            let slices: Vec<IoSlice<'_>> = self.out.iter().take(MAX_SLICES).map(|b| IoSlice::new(b)).collect();
-            let written = match self.link.poll_write_vectored(cx, &slices) {
+            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+            let count = self.out.slices(&mut slices);
+            let written = match self.link.poll_write_vectored(cx, &slices[..count]) {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
                 Poll::Ready(Ok(n)) => n,
                 Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
                 Poll::Pending => return Poll::Pending,
             };
-            self.out_bytes -= written;
-            let mut left = written;
-            while left > 0 {
-                let Some(front) = self.out.front_mut() else { break };
-                if front.len() <= left {
-                    left -= front.len();
-                    self.out.pop_front();
-                } else {
-                    front.advance(left);
-                    left = 0;
-                }
-            }
+            self.out.advance(written);
         }
         cx.waker().wake_by_ref();
         Poll::Pending

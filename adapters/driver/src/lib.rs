@@ -16,11 +16,13 @@
 
 mod control;
 mod driver;
+mod frames;
 mod shared;
 mod stream;
 
 pub use control::ControlCore;
 pub use driver::{Driver, Link, Timer};
+pub use frames::{FrameQueue, MAX_SLICES, WRITE_BATCH};
 pub use shared::{Health, Shared, SharedRef};
 pub use stream::StreamCore;
 

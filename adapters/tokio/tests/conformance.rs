@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hawser_conformance::harness::{Harness, HarnessSession, HarnessStream, RawLink};
-use hawser_core::{Config, GoAwayCode, ResetCode, Role, SessionError};
+use hawser_core::{Config, ResetCode, Role};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -76,24 +76,8 @@ impl HarnessSession for Session {
         self.0.accept().await.map(Stream)
     }
 
-    fn go_away(&self, code: GoAwayCode) -> io::Result<()> {
-        self.0.go_away(code)
-    }
-
-    fn close(&self, code: GoAwayCode) {
-        self.0.close(code);
-    }
-
-    fn is_closed(&self) -> bool {
-        self.0.is_closed()
-    }
-
-    fn close_reason(&self) -> Option<SessionError> {
-        self.0.close_reason()
-    }
-
-    fn buffered_receive(&self) -> u64 {
-        self.0.buffered_receive()
+    fn control(&self) -> &hawser_driver::ControlCore {
+        &self.0
     }
 }
 
