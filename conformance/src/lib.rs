@@ -10,11 +10,15 @@
 //! - [`harness`] and [`scenarios`]: the scenarios every adapter must pass, written
 //!   once; an adapter implements [`harness::Harness`] and invokes
 //!   [`conformance_tests!`] to get them all as tests named `conformance::*`.
+//! - [`interop`]: hawser's yamux profile against the `yamux` crate and
+//!   `tokio-yamux`, both roles, through any adapter; [`interop_tests!`] makes them
+//!   tests named `interop::<peer>::<hawser role>::*`.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod harness;
+pub mod interop;
 pub mod rng;
 pub mod scenarios;
 pub mod sim;

@@ -13,7 +13,7 @@ use crate::rng::Rng;
 
 type Outcome = Result<(), String>;
 
-fn fail(context: &str) -> impl Fn(io::Error) -> String + '_ {
+pub(crate) fn fail(context: &str) -> impl Fn(io::Error) -> String + '_ {
     move |err| format!("{context}: {err} ({:?})", err.kind())
 }
 
@@ -461,7 +461,7 @@ pub async fn many_sessions_at_once<H: Harness>() -> Outcome {
 }
 
 /// Polls `a` and `b` together; `Some` with `a`'s output if it finished first.
-async fn race<A, B>(a: A, b: B) -> Option<A::Output>
+pub(crate) async fn race<A, B>(a: A, b: B) -> Option<A::Output>
 where
     A: std::future::Future,
     B: std::future::Future,

@@ -31,6 +31,11 @@ pub struct Stats {
     pub pings_sent: u64,
     /// Keepalive pings that went unanswered within the ping timeout.
     pub pings_missed: u64,
+    /// Pings from the peer that this side answered.
+    pub pings_answered: u64,
+    /// The most send credit the peer granted any one stream at a time. Above the
+    /// initial window (256 KiB) it shows that the peer grew its receive window.
+    pub send_window_peak: u64,
     /// The last RTT measured.
     pub rtt_last: Option<Duration>,
     /// The smoothed RTT (7/8 old + 1/8 new).

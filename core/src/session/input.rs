@@ -312,6 +312,7 @@ impl Session {
                 return Err(ProtocolError::WindowOverflow(StreamId(id)).into());
             }
             stream.send_window = window;
+            self.stats.send_window_peak = self.stats.send_window_peak.max(window);
             if header.length > 0 {
                 self.input_effects += 1;
             }
@@ -483,6 +484,7 @@ impl Session {
             if !self.ping_budget.spend(now) {
                 return Err(ProtocolError::LimitExceeded("pings"));
             }
+            self.stats.pings_answered += 1;
             return self.push_reply(Header::new(FrameType::Ping, Flags::ACK, 0, header.length));
         }
         // A reply: match it to a ping we sent; unsolicited replies are ignored.
