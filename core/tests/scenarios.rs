@@ -327,7 +327,10 @@ fn window_auto_tunes_up_on_a_fast_reader_with_latency() {
     let window = pair.server.stream(id).receive_window();
     assert!(window > 256 * 1024, "window stayed at {window}");
     let peak = pair.client.stats().send_window_peak;
-    assert!(peak > 256 * 1024 && peak <= u64::from(window), "peak credit {peak}, window {window}");
+    assert!(
+        peak > 256 * 1024 && peak <= u64::from(window),
+        "peak credit {peak}, window {window}"
+    );
     assert!(window <= 16 * 1024 * 1024);
     // 8 MiB over a 40 ms round trip: a fixed 256 KiB window would need 32 round
     // trips (1.3 s); the grown window needs far fewer.

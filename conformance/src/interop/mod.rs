@@ -403,6 +403,50 @@ pub async fn hundred_streams_with_checksums<H: InteropHarness>(kind: PeerKind, r
     setup.finish().await
 }
 
+/// hawser opens as many streams as the ACK backlog allows (256) and writes on
+/// each without finishing. rust-yamux acknowledges a stream only when it first
+/// writes on it (here: once it has read the stream to its end), so the 257th
+/// open must wait, and go through once earlier streams are answered. tokio-yamux
+/// acknowledges at once, so there the 257th open goes straight through.
+pub async fn opens_beyond_the_ack_backlog<H: InteropHarness>(kind: PeerKind, role: Role) -> Outcome {
+    let setup = connect::<H>(kind, role, Path::Direct).await?;
+    let mut streams = Vec::new();
+    for i in 0..256u64 {
+        let mut stream = setup.session.open().await.map_err(fail("open"))?;
+        stream.write_all(&[Command::ECHO]).await.map_err(fail("write"))?;
+        stream.write_all(&random(5000 + i, 1024)).await.map_err(fail("write"))?;
+        streams.push(stream);
+    }
+    let waited = race(setup.session.open(), H::sleep(Duration::from_millis(300))).await;
+    match (kind, waited) {
+        (PeerKind::Yamux, None) => {}
+        (PeerKind::Yamux, Some(_)) => return Err("a 257th open went through with 256 unacknowledged".into()),
+        (PeerKind::TokioYamux, Some(Ok(_))) => {}
+        (PeerKind::TokioYamux, other) => {
+            return Err(format!(
+                "tokio-yamux acknowledges at once, yet the 257th open gave {:?}",
+                other.map(|r| r.map(|_| ()))
+            ))
+        }
+    }
+    for (i, mut stream) in streams.into_iter().enumerate() {
+        stream.finish().await.map_err(fail("finish"))?;
+        let back = read_to_end_random(&mut stream, &mut Rng::new(i as u64))
+            .await
+            .map_err(fail("read"))?;
+        if back != random(5000 + i as u64, 1024) {
+            return Err(format!("stream {i}: the echo differs"));
+        }
+    }
+    within::<H, _>(
+        Duration::from_secs(10),
+        echo(&setup.session, b"one more", 20),
+        "an open after the backlog cleared",
+    )
+    .await??;
+    setup.finish().await
+}
+
 /// The opener finishes its side, then reads the reply that the other side writes
 /// only after it has seen the FIN; both ways.
 pub async fn half_close<H: InteropHarness>(kind: PeerKind, role: Role) -> Outcome {
@@ -621,7 +665,7 @@ macro_rules! interop_tests {
         mod $module {
             use super::*;
             $crate::interop_tests!(@each $harness, $run, $kind, $role;
-                echo_both_ways, hundred_streams_with_checksums, half_close, resets_both_ways,
+                echo_both_ways, hundred_streams_with_checksums, opens_beyond_the_ack_backlog, half_close, resets_both_ways,
                 sixty_four_mib_on_one_stream, pings, go_away_from_hawser, go_away_from_peer,
                 random_sizes_and_split_points);
         }
