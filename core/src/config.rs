@@ -75,8 +75,10 @@ pub struct Config {
     /// before it is reset; `None` waits forever. [`Config::yamux`] sets `None`:
     /// rust-yamux acknowledges a stream only when it first sends on it.
     pub open_timeout: Option<Duration>,
-    /// How long after this side finished a stream the peer may take to finish its
-    /// side before the stream is reset; `None` waits forever.
+    /// How long, after this side finished a stream, the peer may go without
+    /// sending on it or finishing it before the stream is reset; `None` waits
+    /// forever. A peer that keeps sending (a long reply to a finished request) is
+    /// never cut off by it.
     pub close_timeout: Option<Duration>,
     /// How long a go-away drain may last before the remaining streams are reset.
     pub drain_timeout: Duration,

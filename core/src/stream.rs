@@ -63,6 +63,8 @@ pub(crate) struct StreamState {
     pub want_writable: bool,
     pub open_deadline: Option<Instant>,
     pub close_deadline: Option<Instant>,
+    /// When payload last arrived; the close timer counts from here.
+    pub last_received: Option<Instant>,
 }
 
 impl StreamState {
@@ -91,6 +93,7 @@ impl StreamState {
             want_writable: false,
             open_deadline: None,
             close_deadline: None,
+            last_received: None,
         }
     }
 

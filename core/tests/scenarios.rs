@@ -559,6 +559,38 @@ fn peer_that_never_finishes_is_reset_after_the_close_timeout() {
 }
 
 #[test]
+fn a_peer_still_sending_is_not_cut_off_by_the_close_timeout() {
+    let client_config = Config {
+        close_timeout: Some(Duration::from_secs(2)),
+        ..Config::default()
+    };
+    let mut pair = Pair::new(client_config, Config::default(), SimConfig::default());
+    let id = pair.client.open(pair.now).unwrap();
+    pair.client.stream(id).finish().unwrap();
+    pair.drive();
+    accept_all(&mut pair, Side::Server);
+    // The reply trickles for 5 s, well past the 2 s timeout, a piece every second.
+    let mut received = Vec::new();
+    for second in 0..5u8 {
+        write_all_now(&mut pair.server, id, &[second; 100]);
+        pair.drive_for(Duration::from_secs(1));
+        received.extend(read_available(&mut pair.client, id).0);
+    }
+    pair.server.stream(id).finish().unwrap();
+    pair.drive();
+    received.extend(read_available(&mut pair.client, id).0);
+    assert_eq!(received.len(), 500);
+    assert!(!has_event(
+        &pair,
+        Side::Server,
+        &Event::StreamReset {
+            id,
+            code: ResetCode::CLOSE_TIMEOUT
+        }
+    ));
+}
+
+#[test]
 fn version_mismatch_is_a_clear_error() {
     let mut pair = Pair::new(Config::default(), Config::yamux(), SimConfig::default());
     pair.drive();

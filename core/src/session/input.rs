@@ -284,6 +284,7 @@ impl Session {
                 .into());
             }
             stream.flow.on_received(len);
+            stream.last_received = Some(now);
             self.stats.payload_in += u64::from(len);
             self.expect_payload(header, Sink::Stream(id));
         } else if header.flags.contains(Flags::FIN) {

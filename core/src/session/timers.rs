@@ -68,7 +68,16 @@ impl Session {
             self.close_deadlines.pop_first();
             if let Some(stream) = self.streams.get_mut(&id) {
                 stream.close_deadline = None;
-                if !stream.fin_received {
+                // A peer still sending is not stuck: the timeout counts from its
+                // last payload, so a long reply after a request's FIN is not cut.
+                let extended = match (stream.last_received, self.config.close_timeout) {
+                    (Some(last), Some(timeout)) if last + timeout > now => Some(last + timeout),
+                    _ => None,
+                };
+                if let Some(deadline) = extended {
+                    stream.close_deadline = Some(deadline);
+                    self.close_deadlines.insert((deadline, id));
+                } else if !stream.fin_received {
                     tracing::debug!(stream = id, "close timed out");
                     self.reset_stream(id, ResetCode::CLOSE_TIMEOUT, false);
                 }
