@@ -15,6 +15,7 @@ use std::collections::VecDeque;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use hawser_core::resume::{parse_opening, Opening, ResumeRefusal, ResumeToken};
 use hawser_core::{Config, Event, Instant, Role, Session};
 
 use crate::rng::Rng;
@@ -92,6 +93,17 @@ pub struct Pair {
     events: [VecDeque<Event>; 2],
     rng: Rng,
     link_up: bool,
+    /// Cut the link once this many bytes (both directions together) have arrived.
+    cut_at: Option<u64>,
+    delivered: u64,
+    cuts: u64,
+    /// After a reconnect, the server side reads the new link's opening here, as an
+    /// acceptor would, until the resume request is whole.
+    accepting: Option<BytesMut>,
+    refusals: Vec<ResumeRefusal>,
+    /// The acceptor refused the current link: the server session does not own it,
+    /// so nothing of the session's goes on it.
+    refused_link: bool,
 }
 
 impl Pair {
@@ -110,6 +122,12 @@ impl Pair {
             links: Default::default(),
             events: Default::default(),
             link_up: true,
+            cut_at: None,
+            delivered: 0,
+            cuts: 0,
+            accepting: None,
+            refusals: Vec::new(),
+            refused_link: false,
         }
     }
 
@@ -159,12 +177,66 @@ impl Pair {
         self.collect_events();
     }
 
+    /// Whether the link is up.
+    pub fn link_up(&self) -> bool {
+        self.link_up
+    }
+
+    /// Bytes that have arrived so far, both directions together.
+    pub fn bytes_delivered(&self) -> u64 {
+        self.delivered
+    }
+
+    /// How many times the link was cut.
+    pub fn cuts(&self) -> u64 {
+        self.cuts
+    }
+
+    /// Cuts the link once `total` bytes (both directions together, counted from
+    /// the start of the run) have arrived: the piece that crosses the mark is
+    /// delivered only up to it.
+    pub fn cut_at(&mut self, total: u64) {
+        self.cut_at = Some(total);
+    }
+
+    /// Brings up a new link after a cut and resumes over it: the client
+    /// [attaches](Session::attach) and its resume request travels the link like
+    /// any bytes; at the server end an acceptor reads it and calls
+    /// [`Session::handle_resume`] with a fresh token from the run's generator. A
+    /// refusal goes back to the client as the acceptor would send it (see
+    /// [`refusals`](Self::refusals)).
+    pub fn reconnect(&mut self) -> Result<(), hawser_core::AttachError> {
+        self.link_up = true;
+        for link in &mut self.links {
+            link.in_flight.clear();
+        }
+        self.accepting = Some(BytesMut::new());
+        self.refused_link = false;
+        let now = self.now;
+        self.client.attach(now)
+    }
+
+    /// Refusals the simulated acceptor sent.
+    pub fn refusals(&self) -> &[ResumeRefusal] {
+        &self.refusals
+    }
+
     /// Moves every queued frame onto the link and every due piece off it, and runs
     /// due timers, until nothing moves at the current time. Returns whether anything
     /// moved.
     pub fn step_now(&mut self) -> bool {
         let mut moved = false;
+        let mut rounds = 0u32;
         loop {
+            // A session that keeps asking for a timer it never clears would spin here.
+            rounds += 1;
+            assert!(
+                rounds < 1_000_000,
+                "livelock at {:?}: timers {:?} / {:?}",
+                self.now,
+                self.client.poll_timeout(),
+                self.server.poll_timeout()
+            );
             let mut progress = false;
             for side in [Side::Client, Side::Server] {
                 progress |= self.flush(side);
@@ -284,7 +356,7 @@ impl Pair {
         if bytes.is_empty() {
             return false;
         }
-        if !self.link_up {
+        if !self.link_up || (side == Side::Server && (self.refused_link || self.accepting.is_some())) {
             return true;
         }
         let mut bytes = bytes.freeze();
@@ -313,15 +385,74 @@ impl Pair {
         let now = self.now;
         let mut delivered = false;
         while let Some((at, _)) = self.links[from.index()].in_flight.front() {
-            if *at > now {
+            if *at > now || !self.link_up {
                 break;
             }
-            let Some((_, piece)) = self.links[from.index()].in_flight.pop_front() else {
+            let Some((_, mut piece)) = self.links[from.index()].in_flight.pop_front() else {
                 break;
             };
-            self.session(from.peer()).handle_input(now, piece);
+            let mut cut_now = false;
+            if let Some(mark) = self.cut_at {
+                let room = mark.saturating_sub(self.delivered);
+                if piece.len() as u64 >= room {
+                    piece.truncate(room as usize);
+                    self.cut_at = None;
+                    cut_now = true;
+                }
+            }
+            self.delivered += piece.len() as u64;
+            if from == Side::Client && self.accepting.is_some() {
+                self.accept(piece);
+            } else if !piece.is_empty() {
+                self.session(from.peer()).handle_input(now, piece);
+            }
             delivered = true;
+            if cut_now {
+                self.cuts += 1;
+                self.cut_link();
+                break;
+            }
         }
         delivered
+    }
+
+    /// The server's acceptor: collects the new link's first bytes until the resume
+    /// request is whole, then hands the session the request and the rest.
+    fn accept(&mut self, piece: Bytes) {
+        let Some(buf) = self.accepting.as_mut() else {
+            return;
+        };
+        buf.extend_from_slice(&piece);
+        let opening = match parse_opening(buf) {
+            Ok(None) => return,
+            Ok(Some(opening)) => Ok(opening),
+            Err(_) => Err(ResumeRefusal::BadRequest),
+        };
+        let mut buf = self.accepting.take().expect("checked above").freeze();
+        let now = self.now;
+        let result = match opening {
+            Ok(Opening::Resume { request, consumed }) => {
+                let mut token = [0u8; 16];
+                self.rng.fill(&mut token);
+                let result = self.server.handle_resume(now, &request, ResumeToken::from_bytes(token));
+                if result.is_ok() {
+                    let rest = buf.split_off(consumed);
+                    if !rest.is_empty() {
+                        self.server.handle_input(now, rest);
+                    }
+                }
+                result
+            }
+            Ok(Opening::Hello) => Err(ResumeRefusal::BadRequest),
+            Err(refusal) => Err(refusal),
+        };
+        if let Err(refusal) = result {
+            self.refusals.push(refusal);
+            self.refused_link = true;
+            let link = &mut self.links[Side::Server.index()];
+            let arrive = now + self.config.latency;
+            link.in_flight
+                .push_back((arrive, Bytes::copy_from_slice(&refusal.frame())));
+        }
     }
 }

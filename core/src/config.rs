@@ -82,10 +82,42 @@ pub struct Config {
     pub close_timeout: Option<Duration>,
     /// How long a go-away drain may last before the remaining streams are reset.
     pub drain_timeout: Duration,
-    /// Native profile: how long to wait for the peer's hello.
+    /// Native profile: how long to wait for the peer's hello (and, when resuming,
+    /// for the server's answer).
     pub handshake_timeout: Duration,
+    /// Native profile: survive the loss of the link (see [`crate::resume`]);
+    /// `None` (the default) ends the session when the link is lost. Both sides
+    /// must enable it.
+    pub resumption: Option<Resumption>,
     /// Budgets against abusive peers.
     pub limits: Limits,
+}
+
+/// How a resumable session acknowledges, replays and waits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resumption {
+    /// The most unacknowledged bytes kept for replay. When it is full, data waits
+    /// (writes soon return `Blocked`); control frames, which are small and bounded
+    /// by other limits, still go out, so acknowledgements can never deadlock.
+    pub replay_buffer: usize,
+    /// Acknowledge at the latest after this many bytes were received...
+    pub ack_bytes: u32,
+    /// ...or this long after the first byte not yet acknowledged.
+    pub ack_delay: Duration,
+    /// How long a session may wait for a new link before it expires; its streams
+    /// then fail with [`SessionError::Expired`](crate::SessionError::Expired).
+    pub detached_timeout: Duration,
+}
+
+impl Default for Resumption {
+    fn default() -> Self {
+        Resumption {
+            replay_buffer: 4 * 1024 * 1024,
+            ack_bytes: 64 * 1024,
+            ack_delay: Duration::from_millis(20),
+            detached_timeout: Duration::from_secs(30),
+        }
+    }
 }
 
 /// Budgets that bound what a hostile peer can make the session do. Exceeding one is a
@@ -135,6 +167,7 @@ impl Default for Config {
             close_timeout: Some(Duration::from_secs(60)),
             drain_timeout: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(10),
+            resumption: None,
             limits: Limits::default(),
         }
     }
@@ -196,6 +229,26 @@ impl Config {
                 "keepalive_interval",
                 "must be non-zero (use None to disable)",
             ));
+        }
+        if let Some(resumption) = &self.resumption {
+            if self.profile != Profile::Native {
+                return Err(ConfigError::new("resumption", "needs the native profile"));
+            }
+            if resumption.replay_buffer < MIN_MAX_FRAME_SIZE as usize {
+                return Err(ConfigError::new("resumption.replay_buffer", "must be at least 16 KiB"));
+            }
+            if resumption.ack_bytes == 0 || resumption.ack_bytes as usize > resumption.replay_buffer / 2 {
+                return Err(ConfigError::new(
+                    "resumption.ack_bytes",
+                    "must be non-zero and at most half the replay buffer",
+                ));
+            }
+            if resumption.ack_delay.is_zero() || resumption.detached_timeout.is_zero() {
+                return Err(ConfigError::new(
+                    "resumption",
+                    "ack_delay and detached_timeout must be non-zero",
+                ));
+            }
         }
         if self.limits.max_pending_control == 0 {
             return Err(ConfigError::new("limits.max_pending_control", "must be at least 1"));

@@ -22,6 +22,14 @@ impl GoAwayCode {
     pub const HANDSHAKE_FAILED: GoAwayCode = GoAwayCode(3);
     /// Native: the receiver exceeded one of the sender's abuse budgets.
     pub const LIMIT_EXCEEDED: GoAwayCode = GoAwayCode(4);
+    /// Resume refused: no session with that id (unknown, expired or ended).
+    pub const RESUME_UNKNOWN_SESSION: GoAwayCode = GoAwayCode(5);
+    /// Resume refused: the token is wrong or was already replaced.
+    pub const RESUME_BAD_TOKEN: GoAwayCode = GoAwayCode(6);
+    /// Resume refused: the session still has its link; try again later.
+    pub const RESUME_ATTACHED: GoAwayCode = GoAwayCode(7);
+    /// Resume refused: the received offset does not match what was sent.
+    pub const RESUME_BAD_OFFSET: GoAwayCode = GoAwayCode(8);
     /// The first code reserved for applications.
     pub const APPLICATION_MIN: u32 = 0x100;
 
@@ -104,6 +112,8 @@ pub enum ProtocolError {
     OpenAfterGoAway(StreamId),
     /// The peer exceeded one of the [`Limits`](crate::Limits).
     LimitExceeded(&'static str),
+    /// Resumption: a frame or value the resumption protocol does not allow here.
+    Resumption(&'static str),
 }
 
 impl fmt::Display for ProtocolError {
@@ -124,6 +134,7 @@ impl fmt::Display for ProtocolError {
             ProtocolError::DataAfterFin(id) => write!(f, "data on stream {id} after the peer finished it"),
             ProtocolError::OpenAfterGoAway(id) => write!(f, "peer opened stream {id} after its own go-away"),
             ProtocolError::LimitExceeded(what) => write!(f, "peer exceeded the limit on {what}"),
+            ProtocolError::Resumption(what) => write!(f, "resumption: {what}"),
         }
     }
 }
@@ -145,6 +156,12 @@ pub enum SessionError {
     LinkLost,
     /// This side closed the session with [`Session::close`](crate::Session::close).
     LocallyClosed(GoAwayCode),
+    /// Resumption: the link was lost and no new link resumed the session within
+    /// `detached_timeout`.
+    Expired,
+    /// Resumption: the server refused to resume the session, with this code (one
+    /// of the `RESUME_*` go-away codes); it cannot be resumed.
+    ResumeRefused(GoAwayCode),
 }
 
 impl fmt::Display for SessionError {
@@ -156,6 +173,10 @@ impl fmt::Display for SessionError {
             SessionError::KeepaliveTimeout => f.write_str("the peer stopped answering keepalive pings"),
             SessionError::LinkLost => f.write_str("the link was lost"),
             SessionError::LocallyClosed(code) => write!(f, "closed by this side with code {}", code.0),
+            SessionError::Expired => f.write_str("the link was lost and the session expired before it was resumed"),
+            SessionError::ResumeRefused(code) => {
+                write!(f, "the server refused to resume the session (code {})", code.0)
+            }
         }
     }
 }
@@ -355,7 +376,10 @@ mod std_impls {
             let kind = match err {
                 SessionError::Protocol(_) | SessionError::Handshake(_) => std::io::ErrorKind::InvalidData,
                 SessionError::KeepaliveTimeout => std::io::ErrorKind::TimedOut,
-                SessionError::LinkLost | SessionError::PeerGoAway(_) => std::io::ErrorKind::ConnectionReset,
+                SessionError::LinkLost | SessionError::PeerGoAway(_) | SessionError::Expired => {
+                    std::io::ErrorKind::ConnectionReset
+                }
+                SessionError::ResumeRefused(_) => std::io::ErrorKind::ConnectionRefused,
                 SessionError::LocallyClosed(_) => std::io::ErrorKind::ConnectionAborted,
             };
             std::io::Error::new(kind, err)

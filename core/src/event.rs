@@ -47,6 +47,21 @@ pub enum Event {
     /// The peer sent a go-away: no new streams; the session closes when the live
     /// ones finish.
     GoAwayReceived(GoAwayCode),
+    /// Resumption: the link was lost and the session is detached. Streams stay
+    /// open; nothing is sent until a new link is attached (client:
+    /// [`Session::attach`](crate::Session::attach); server:
+    /// [`Session::handle_resume`](crate::Session::handle_resume)). Drop the old link.
+    Detached,
+    /// Resumption: the session continues over a new link.
+    Resumed {
+        /// Bytes this side sent again because the peer had not received them.
+        replayed: u64,
+    },
+    /// Resumption, client: the server refused this attempt but the session may
+    /// still be resumed later ([`GoAwayCode::RESUME_ATTACHED`]: the server has not
+    /// yet noticed that the old link is gone). Drop the new link and retry. A
+    /// refusal that cannot succeed later ends the session instead.
+    ResumeRefused(GoAwayCode),
     /// The session has ended; `None` for an orderly end (drain completed).
     Closed(Option<SessionError>),
 }

@@ -47,6 +47,12 @@ pub enum FrameType {
     GoAway,
     /// Native only: the handshake hello; `length` bytes of settings follow.
     Hello,
+    /// Native only, resumption: a cumulative acknowledgement; 8 bytes follow (the
+    /// received offset, big-endian).
+    Ack,
+    /// Native only, resumption: the server's ticket (no flags), a resume request
+    /// (SYN) or the server's answer (ACK); see `PROTOCOL.md`.
+    Resume,
 }
 
 impl FrameType {
@@ -58,6 +64,8 @@ impl FrameType {
             FrameType::Ping => 2,
             FrameType::GoAway => 3,
             FrameType::Hello => 4,
+            FrameType::Ack => 5,
+            FrameType::Resume => 6,
         }
     }
 
@@ -68,6 +76,8 @@ impl FrameType {
             (2, _) => Some(FrameType::Ping),
             (3, _) => Some(FrameType::GoAway),
             (4, Profile::Native) => Some(FrameType::Hello),
+            (5, Profile::Native) => Some(FrameType::Ack),
+            (6, Profile::Native) => Some(FrameType::Resume),
             _ => None,
         }
     }
@@ -226,7 +236,7 @@ impl Header {
                     return Err(FrameError::SessionStreamId(ty));
                 }
             }
-            FrameType::Ping | FrameType::GoAway | FrameType::Hello => {
+            FrameType::Ping | FrameType::GoAway | FrameType::Hello | FrameType::Ack | FrameType::Resume => {
                 if stream_id != 0 {
                     return Err(FrameError::StreamIdOnSessionFrame(ty));
                 }

@@ -75,6 +75,15 @@
 //! assert!(client.poll_timeout().is_some());
 //! ```
 //!
+//! ## Surviving link loss
+//! With [`Config::resumption`] on both sides (native profile), a lost link
+//! detaches the session instead of ending it: call
+//! [`handle_link_lost`](Session::handle_link_lost), dial a new link, and on the
+//! client call [`attach`](Session::attach); the server's acceptor reads the new
+//! link's first frame with [`resume::parse_opening`] and passes the request to
+//! [`handle_resume`](Session::handle_resume). Both sides replay what the other
+//! missed; no byte is lost or repeated. The [`resume`] module explains the rest.
+//!
 //! ## Guarantees
 //! - Nothing the peer sends can make the session panic; malformed input closes it
 //!   with a [`ProtocolError`] and a go-away.
@@ -100,20 +109,22 @@ pub mod error;
 pub mod event;
 mod flow;
 pub mod frame;
+pub mod resume;
 mod session;
 pub mod settings;
 pub mod stats;
 mod stream;
 mod time;
 
-pub use config::{Config, ConfigError, Limits, Role, YAMUX_INITIAL_WINDOW};
+pub use config::{Config, ConfigError, Limits, Resumption, Role, YAMUX_INITIAL_WINDOW};
 pub use error::{
     ClosedError, FinishError, GoAwayCode, OpenError, PingError, ProtocolError, ReadError, ResetCode, SessionError,
     WriteError,
 };
 pub use event::Event;
 pub use frame::{FrameError, Profile};
-pub use session::{Session, Stream, Transmit};
+pub use resume::{ResumeRefusal, ResumeRequest, ResumeToken, Ticket};
+pub use session::{AttachError, Session, Stream, Transmit, TransmitHeader};
 pub use settings::{HandshakeError, Settings};
 pub use stats::Stats;
 pub use stream::StreamId;

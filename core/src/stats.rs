@@ -36,6 +36,13 @@ pub struct Stats {
     /// The most send credit the peer granted any one stream at a time. Above the
     /// initial window (256 KiB) it shows that the peer grew its receive window.
     pub send_window_peak: u64,
+    /// Resumption: times the session continued over a new link.
+    pub resumes: u64,
+    /// Resumption: bytes sent again after a resume because the peer had not
+    /// received them.
+    pub bytes_replayed: u64,
+    /// Resumption: the most unacknowledged bytes the replay buffer held at once.
+    pub replay_peak: u64,
     /// The last RTT measured.
     pub rtt_last: Option<Duration>,
     /// The smoothed RTT (7/8 old + 1/8 new).

@@ -27,7 +27,7 @@ fn protocol_error(session: &Session) -> Option<ProtocolError> {
 fn sent_go_away(session: &mut Session) -> Option<u32> {
     let mut code = None;
     while let Some(frame) = session.poll_transmit(Instant::ZERO) {
-        let header = Header::decode(frame.header(), session.profile()).unwrap();
+        let header = Header::decode(frame.header().try_into().unwrap(), session.profile()).unwrap();
         if header.ty == FrameType::GoAway {
             code = Some(header.length);
         }
@@ -58,7 +58,7 @@ fn pings_within_budget_are_all_answered() {
     assert!(!server.is_closed());
     let mut pongs = Vec::new();
     while let Some(frame) = server.poll_transmit(Instant::ZERO) {
-        let header = Header::decode(frame.header(), Profile::Yamux).unwrap();
+        let header = Header::decode(frame.header().try_into().unwrap(), Profile::Yamux).unwrap();
         assert_eq!((header.ty, header.flags), (FrameType::Ping, Flags::ACK));
         pongs.push(header.length);
     }
@@ -140,7 +140,12 @@ fn syn_flood_is_refused_beyond_the_backlog() {
     assert_eq!(server.pending_accepts(), 256);
     assert_eq!(server.stats().streams_refused, 44);
     let resets = std::iter::from_fn(|| server.poll_transmit(Instant::ZERO))
-        .filter(|t| Header::decode(t.header(), Profile::Yamux).unwrap().flags == Flags::RST)
+        .filter(|t| {
+            Header::decode(t.header().try_into().unwrap(), Profile::Yamux)
+                .unwrap()
+                .flags
+                == Flags::RST
+        })
         .count();
     assert_eq!(resets, 44);
 }

@@ -57,7 +57,7 @@ fn open_rides_on_the_first_data_frame() {
     let id = client.open(Instant::ZERO).unwrap();
     client.stream(id).write(Bytes::from_static(b"x")).unwrap();
     let frame = client.poll_transmit(Instant::ZERO).unwrap();
-    let header = Header::decode(frame.header(), Profile::Yamux).unwrap();
+    let header = Header::decode(frame.header().try_into().unwrap(), Profile::Yamux).unwrap();
     assert_eq!(header.ty, FrameType::Data);
     assert!(header.flags.contains(Flags::SYN));
     assert_eq!(frame.payload().as_ref(), b"x");
@@ -69,7 +69,7 @@ fn idle_open_sends_a_window_update_with_syn() {
     client.poll_transmit(Instant::ZERO); // the first keepalive ping
     let id = client.open(Instant::ZERO).unwrap();
     let frame = client.poll_transmit(Instant::ZERO).unwrap();
-    let header = Header::decode(frame.header(), Profile::Yamux).unwrap();
+    let header = Header::decode(frame.header().try_into().unwrap(), Profile::Yamux).unwrap();
     assert_eq!(
         (header.ty, header.flags, header.stream_id),
         (FrameType::WindowUpdate, Flags::SYN, id.raw())
@@ -91,7 +91,7 @@ fn writes_are_split_at_the_max_frame_size() {
     client.stream(id).write(Bytes::from(vec![7u8; 40_000])).unwrap();
     let mut sizes = Vec::new();
     while let Some(frame) = client.poll_transmit(Instant::ZERO) {
-        let header = Header::decode(frame.header(), Profile::Yamux).unwrap();
+        let header = Header::decode(frame.header().try_into().unwrap(), Profile::Yamux).unwrap();
         if header.ty == FrameType::Data {
             sizes.push(frame.payload().len());
         }
@@ -289,7 +289,7 @@ fn data_beyond_the_window_is_a_protocol_error() {
 fn drain_frames(session: &mut Session) -> Vec<Header> {
     let mut headers = Vec::new();
     while let Some(frame) = session.poll_transmit(Instant::ZERO) {
-        headers.push(Header::decode(frame.header(), session.profile()).unwrap());
+        headers.push(Header::decode(frame.header().try_into().unwrap(), session.profile()).unwrap());
     }
     headers
 }
@@ -448,13 +448,17 @@ fn pings_go_out_ahead_of_queued_data() {
     client.stream(id).write(Bytes::from(vec![0u8; 200_000])).unwrap();
     let first = client.poll_transmit(Instant::ZERO).unwrap();
     assert_eq!(
-        Header::decode(first.header(), Profile::Yamux).unwrap().ty,
+        Header::decode(first.header().try_into().unwrap(), Profile::Yamux)
+            .unwrap()
+            .ty,
         FrameType::Data
     );
     client.ping(Instant::ZERO).unwrap();
     let next = client.poll_transmit(Instant::ZERO).unwrap();
     assert_eq!(
-        Header::decode(next.header(), Profile::Yamux).unwrap().ty,
+        Header::decode(next.header().try_into().unwrap(), Profile::Yamux)
+            .unwrap()
+            .ty,
         FrameType::Ping
     );
 }

@@ -216,6 +216,12 @@ impl Shared {
                     self.wake_everything();
                 }
                 Event::Pong { rtt } => tracing::trace!(?rtt, "pong"),
+                Event::Detached => tracing::info!("link lost; the session waits for a new link"),
+                Event::Resumed { replayed } => {
+                    tracing::info!(replayed, "session resumed over a new link");
+                    wake_all(&mut self.open_wakers);
+                }
+                Event::ResumeRefused(code) => tracing::info!(code = code.0, "resume refused; will retry"),
                 Event::HealthChanged { missed_pings } => {
                     if missed_pings > 0 {
                         tracing::warn!(missed_pings, "link unhealthy: keepalive pings unanswered");

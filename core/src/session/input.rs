@@ -30,6 +30,11 @@ enum Sink {
     Stream(u32),
     Discard,
     Hello(Vec<u8>),
+    /// A small fixed-size control payload (acknowledgement, resume ticket).
+    Small {
+        buf: [u8; 24],
+        filled: usize,
+    },
 }
 
 impl Decoder {
@@ -63,6 +68,16 @@ impl Session {
             return;
         }
         self.stats.bytes_in += data.len() as u64;
+        if !self.link_attached() {
+            // Detached, input is stale; resuming, the server's answer comes first.
+            if !self.is_resuming() {
+                return;
+            }
+            data = self.take_resume_answer(now, data);
+            if !self.link_attached() {
+                return;
+            }
+        }
         while !data.is_empty() && self.phase != Phase::Closed {
             let state = core::mem::replace(&mut self.decoder.state, Decoder::header_state());
             match state {
@@ -70,6 +85,7 @@ impl Session {
                     let take = (HEADER_LEN - filled).min(data.len());
                     buf[filled..filled + take].copy_from_slice(&data[..take]);
                     data = data.slice(take..);
+                    self.count_received(take);
                     filled += take;
                     if filled < HEADER_LEN {
                         self.decoder.state = DecodeState::Header { buf, filled };
@@ -93,10 +109,17 @@ impl Session {
                     let take = (remaining as usize).min(data.len());
                     let chunk = data.split_to(take);
                     remaining -= take as u32;
+                    self.count_received(take);
                     match &mut sink {
                         Sink::Stream(id) => self.deliver(*id, chunk),
                         Sink::Discard => {}
                         Sink::Hello(buf) => buf.extend_from_slice(&chunk),
+                        Sink::Small { buf, filled } => {
+                            // The header's length was checked against the buffer.
+                            let end = (*filled + chunk.len()).min(buf.len());
+                            buf[*filled..end].copy_from_slice(&chunk[..end - *filled]);
+                            *filled = end;
+                        }
                     }
                     if remaining > 0 {
                         self.decoder.state = DecodeState::Payload {
@@ -110,6 +133,7 @@ impl Session {
                 }
             }
         }
+        self.schedule_ack(now);
     }
 
     /// A slice-taking convenience over [`handle_input`](Self::handle_input); it
@@ -152,7 +176,33 @@ impl Session {
                 }
                 Ok(())
             }
+            FrameType::Ack => {
+                let expected = header.flags == Flags::NONE && header.length == 8 && self.continuity.is_some();
+                self.expect_small(header, expected, "unexpected acknowledgement frame")
+            }
+            FrameType::Resume => {
+                // In the sequence, only the server's ticket to the client; requests
+                // and answers open a link and never reach the decoder.
+                let expected = header.flags == Flags::NONE
+                    && header.length == 24
+                    && self.role == crate::Role::Client
+                    && self.continuity.is_some();
+                self.expect_small(header, expected, "unexpected resume frame")
+            }
         }
+    }
+
+    /// A small resumption payload follows, if the frame is one that may come now.
+    fn expect_small(&mut self, header: Header, expected: bool, otherwise: &'static str) -> Result<(), InputError> {
+        if !expected {
+            return Err(ProtocolError::Resumption(otherwise).into());
+        }
+        let sink = Sink::Small {
+            buf: [0; 24],
+            filled: 0,
+        };
+        self.expect_payload(header, sink);
+        Ok(())
     }
 
     fn expect_payload(&mut self, header: Header, sink: Sink) {
@@ -179,6 +229,20 @@ impl Session {
                 Ok(())
             }
             Sink::Discard => Ok(()),
+            Sink::Small { buf, .. } => match header.ty {
+                FrameType::Ack => {
+                    let offset = u64::from_be_bytes(buf[..8].try_into().expect("8 of 24 bytes"));
+                    let frame_len = (HEADER_LEN + 8) as u64;
+                    self.on_ack_received(offset, frame_len).map_err(InputError::Protocol)
+                }
+                _ => {
+                    let ticket = crate::resume::Ticket::decode(&buf).ok_or(InputError::Protocol(
+                        ProtocolError::Resumption("malformed resume ticket"),
+                    ))?;
+                    self.on_ticket(ticket);
+                    Ok(())
+                }
+            },
         }
     }
 
@@ -189,6 +253,7 @@ impl Session {
         self.peer_max_frame = settings.max_frame_size.min(self.config.max_frame_size);
         self.peer_settings = Some(settings);
         self.handshake_deadline = None;
+        self.on_peer_capabilities(settings.capabilities);
         if extra > 0 {
             let ids: Vec<u32> = self.streams.keys().copied().collect();
             for id in ids {

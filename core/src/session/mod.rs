@@ -1,5 +1,6 @@
 //! The session: one multiplexed link's protocol state machine.
 
+mod continuity;
 mod handle;
 mod input;
 mod output;
@@ -25,9 +26,11 @@ use crate::stats::Stats;
 use crate::stream::{StreamId, StreamState};
 use crate::time::Instant;
 
+pub use continuity::AttachError;
+use continuity::{Continuity, CAPABILITY_RESUME};
 pub use handle::Stream;
 use input::Decoder;
-pub use output::Transmit;
+pub use output::{Transmit, TransmitHeader};
 
 /// How many explicit pings may be in flight at once.
 const MAX_USER_PINGS: usize = 8;
@@ -134,6 +137,12 @@ pub struct Session {
     goaway_sent: bool,
     goaway_received: Option<GoAwayCode>,
 
+    /// What goes out before anything else on the current link and is not part of
+    /// the numbered sequence: the hello, a resume request or its answer.
+    preamble: Option<Transmit>,
+    /// Resumption state; `None` when resumption is off.
+    continuity: Option<Continuity>,
+
     decoder: Decoder,
     /// Counts input that changed state; frames that leave it unchanged are budgeted.
     input_effects: u64,
@@ -192,6 +201,8 @@ impl Session {
             drain_deadline: None,
             goaway_sent: false,
             goaway_received: None,
+            preamble: None,
+            continuity: config.resumption.clone().map(Continuity::new),
             decoder: Decoder::new(config.profile),
             input_effects: 0,
             stats: Stats::default(),
@@ -200,7 +211,7 @@ impl Session {
         if session.config.profile == Profile::Native {
             let hello = session.local_settings().encode();
             let header = Header::new(FrameType::Hello, Flags::NONE, 0, hello.len() as u32);
-            session.push_control(header, Bytes::from(hello));
+            session.preamble = Some(Transmit::new(header, Profile::Native, Bytes::from(hello)));
             session.handshake_deadline = Some(now + session.config.handshake_timeout);
         }
         Ok(session)
@@ -216,7 +227,11 @@ impl Session {
             max_frame_size: self.config.max_frame_size,
             max_streams: u32::try_from(self.config.max_streams).unwrap_or(u32::MAX),
             keepalive_ms,
-            capabilities: 0,
+            capabilities: if self.continuity.is_some() {
+                CAPABILITY_RESUME
+            } else {
+                0
+            },
         }
     }
 
@@ -325,13 +340,20 @@ impl Session {
         self.terminate(Some(SessionError::LocallyClosed(code)));
     }
 
-    /// The link is gone. The session closes with [`SessionError::LinkLost`]: every
-    /// operation fails from now on, and nothing is left to transmit.
-    pub fn handle_link_lost(&mut self, _now: Instant) {
+    /// The link is gone. A resumable session (see [`crate::resume`]) detaches:
+    /// streams stay open, writes are accepted up to the send buffers, timers keep
+    /// running, and [`Event::Detached`] says to find a new link. Otherwise the
+    /// session closes with [`SessionError::LinkLost`]: every operation fails from
+    /// now on, and nothing is left to transmit.
+    pub fn handle_link_lost(&mut self, now: Instant) {
         if self.phase == Phase::Closed {
             return;
         }
+        if self.detach(now) {
+            return;
+        }
         self.session_control.clear();
+        self.preamble = None;
         self.terminate(Some(SessionError::LinkLost));
     }
 

@@ -14,9 +14,14 @@ use crate::time::Instant;
 /// One frame to write to the link: a 12-byte header and a payload that shares
 /// memory with what the application wrote (no copy). Write both, in order; with
 /// vectored I/O many transmits can go out in one system call.
+///
+/// After a resume, the first frame sent again may start part-way through (the
+/// peer already has its beginning): then the header is shorter than 12 bytes,
+/// or empty.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Transmit {
     header: [u8; HEADER_LEN],
+    header_len: u8,
     payload: Bytes,
 }
 
@@ -24,13 +29,41 @@ impl Transmit {
     pub(crate) fn new(header: Header, profile: Profile, payload: Bytes) -> Self {
         Transmit {
             header: header.encode(profile),
+            header_len: HEADER_LEN as u8,
             payload,
         }
     }
 
-    /// The encoded frame header.
-    pub fn header(&self) -> &[u8; HEADER_LEN] {
-        &self.header
+    /// Bytes that are already a whole encoded frame (or several).
+    pub(crate) fn raw(bytes: Bytes) -> Self {
+        Transmit {
+            header: [0; HEADER_LEN],
+            header_len: 0,
+            payload: bytes,
+        }
+    }
+
+    /// The same frame without its first `skip` bytes.
+    pub(crate) fn suffix(&self, skip: usize) -> Transmit {
+        let header_len = usize::from(self.header_len);
+        if skip < header_len {
+            let mut header = [0u8; HEADER_LEN];
+            let rest = &self.header[skip..header_len];
+            header[..rest.len()].copy_from_slice(rest);
+            Transmit {
+                header,
+                header_len: rest.len() as u8,
+                payload: self.payload.clone(),
+            }
+        } else {
+            let from = (skip - header_len).min(self.payload.len());
+            Transmit::raw(self.payload.slice(from..))
+        }
+    }
+
+    /// The encoded frame header (12 bytes, fewer for a frame resent part-way).
+    pub fn header(&self) -> &[u8] {
+        &self.header[..usize::from(self.header_len)]
     }
 
     /// The frame payload (empty for control frames).
@@ -40,23 +73,44 @@ impl Transmit {
 
     /// Header plus payload length.
     pub fn len(&self) -> usize {
-        HEADER_LEN + self.payload.len()
+        usize::from(self.header_len) + self.payload.len()
     }
 
-    /// Always false: a frame has at least a header. Present for API symmetry with `len`.
+    /// Whether there is nothing to write (never for a frame the session returns).
     pub fn is_empty(&self) -> bool {
-        false
+        self.len() == 0
     }
 
     /// Appends the whole frame to `out`, for callers that do not use vectored writes.
     pub fn write_to(&self, out: &mut alloc::vec::Vec<u8>) {
-        out.extend_from_slice(&self.header);
+        out.extend_from_slice(self.header());
         out.extend_from_slice(&self.payload);
     }
 
     /// Splits into header and payload.
-    pub fn into_parts(self) -> ([u8; HEADER_LEN], Bytes) {
-        (self.header, self.payload)
+    pub fn into_parts(self) -> (TransmitHeader, Bytes) {
+        (
+            TransmitHeader {
+                bytes: self.header,
+                len: self.header_len,
+            },
+            self.payload,
+        )
+    }
+}
+
+/// The header part of a [`Transmit`]; derefs to its bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TransmitHeader {
+    bytes: [u8; HEADER_LEN],
+    len: u8,
+}
+
+impl core::ops::Deref for TransmitHeader {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
     }
 }
 
@@ -64,7 +118,17 @@ impl Session {
     /// The next frame to send, or `None` when there is nothing to send now. Call it
     /// until it returns `None` after every input, timeout and command.
     pub fn poll_transmit(&mut self, now: Instant) -> Option<Transmit> {
-        let transmit = self.next_transmit(now)?;
+        let transmit = if let Some(preamble) = self.preamble.take() {
+            preamble
+        } else if !self.link_attached() {
+            return None;
+        } else if let Some(again) = self.next_resend() {
+            again
+        } else {
+            let transmit = self.next_transmit(now)?;
+            self.record_sent(&transmit);
+            transmit
+        };
         self.stats.frames_out += 1;
         self.stats.bytes_out += transmit.len() as u64;
         Some(transmit)
@@ -152,7 +216,12 @@ impl Session {
 
     fn next_data(&mut self, now: Instant) -> Option<Transmit> {
         let profile = self.config.profile;
-        let max_frame = self.peer_max_frame;
+        // A full replay buffer holds data back until the peer acknowledges.
+        let replay_room = self.continuity.as_ref().map_or(usize::MAX, |c| c.data_room());
+        if replay_room == 0 {
+            return None;
+        }
+        let max_frame = (self.peer_max_frame as usize).min(replay_room) as u64;
         while let Some(id) = self.send_queue.pop_front() {
             let Some(stream) = self.streams.get_mut(&id) else {
                 continue;
@@ -164,7 +233,7 @@ impl Session {
             let mut flags = Flags::NONE;
             let mut payload = Bytes::new();
             if stream.send_buffered > 0 {
-                let limit = stream.send_window.min(u64::from(max_frame)) as usize;
+                let limit = stream.send_window.min(max_frame) as usize;
                 // has_sendable() with send_buffered > 0 means the queue has a chunk.
                 let front = stream.send_buf.front_mut()?;
                 payload = if front.len() <= limit {

@@ -26,6 +26,7 @@ impl Session {
             self.drain_deadline,
             self.open_deadlines.first().map(|(at, _)| *at),
             self.close_deadlines.first().map(|(at, _)| *at),
+            self.continuity_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -42,6 +43,10 @@ impl Session {
                 SessionError::Handshake(HandshakeError::Timeout),
                 crate::GoAwayCode::HANDSHAKE_FAILED,
             );
+            return;
+        }
+        self.handle_continuity_timeout(now);
+        if self.phase == Phase::Closed {
             return;
         }
         self.run_keepalive(now);
@@ -119,6 +124,10 @@ impl Session {
                 missed_pings: self.missed_pings,
             });
             if self.missed_pings >= self.config.max_missed_pings {
+                // A dead link: a resumable session waits for a new one instead.
+                if self.detach(now) {
+                    return;
+                }
                 self.session_control.clear();
                 self.terminate(Some(SessionError::KeepaliveTimeout));
                 return;

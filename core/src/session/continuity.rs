@@ -1,0 +1,619 @@
+//! Resumption: the numbered outbound sequence and its replay buffer, cumulative
+//! acknowledgements, detaching from a lost link and attaching to a new one.
+//!
+//! Everything a side sends after its hello is one byte sequence; offsets count its
+//! bytes from 0. The sender keeps the frames the peer has not acknowledged; the
+//! receiver counts what it has fed to its decoder. On a new link each side replays
+//! from the other's received offset, the first frame cut to start at exactly that
+//! byte, so that the peer's decoder continues where it stopped, even mid-frame.
+
+use alloc::collections::VecDeque;
+
+use bytes::Bytes;
+
+use super::output::Transmit;
+use super::{Phase, Session};
+use crate::config::Resumption;
+use crate::error::{GoAwayCode, ProtocolError, SessionError};
+use crate::event::Event;
+use crate::frame::{Flags, FrameType, Header, Profile, HEADER_LEN};
+use crate::resume::{ResumeRefusal, ResumeRequest, ResumeToken, Ticket};
+use crate::time::Instant;
+
+/// Capability bit in the hello: this side can resume. Both must set it.
+pub(crate) const CAPABILITY_RESUME: u32 = 0x1;
+
+/// The server's answer to a resume request: its received offset and the new token.
+const ANSWER_LEN: usize = 8 + 16;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum LinkState {
+    Attached,
+    Detached,
+    /// Client: the resume request is out; waiting for the server's answer.
+    Resuming {
+        deadline: Instant,
+    },
+}
+
+pub(super) struct Continuity {
+    pub(super) config: Resumption,
+    /// Whether the peer's hello said it can resume too (unknown until it arrives).
+    pub(super) peer_capable: Option<bool>,
+    pub(super) ticket: Option<Ticket>,
+    /// Server: the token the client held before the last resume, still accepted
+    /// until the client shows (by sending anything) that the answer with the new
+    /// one reached it. A cut that loses the answer must not lock the client out.
+    unconfirmed_token: Option<ResumeToken>,
+    pub(super) link: LinkState,
+    pub(super) expires: Option<Instant>,
+
+    /// Bytes of the outbound sequence handed out so far.
+    sent: u64,
+    /// What the peer has acknowledged of it.
+    peer_acked: u64,
+    /// Frames not yet wholly acknowledged; the first starts at `replay_start`.
+    replay: VecDeque<Transmit>,
+    replay_start: u64,
+    /// Frames to send again on a new link before anything new.
+    resend: VecDeque<Transmit>,
+
+    /// Bytes of the peer's sequence fed to the decoder.
+    pub(super) received: u64,
+    /// Counting starts after the peer's hello.
+    pub(super) counting: bool,
+    /// The offset last acknowledged to the peer.
+    acked: u64,
+    ack_deadline: Option<Instant>,
+    /// Client, while resuming: the server's answer as it arrives.
+    answer: [u8; HEADER_LEN + ANSWER_LEN],
+    answer_filled: usize,
+}
+
+impl Continuity {
+    pub(super) fn new(config: Resumption) -> Self {
+        Continuity {
+            config,
+            peer_capable: None,
+            ticket: None,
+            unconfirmed_token: None,
+            link: LinkState::Attached,
+            expires: None,
+            sent: 0,
+            peer_acked: 0,
+            replay: VecDeque::new(),
+            replay_start: 0,
+            resend: VecDeque::new(),
+            received: 0,
+            counting: false,
+            acked: 0,
+            ack_deadline: None,
+            answer: [0; HEADER_LEN + ANSWER_LEN],
+            answer_filled: 0,
+        }
+    }
+
+    fn unacknowledged(&self) -> u64 {
+        self.sent - self.peer_acked
+    }
+
+    /// Payload bytes a new data frame may carry without overfilling the replay buffer.
+    pub(super) fn data_room(&self) -> usize {
+        let free = (self.config.replay_buffer as u64).saturating_sub(self.unacknowledged());
+        usize::try_from(free).unwrap_or(usize::MAX).saturating_sub(HEADER_LEN)
+    }
+
+    /// Records a frame of the outbound sequence as sent; returns the new
+    /// unacknowledged total.
+    fn record(&mut self, transmit: &Transmit) -> u64 {
+        self.sent += transmit.len() as u64;
+        self.replay.push_back(transmit.clone());
+        self.unacknowledged()
+    }
+
+    fn on_ack(&mut self, offset: u64) -> Result<(), ProtocolError> {
+        if offset > self.sent {
+            return Err(ProtocolError::Resumption("acknowledged bytes that were never sent"));
+        }
+        if offset <= self.peer_acked {
+            return Ok(());
+        }
+        self.peer_acked = offset;
+        while let Some(front) = self.replay.front() {
+            let end = self.replay_start + front.len() as u64;
+            if end > offset {
+                break;
+            }
+            self.replay_start = end;
+            self.replay.pop_front();
+        }
+        Ok(())
+    }
+
+    /// Whether `offset` is a place the replay can restart from.
+    fn can_replay_from(&self, offset: u64) -> bool {
+        offset >= self.peer_acked && offset <= self.sent
+    }
+
+    /// Queues everything from `offset` on for sending again; returns its length.
+    fn prepare_replay(&mut self, offset: u64) -> u64 {
+        // The peer has everything before `offset`: that acknowledges it.
+        let _ = self.on_ack(offset);
+        self.resend.clear();
+        let mut start = self.replay_start;
+        for transmit in &self.replay {
+            let len = transmit.len() as u64;
+            if start + len > offset {
+                let skip = offset.saturating_sub(start) as usize;
+                self.resend.push_back(transmit.suffix(skip));
+            }
+            start += len;
+        }
+        self.sent - offset
+    }
+
+    fn attached(&mut self) {
+        self.link = LinkState::Attached;
+        self.expires = None;
+        self.answer_filled = 0;
+        // The new link starts with nothing acknowledged on it: acknowledge soon.
+        self.acked = self.acked.min(self.received);
+    }
+}
+
+impl Session {
+    /// Server, resumption: the ticket the client will need to resume this session,
+    /// made by the caller from 128 bits of entropy and an id it can look the
+    /// session up by. Call it right after [`Session::new`]; the ticket is sent to
+    /// the client after the hello. Ignored without [`Config::resumption`](crate::Config::resumption)
+    /// or on a client.
+    pub fn set_resume_ticket(&mut self, ticket: Ticket) {
+        if self.role != crate::Role::Server {
+            return;
+        }
+        let Some(continuity) = self.continuity.as_mut() else {
+            return;
+        };
+        continuity.ticket = Some(ticket);
+        let header = Header::new(FrameType::Resume, Flags::NONE, 0, Ticket::ENCODED_LEN as u32);
+        self.push_control(header, Bytes::copy_from_slice(&ticket.encode()));
+    }
+
+    /// Resumption: the ticket that resumes this session (the client has it once
+    /// the server's ticket frame has arrived).
+    pub fn resume_ticket(&self) -> Option<Ticket> {
+        self.continuity.as_ref().and_then(|c| c.ticket)
+    }
+
+    /// Resumption: whether the session has lost its link and waits for a new one.
+    pub fn is_detached(&self) -> bool {
+        self.continuity.as_ref().is_some_and(|c| c.link != LinkState::Attached)
+    }
+
+    /// Whether losing the link now would leave the session able to resume.
+    fn can_detach(&self) -> bool {
+        self.phase != Phase::Closed
+            && self.peer_settings.is_some()
+            && self
+                .continuity
+                .as_ref()
+                .is_some_and(|c| c.peer_capable == Some(true) && c.ticket.is_some())
+    }
+
+    /// Detaches from a lost link if the session can resume; `false` if it cannot.
+    pub(super) fn detach(&mut self, now: Instant) -> bool {
+        if !self.can_detach() {
+            return false;
+        }
+        let Some(continuity) = self.continuity.as_mut() else {
+            return false;
+        };
+        let was_attached = continuity.link == LinkState::Attached;
+        continuity.link = LinkState::Detached;
+        continuity.ack_deadline = None;
+        continuity.resend.clear();
+        continuity.answer_filled = 0;
+        if continuity.expires.is_none() {
+            continuity.expires = Some(now + continuity.config.detached_timeout);
+        }
+        // Everything queued is part of the sequence, kept for replay, except what
+        // is not sequenced (a pending resume request or answer).
+        self.preamble = None;
+        self.pings.clear();
+        self.missed_pings = 0;
+        self.next_keepalive = None;
+        if was_attached {
+            tracing::debug!("link lost; session detached");
+        }
+        self.events.push_back(Event::Detached);
+        true
+    }
+
+    /// Client, resumption: starts resuming over a new link. The resume request is
+    /// the next thing [`poll_transmit`](Self::poll_transmit) returns; then feed the
+    /// new link's bytes to [`handle_input`](Self::handle_input) as usual. The
+    /// outcome is [`Event::Resumed`], [`Event::ResumeRefused`] (try again later) or
+    /// the end of the session.
+    pub fn attach(&mut self, now: Instant) -> Result<(), AttachError> {
+        if self.role != crate::Role::Client {
+            return Err(AttachError::NotClient);
+        }
+        if self.phase == Phase::Closed {
+            return Err(AttachError::SessionClosed);
+        }
+        let timeout = self.config.handshake_timeout;
+        let Some(continuity) = self.continuity.as_mut() else {
+            return Err(AttachError::NotDetached);
+        };
+        if continuity.link == LinkState::Attached {
+            return Err(AttachError::NotDetached);
+        }
+        let Some(ticket) = continuity.ticket else {
+            return Err(AttachError::NotDetached);
+        };
+        continuity.link = LinkState::Resuming {
+            deadline: now + timeout,
+        };
+        continuity.answer_filled = 0;
+        let request = ResumeRequest {
+            ticket,
+            received: continuity.received,
+        };
+        self.preamble = Some(Transmit::raw(Bytes::from(request.encode())));
+        Ok(())
+    }
+
+    /// Server, resumption: the client asks to resume this session over a new link
+    /// (the acceptor found the session by `request.ticket.id`). On success the
+    /// token is replaced by `next_token`, the answer and the replay are queued for
+    /// [`poll_transmit`](Self::poll_transmit), and the new link's bytes after the
+    /// request go to [`handle_input`](Self::handle_input). On refusal nothing about
+    /// the session changes: write [`ResumeRefusal::frame`] to the new link and close it.
+    pub fn handle_resume(
+        &mut self,
+        now: Instant,
+        request: &ResumeRequest,
+        next_token: ResumeToken,
+    ) -> Result<(), ResumeRefusal> {
+        if self.role != crate::Role::Server || self.phase == Phase::Closed {
+            return Err(ResumeRefusal::UnknownSession);
+        }
+        let Some(continuity) = self.continuity.as_mut() else {
+            return Err(ResumeRefusal::UnknownSession);
+        };
+        let Some(ticket) = continuity.ticket else {
+            return Err(ResumeRefusal::UnknownSession);
+        };
+        if ticket.id != request.ticket.id {
+            return Err(ResumeRefusal::UnknownSession);
+        }
+        let presented = request.ticket.token;
+        let current = ticket.token.ct_eq(&presented);
+        let previous = continuity.unconfirmed_token.is_some_and(|t| t.ct_eq(&presented));
+        if !(current | previous) {
+            tracing::debug!(session = ticket.id, "resume refused: bad token");
+            return Err(ResumeRefusal::BadToken);
+        }
+        if continuity.link == LinkState::Attached {
+            tracing::debug!(session = ticket.id, "resume refused: still attached");
+            return Err(ResumeRefusal::Attached);
+        }
+        if !continuity.can_replay_from(request.received) {
+            tracing::debug!(session = ticket.id, "resume refused: bad offset");
+            return Err(ResumeRefusal::BadOffset);
+        }
+        let new_ticket = Ticket {
+            id: ticket.id,
+            token: next_token,
+        };
+        continuity.ticket = Some(new_ticket);
+        continuity.unconfirmed_token = Some(presented);
+        let replayed = continuity.prepare_replay(request.received);
+        let mut answer = [0u8; ANSWER_LEN];
+        answer[..8].copy_from_slice(&continuity.received.to_be_bytes());
+        answer[8..].copy_from_slice(new_ticket.token.as_bytes());
+        continuity.attached();
+        let header = Header::new(FrameType::Resume, Flags::ACK, 0, answer.len() as u32);
+        self.preamble = Some(Transmit::new(header, Profile::Native, Bytes::copy_from_slice(&answer)));
+        self.after_resume(now, replayed);
+        Ok(())
+    }
+
+    fn after_resume(&mut self, now: Instant, replayed: u64) {
+        self.stats.resumes += 1;
+        self.stats.bytes_replayed += replayed;
+        if self.config.keepalive_interval.is_some() {
+            self.next_keepalive = Some(now);
+        }
+        tracing::debug!(replayed, "session resumed");
+        self.events.push_back(Event::Resumed { replayed });
+    }
+
+    /// Client, while resuming: takes the server's answer from the front of `data`;
+    /// returns what is left for the decoder (nothing until the answer is whole).
+    pub(super) fn take_resume_answer(&mut self, now: Instant, mut data: Bytes) -> Bytes {
+        let Some(continuity) = self.continuity.as_mut() else {
+            return data;
+        };
+        // The answer is a go-away (a bare header) or a Resume ACK frame (header and
+        // 24 bytes); how much to wait for is known once the header is in.
+        loop {
+            let needed = if continuity.answer_filled >= HEADER_LEN && continuity.answer[1] == FrameType::Resume.to_u8()
+            {
+                continuity.answer.len()
+            } else {
+                HEADER_LEN
+            };
+            if continuity.answer_filled == needed {
+                break;
+            }
+            let take = (needed - continuity.answer_filled).min(data.len());
+            if take == 0 {
+                return data;
+            }
+            let filled = continuity.answer_filled;
+            continuity.answer[filled..filled + take].copy_from_slice(&data[..take]);
+            continuity.answer_filled += take;
+            data = data.slice(take..);
+        }
+        let answer = continuity.answer;
+        let head: [u8; HEADER_LEN] = answer[..HEADER_LEN]
+            .try_into()
+            .expect("the answer starts with a header");
+        let header = match Header::decode(&head, Profile::Native) {
+            Ok(header) => header,
+            Err(err) => {
+                self.fail(ProtocolError::Frame(err));
+                return Bytes::new();
+            }
+        };
+        match (header.ty, header.flags) {
+            (FrameType::GoAway, _) => {
+                self.on_resume_refused(GoAwayCode(header.length));
+                Bytes::new()
+            }
+            (FrameType::Resume, Flags::ACK) if header.length as usize == ANSWER_LEN => {
+                let body = &answer[HEADER_LEN..];
+                let offset = u64::from_be_bytes(body[..8].try_into().expect("8 bytes"));
+                let token = ResumeToken::from_bytes(body[8..24].try_into().expect("16 bytes"));
+                if !continuity.can_replay_from(offset) {
+                    self.fail(ProtocolError::Resumption(
+                        "the server's received offset does not match what was sent",
+                    ));
+                    return Bytes::new();
+                }
+                if let Some(ticket) = continuity.ticket.as_mut() {
+                    ticket.token = token;
+                }
+                let replayed = continuity.prepare_replay(offset);
+                continuity.attached();
+                self.after_resume(now, replayed);
+                data
+            }
+            _ => {
+                self.fail(ProtocolError::Resumption(
+                    "the server's answer to a resume request is malformed",
+                ));
+                Bytes::new()
+            }
+        }
+    }
+
+    fn on_resume_refused(&mut self, code: GoAwayCode) {
+        tracing::debug!(code = code.0, "resume refused");
+        if code == GoAwayCode::RESUME_ATTACHED {
+            if let Some(continuity) = self.continuity.as_mut() {
+                continuity.link = LinkState::Detached;
+                continuity.answer_filled = 0;
+            }
+            self.events.push_back(Event::ResumeRefused(code));
+        } else {
+            self.session_control.clear();
+            self.terminate(Some(SessionError::ResumeRefused(code)));
+        }
+    }
+
+    /// Numbers a frame of the outbound sequence and keeps it for replay.
+    pub(super) fn record_sent(&mut self, transmit: &Transmit) {
+        if let Some(continuity) = self.continuity.as_mut() {
+            let unacknowledged = continuity.record(transmit);
+            self.stats.replay_peak = self.stats.replay_peak.max(unacknowledged);
+        }
+    }
+
+    /// The next frame to send again after a resume, if any.
+    pub(super) fn next_resend(&mut self) -> Option<Transmit> {
+        self.continuity.as_mut()?.resend.pop_front()
+    }
+
+    /// Client: the server's ticket arrived.
+    pub(super) fn on_ticket(&mut self, ticket: Ticket) {
+        if let Some(continuity) = self.continuity.as_mut() {
+            continuity.ticket = Some(ticket);
+        }
+    }
+
+    /// Client: whether a resume request is out and the answer awaited.
+    pub(super) fn is_resuming(&self) -> bool {
+        self.continuity
+            .as_ref()
+            .is_some_and(|c| matches!(c.link, LinkState::Resuming { .. }))
+    }
+
+    /// Whether the session has a link to send on.
+    pub(super) fn link_attached(&self) -> bool {
+        self.continuity.as_ref().map_or(true, |c| c.link == LinkState::Attached)
+    }
+
+    /// Counts `len` bytes of the peer's sequence as received.
+    pub(super) fn count_received(&mut self, len: usize) {
+        if let Some(continuity) = self.continuity.as_mut() {
+            if continuity.counting && len > 0 {
+                continuity.received += len as u64;
+                // The client sends nothing of the sequence before it has the answer.
+                continuity.unconfirmed_token = None;
+            }
+        }
+    }
+
+    /// An acknowledgement frame of `frame_len` bytes was received whole.
+    /// Acknowledgements are not themselves acknowledged unless something else
+    /// needs it, or the two sides would trade acknowledgements forever.
+    pub(super) fn on_ack_received(&mut self, offset: u64, frame_len: u64) -> Result<(), ProtocolError> {
+        let Some(continuity) = self.continuity.as_mut() else {
+            return Err(ProtocolError::Resumption("an acknowledgement without resumption"));
+        };
+        if continuity.acked + frame_len == continuity.received {
+            continuity.acked = continuity.received;
+        }
+        continuity.on_ack(offset)
+    }
+
+    /// After input: acknowledge now if enough arrived, or arm the delay.
+    pub(super) fn schedule_ack(&mut self, now: Instant) {
+        let Some(continuity) = self.continuity.as_mut() else {
+            return;
+        };
+        if continuity.link != LinkState::Attached || continuity.peer_capable != Some(true) {
+            return;
+        }
+        let pending = continuity.received - continuity.acked;
+        if pending == 0 {
+            return;
+        }
+        if pending >= u64::from(continuity.config.ack_bytes) {
+            self.send_ack();
+        } else if continuity.ack_deadline.is_none() {
+            continuity.ack_deadline = Some(now + continuity.config.ack_delay);
+        }
+    }
+
+    fn send_ack(&mut self) {
+        let Some(continuity) = self.continuity.as_mut() else {
+            return;
+        };
+        continuity.acked = continuity.received;
+        continuity.ack_deadline = None;
+        let payload = Bytes::copy_from_slice(&continuity.received.to_be_bytes());
+        self.push_control(Header::new(FrameType::Ack, Flags::NONE, 0, 8), payload);
+    }
+
+    /// The earliest resumption deadline: acknowledgement, resume answer, expiry.
+    pub(super) fn continuity_timeout(&self) -> Option<Instant> {
+        let continuity = self.continuity.as_ref()?;
+        let resuming = match continuity.link {
+            LinkState::Resuming { deadline } => Some(deadline),
+            _ => None,
+        };
+        [continuity.ack_deadline, resuming, continuity.expires]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    pub(super) fn handle_continuity_timeout(&mut self, now: Instant) {
+        let Some(continuity) = self.continuity.as_mut() else {
+            return;
+        };
+        if continuity.expires.is_some_and(|at| at <= now) {
+            tracing::debug!("detached session expired");
+            self.session_control.clear();
+            self.terminate(Some(SessionError::Expired));
+            return;
+        }
+        if let LinkState::Resuming { deadline } = continuity.link {
+            if deadline <= now {
+                // No answer: that link is no good either.
+                self.detach(now);
+                return;
+            }
+        }
+        if continuity.ack_deadline.is_some_and(|at| at <= now) {
+            self.send_ack();
+        }
+    }
+
+    /// The peer's hello arrived: resumption holds only if it can resume too.
+    pub(super) fn on_peer_capabilities(&mut self, capabilities: u32) {
+        let Some(continuity) = self.continuity.as_mut() else {
+            return;
+        };
+        let capable = capabilities & CAPABILITY_RESUME != 0;
+        continuity.peer_capable = Some(capable);
+        continuity.counting = capable;
+        if !capable {
+            tracing::debug!("the peer cannot resume; resumption is off for this session");
+            self.continuity = None;
+        }
+    }
+}
+
+/// Why [`Session::attach`] could not start resuming.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachError {
+    /// Only the client attaches; the server uses [`Session::handle_resume`].
+    NotClient,
+    /// The session is not detached (it has a link, or cannot resume at all).
+    NotDetached,
+    /// The session has ended.
+    SessionClosed,
+}
+
+impl core::fmt::Display for AttachError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            AttachError::NotClient => "only a client session attaches to a new link",
+            AttachError::NotDetached => "the session is not waiting for a new link",
+            AttachError::SessionClosed => "the session has ended",
+        })
+    }
+}
+
+#[cfg(feature = "std")]
+impl std::error::Error for AttachError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(len: usize) -> Transmit {
+        Transmit::new(
+            Header::new(FrameType::Data, Flags::NONE, 1, len as u32),
+            Profile::Native,
+            Bytes::from(alloc::vec![0xab; len]),
+        )
+    }
+
+    #[test]
+    fn offsets_past_four_gibibytes_do_not_wrap() {
+        let mut continuity = Continuity::new(Resumption::default());
+        // As if 5 GiB had already gone out and been acknowledged.
+        let base = 5u64 << 30;
+        continuity.sent = base;
+        continuity.peer_acked = base;
+        continuity.replay_start = base;
+        for _ in 0..3 {
+            continuity.record(&frame(1000));
+        }
+        assert_eq!(continuity.unacknowledged(), 3036);
+        continuity.on_ack(base + 1012 + 500).unwrap();
+        assert_eq!(continuity.replay.len(), 2);
+        assert_eq!(continuity.replay_start, base + 1012);
+        let replayed = continuity.prepare_replay(base + 1012 + 500);
+        assert_eq!(replayed, 3036 - 1512);
+        // The first frame is sent again from its 501st byte: header already gone.
+        assert_eq!(continuity.resend[0].header().len(), 0);
+        assert_eq!(continuity.resend[0].len(), 512);
+        assert!(continuity.on_ack(base + 10_000).is_err(), "more than was sent");
+        assert!(!continuity.can_replay_from(base + 1000), "before what was acknowledged");
+    }
+
+    #[test]
+    fn a_cut_inside_a_header_resends_the_rest_of_it() {
+        let sent = frame(100);
+        let rest = sent.suffix(5);
+        assert_eq!(rest.header(), &sent.header()[5..]);
+        assert_eq!(rest.payload(), sent.payload());
+        assert_eq!(rest.len(), sent.len() - 5);
+    }
+}

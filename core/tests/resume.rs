@@ -1,0 +1,431 @@
+//! Session resumption, through the simulator: cuts at every byte, refusals,
+//! expiry, the replay bound.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use hawser_conformance::sim::{Pair, Side, SimConfig};
+use hawser_core::resume::{ResumeRefusal, ResumeRequest, ResumeToken, Ticket};
+use hawser_core::{
+    AttachError, Config, Event, GoAwayCode, ReadError, Resumption, Session, SessionError, StreamId, WriteError,
+};
+
+fn resumable(replay_buffer: usize) -> Config {
+    Config {
+        resumption: Some(Resumption {
+            replay_buffer,
+            ack_bytes: (replay_buffer / 4) as u32,
+            ..Resumption::default()
+        }),
+        ..Config::default()
+    }
+}
+
+const TICKET: Ticket = Ticket {
+    id: 7,
+    token: ResumeToken::from_bytes([0x5a; 16]),
+};
+
+/// A client and server that can resume, handshake done and ticket delivered.
+fn resumable_pair(replay_buffer: usize, sim: SimConfig) -> Pair {
+    let mut pair = Pair::new(resumable(replay_buffer), resumable(replay_buffer), sim);
+    pair.server.set_resume_ticket(TICKET);
+    pair.drive();
+    assert_eq!(pair.client.resume_ticket(), Some(TICKET));
+    pair
+}
+
+/// One stream, opened by the client; each side sends its data and finishes, and
+/// reads the other's to the end.
+struct Exchange {
+    client_data: Vec<u8>,
+    server_data: Vec<u8>,
+    client_id: Option<StreamId>,
+    server_id: Option<StreamId>,
+    client_sent: usize,
+    server_sent: usize,
+    client_got: Vec<u8>,
+    server_got: Vec<u8>,
+    client_eof: bool,
+    server_eof: bool,
+}
+
+impl Exchange {
+    fn new(client_len: usize, server_len: usize) -> Self {
+        Exchange {
+            client_data: pattern(client_len, 1),
+            server_data: pattern(server_len, 2),
+            client_id: None,
+            server_id: None,
+            client_sent: 0,
+            server_sent: 0,
+            client_got: Vec::new(),
+            server_got: Vec::new(),
+            client_eof: false,
+            server_eof: false,
+        }
+    }
+
+    fn done(&self) -> bool {
+        self.client_eof
+            && self.server_eof
+            && self.client_sent == self.client_data.len()
+            && self.server_sent == self.server_data.len()
+    }
+
+    /// Does whatever the applications can do now.
+    fn pump(&mut self, pair: &mut Pair) {
+        let now = pair.now;
+        if self.client_id.is_none() {
+            self.client_id = pair.client.open(now).ok();
+        }
+        if let Some(id) = self.client_id {
+            send(&mut pair.client, id, &self.client_data, &mut self.client_sent);
+            if !self.client_eof {
+                let (data, eof) = read_available(&mut pair.client, id);
+                self.client_got.extend(data);
+                self.client_eof = eof;
+            }
+        }
+        if self.server_id.is_none() {
+            self.server_id = pair.server.accept();
+        }
+        if let Some(id) = self.server_id {
+            send(&mut pair.server, id, &self.server_data, &mut self.server_sent);
+            if !self.server_eof {
+                let (data, eof) = read_available(&mut pair.server, id);
+                self.server_got.extend(data);
+                self.server_eof = eof;
+            }
+        }
+    }
+
+    fn check(&self) {
+        assert!(self.done(), "the exchange did not finish");
+        assert_eq!(self.server_got, self.client_data, "what the server received");
+        assert_eq!(self.client_got, self.server_data, "what the client received");
+    }
+}
+
+/// Writes as much of `data` as the stream takes; finishes once all is written.
+fn send(session: &mut Session, id: StreamId, data: &[u8], sent: &mut usize) {
+    if *sent < data.len() {
+        match session.stream(id).write(Bytes::copy_from_slice(&data[*sent..])) {
+            Ok(n) => *sent += n,
+            Err(WriteError::Blocked) => {}
+            Err(err) => panic!("write failed: {err}"),
+        }
+        if *sent == data.len() {
+            session.stream(id).finish().expect("finish");
+        }
+    }
+}
+
+/// Runs `exchange` to the end, reconnecting whenever the link is cut.
+fn run(pair: &mut Pair, exchange: &mut Exchange) {
+    for _ in 0..200_000 {
+        exchange.pump(pair);
+        if exchange.done() {
+            return;
+        }
+        if !pair.link_up() {
+            pair.reconnect().expect("the client can attach");
+        }
+        assert!(
+            !pair.client.is_closed(),
+            "client closed: {:?}",
+            pair.client.close_reason()
+        );
+        assert!(
+            !pair.server.is_closed(),
+            "server closed: {:?}",
+            pair.server.close_reason()
+        );
+        pair.step_within(Duration::from_millis(5));
+    }
+    panic!("the exchange stalled");
+}
+
+#[test]
+fn a_cut_at_every_byte_loses_and_repeats_nothing() {
+    let sim = SimConfig {
+        max_chunk: Some(700),
+        ..SimConfig::default()
+    };
+    // The run without a cut says how many bytes the exchange puts on the link.
+    let mut pair = resumable_pair(64 * 1024, sim.clone());
+    let start = pair.bytes_delivered();
+    let mut exchange = Exchange::new(3000, 2500);
+    run(&mut pair, &mut exchange);
+    exchange.check();
+    let end = pair.bytes_delivered();
+    assert!(end - start > 5500);
+
+    let mut replayed = 0;
+    for cut in start..end {
+        let mut pair = resumable_pair(64 * 1024, sim.clone());
+        assert_eq!(pair.bytes_delivered(), start);
+        pair.cut_at(cut);
+        let mut exchange = Exchange::new(3000, 2500);
+        run(&mut pair, &mut exchange);
+        exchange.check();
+        assert_eq!(pair.cuts(), 1, "cut at byte {cut}");
+        assert_eq!(pair.client.stats().resumes, 1);
+        assert_eq!(pair.server.stats().resumes, 1);
+        replayed += pair.client.stats().bytes_replayed + pair.server.stats().bytes_replayed;
+    }
+    assert!(replayed > 0);
+}
+
+#[test]
+fn several_cuts_in_a_longer_transfer_including_during_replay() {
+    let sim = SimConfig {
+        latency: Duration::from_millis(5),
+        bandwidth: Some(10_000_000),
+        max_chunk: Some(4000),
+        seed: 3,
+    };
+    let mut pair = resumable_pair(32 * 1024, sim);
+    let mut exchange = Exchange::new(400_000, 300_000);
+    let mut next_cut = pair.bytes_delivered() + 20_000;
+    for _ in 0..400_000 {
+        exchange.pump(&mut pair);
+        if exchange.done() {
+            break;
+        }
+        if !pair.link_up() {
+            pair.reconnect().unwrap();
+            // The next cut falls soon after, often during the replay.
+            next_cut = pair.bytes_delivered() + 3_000 + pair.cuts() * 7_919 % 40_000;
+            pair.cut_at(next_cut);
+        } else if pair.cuts() == 0 {
+            pair.cut_at(next_cut);
+        }
+        if pair.cuts() >= 12 {
+            pair.cut_at(u64::MAX);
+        }
+        pair.step_within(Duration::from_millis(5));
+    }
+    exchange.check();
+    assert!(pair.cuts() >= 10, "only {} cuts", pair.cuts());
+    for side in [Side::Client, Side::Server] {
+        let stats = pair.session(side).stats();
+        assert_eq!(stats.resumes, pair.cuts());
+        // Control frames may go beyond the bound; data never does.
+        assert!(
+            stats.replay_peak <= 32 * 1024 + 512,
+            "replay peak {}",
+            stats.replay_peak
+        );
+    }
+}
+
+#[test]
+fn a_detached_session_accepts_writes_until_its_buffers_fill() {
+    let mut pair = resumable_pair(64 * 1024, SimConfig::default());
+    let id = pair.client.open(pair.now).unwrap();
+    write_all_now(&mut pair.client, id, b"first");
+    pair.drive();
+    pair.cut_link();
+    assert!(pair.client.is_detached() && pair.server.is_detached());
+    assert!(has_event(&pair, Side::Client, &Event::Detached));
+    let now = pair.now;
+    assert!(
+        pair.client.poll_transmit(now).is_none(),
+        "nothing goes out without a link"
+    );
+    let mut accepted = 0;
+    loop {
+        match pair.client.stream(id).write(Bytes::from(vec![1u8; 64 * 1024])) {
+            Ok(n) => accepted += n,
+            Err(WriteError::Blocked) => break,
+            Err(err) => panic!("{err}"),
+        }
+    }
+    assert_eq!(accepted, pair.client.config().stream_send_buffer);
+    // Time passes; the session waits.
+    pair.drive_for(Duration::from_secs(5));
+    assert!(!pair.client.is_closed());
+    pair.reconnect().unwrap();
+    pair.drive();
+    assert!(!pair.client.is_detached());
+    assert!(pair
+        .events(Side::Client)
+        .iter()
+        .any(|e| matches!(e, Event::Resumed { .. })));
+}
+
+#[test]
+fn a_detached_session_expires_and_its_streams_fail_clearly() {
+    let mut pair = resumable_pair(64 * 1024, SimConfig::default());
+    let id = pair.client.open(pair.now).unwrap();
+    write_all_now(&mut pair.client, id, b"hello");
+    pair.drive();
+    let inbound = pair.server.accept().unwrap();
+    pair.cut_link();
+    pair.drive_for(Duration::from_secs(31));
+    assert_eq!(pair.client.close_reason(), Some(SessionError::Expired));
+    assert_eq!(pair.server.close_reason(), Some(SessionError::Expired));
+    assert_eq!(
+        pair.client.stream(id).write(Bytes::from_static(b"x")),
+        Err(WriteError::SessionClosed)
+    );
+    // What had arrived stays readable, then the error.
+    assert_eq!(
+        pair.server.stream(inbound).read(10),
+        Ok(Some(Bytes::from_static(b"hello")))
+    );
+    assert_eq!(pair.server.stream(inbound).read(10), Err(ReadError::SessionClosed));
+    assert_eq!(pair.client.attach(pair.now), Err(AttachError::SessionClosed));
+}
+
+fn request(token: ResumeToken, received: u64) -> ResumeRequest {
+    ResumeRequest {
+        ticket: Ticket { id: TICKET.id, token },
+        received,
+    }
+}
+
+#[test]
+fn a_wrong_token_is_refused_and_the_real_session_carries_on() {
+    let mut pair = resumable_pair(64 * 1024, SimConfig::default());
+    pair.cut_link();
+    let now = pair.now;
+    let wrong = ResumeToken::from_bytes([1; 16]);
+    let fresh = ResumeToken::from_bytes([2; 16]);
+    assert_eq!(
+        pair.server.handle_resume(now, &request(wrong, 0), fresh),
+        Err(ResumeRefusal::BadToken)
+    );
+    assert!(pair.server.is_detached());
+    assert_eq!(pair.server.resume_ticket(), Some(TICKET), "a refusal changes nothing");
+    // The real client still resumes.
+    pair.reconnect().unwrap();
+    pair.drive();
+    assert!(!pair.client.is_detached() && !pair.server.is_detached());
+}
+
+#[test]
+fn a_token_used_once_is_refused_the_second_time() {
+    let mut pair = resumable_pair(64 * 1024, SimConfig::default());
+    pair.cut_link();
+    pair.reconnect().unwrap();
+    pair.drive();
+    let rotated = pair.client.resume_ticket().unwrap();
+    assert_eq!(pair.server.resume_ticket(), Some(rotated));
+    assert_ne!(rotated.token, TICKET.token, "the token rotates on every resume");
+    pair.cut_link();
+    let now = pair.now;
+    let stale = request(TICKET.token, 0);
+    let refusal = pair.server.handle_resume(now, &stale, ResumeToken::from_bytes([3; 16]));
+    assert_eq!(refusal, Err(ResumeRefusal::BadToken));
+}
+
+#[test]
+fn a_resume_of_an_attached_session_is_refused() {
+    let mut pair = resumable_pair(64 * 1024, SimConfig::default());
+    let now = pair.now;
+    // Even with the right token: the session has its link; nobody may take it.
+    let result = pair
+        .server
+        .handle_resume(now, &request(TICKET.token, 0), ResumeToken::from_bytes([4; 16]));
+    assert_eq!(result, Err(ResumeRefusal::Attached));
+    assert!(!pair.server.is_detached());
+    assert!(!pair.server.is_closed());
+}
+
+#[test]
+fn a_client_told_attached_may_retry_and_then_succeeds() {
+    let mut pair = resumable_pair(64 * 1024, SimConfig::default());
+    // Only the client notices the loss; the server still thinks it is attached.
+    let now = pair.now;
+    pair.client.handle_link_lost(now);
+    pair.reconnect().unwrap();
+    pair.drive();
+    assert_eq!(pair.refusals(), &[ResumeRefusal::Attached]);
+    assert!(has_event(
+        &pair,
+        Side::Client,
+        &Event::ResumeRefused(GoAwayCode::RESUME_ATTACHED)
+    ));
+    assert!(pair.client.is_detached() && !pair.client.is_closed());
+    // The server then notices (here: told directly), and the retry works.
+    let now = pair.now;
+    pair.server.handle_link_lost(now);
+    pair.reconnect().unwrap();
+    pair.drive();
+    assert!(!pair.client.is_detached() && !pair.server.is_detached());
+}
+
+#[test]
+fn an_offset_beyond_what_was_sent_is_refused() {
+    let mut pair = resumable_pair(64 * 1024, SimConfig::default());
+    pair.cut_link();
+    let now = pair.now;
+    let greedy = request(TICKET.token, 1 << 40);
+    let result = pair
+        .server
+        .handle_resume(now, &greedy, ResumeToken::from_bytes([5; 16]));
+    assert_eq!(result, Err(ResumeRefusal::BadOffset));
+    assert!(pair.server.is_detached());
+}
+
+#[test]
+fn an_unknown_session_refusal_ends_the_client_with_a_clear_error() {
+    let mut pair = resumable_pair(64 * 1024, SimConfig::default());
+    let id = pair.client.open(pair.now).unwrap();
+    pair.cut_link();
+    // The server forgot the session (expired, restarted): a new server answers.
+    pair.server = Session::new(hawser_core::Role::Server, resumable(64 * 1024), pair.now).unwrap();
+    let now = pair.now;
+    while pair.server.poll_transmit(now).is_some() {}
+    pair.reconnect().unwrap();
+    pair.drive();
+    assert_eq!(
+        pair.client.close_reason(),
+        Some(SessionError::ResumeRefused(GoAwayCode::RESUME_UNKNOWN_SESSION))
+    );
+    assert_eq!(
+        pair.client.stream(id).write(Bytes::from_static(b"x")),
+        Err(WriteError::SessionClosed)
+    );
+}
+
+#[test]
+fn without_resumption_on_both_sides_a_lost_link_ends_the_session() {
+    let mut pair = Pair::new(resumable(64 * 1024), Config::default(), SimConfig::default());
+    pair.drive();
+    pair.cut_link();
+    assert_eq!(pair.client.close_reason(), Some(SessionError::LinkLost));
+    assert_eq!(pair.server.close_reason(), Some(SessionError::LinkLost));
+}
+
+#[test]
+fn a_dead_link_found_by_keepalive_detaches_instead_of_closing() {
+    let config = Config {
+        keepalive_interval: Some(Duration::from_secs(1)),
+        ping_timeout: Duration::from_millis(500),
+        max_missed_pings: 2,
+        ..resumable(64 * 1024)
+    };
+    let mut pair = Pair::new(config.clone(), config, SimConfig::default());
+    pair.server.set_resume_ticket(TICKET);
+    pair.drive();
+    // The server stops hearing anything, as if the link silently died.
+    let mut now = pair.now;
+    for _ in 0..20 {
+        while pair.server.poll_transmit(now).is_some() {}
+        if let Some(at) = pair.server.poll_timeout() {
+            now = at;
+            pair.server.handle_timeout(now);
+        }
+        if pair.server.is_detached() {
+            break;
+        }
+    }
+    assert!(pair.server.is_detached());
+    assert!(!pair.server.is_closed());
+}
