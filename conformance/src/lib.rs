@@ -10,6 +10,8 @@
 //! - [`harness`] and [`scenarios`]: the scenarios every adapter must pass, written
 //!   once; an adapter implements [`harness::Harness`] and invokes
 //!   [`conformance_tests!`] to get them all as tests named `conformance::*`.
+//! - [`faults`]: a loopback TCP proxy that kills its connections on demand, for
+//!   the resumption scenarios.
 //! - [`interop`]: hawser's yamux profile against the `yamux` crate and
 //!   `tokio-yamux`, both roles, through any adapter; [`interop_tests!`] makes them
 //!   tests named `interop::<peer>::<hawser role>::*`.
@@ -17,6 +19,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod faults;
 pub mod harness;
 pub mod interop;
 pub mod rng;

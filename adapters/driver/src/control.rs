@@ -5,6 +5,7 @@ use std::task::{Context, Poll};
 
 use hawser_core::{GoAwayCode, OpenError, SessionError, Stats, StreamId};
 
+use crate::resume::LinkEvent;
 use crate::shared::{Health, Shared, SharedRef};
 
 /// The session-wide operations (open, accept, go away, health) in poll form.
@@ -108,5 +109,29 @@ impl ControlCore {
     /// Why the session ended abnormally, once it has.
     pub fn close_reason(&self) -> Option<SessionError> {
         Shared::lock(&self.shared).session_ref().close_reason()
+    }
+
+    /// Resumption: the next link event (lost, reconnecting, resumed, gave up);
+    /// `None` once the session has ended and none are left.
+    pub fn poll_link_event(&self, cx: &mut Context<'_>) -> Poll<Option<LinkEvent>> {
+        let mut shared = Shared::lock(&self.shared);
+        let closed = shared.session_ref().is_closed();
+        shared.link_events.poll_next(cx, closed)
+    }
+
+    /// Resumption: reconnect attempts made so far (client).
+    pub fn reconnects(&self) -> u64 {
+        Shared::lock(&self.shared).link_events.reconnects
+    }
+
+    /// Resumption: whether the session would survive losing its link now (the
+    /// handshake and the ticket exchange are done).
+    pub fn is_resumable(&self) -> bool {
+        Shared::lock(&self.shared).session_ref().is_resumable()
+    }
+
+    /// Resumption: whether the session is waiting for a new link.
+    pub fn is_detached(&self) -> bool {
+        Shared::lock(&self.shared).session_ref().is_detached()
     }
 }

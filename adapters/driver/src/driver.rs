@@ -10,7 +10,10 @@ use std::time::Instant as StdInstant;
 
 use bytes::BytesMut;
 
+use hawser_core::Role;
+
 use crate::frames::{FrameQueue, MAX_SLICES};
+use crate::resume::{LinkEvent, LinkSource};
 use crate::shared::{Shared, SharedRef};
 
 /// A byte link in poll form; each adapter implements it for its runtime's I/O traits.
@@ -36,11 +39,13 @@ const READ_BUFFER: usize = 256 * 1024;
 /// How many reads or writes one poll does before yielding to other tasks.
 const OPS_PER_POLL: usize = 32;
 
-/// Drives one session over one link until the session ends; resolves to the
-/// session's close reason as an `io::Result`.
+/// Drives one session until it ends, over one link or, for a resumable session,
+/// over each new link its [`LinkSource`] provides; resolves to the session's close
+/// reason as an `io::Result`.
 pub struct Driver<L, T> {
     shared: SharedRef,
-    link: L,
+    link: Option<L>,
+    source: Option<Box<dyn LinkSource<L> + Send>>,
     timer: T,
     read_buf: BytesMut,
     /// Frames taken from the session and not yet fully written.
@@ -54,7 +59,8 @@ impl<L: Link + Unpin, T: Timer + Unpin> Driver<L, T> {
     pub fn new(shared: SharedRef, link: L, timer: T) -> Self {
         Driver {
             shared,
-            link,
+            link: Some(link),
+            source: None,
             timer,
             read_buf: BytesMut::new(),
             out: FrameQueue::default(),
@@ -63,18 +69,71 @@ impl<L: Link + Unpin, T: Timer + Unpin> Driver<L, T> {
         }
     }
 
+    /// A resumable session: when the link is lost, the next one comes from `source`
+    /// (a client's reconnect loop, or the slot a server's acceptor fills).
+    pub fn with_link_source(mut self, source: Box<dyn LinkSource<L> + Send>) -> Self {
+        self.source = Some(source);
+        self
+    }
+
+    /// Drops the link the session no longer uses, and looks for the next one.
+    /// Returns whether the driver has a link to work with.
+    fn manage_link(&mut self, cx: &mut Context<'_>) -> bool {
+        {
+            let mut shared = Shared::lock(&self.shared);
+            if std::mem::take(&mut shared.link_events.drop_link) {
+                self.link = None;
+                self.out.clear();
+                self.read_closed = false;
+            }
+            if self.link.is_some() || shared.session_ref().is_closed() {
+                return self.link.is_some();
+            }
+        }
+        let Some(source) = self.source.as_mut() else {
+            return false;
+        };
+        match source.poll_link(cx) {
+            Poll::Pending => false,
+            Poll::Ready(Some(link)) => {
+                let mut shared = Shared::lock(&self.shared);
+                let now = shared.now();
+                if shared.session_ref().role() == Role::Client {
+                    if let Err(err) = shared.session().attach(now) {
+                        tracing::debug!(%err, "cannot attach the new link");
+                        return false;
+                    }
+                }
+                self.link = Some(link);
+                self.read_closed = false;
+                self.shut_down = false;
+                true
+            }
+            Poll::Ready(None) => {
+                let mut shared = Shared::lock(&self.shared);
+                shared.session().give_up();
+                shared.link_events.push(LinkEvent::GaveUp);
+                shared.dispatch_events();
+                false
+            }
+        }
+    }
+
     fn poll_reads(&mut self, cx: &mut Context<'_>) -> bool {
         for _ in 0..OPS_PER_POLL {
             if self.read_closed {
                 return false;
             }
+            let Some(link) = self.link.as_mut() else {
+                return false;
+            };
             if self.read_buf.capacity() < READ_BUFFER / 4 {
                 self.read_buf = BytesMut::with_capacity(READ_BUFFER);
             }
             let start = self.read_buf.len();
             let spare = self.read_buf.capacity() - start;
             self.read_buf.resize(start + spare, 0);
-            let result = self.link.poll_read(cx, &mut self.read_buf[start..]);
+            let result = link.poll_read(cx, &mut self.read_buf[start..]);
             let n = match result {
                 Poll::Ready(Ok(n)) => n,
                 Poll::Ready(Err(err)) => {
@@ -112,6 +171,12 @@ impl<L: Link + Unpin, T: Timer + Unpin> Driver<L, T> {
         shared.session().handle_link_lost(now);
         shared.dispatch_events();
         self.out.clear();
+        if shared.session_ref().is_detached() {
+            // The session waits for a new link; this one is done.
+            shared.link_events.drop_link = false;
+            self.link = None;
+            self.read_closed = false;
+        }
     }
 
     fn take_transmits(&mut self) {
@@ -125,13 +190,19 @@ impl<L: Link + Unpin, T: Timer + Unpin> Driver<L, T> {
     /// Writes what is queued; returns Ready(Err) when the link failed.
     fn poll_writes(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         for _ in 0..OPS_PER_POLL {
+            if self.link.is_none() {
+                return Poll::Ready(Ok(()));
+            }
             self.take_transmits();
+            let Some(link) = self.link.as_mut() else {
+                return Poll::Ready(Ok(()));
+            };
             if self.out.is_empty() {
-                return self.link.poll_flush(cx);
+                return link.poll_flush(cx);
             }
             let mut slices = [IoSlice::new(&[]); MAX_SLICES];
             let count = self.out.slices(&mut slices);
-            let written = match self.link.poll_write_vectored(cx, &slices[..count]) {
+            let written = match link.poll_write_vectored(cx, &slices[..count]) {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
                 Poll::Ready(Ok(n)) => n,
                 Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
@@ -169,23 +240,29 @@ impl<L: Link + Unpin, T: Timer + Unpin> Future for Driver<L, T> {
         let this = self.get_mut();
         Shared::lock(&this.shared).register_driver(cx.waker());
         loop {
-            this.poll_reads(cx);
-            let write_result = this.poll_writes(cx);
-            if let Poll::Ready(Err(err)) = write_result {
-                tracing::debug!(%err, "link write failed");
-                this.link_lost();
+            if this.manage_link(cx) {
+                this.poll_reads(cx);
+                let write_result = this.poll_writes(cx);
+                if let Poll::Ready(Err(err)) = write_result {
+                    tracing::debug!(%err, "link write failed");
+                    this.link_lost();
+                }
             }
+            // Losing the link may have brought the next one already.
+            let relinked = this.link.is_none() && this.manage_link(cx);
             let fired = this.poll_timer(cx);
             let (closed, reason) = {
                 let shared = Shared::lock(&this.shared);
                 (shared.session_ref().is_closed(), shared.session_ref().close_reason())
             };
-            if closed && (this.out.is_empty() || this.read_closed) {
+            if closed && (this.out.is_empty() || this.read_closed || this.link.is_none()) {
                 // Everything the session had to say (a final go-away) is out.
                 if !this.shut_down && !this.read_closed {
-                    match this.link.poll_shutdown(cx) {
-                        Poll::Pending => return Poll::Pending,
-                        Poll::Ready(_) => this.shut_down = true,
+                    if let Some(link) = this.link.as_mut() {
+                        match link.poll_shutdown(cx) {
+                            Poll::Pending => return Poll::Pending,
+                            Poll::Ready(_) => this.shut_down = true,
+                        }
                     }
                 }
                 return Poll::Ready(match reason {
@@ -193,7 +270,7 @@ impl<L: Link + Unpin, T: Timer + Unpin> Future for Driver<L, T> {
                     Some(err) => Err(err.into()),
                 });
             }
-            if !fired {
+            if !fired && !relinked {
                 return Poll::Pending;
             }
         }

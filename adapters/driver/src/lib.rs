@@ -17,12 +17,14 @@
 mod control;
 mod driver;
 mod frames;
+mod resume;
 mod shared;
 mod stream;
 
 pub use control::ControlCore;
 pub use driver::{Driver, Link, Timer};
 pub use frames::{FrameQueue, MAX_SLICES, WRITE_BATCH};
+pub use resume::{entropy, LinkEvent, LinkSlot, LinkSource, Registry, RetryPolicy};
 pub use shared::{Health, Shared, SharedRef};
 pub use stream::StreamCore;
 

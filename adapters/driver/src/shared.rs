@@ -7,6 +7,8 @@ use std::time::{Duration, Instant as StdInstant};
 
 use hawser_core::{Config, Event, Instant, Role, Session, SessionError, StreamId};
 
+use crate::resume::{LinkEvent, LinkEvents};
+
 /// The shared state behind a mutex.
 pub type SharedRef = Arc<Mutex<Shared>>;
 
@@ -37,6 +39,9 @@ pub struct Shared {
     /// Streams whose handle was dropped after finishing: the driver drains their
     /// inbound data so that the peer is never stuck on a window nobody reads.
     detached: Vec<StreamId>,
+    /// Resumption: link events for the application, and the driver's cue to drop
+    /// its link.
+    pub(crate) link_events: LinkEvents,
 }
 
 impl Shared {
@@ -52,6 +57,7 @@ impl Shared {
             flush_wakers: Vec::new(),
             driver_waker: None,
             detached: Vec::new(),
+            link_events: LinkEvents::default(),
         })))
     }
 
@@ -177,6 +183,12 @@ impl Shared {
         });
     }
 
+    /// Resumption, client: a reconnect attempt is starting.
+    pub fn note_reconnect_attempt(&mut self, attempt: u32) {
+        self.link_events.reconnects += 1;
+        self.link_events.push(LinkEvent::Reconnecting { attempt });
+    }
+
     /// Something changed that the driver must act on (new output, a command).
     pub fn wake_driver(&mut self) {
         if let Some(waker) = self.driver_waker.take() {
@@ -214,14 +226,25 @@ impl Shared {
                         None => tracing::debug!("session closed"),
                     }
                     self.wake_everything();
+                    self.link_events.wake();
                 }
                 Event::Pong { rtt } => tracing::trace!(?rtt, "pong"),
-                Event::Detached => tracing::info!("link lost; the session waits for a new link"),
+                Event::Detached => {
+                    tracing::info!("link lost; the session waits for a new link");
+                    self.link_events.drop_link = true;
+                    self.link_events.push(LinkEvent::Lost);
+                    self.wake_driver();
+                }
                 Event::Resumed { replayed } => {
                     tracing::info!(replayed, "session resumed over a new link");
+                    self.link_events.push(LinkEvent::Resumed { replayed });
                     wake_all(&mut self.open_wakers);
                 }
-                Event::ResumeRefused(code) => tracing::info!(code = code.0, "resume refused; will retry"),
+                Event::ResumeRefused(code) => {
+                    tracing::info!(code = code.0, "resume refused; will retry");
+                    self.link_events.drop_link = true;
+                    self.wake_driver();
+                }
                 Event::HealthChanged { missed_pings } => {
                     if missed_pings > 0 {
                         tracing::warn!(missed_pings, "link unhealthy: keepalive pings unanswered");

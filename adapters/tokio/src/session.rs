@@ -44,6 +44,15 @@ impl Session {
         Self::new(link, config, Role::Server)
     }
 
+    pub(crate) fn from_driver(shared: hawser_driver::SharedRef, driver: JoinHandle<io::Result<()>>) -> Session {
+        Session {
+            control: Control {
+                core: ControlCore::new(shared),
+            },
+            driver: Some(driver),
+        }
+    }
+
     fn new<T>(link: T, config: Config, role: Role) -> io::Result<Session>
     where
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -96,6 +105,12 @@ impl Control {
         let id = poll_fn(|cx| self.core.poll_open(cx)).await?;
         Ok(Stream::new(self.core.shared().clone(), id))
     }
+
+    /// Resumable sessions: the next link event (lost, reconnecting, resumed, gave
+    /// up); `None` once the session has ended and none are left.
+    pub async fn next_link_event(&self) -> Option<hawser_driver::LinkEvent> {
+        poll_fn(|cx| self.core.poll_link_event(cx)).await
+    }
 }
 
 impl std::ops::Deref for Control {
@@ -107,7 +122,7 @@ impl std::ops::Deref for Control {
     }
 }
 
-struct TokioLink<T>(T);
+pub(crate) struct TokioLink<T>(pub(crate) T);
 
 impl<T: AsyncRead + AsyncWrite + Unpin> Link for TokioLink<T> {
     fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
@@ -133,7 +148,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Link for TokioLink<T> {
 }
 
 #[derive(Default)]
-struct TokioTimer {
+pub(crate) struct TokioTimer {
     sleep: Option<(StdInstant, Pin<Box<tokio::time::Sleep>>)>,
 }
 

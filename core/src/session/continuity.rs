@@ -190,6 +190,23 @@ impl Session {
         self.continuity.as_ref().is_some_and(|c| c.link != LinkState::Attached)
     }
 
+    /// Resumption: stop waiting for a new link (the caller gave up reconnecting).
+    /// A detached session ends at once with [`SessionError::Expired`], as if its
+    /// `detached_timeout` had passed; an attached one is not affected.
+    pub fn give_up(&mut self) {
+        if self.is_detached() && self.phase != Phase::Closed {
+            self.session_control.clear();
+            self.terminate(Some(SessionError::Expired));
+        }
+    }
+
+    /// Resumption: whether losing the link now would leave the session able to
+    /// resume (both sides enabled it and the client has its ticket). A link lost
+    /// before that, during the handshake, ends the session.
+    pub fn is_resumable(&self) -> bool {
+        self.can_detach()
+    }
+
     /// Whether losing the link now would leave the session able to resume.
     fn can_detach(&self) -> bool {
         self.phase != Phase::Closed

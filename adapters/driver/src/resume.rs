@@ -1,0 +1,276 @@
+//! What the adapters share for resumable sessions: where a detached session's
+//! next link comes from, the retry policy of a reconnecting client, the link
+//! events an application can watch, and the server's acceptor registry.
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::sync::{Arc, Mutex, Weak};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use bytes::Bytes;
+use hawser_core::resume::{ResumeRefusal, ResumeRequest, ResumeToken, Ticket};
+
+use crate::shared::{Shared, SharedRef};
+
+/// Where a detached session's next link comes from. The driver polls it only
+/// while the session is detached.
+pub trait LinkSource<L> {
+    /// The next link; `Ready(None)` when there will be none (the client gave up).
+    fn poll_link(&mut self, cx: &mut Context<'_>) -> Poll<Option<L>>;
+}
+
+/// What happened to a resumable session's link, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkEvent {
+    /// The link failed; the session is detached and its streams wait.
+    Lost,
+    /// Client: dialling a new link, attempt `attempt` (from 1) since the loss.
+    Reconnecting {
+        /// Which attempt.
+        attempt: u32,
+    },
+    /// The session continues over a new link.
+    Resumed {
+        /// Bytes this side sent again.
+        replayed: u64,
+    },
+    /// Client: the retry policy is exhausted; the session has ended.
+    GaveUp,
+}
+
+/// At most this many link events wait to be taken; older ones are dropped.
+const MAX_LINK_EVENTS: usize = 64;
+
+/// Link events queued for the application, and who waits for them.
+#[derive(Default)]
+pub(crate) struct LinkEvents {
+    queue: VecDeque<LinkEvent>,
+    waker: Option<Waker>,
+    /// The driver must drop its link (the session detached or a resume attempt
+    /// on it failed).
+    pub(crate) drop_link: bool,
+    /// Reconnect attempts made, in all.
+    pub(crate) reconnects: u64,
+}
+
+impl LinkEvents {
+    pub(crate) fn push(&mut self, event: LinkEvent) {
+        if self.queue.len() == MAX_LINK_EVENTS {
+            self.queue.pop_front();
+        }
+        self.queue.push_back(event);
+        if let Some(waker) = self.waker.take() {
+            waker.wake();
+        }
+    }
+
+    pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>, closed: bool) -> Poll<Option<LinkEvent>> {
+        if let Some(event) = self.queue.pop_front() {
+            return Poll::Ready(Some(event));
+        }
+        if closed {
+            return Poll::Ready(None);
+        }
+        self.waker = Some(cx.waker().clone());
+        Poll::Pending
+    }
+
+    pub(crate) fn wake(&mut self) {
+        if let Some(waker) = self.waker.take() {
+            waker.wake();
+        }
+    }
+}
+
+/// How a client retries after losing its link: exponential backoff with jitter,
+/// bounded by a number of attempts and a total time (the session's own
+/// `detached_timeout` bounds it too).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// The wait before the second attempt (the first is immediate).
+    pub initial_backoff: Duration,
+    /// The longest wait between attempts.
+    pub max_backoff: Duration,
+    /// Give up after this many attempts since the link was lost.
+    pub max_attempts: u32,
+    /// Give up after this long since the link was lost.
+    pub give_up_after: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            initial_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_secs(5),
+            max_attempts: 30,
+            give_up_after: Duration::from_secs(30),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before attempt `attempt` (1 is the first): 0, then doubling from
+    /// `initial_backoff` up to `max_backoff`, each scaled by a random factor in
+    /// [0.5, 1.0] (`jitter` is a random value) so that many clients do not retry
+    /// in lockstep.
+    pub fn backoff(&self, attempt: u32, jitter: u64) -> Duration {
+        if attempt <= 1 {
+            return Duration::ZERO;
+        }
+        let doublings = (attempt - 2).min(20);
+        let base = self
+            .initial_backoff
+            .saturating_mul(1 << doublings)
+            .min(self.max_backoff);
+        let fraction = 0.5 + (jitter % 1000) as f64 / 2000.0;
+        base.mul_f64(fraction)
+    }
+}
+
+/// Fresh entropy for a resume token or a jitter value.
+pub fn entropy() -> io::Result<[u8; 16]> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).map_err(|err| io::Error::other(err.to_string()))?;
+    Ok(bytes)
+}
+
+/// A one-place mailbox through which an acceptor hands a detached server
+/// session its new link.
+pub struct LinkSlot<L> {
+    inner: Arc<Mutex<SlotInner<L>>>,
+}
+
+struct SlotInner<L> {
+    link: Option<L>,
+    waker: Option<Waker>,
+}
+
+impl<L> Clone for LinkSlot<L> {
+    fn clone(&self) -> Self {
+        LinkSlot {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<L> Default for LinkSlot<L> {
+    fn default() -> Self {
+        LinkSlot {
+            inner: Arc::new(Mutex::new(SlotInner {
+                link: None,
+                waker: None,
+            })),
+        }
+    }
+}
+
+impl<L> LinkSlot<L> {
+    fn put(&self, link: L) {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        inner.link = Some(link);
+        if let Some(waker) = inner.waker.take() {
+            waker.wake();
+        }
+    }
+}
+
+impl<L> LinkSource<L> for LinkSlot<L> {
+    fn poll_link(&mut self, cx: &mut Context<'_>) -> Poll<Option<L>> {
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        match inner.link.take() {
+            Some(link) => Poll::Ready(Some(link)),
+            None => {
+                inner.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
+    }
+}
+
+struct Entry<L> {
+    shared: Weak<Mutex<Shared>>,
+    slot: LinkSlot<L>,
+}
+
+/// The server side's registry of resumable sessions, by ticket id: it issues
+/// tickets to new sessions and routes resume requests to them.
+pub struct Registry<L> {
+    inner: Mutex<RegistryInner<L>>,
+}
+
+struct RegistryInner<L> {
+    next_id: u64,
+    sessions: HashMap<u64, Entry<L>>,
+}
+
+impl<L> Default for Registry<L> {
+    fn default() -> Self {
+        Registry {
+            inner: Mutex::new(RegistryInner {
+                next_id: 1,
+                sessions: HashMap::new(),
+            }),
+        }
+    }
+}
+
+impl<L> Registry<L> {
+    /// Registers a new server session: gives it a ticket (a fresh id and a
+    /// random token) and returns the slot its driver takes new links from.
+    pub fn register(&self, shared: &SharedRef) -> io::Result<LinkSlot<L>> {
+        let token = ResumeToken::from_bytes(entropy()?);
+        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        // Forget sessions that have ended.
+        inner.sessions.retain(|_, entry| {
+            entry
+                .shared
+                .upgrade()
+                .is_some_and(|shared| !Shared::lock(&shared).session_ref().is_closed())
+        });
+        let id = inner.next_id;
+        inner.next_id += 1;
+        Shared::lock(shared).session().set_resume_ticket(Ticket { id, token });
+        let slot = LinkSlot::default();
+        inner.sessions.insert(
+            id,
+            Entry {
+                shared: Arc::downgrade(shared),
+                slot: slot.clone(),
+            },
+        );
+        Ok(slot)
+    }
+
+    /// Routes a resume request that arrived on `link` (with `rest`, the bytes
+    /// read after the request) to its session. On success the session has the
+    /// new link; on refusal, write [`ResumeRefusal::frame`] to the link and close it.
+    pub fn resume(&self, request: &ResumeRequest, link: L, rest: Bytes) -> Result<(), (ResumeRefusal, L)> {
+        let (shared, slot) = {
+            let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+            match inner.sessions.get(&request.ticket.id) {
+                Some(entry) => match entry.shared.upgrade() {
+                    Some(shared) => (shared, entry.slot.clone()),
+                    None => return Err((ResumeRefusal::UnknownSession, link)),
+                },
+                None => return Err((ResumeRefusal::UnknownSession, link)),
+            }
+        };
+        let token = match entropy() {
+            Ok(bytes) => ResumeToken::from_bytes(bytes),
+            Err(_) => return Err((ResumeRefusal::UnknownSession, link)),
+        };
+        let mut guard = Shared::lock(&shared);
+        let now = guard.now();
+        if let Err(refusal) = guard.session().handle_resume(now, request, token) {
+            return Err((refusal, link));
+        }
+        if !rest.is_empty() {
+            guard.session().handle_input(now, rest);
+        }
+        guard.dispatch_events();
+        drop(guard);
+        slot.put(link);
+        Ok(())
+    }
+}

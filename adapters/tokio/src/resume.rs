@@ -1,0 +1,297 @@
+//! Resumable sessions: a client that redials after losing its link, and a server
+//! acceptor that hands each new link to a new session or to the detached session
+//! it resumes.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use hawser_core::resume::{parse_opening, Opening, ResumeRefusal};
+use hawser_core::{Config, Role};
+use hawser_driver::{entropy, Driver, LinkSource, Registry, RetryPolicy, Shared, SharedRef};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::session::{Session, TokioLink, TokioTimer};
+
+type Dial<T> = Pin<Box<dyn Future<Output = io::Result<T>> + Send>>;
+
+fn needs_resumption(config: &Config) -> io::Result<()> {
+    if config.resumption.is_none() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a resumable session needs Config::resumption",
+        ));
+    }
+    Ok(())
+}
+
+impl Session {
+    /// A resumable client session (see `hawser_core::resume`): `connect` dials a
+    /// link, now and again whenever the link is lost, under `retry`. Streams stay
+    /// open while it redials; nothing written is lost or repeated. `config` must
+    /// have `resumption` set, and so must the server's.
+    ///
+    /// ```no_run
+    /// use hawser_tokio::{Config, RetryPolicy, Resumption, Session};
+    ///
+    /// # async fn demo() -> std::io::Result<()> {
+    /// let config = Config { resumption: Some(Resumption::default()), ..Config::default() };
+    /// let session = Session::connect_resumable(
+    ///     || tokio::net::TcpStream::connect("127.0.0.1:7000"),
+    ///     config,
+    ///     RetryPolicy::default(),
+    /// )
+    /// .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect_resumable<F, Fut, T>(mut connect: F, config: Config, retry: RetryPolicy) -> io::Result<Session>
+    where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: Future<Output = io::Result<T>> + Send + 'static,
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        needs_resumption(&config)?;
+        let link = connect().await?;
+        let shared =
+            Shared::new(Role::Client, config).map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
+        let source = Redial {
+            shared: shared.clone(),
+            dial: Box::new(move || Box::pin(connect()) as Dial<T>),
+            retry,
+            state: RedialState::Idle,
+            attempt: 0,
+            since: Instant::now(),
+            resumes_seen: 0,
+        };
+        let driver =
+            Driver::new(shared.clone(), TokioLink(link), TokioTimer::default()).with_link_source(Box::new(source));
+        Ok(Session::from_driver(shared, tokio::spawn(driver)))
+    }
+}
+
+enum RedialState<T> {
+    Idle,
+    Waiting(Pin<Box<tokio::time::Sleep>>),
+    Dialling(Dial<T>),
+}
+
+/// The client's link source: dials with backoff until the policy runs out.
+struct Redial<T> {
+    shared: SharedRef,
+    dial: Box<dyn FnMut() -> Dial<T> + Send>,
+    retry: RetryPolicy,
+    state: RedialState<T>,
+    attempt: u32,
+    since: Instant,
+    resumes_seen: u64,
+}
+
+impl<T> Redial<T> {
+    fn start_attempt(&mut self) {
+        self.attempt += 1;
+        Shared::lock(&self.shared).note_reconnect_attempt(self.attempt);
+        self.state = RedialState::Dialling((self.dial)());
+    }
+
+    fn schedule_next(&mut self) {
+        let jitter = entropy().map_or(0, |bytes| u64::from_le_bytes(bytes[..8].try_into().unwrap_or([0; 8])));
+        let wait = self.retry.backoff(self.attempt + 1, jitter);
+        self.state = RedialState::Waiting(Box::pin(tokio::time::sleep(wait)));
+    }
+
+    fn exhausted(&self) -> bool {
+        self.attempt >= self.retry.max_attempts || self.since.elapsed() >= self.retry.give_up_after
+    }
+}
+
+impl<T: Send + 'static> LinkSource<TokioLink<T>> for Redial<T> {
+    fn poll_link(&mut self, cx: &mut Context<'_>) -> Poll<Option<TokioLink<T>>> {
+        loop {
+            match &mut self.state {
+                RedialState::Idle => {
+                    // A resume since the last link began a new episode of losses.
+                    let resumes = Shared::lock(&self.shared).session_ref().stats().resumes;
+                    if resumes != self.resumes_seen || self.attempt == 0 {
+                        self.resumes_seen = resumes;
+                        self.attempt = 0;
+                        self.since = Instant::now();
+                    }
+                    if self.exhausted() {
+                        return Poll::Ready(None);
+                    }
+                    if self.attempt == 0 {
+                        self.start_attempt();
+                    } else {
+                        self.schedule_next();
+                    }
+                }
+                RedialState::Waiting(sleep) => {
+                    if sleep.as_mut().poll(cx).is_pending() {
+                        return Poll::Pending;
+                    }
+                    if self.exhausted() {
+                        return Poll::Ready(None);
+                    }
+                    self.start_attempt();
+                }
+                RedialState::Dialling(dial) => match dial.as_mut().poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok(link)) => {
+                        self.state = RedialState::Idle;
+                        return Poll::Ready(Some(TokioLink(link)));
+                    }
+                    Poll::Ready(Err(err)) => {
+                        tracing::debug!(%err, attempt = self.attempt, "reconnect failed");
+                        if self.exhausted() {
+                            return Poll::Ready(None);
+                        }
+                        self.schedule_next();
+                    }
+                },
+            }
+        }
+    }
+}
+
+/// What [`Acceptor::accept`] did with a link.
+#[derive(Debug)]
+pub enum Accepted {
+    /// It started a new session.
+    New(Session),
+    /// It resumed a detached session, which carries on over this link.
+    Resumed,
+    /// It refused a resume request; the link was answered and closed.
+    Refused(ResumeRefusal),
+}
+
+/// The server side of resumable sessions: give it every accepted link.
+///
+/// ```no_run
+/// use hawser_tokio::{Accepted, Acceptor, Config, Resumption};
+///
+/// # async fn demo() -> std::io::Result<()> {
+/// let config = Config { resumption: Some(Resumption::default()), ..Config::default() };
+/// let acceptor = Acceptor::new(config)?;
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:7000").await?;
+/// loop {
+///     let (tcp, _) = listener.accept().await?;
+///     if let Accepted::New(session) = acceptor.accept(tcp).await? {
+///         tokio::spawn(async move {
+///             while let Some(stream) = session.accept().await {
+///                 // serve the stream
+///             }
+///         });
+///     }
+/// }
+/// # }
+/// ```
+pub struct Acceptor<T> {
+    config: Config,
+    registry: Arc<Registry<TokioLink<T>>>,
+}
+
+impl<T> Clone for Acceptor<T> {
+    fn clone(&self) -> Self {
+        Acceptor {
+            config: self.config.clone(),
+            registry: self.registry.clone(),
+        }
+    }
+}
+
+impl<T> std::fmt::Debug for Acceptor<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Acceptor").finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").finish_non_exhaustive()
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Acceptor<T> {
+    /// An acceptor whose new sessions use `config` (which must enable resumption).
+    pub fn new(config: Config) -> io::Result<Self> {
+        needs_resumption(&config)?;
+        config
+            .validate()
+            .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
+        Ok(Acceptor {
+            config,
+            registry: Arc::default(),
+        })
+    }
+
+    /// Reads the link's first frame (waiting at most the handshake timeout) and
+    /// starts a new session, resumes the detached one it names, or refuses it.
+    pub async fn accept(&self, mut link: T) -> io::Result<Accepted> {
+        let limit = self.config.handshake_timeout;
+        let (opening, buf) = match tokio::time::timeout(limit, read_opening(&mut link)).await {
+            Ok(result) => result?,
+            Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "no opening frame in time")),
+        };
+        match opening {
+            Opening::Hello => self.start(link, buf).map(Accepted::New),
+            Opening::Resume { request, consumed } => {
+                let rest = Bytes::copy_from_slice(&buf[consumed..]);
+                match self.registry.resume(&request, TokioLink(link), rest) {
+                    Ok(()) => Ok(Accepted::Resumed),
+                    Err((refusal, TokioLink(mut link))) => {
+                        tracing::debug!(%refusal, "resume refused");
+                        let _ = link.write_all(&refusal.frame()).await;
+                        let _ = link.shutdown().await;
+                        Ok(Accepted::Refused(refusal))
+                    }
+                }
+            }
+        }
+    }
+
+    fn start(&self, link: T, first: Vec<u8>) -> io::Result<Session> {
+        let shared = Shared::new(Role::Server, self.config.clone())
+            .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
+        let slot = self.registry.register(&shared)?;
+        {
+            let mut guard = Shared::lock(&shared);
+            let now = guard.now();
+            guard.session().handle_input(now, Bytes::from(first));
+            guard.dispatch_events();
+        }
+        let driver =
+            Driver::new(shared.clone(), TokioLink(link), TokioTimer::default()).with_link_source(Box::new(slot));
+        Ok(Session::from_driver(shared, tokio::spawn(driver)))
+    }
+}
+
+/// Reads exactly the first frame's header, and a resume request's payload.
+async fn read_opening<T: AsyncRead + AsyncWrite + Unpin>(link: &mut T) -> io::Result<(Opening, Vec<u8>)> {
+    let mut buf = vec![0u8; hawser_core::frame::HEADER_LEN];
+    link.read_exact(&mut buf).await?;
+    loop {
+        match parse_opening(&buf) {
+            Ok(Some(opening)) => return Ok((opening, buf)),
+            Ok(None) => {
+                let mut more = [0u8; 64];
+                let have = buf.len();
+                // A resume request is 52 bytes in all; read no further than that.
+                let want = (hawser_core::frame::HEADER_LEN + 40)
+                    .saturating_sub(have)
+                    .clamp(1, more.len());
+                link.read_exact(&mut more[..want]).await?;
+                buf.extend_from_slice(&more[..want]);
+            }
+            Err(err) => {
+                let refusal = ResumeRefusal::BadRequest;
+                let _ = link.write_all(&refusal.frame()).await;
+                let _ = link.shutdown().await;
+                return Err(io::Error::new(io::ErrorKind::InvalidData, err));
+            }
+        }
+    }
+}

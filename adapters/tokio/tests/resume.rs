@@ -1,0 +1,164 @@
+//! Resumable sessions over hawser-tokio, through a proxy that kills the
+//! connection again and again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hawser_conformance::faults::KillProxy;
+use hawser_conformance::interop::link::Pattern;
+use hawser_tokio::{Accepted, Acceptor, Config, LinkEvent, Resumption, RetryPolicy, Session};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+const STREAMS: u64 = 100;
+const PER_STREAM: usize = 256 * 1024;
+const KILLS: u64 = 20;
+const REPLAY_BUFFER: usize = 1024 * 1024;
+
+fn config() -> Config {
+    Config {
+        resumption: Some(Resumption {
+            replay_buffer: REPLAY_BUFFER,
+            ..Resumption::default()
+        }),
+        ..Config::default()
+    }
+}
+
+/// Serves every stream of every session: echoes until the end.
+async fn serve(listener: TcpListener, acceptor: Acceptor<TcpStream>) {
+    while let Ok((tcp, _)) = listener.accept().await {
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            if let Ok(Accepted::New(session)) = acceptor.accept(tcp).await {
+                while let Some(stream) = session.accept().await {
+                    tokio::spawn(async move {
+                        let (mut reader, mut writer) = tokio::io::split(stream);
+                        if tokio::io::copy(&mut reader, &mut writer).await.is_ok() {
+                            let _ = writer.shutdown().await;
+                        }
+                    });
+                }
+            }
+        });
+    }
+}
+
+#[test]
+fn a_hundred_streams_survive_twenty_link_kills() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        tokio::time::timeout(Duration::from_secs(60), scenario())
+            .await
+            .expect("the scenario finished in time");
+    });
+}
+
+async fn scenario() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server_addr = listener.local_addr().unwrap();
+    tokio::spawn(serve(listener, Acceptor::new(config()).unwrap()));
+    let proxy = Arc::new(KillProxy::start(server_addr).unwrap());
+    let proxy_addr = proxy.addr();
+    let retry = RetryPolicy {
+        initial_backoff: Duration::from_millis(5),
+        ..RetryPolicy::default()
+    };
+    let session = Session::connect_resumable(move || TcpStream::connect(proxy_addr), config(), retry)
+        .await
+        .unwrap();
+
+    // A link lost during the handshake ends the session: start cutting once the
+    // client has its ticket.
+    while !session.is_resumable() {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    // The killer: every 20-60 ms, while the transfer runs.
+    let killer_proxy = proxy.clone();
+    let killer = tokio::spawn(async move {
+        let mut step = 0u64;
+        loop {
+            step += 1;
+            tokio::time::sleep(Duration::from_millis(20 + (step * 37) % 40)).await;
+            killer_proxy.kill_all();
+        }
+    });
+
+    let mut tasks = Vec::new();
+    for i in 0..STREAMS {
+        let mut stream = session.open_stream().await.unwrap();
+        let proxy = proxy.clone();
+        let control = session.control();
+        tasks.push(tokio::spawn(async move {
+            let (mut reader, mut writer) = tokio::io::split(&mut stream);
+            let writing = async {
+                let mut pattern = Pattern::new(i);
+                while pattern.position() < PER_STREAM as u64 {
+                    // The last piece waits until the link has been killed often enough.
+                    if pattern.position() + 16 * 1024 >= PER_STREAM as u64 {
+                        while proxy.kills() < KILLS && !control.is_closed() {
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                        }
+                    }
+                    writer.write_all(&pattern.take(16 * 1024)).await?;
+                }
+                writer.shutdown().await
+            };
+            let reading = async {
+                let mut pattern = Pattern::new(i);
+                let mut buf = vec![0u8; 32 * 1024];
+                loop {
+                    let n = reader.read(&mut buf).await?;
+                    if n == 0 {
+                        return Ok::<u64, std::io::Error>(pattern.position());
+                    }
+                    pattern
+                        .check(&buf[..n])
+                        .map_err(|why| std::io::Error::other(format!("stream {i}: {why}")))?;
+                }
+            };
+            let (written, read) = tokio::join!(writing, reading);
+            written.unwrap();
+            let read = read.unwrap();
+            assert_eq!(read, PER_STREAM as u64, "stream {i} echoed {read} bytes");
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    killer.abort();
+
+    let stats = session.stats();
+    let kills = proxy.kills();
+    assert!(kills >= KILLS, "{kills} kills");
+    // A kill that lands during a resume handshake costs that attempt, not a resume.
+    assert!(
+        stats.resumes >= 1 && stats.resumes <= kills,
+        "{} resumes after {kills} kills",
+        stats.resumes
+    );
+    assert!(session.reconnects() >= stats.resumes);
+    // Data stays within the bound; small control frames may pass it.
+    assert!(
+        stats.replay_peak <= (REPLAY_BUFFER + 4096) as u64,
+        "replay peak {} over the bound {REPLAY_BUFFER}",
+        stats.replay_peak
+    );
+    eprintln!(
+        "kills {kills}, resumes {}, reconnect attempts {}, bytes replayed {}, replay peak {} of {REPLAY_BUFFER}",
+        stats.resumes,
+        session.reconnects(),
+        stats.bytes_replayed,
+        stats.replay_peak
+    );
+    let mut saw_lost = false;
+    while let Ok(Some(event)) = tokio::time::timeout(Duration::from_millis(1), session.next_link_event()).await {
+        saw_lost |= event == LinkEvent::Lost;
+    }
+    assert!(saw_lost);
+    session.close(hawser_tokio::GoAwayCode::NORMAL);
+}
