@@ -29,12 +29,14 @@
 #![warn(missing_docs)]
 
 mod link;
+mod resume;
 mod session;
 mod stream;
 mod wait;
 
-pub use hawser_core::{Config, GoAwayCode, Profile, ResetCode, Role, SessionError, Stats, StreamId};
-pub use hawser_driver::{ControlCore, Health};
+pub use hawser_core::{Config, GoAwayCode, Profile, ResetCode, Resumption, Role, SessionError, Stats, StreamId};
+pub use hawser_driver::{ControlCore, Health, LinkEvent, RetryPolicy};
 pub use link::BlockingLink;
+pub use resume::{Accepted, Acceptor};
 pub use session::Session;
 pub use stream::Stream;

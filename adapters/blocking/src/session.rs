@@ -1,14 +1,17 @@
 //! The blocking session: two threads per link, and blocking operations.
 
 use std::io::{self, IoSlice, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::Waker;
+use std::task::{Context, Poll, Waker};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use hawser_core::{Config, Role};
-use hawser_driver::{ControlCore, FrameQueue, Shared, SharedRef, MAX_SLICES};
+use hawser_driver::{
+    entropy, ControlCore, FrameQueue, LinkSlot, LinkSource, RetryPolicy, Shared, SharedRef, MAX_SLICES,
+};
 
 use crate::link::BlockingLink;
 use crate::stream::Stream;
@@ -37,20 +40,23 @@ impl Session {
     /// A session for `role` over `link`; starts its reader and writer threads.
     pub fn new<L: BlockingLink>(link: L, config: Config, role: Role) -> io::Result<Session> {
         let shared = Shared::new(role, config).map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
-        let reader = link.try_clone()?;
+        Self::start(shared, link, Supply::None)
+    }
+
+    pub(crate) fn start<L: BlockingLink>(shared: SharedRef, link: L, supply: Supply<L>) -> io::Result<Session> {
+        let generation = Arc::new(AtomicU64::new(0));
+        let reader_thread = spawn_reader(&shared, &link, &generation)?;
         let signal = Arc::new(Signal::default());
-        let reader_thread = {
-            let shared = shared.clone();
-            thread::Builder::new()
-                .name("hawser-reader".into())
-                .spawn(move || read_loop(shared, reader))?
+        let writer = Writer {
+            shared: shared.clone(),
+            link: Some(link),
+            supply,
+            generation,
+            signal,
         };
-        let writer_thread = {
-            let shared = shared.clone();
-            thread::Builder::new()
-                .name("hawser-writer".into())
-                .spawn(move || write_loop(shared, link, signal))?
-        };
+        let writer_thread = thread::Builder::new()
+            .name("hawser-writer".into())
+            .spawn(move || writer.run())?;
         Ok(Session {
             control: ControlCore::new(shared),
             threads: vec![reader_thread, writer_thread],
@@ -91,7 +97,23 @@ impl std::ops::Deref for Session {
     }
 }
 
-fn read_loop<L: BlockingLink>(shared: SharedRef, mut link: L) {
+fn spawn_reader<L: BlockingLink>(
+    shared: &SharedRef,
+    link: &L,
+    generation: &Arc<AtomicU64>,
+) -> io::Result<JoinHandle<()>> {
+    let reader = link.try_clone()?;
+    let shared = shared.clone();
+    let current = generation.load(Ordering::Acquire);
+    let generation = generation.clone();
+    thread::Builder::new()
+        .name("hawser-reader".into())
+        .spawn(move || read_loop(shared, reader, current, generation))
+}
+
+/// Reads one link into the session until the link ends or is replaced (its
+/// generation is no longer current).
+fn read_loop<L: BlockingLink>(shared: SharedRef, mut link: L, mine: u64, generation: Arc<AtomicU64>) {
     let mut buf = BytesMut::with_capacity(READ_BUFFER);
     loop {
         if buf.capacity() < READ_BUFFER / 4 {
@@ -113,6 +135,10 @@ fn read_loop<L: BlockingLink>(shared: SharedRef, mut link: L) {
         };
         buf.truncate(n);
         let mut guard = Shared::lock(&shared);
+        if generation.load(Ordering::Acquire) != mine {
+            // The writer has moved on to a new link; this one no longer counts.
+            return;
+        }
         let now = guard.now();
         if n == 0 {
             guard.session().handle_link_lost(now);
@@ -129,43 +155,185 @@ fn read_loop<L: BlockingLink>(shared: SharedRef, mut link: L) {
     }
 }
 
-fn write_loop<L: BlockingLink>(shared: SharedRef, mut link: L, signal: Arc<Signal>) {
-    let waker = Waker::from(signal.clone());
-    let mut out = FrameQueue::default();
-    loop {
-        let (deadline, closed) = {
-            let mut guard = Shared::lock(&shared);
-            let now = guard.now();
-            if guard.session_ref().poll_timeout().is_some_and(|at| at <= now) {
-                guard.session().handle_timeout(now);
-            }
-            out.fill(guard.session(), now);
-            guard.dispatch_events();
-            guard.wake_flushed();
-            guard.register_driver(&waker);
-            let deadline = guard.session_ref().poll_timeout().map(|at| guard.to_std(at));
-            (deadline, guard.session_ref().is_closed())
-        };
-        if !out.is_empty() {
-            if let Err(err) = write_all_vectored(&mut link, &mut out) {
-                tracing::debug!(%err, "link write failed");
-                let mut guard = Shared::lock(&shared);
+/// Shuts the current link (its reader thread then ends) and retires it.
+fn retire<L: BlockingLink>(generation: &AtomicU64, link: &mut Option<L>) {
+    generation.fetch_add(1, Ordering::AcqRel);
+    if let Some(link) = link.take() {
+        let _ = link.shutdown();
+    }
+}
+
+/// Where a resumable session's next link comes from.
+pub(crate) enum Supply<L> {
+    /// Not resumable: the session ends with its link.
+    None,
+    /// Client: dial again under a retry policy.
+    Dial(Redial<L>),
+    /// Server: the acceptor puts the link here.
+    Slot(LinkSlot<L>),
+}
+
+pub(crate) struct Redial<L> {
+    pub(crate) dial: Box<dyn FnMut() -> io::Result<L> + Send>,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) attempt: u32,
+    pub(crate) since: Instant,
+    pub(crate) next_at: Option<Instant>,
+    pub(crate) resumes_seen: u64,
+}
+
+enum Acquire<L> {
+    Link(L),
+    /// Nothing yet: wait for a wake-up or until this time.
+    Wait(Option<Instant>),
+    GaveUp,
+}
+
+/// The writer thread: sends the session's frames, keeps its timers, and for a
+/// resumable session replaces a lost link.
+struct Writer<L> {
+    shared: SharedRef,
+    link: Option<L>,
+    supply: Supply<L>,
+    generation: Arc<AtomicU64>,
+    signal: Arc<Signal>,
+}
+
+impl<L: BlockingLink> Writer<L> {
+    fn run(mut self) {
+        let waker = Waker::from(self.signal.clone());
+        let mut out = FrameQueue::default();
+        loop {
+            let (deadline, closed) = {
+                let mut guard = Shared::lock(&self.shared);
                 let now = guard.now();
-                guard.session().handle_link_lost(now);
+                if guard.session_ref().poll_timeout().is_some_and(|at| at <= now) {
+                    guard.session().handle_timeout(now);
+                    guard.dispatch_events();
+                }
+                // Retire a dead link before taking anything to send: once the
+                // session is resumed, its output belongs to the new link.
+                if guard.take_drop_link() {
+                    retire(&self.generation, &mut self.link);
+                    out.clear();
+                }
+                if self.link.is_some() {
+                    out.fill(guard.session(), now);
+                }
                 guard.dispatch_events();
-                drop(guard);
-                let _ = link.shutdown();
+                guard.wake_flushed();
+                guard.register_driver(&waker);
+                let deadline = guard.session_ref().poll_timeout().map(|at| guard.to_std(at));
+                (deadline, guard.session_ref().is_closed())
+            };
+            if closed && (out.is_empty() || self.link.is_none()) {
+                if let Some(link) = self.link.as_mut() {
+                    let _ = link.flush();
+                    // Unblocks the reader thread too.
+                    let _ = link.shutdown();
+                }
                 return;
             }
-            continue;
+            if self.link.is_none() {
+                match self.acquire(&waker) {
+                    Acquire::Link(link) => self.attach(link),
+                    Acquire::Wait(until) => {
+                        let wake_at = [until, deadline].into_iter().flatten().min();
+                        self.signal.wait_until(wake_at);
+                    }
+                    Acquire::GaveUp => {
+                        let mut guard = Shared::lock(&self.shared);
+                        guard.session().give_up();
+                        guard.note_gave_up();
+                        guard.dispatch_events();
+                    }
+                }
+                continue;
+            }
+            if !out.is_empty() {
+                let Some(link) = self.link.as_mut() else {
+                    continue;
+                };
+                if let Err(err) = write_all_vectored(link, &mut out) {
+                    tracing::debug!(%err, "link write failed");
+                    out.clear();
+                    let mut guard = Shared::lock(&self.shared);
+                    let now = guard.now();
+                    guard.session().handle_link_lost(now);
+                    guard.dispatch_events();
+                    let _ = guard.take_drop_link();
+                    drop(guard);
+                    self.drop_link();
+                }
+                continue;
+            }
+            self.signal.wait_until(deadline);
         }
-        if closed {
-            let _ = link.flush();
-            // Unblocks the reader thread too.
-            let _ = link.shutdown();
-            return;
+    }
+
+    fn drop_link(&mut self) {
+        retire(&self.generation, &mut self.link);
+    }
+
+    fn attach(&mut self, link: L) {
+        {
+            let mut guard = Shared::lock(&self.shared);
+            let now = guard.now();
+            if guard.session_ref().role() == Role::Client {
+                if let Err(err) = guard.session().attach(now) {
+                    tracing::debug!(%err, "cannot attach the new link");
+                    return;
+                }
+            }
         }
-        signal.wait_until(deadline);
+        match spawn_reader(&self.shared, &link, &self.generation) {
+            Ok(_) => self.link = Some(link),
+            Err(err) => tracing::debug!(%err, "cannot start a reader for the new link"),
+        }
+    }
+
+    fn acquire(&mut self, waker: &Waker) -> Acquire<L> {
+        match &mut self.supply {
+            Supply::None => Acquire::Wait(None),
+            Supply::Slot(slot) => match slot.poll_link(&mut Context::from_waker(waker)) {
+                Poll::Ready(Some(link)) => Acquire::Link(link),
+                Poll::Ready(None) => Acquire::GaveUp,
+                Poll::Pending => Acquire::Wait(None),
+            },
+            Supply::Dial(redial) => {
+                let resumes = Shared::lock(&self.shared).session_ref().stats().resumes;
+                if resumes != redial.resumes_seen || redial.attempt == 0 {
+                    // A new episode of losses.
+                    redial.resumes_seen = resumes;
+                    redial.attempt = 0;
+                    redial.since = Instant::now();
+                    redial.next_at = None;
+                }
+                if let Some(at) = redial.next_at {
+                    if Instant::now() < at {
+                        return Acquire::Wait(Some(at));
+                    }
+                }
+                if redial.attempt >= redial.retry.max_attempts || redial.since.elapsed() >= redial.retry.give_up_after {
+                    return Acquire::GaveUp;
+                }
+                redial.attempt += 1;
+                Shared::lock(&self.shared).note_reconnect_attempt(redial.attempt);
+                match (redial.dial)() {
+                    Ok(link) => {
+                        redial.next_at = None;
+                        Acquire::Link(link)
+                    }
+                    Err(err) => {
+                        tracing::debug!(%err, attempt = redial.attempt, "reconnect failed");
+                        let jitter = entropy().map_or(0, |b| u64::from_le_bytes(b[..8].try_into().unwrap_or([0; 8])));
+                        let at = Instant::now() + redial.retry.backoff(redial.attempt + 1, jitter);
+                        redial.next_at = Some(at);
+                        Acquire::Wait(Some(at))
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -183,6 +183,17 @@ impl Shared {
         });
     }
 
+    /// Resumption: takes the cue to drop the current link (the session detached,
+    /// or a resume attempt on it failed).
+    pub fn take_drop_link(&mut self) -> bool {
+        std::mem::take(&mut self.link_events.drop_link)
+    }
+
+    /// Resumption, client: the retry policy ran out.
+    pub fn note_gave_up(&mut self) {
+        self.link_events.push(LinkEvent::GaveUp);
+    }
+
     /// Resumption, client: a reconnect attempt is starting.
     pub fn note_reconnect_attempt(&mut self, attempt: u32) {
         self.link_events.reconnects += 1;
