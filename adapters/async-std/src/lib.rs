@@ -41,10 +41,12 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod resume;
 mod session;
 mod stream;
 
-pub use hawser_core::{Config, GoAwayCode, Profile, ResetCode, Role, SessionError, Stats, StreamId};
-pub use hawser_driver::{ControlCore, Health};
+pub use hawser_core::{Config, GoAwayCode, Profile, ResetCode, Resumption, Role, SessionError, Stats, StreamId};
+pub use hawser_driver::{ControlCore, Health, LinkEvent, RetryPolicy};
+pub use resume::{Accepted, Acceptor};
 pub use session::{Control, Session, SessionDriver};
 pub use stream::Stream;

@@ -28,6 +28,14 @@ pub struct Session {
 }
 
 impl Session {
+    pub(crate) fn from_shared(shared: hawser_driver::SharedRef) -> Session {
+        Session {
+            control: Control {
+                core: ControlCore::new(shared),
+            },
+        }
+    }
+
     /// A session and the driver future that runs it; spawn the driver.
     pub fn new<T>(link: T, config: Config, role: Role) -> io::Result<(Session, SessionDriver<T>)>
     where
@@ -89,6 +97,12 @@ impl Control {
         let id = poll_fn(|cx| self.core.poll_open(cx)).await?;
         Ok(Stream::new(self.core.shared().clone(), id))
     }
+
+    /// Resumable sessions: the next link event (lost, reconnecting, resumed, gave
+    /// up); `None` once the session has ended and none are left.
+    pub async fn next_link_event(&self) -> Option<hawser_driver::LinkEvent> {
+        poll_fn(|cx| self.core.poll_link_event(cx)).await
+    }
 }
 
 impl std::ops::Deref for Control {
@@ -101,7 +115,7 @@ impl std::ops::Deref for Control {
 }
 
 /// A futures-io link as the driver sees it.
-pub struct FuturesLink<T>(T);
+pub struct FuturesLink<T>(pub(crate) T);
 
 impl<T: AsyncRead + AsyncWrite + Unpin> Link for FuturesLink<T> {
     fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {

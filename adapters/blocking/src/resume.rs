@@ -9,20 +9,10 @@ use bytes::Bytes;
 use hawser_core::frame::HEADER_LEN;
 use hawser_core::resume::{parse_opening, Opening, ResumeRefusal};
 use hawser_core::{Config, Role};
-use hawser_driver::{Registry, RetryPolicy, Shared};
+use hawser_driver::{check_resumable, Registry, RetryPolicy, Shared};
 
 use crate::link::BlockingLink;
 use crate::session::{Redial, Session, Supply};
-
-fn needs_resumption(config: &Config) -> io::Result<()> {
-    if config.resumption.is_none() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "a resumable session needs Config::resumption",
-        ));
-    }
-    Ok(())
-}
 
 impl Session {
     /// A resumable client session: `connect` dials a link now, and again whenever
@@ -44,7 +34,7 @@ impl Session {
         L: BlockingLink,
         F: FnMut() -> io::Result<L> + Send + 'static,
     {
-        needs_resumption(&config)?;
+        check_resumable(&config)?;
         let link = connect()?;
         let shared =
             Shared::new(Role::Client, config).map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
@@ -90,10 +80,7 @@ impl<L> Clone for Acceptor<L> {
 impl<L: BlockingLink> Acceptor<L> {
     /// An acceptor whose new sessions use `config` (which must enable resumption).
     pub fn new(config: Config) -> io::Result<Self> {
-        needs_resumption(&config)?;
-        config
-            .validate()
-            .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
+        check_resumable(&config)?;
         Ok(Acceptor {
             config,
             registry: Arc::default(),
@@ -124,15 +111,7 @@ impl<L: BlockingLink> Acceptor<L> {
         };
         match opening {
             Opening::Hello => {
-                let shared = Shared::new(Role::Server, self.config.clone())
-                    .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
-                let slot = self.registry.register(&shared)?;
-                {
-                    let mut guard = Shared::lock(&shared);
-                    let now = guard.now();
-                    guard.session().handle_input(now, Bytes::from(buf));
-                    guard.dispatch_events();
-                }
+                let (shared, slot) = self.registry.start_session(self.config.clone(), Bytes::from(buf))?;
                 Session::start(shared, link, Supply::Slot(slot)).map(Accepted::New)
             }
             Opening::Resume { request, consumed } => {

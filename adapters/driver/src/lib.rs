@@ -24,7 +24,7 @@ mod stream;
 pub use control::ControlCore;
 pub use driver::{Driver, Link, Timer};
 pub use frames::{FrameQueue, MAX_SLICES, WRITE_BATCH};
-pub use resume::{entropy, LinkEvent, LinkSlot, LinkSource, Registry, RetryPolicy};
+pub use resume::{check_resumable, entropy, Dial, LinkEvent, LinkSlot, LinkSource, Redial, Registry, RetryPolicy};
 pub use shared::{Health, Shared, SharedRef};
 pub use stream::StreamCore;
 

@@ -3,14 +3,17 @@
 //! events an application can watch, and the server's acceptor registry.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hawser_core::resume::{ResumeRefusal, ResumeRequest, ResumeToken, Ticket};
 
+use crate::driver::Timer;
 use crate::shared::{Shared, SharedRef};
 
 /// Where a detached session's next link comes from. The driver polls it only
@@ -128,6 +131,121 @@ impl RetryPolicy {
     }
 }
 
+/// A dial in progress.
+pub type Dial<L> = Pin<Box<dyn Future<Output = io::Result<L>> + Send>>;
+
+enum RedialState<L> {
+    Idle,
+    Waiting(Instant),
+    Dialling(Dial<L>),
+}
+
+/// A client's link source: dials again with backoff until the policy runs out.
+/// Each async adapter gives it its runtime's dial and timer.
+pub struct Redial<L, T> {
+    shared: SharedRef,
+    dial: Box<dyn FnMut() -> Dial<L> + Send>,
+    retry: RetryPolicy,
+    timer: T,
+    state: RedialState<L>,
+    attempt: u32,
+    since: Instant,
+    resumes_seen: u64,
+}
+
+impl<L, T: Timer> Redial<L, T> {
+    /// Redials for the session in `shared` with `dial`, waiting on `timer`.
+    pub fn new(shared: SharedRef, dial: Box<dyn FnMut() -> Dial<L> + Send>, retry: RetryPolicy, timer: T) -> Self {
+        Redial {
+            shared,
+            dial,
+            retry,
+            timer,
+            state: RedialState::Idle,
+            attempt: 0,
+            since: Instant::now(),
+            resumes_seen: 0,
+        }
+    }
+
+    fn start_attempt(&mut self) {
+        self.attempt += 1;
+        Shared::lock(&self.shared).note_reconnect_attempt(self.attempt);
+        self.state = RedialState::Dialling((self.dial)());
+    }
+
+    fn schedule_next(&mut self) {
+        let jitter = entropy().map_or(0, |bytes| u64::from_le_bytes(bytes[..8].try_into().unwrap_or([0; 8])));
+        self.state = RedialState::Waiting(Instant::now() + self.retry.backoff(self.attempt + 1, jitter));
+    }
+
+    fn exhausted(&self) -> bool {
+        self.attempt >= self.retry.max_attempts || self.since.elapsed() >= self.retry.give_up_after
+    }
+}
+
+impl<L, T: Timer> LinkSource<L> for Redial<L, T> {
+    fn poll_link(&mut self, cx: &mut Context<'_>) -> Poll<Option<L>> {
+        loop {
+            match &mut self.state {
+                RedialState::Idle => {
+                    // A resume since the last link began a new episode of losses.
+                    let resumes = Shared::lock(&self.shared).session_ref().stats().resumes;
+                    if resumes != self.resumes_seen || self.attempt == 0 {
+                        self.resumes_seen = resumes;
+                        self.attempt = 0;
+                        self.since = Instant::now();
+                    }
+                    if self.exhausted() {
+                        return Poll::Ready(None);
+                    }
+                    if self.attempt == 0 {
+                        self.start_attempt();
+                    } else {
+                        self.schedule_next();
+                    }
+                }
+                RedialState::Waiting(at) => {
+                    if self.timer.poll_until(cx, *at).is_pending() {
+                        return Poll::Pending;
+                    }
+                    if self.exhausted() {
+                        return Poll::Ready(None);
+                    }
+                    self.start_attempt();
+                }
+                RedialState::Dialling(dial) => match dial.as_mut().poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok(link)) => {
+                        self.state = RedialState::Idle;
+                        return Poll::Ready(Some(link));
+                    }
+                    Poll::Ready(Err(err)) => {
+                        tracing::debug!(%err, attempt = self.attempt, "reconnect failed");
+                        if self.exhausted() {
+                            return Poll::Ready(None);
+                        }
+                        self.schedule_next();
+                    }
+                },
+            }
+        }
+    }
+}
+
+/// Checks that `config` can make resumable sessions.
+pub fn check_resumable(config: &hawser_core::Config) -> io::Result<()> {
+    if config.resumption.is_none() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "a resumable session needs Config::resumption",
+        ));
+    }
+    config
+        .validate()
+        .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))
+}
+
 /// Fresh entropy for a resume token or a jitter value.
 pub fn entropy() -> io::Result<[u8; 16]> {
     let mut bytes = [0u8; 16];
@@ -240,6 +358,21 @@ impl<L> Registry<L> {
             },
         );
         Ok(slot)
+    }
+
+    /// A new server session for a link that opened with a hello: registered, and
+    /// fed the bytes read so far. Returns the session and the slot its driver
+    /// takes later links from.
+    pub fn start_session(&self, config: hawser_core::Config, first: Bytes) -> io::Result<(SharedRef, LinkSlot<L>)> {
+        let shared = Shared::new(hawser_core::Role::Server, config)
+            .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
+        let slot = self.register(&shared)?;
+        let mut guard = Shared::lock(&shared);
+        let now = guard.now();
+        guard.session().handle_input(now, first);
+        guard.dispatch_events();
+        drop(guard);
+        Ok((shared, slot))
     }
 
     /// Routes a resume request that arrived on `link` (with `rest`, the bytes

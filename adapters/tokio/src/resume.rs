@@ -4,30 +4,15 @@
 
 use std::future::Future;
 use std::io;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
-use std::time::Instant;
 
 use bytes::Bytes;
 use hawser_core::resume::{parse_opening, Opening, ResumeRefusal};
 use hawser_core::{Config, Role};
-use hawser_driver::{entropy, Driver, LinkSource, Registry, RetryPolicy, Shared, SharedRef};
+use hawser_driver::{check_resumable, Dial, Driver, Redial, Registry, RetryPolicy, Shared};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::session::{Session, TokioLink, TokioTimer};
-
-type Dial<T> = Pin<Box<dyn Future<Output = io::Result<T>> + Send>>;
-
-fn needs_resumption(config: &Config) -> io::Result<()> {
-    if config.resumption.is_none() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "a resumable session needs Config::resumption",
-        ));
-    }
-    Ok(())
-}
 
 impl Session {
     /// A resumable client session (see `hawser_core::resume`): `connect` dials a
@@ -54,106 +39,18 @@ impl Session {
         Fut: Future<Output = io::Result<T>> + Send + 'static,
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        needs_resumption(&config)?;
+        check_resumable(&config)?;
         let link = connect().await?;
         let shared =
             Shared::new(Role::Client, config).map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
-        let source = Redial {
-            shared: shared.clone(),
-            dial: Box::new(move || Box::pin(connect()) as Dial<T>),
-            retry,
-            state: RedialState::Idle,
-            attempt: 0,
-            since: Instant::now(),
-            resumes_seen: 0,
+        let dial = move || -> Dial<TokioLink<T>> {
+            let connecting = connect();
+            Box::pin(async move { connecting.await.map(TokioLink) })
         };
+        let source = Redial::new(shared.clone(), Box::new(dial), retry, TokioTimer::default());
         let driver =
             Driver::new(shared.clone(), TokioLink(link), TokioTimer::default()).with_link_source(Box::new(source));
         Ok(Session::from_driver(shared, tokio::spawn(driver)))
-    }
-}
-
-enum RedialState<T> {
-    Idle,
-    Waiting(Pin<Box<tokio::time::Sleep>>),
-    Dialling(Dial<T>),
-}
-
-/// The client's link source: dials with backoff until the policy runs out.
-struct Redial<T> {
-    shared: SharedRef,
-    dial: Box<dyn FnMut() -> Dial<T> + Send>,
-    retry: RetryPolicy,
-    state: RedialState<T>,
-    attempt: u32,
-    since: Instant,
-    resumes_seen: u64,
-}
-
-impl<T> Redial<T> {
-    fn start_attempt(&mut self) {
-        self.attempt += 1;
-        Shared::lock(&self.shared).note_reconnect_attempt(self.attempt);
-        self.state = RedialState::Dialling((self.dial)());
-    }
-
-    fn schedule_next(&mut self) {
-        let jitter = entropy().map_or(0, |bytes| u64::from_le_bytes(bytes[..8].try_into().unwrap_or([0; 8])));
-        let wait = self.retry.backoff(self.attempt + 1, jitter);
-        self.state = RedialState::Waiting(Box::pin(tokio::time::sleep(wait)));
-    }
-
-    fn exhausted(&self) -> bool {
-        self.attempt >= self.retry.max_attempts || self.since.elapsed() >= self.retry.give_up_after
-    }
-}
-
-impl<T: Send + 'static> LinkSource<TokioLink<T>> for Redial<T> {
-    fn poll_link(&mut self, cx: &mut Context<'_>) -> Poll<Option<TokioLink<T>>> {
-        loop {
-            match &mut self.state {
-                RedialState::Idle => {
-                    // A resume since the last link began a new episode of losses.
-                    let resumes = Shared::lock(&self.shared).session_ref().stats().resumes;
-                    if resumes != self.resumes_seen || self.attempt == 0 {
-                        self.resumes_seen = resumes;
-                        self.attempt = 0;
-                        self.since = Instant::now();
-                    }
-                    if self.exhausted() {
-                        return Poll::Ready(None);
-                    }
-                    if self.attempt == 0 {
-                        self.start_attempt();
-                    } else {
-                        self.schedule_next();
-                    }
-                }
-                RedialState::Waiting(sleep) => {
-                    if sleep.as_mut().poll(cx).is_pending() {
-                        return Poll::Pending;
-                    }
-                    if self.exhausted() {
-                        return Poll::Ready(None);
-                    }
-                    self.start_attempt();
-                }
-                RedialState::Dialling(dial) => match dial.as_mut().poll(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready(Ok(link)) => {
-                        self.state = RedialState::Idle;
-                        return Poll::Ready(Some(TokioLink(link)));
-                    }
-                    Poll::Ready(Err(err)) => {
-                        tracing::debug!(%err, attempt = self.attempt, "reconnect failed");
-                        if self.exhausted() {
-                            return Poll::Ready(None);
-                        }
-                        self.schedule_next();
-                    }
-                },
-            }
-        }
     }
 }
 
@@ -218,10 +115,7 @@ impl std::fmt::Debug for Session {
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Acceptor<T> {
     /// An acceptor whose new sessions use `config` (which must enable resumption).
     pub fn new(config: Config) -> io::Result<Self> {
-        needs_resumption(&config)?;
-        config
-            .validate()
-            .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
+        check_resumable(&config)?;
         Ok(Acceptor {
             config,
             registry: Arc::default(),
@@ -254,15 +148,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Acceptor<T> {
     }
 
     fn start(&self, link: T, first: Vec<u8>) -> io::Result<Session> {
-        let shared = Shared::new(Role::Server, self.config.clone())
-            .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
-        let slot = self.registry.register(&shared)?;
-        {
-            let mut guard = Shared::lock(&shared);
-            let now = guard.now();
-            guard.session().handle_input(now, Bytes::from(first));
-            guard.dispatch_events();
-        }
+        let (shared, slot) = self.registry.start_session(self.config.clone(), Bytes::from(first))?;
         let driver =
             Driver::new(shared.clone(), TokioLink(link), TokioTimer::default()).with_link_source(Box::new(slot));
         Ok(Session::from_driver(shared, tokio::spawn(driver)))
