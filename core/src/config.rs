@@ -96,9 +96,10 @@ pub struct Config {
 /// How a resumable session acknowledges, replays and waits.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Resumption {
-    /// The most unacknowledged bytes kept for replay. When it is full, data waits
-    /// (writes soon return `Blocked`); control frames, which are small and bounded
-    /// by other limits, still go out, so acknowledgements can never deadlock.
+    /// The most unacknowledged bytes kept for replay. Data waits (writes soon
+    /// return `Blocked`) once it would take more than fifteen sixteenths of it;
+    /// control frames, small and bounded by other limits, use the rest and are
+    /// never held back, so acknowledgements can never deadlock.
     pub replay_buffer: usize,
     /// Acknowledge at the latest after this many bytes were received...
     pub ack_bytes: u32,

@@ -410,8 +410,7 @@ fn run_workload(w: &Workload) -> Result<(), String> {
                     stats.resumes
                 ));
             }
-            // Data stays within the bound; small control frames may pass it.
-            if stats.replay_peak > (REPLAY_BUFFER + 1024) as u64 {
+            if stats.replay_peak > REPLAY_BUFFER as u64 {
                 return Err(format!("{side:?} replay buffer peaked at {}", stats.replay_peak));
             }
         }

@@ -142,9 +142,8 @@ async fn scenario() {
         stats.resumes
     );
     assert!(session.reconnects() >= stats.resumes);
-    // Data stays within the bound; small control frames may pass it.
     assert!(
-        stats.replay_peak <= (REPLAY_BUFFER + 4096) as u64,
+        stats.replay_peak <= REPLAY_BUFFER as u64,
         "replay peak {} over the bound {REPLAY_BUFFER}",
         stats.replay_peak
     );
@@ -161,4 +160,100 @@ async fn scenario() {
     }
     assert!(saw_lost);
     session.close(hawser_tokio::GoAwayCode::NORMAL);
+}
+
+/// Sends `request` as a new link's opening to `addr`; returns the go-away code
+/// the acceptor answers with.
+async fn refused_with(addr: std::net::SocketAddr, opening: &[u8]) -> u32 {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(opening).await.unwrap();
+    let mut answer = [0u8; 12];
+    tcp.read_exact(&mut answer).await.unwrap();
+    assert_eq!(answer[1], 3, "a go-away");
+    let mut rest = Vec::new();
+    tcp.read_to_end(&mut rest).await.unwrap();
+    assert!(rest.is_empty(), "the refused link is closed after the go-away");
+    u32::from_be_bytes(answer[8..12].try_into().unwrap())
+}
+
+#[test]
+fn bad_resume_attempts_are_refused_and_do_not_disturb_the_session() {
+    use hawser_core::resume::{ResumeRequest, ResumeToken, Ticket};
+    use hawser_tokio::GoAwayCode;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let outcomes = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = outcomes.clone();
+        let acceptor = Acceptor::new(config()).unwrap();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    match acceptor.accept(tcp).await {
+                        Ok(Accepted::New(session)) => {
+                            while let Some(mut stream) = session.accept().await {
+                                let mut buf = Vec::new();
+                                let _ = stream.read_to_end(&mut buf).await;
+                                let _ = stream.write_all(&buf).await;
+                                let _ = stream.shutdown().await;
+                            }
+                        }
+                        Ok(other) => seen.lock().unwrap().push(format!("{other:?}")),
+                        Err(err) => seen.lock().unwrap().push(format!("error {:?}", err.kind())),
+                    }
+                });
+            }
+        });
+        let client = Session::connect_resumable(move || TcpStream::connect(addr), config(), RetryPolicy::default())
+            .await
+            .unwrap();
+        while !client.is_resumable() {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let guess = |id: u64, token: [u8; 16]| {
+            ResumeRequest {
+                ticket: Ticket {
+                    id,
+                    token: ResumeToken::from_bytes(token),
+                },
+                received: 0,
+            }
+            .encode()
+        };
+        // The first session the acceptor made has id 1; its token is secret.
+        assert_eq!(
+            refused_with(addr, &guess(1, [0; 16])).await,
+            GoAwayCode::RESUME_BAD_TOKEN.0
+        );
+        assert_eq!(
+            refused_with(addr, &guess(99, [0; 16])).await,
+            GoAwayCode::RESUME_UNKNOWN_SESSION.0
+        );
+        let mut other_revision = guess(1, [0; 16]);
+        other_revision[12 + 5] = 2;
+        assert_eq!(
+            refused_with(addr, &other_revision).await,
+            GoAwayCode::HANDSHAKE_FAILED.0
+        );
+
+        // The real session never noticed.
+        let mut stream = client.open_stream().await.unwrap();
+        stream.write_all(b"still mine").await.unwrap();
+        stream.shutdown().await.unwrap();
+        let mut back = Vec::new();
+        stream.read_to_end(&mut back).await.unwrap();
+        assert_eq!(back, b"still mine");
+        assert_eq!(client.stats().resumes, 0);
+        assert!(!client.is_detached());
+        let outcomes = outcomes.lock().unwrap().clone();
+        assert_eq!(outcomes.len(), 3, "{outcomes:?}");
+    });
 }

@@ -97,9 +97,13 @@ impl Continuity {
         self.sent - self.peer_acked
     }
 
-    /// Payload bytes a new data frame may carry without overfilling the replay buffer.
+    /// Payload bytes a new data frame may carry without overfilling the replay
+    /// buffer. A sixteenth of the buffer is kept for control frames, which are
+    /// never held back, so that the whole stays within the bound.
     pub(super) fn data_room(&self) -> usize {
-        let free = (self.config.replay_buffer as u64).saturating_sub(self.unacknowledged());
+        let bound = self.config.replay_buffer as u64;
+        let for_data = bound - bound / 16;
+        let free = for_data.saturating_sub(self.unacknowledged());
         usize::try_from(free).unwrap_or(usize::MAX).saturating_sub(HEADER_LEN)
     }
 
