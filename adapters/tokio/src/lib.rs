@@ -28,8 +28,15 @@
 //!   the FIN; whatever the peer still sends is read and discarded. Use
 //!   [`Stream::reset`] to abandon a stream instead.
 //! - Dropping every [`Session`] handle (and every [`Control`]) does not stop the
-//!   session while streams are open; call [`Session::close`] or
-//!   [`Session::go_away`] to end it.
+//!   session while streams are open; call [`ControlCore::close`] or
+//!   [`ControlCore::go_away`] to end it.
+//!
+//! ## Surviving link loss
+//! With `Config::resumption` set on both sides, [`Session::connect_resumable`]
+//! redials after the link drops (a closure and a [`RetryPolicy`]) and the server's
+//! [`Acceptor`] hands each new link to a new session or to the detached session it
+//! resumes; streams stay open and nothing is lost or repeated.
+//! [`Control::next_link_event`] reports what happens to the link.
 //!
 //! ## Errors
 //! Stream operations fail with an `io::Error` whose kind says what happened
