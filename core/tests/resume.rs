@@ -178,7 +178,10 @@ fn a_cut_at_every_byte_loses_and_repeats_nothing() {
         replayed += pair.client.stats().bytes_replayed + pair.server.stats().bytes_replayed;
     }
     assert!(replayed > 0);
-    eprintln!("{} cut points, each resumed intact; {replayed} bytes replayed in all", end - start);
+    eprintln!(
+        "{} cut points, each resumed intact; {replayed} bytes replayed in all",
+        end - start
+    );
 }
 
 #[test]

@@ -53,12 +53,67 @@ pub struct PeerReport {
     pub result: io::Result<u64>,
 }
 
-trait PeerIo: AsyncRead + AsyncWrite + Unpin + Send {}
+/// A byte stream with tokio's I/O traits.
+pub trait PeerIo: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> PeerIo for T {}
 
 /// A stream of either peer implementation. Dropping it without `shutdown` makes
 /// both implementations send RST.
-type PeerStream = Box<dyn PeerIo>;
+pub type PeerStream = Box<dyn PeerIo>;
+
+/// A `yamux` or `tokio-yamux` session running on the current tokio runtime, for
+/// benchmarks and tools that want the other implementations as plain endpoints.
+pub struct Endpoint {
+    opener: Arc<Opener>,
+    inbound: mpsc::UnboundedReceiver<PeerStream>,
+}
+
+impl Endpoint {
+    /// A `yamux` crate connection over `link` with `config`; must be called within
+    /// a tokio runtime (its driver task is spawned).
+    pub fn yamux(link: tokio::net::TcpStream, role: PeerRole, config: yamux::Config) -> Endpoint {
+        let mode = match role {
+            PeerRole::Client => yamux::Mode::Client,
+            PeerRole::Server => yamux::Mode::Server,
+        };
+        let connection = yamux::Connection::new(link.compat(), config, mode);
+        let (commands_tx, commands_rx) = mpsc::unbounded_channel();
+        let (inbound_tx, inbound) = mpsc::unbounded_channel();
+        let (ended_tx, _) = watch::channel(None);
+        tokio::spawn(drive_yamux(connection, commands_rx, inbound_tx, ended_tx));
+        Endpoint {
+            opener: Arc::new(Opener::Yamux(commands_tx)),
+            inbound,
+        }
+    }
+
+    /// A `tokio-yamux` session over `link` with `config`; must be called within a
+    /// tokio runtime.
+    pub fn tokio_yamux(link: tokio::net::TcpStream, role: PeerRole, config: tokio_yamux::Config) -> Endpoint {
+        let session = match role {
+            PeerRole::Client => tokio_yamux::Session::new_client(link, config),
+            PeerRole::Server => tokio_yamux::Session::new_server(link, config),
+        };
+        let control = session.control();
+        let (inbound_tx, inbound) = mpsc::unbounded_channel();
+        let (ended_tx, _) = watch::channel(None);
+        tokio::spawn(drive_tokio_yamux(session, inbound_tx, ended_tx));
+        Endpoint {
+            opener: Arc::new(Opener::TokioYamux(Arc::new(tokio::sync::Mutex::new(control)))),
+            inbound,
+        }
+    }
+
+    /// Opens a stream.
+    pub async fn open(&self) -> io::Result<PeerStream> {
+        open(&self.opener).await
+    }
+
+    /// The next inbound stream; `None` once the session has ended.
+    pub async fn accept(&mut self) -> Option<PeerStream> {
+        self.inbound.recv().await
+    }
+}
 
 enum Opener {
     Yamux(mpsc::UnboundedSender<YamuxCommand>),

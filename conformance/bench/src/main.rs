@@ -1,0 +1,411 @@
+//! hawser-bench: the same workloads, back to back in one process, on raw TCP,
+//! hawser (tokio native, yamux profile and resumable; async-std; blocking), the
+//! `yamux` crate (default and with a 256 KiB split size) and `tokio-yamux`, all
+//! over loopback.
+//!
+//! ```text
+//! cargo run --release -p hawser-bench                      # everything, a table
+//! cargo run --release -p hawser-bench -- --quick --json    # small sizes, JSON lines
+//! cargo run --release -p hawser-bench -- --workload rr --runtime current
+//! ```
+//!
+//! Each figure is the median of `--reps` repetitions (3 by default, 1 with
+//! `--quick`), each over a fresh connection, with the minimum and maximum.
+
+mod mux;
+mod others;
+mod workloads;
+
+use std::future::Future;
+use std::io;
+use std::time::Duration;
+
+use mux::TokioImpl;
+use workloads::Figure;
+
+/// How much each workload moves.
+#[derive(Clone, Debug)]
+pub struct Sizes {
+    pub bulk_one: usize,
+    pub bulk_hundred: usize,
+    pub round_trips: usize,
+    pub opens: usize,
+    pub idle: usize,
+    pub core: usize,
+}
+
+impl Sizes {
+    fn full() -> Self {
+        Sizes {
+            bulk_one: 256 << 20,
+            bulk_hundred: 4 << 20,
+            round_trips: 20_000,
+            opens: 10_016,
+            idle: 10_000,
+            core: 256 << 20,
+        }
+    }
+
+    fn quick() -> Self {
+        Sizes {
+            bulk_one: 16 << 20,
+            bulk_hundred: 256 << 10,
+            round_trips: 2_000,
+            opens: 1_024,
+            idle: 1_000,
+            core: 32 << 20,
+        }
+    }
+}
+
+const WORKLOADS: [&str; 6] = ["bulk-1", "bulk-100", "rr", "open", "idle", "core"];
+
+struct Args {
+    json: bool,
+    quick: bool,
+    workload: Option<String>,
+    reps: usize,
+    multi_thread: bool,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        json: false,
+        quick: false,
+        workload: None,
+        reps: 0,
+        multi_thread: true,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--json" => args.json = true,
+            "--quick" => args.quick = true,
+            "--workload" => {
+                let name = it.next().ok_or("--workload needs a name")?;
+                if !WORKLOADS.contains(&name.as_str()) {
+                    return Err(format!("unknown workload {name}; one of {}", WORKLOADS.join(", ")));
+                }
+                args.workload = Some(name);
+            }
+            "--reps" => {
+                args.reps = it
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .filter(|n| *n > 0)
+                    .ok_or("--reps needs a positive number")?
+            }
+            "--runtime" => match it.next().as_deref() {
+                Some("multi") => args.multi_thread = true,
+                Some("current") => args.multi_thread = false,
+                _ => return Err("--runtime takes multi or current".into()),
+            },
+            "--help" | "-h" => {
+                return Err(
+                    "usage: hawser-bench [--quick] [--json] [--workload NAME] [--reps N] [--runtime multi|current]"
+                        .into(),
+                )
+            }
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    if args.reps == 0 {
+        args.reps = if args.quick { 1 } else { 3 };
+    }
+    Ok(args)
+}
+
+/// Every repetition of one (workload, implementation), gathered into medians.
+struct Result_ {
+    workload: &'static str,
+    implementation: &'static str,
+    figures: Vec<(&'static str, &'static str, Vec<f64>)>,
+    error: Option<String>,
+}
+
+impl Result_ {
+    fn new(workload: &'static str, implementation: &'static str) -> Self {
+        Result_ {
+            workload,
+            implementation,
+            figures: Vec::new(),
+            error: None,
+        }
+    }
+
+    fn add(&mut self, outcome: io::Result<Vec<Figure>>) {
+        match outcome {
+            Ok(figures) => {
+                for figure in figures {
+                    match self.figures.iter_mut().find(|(metric, _, _)| *metric == figure.metric) {
+                        Some((_, _, values)) => values.push(figure.value),
+                        None => self.figures.push((figure.metric, figure.unit, vec![figure.value])),
+                    }
+                }
+            }
+            Err(err) => self.error = Some(err.to_string()),
+        }
+    }
+}
+
+fn median(values: &[f64]) -> (f64, f64, f64) {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    (sorted[sorted.len() / 2], sorted[0], sorted[sorted.len() - 1])
+}
+
+/// Bounds one repetition in time.
+const LIMIT: Duration = Duration::from_secs(60);
+
+fn run_tokio<F, Fut>(runtime: &tokio::runtime::Runtime, make: F) -> io::Result<Vec<Figure>>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = io::Result<Vec<Figure>>>,
+{
+    runtime.block_on(async {
+        match tokio::time::timeout(LIMIT, make()).await {
+            Ok(result) => result,
+            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "repetition took over 60 s")),
+        }
+    })
+}
+
+/// `--idle-child NAME COUNT`: measure one idle repetition in this (fresh)
+/// process and print the figure, so that memory freed by earlier workloads
+/// cannot hide the streams' cost.
+fn idle_child(mut rest: impl Iterator<Item = String>) -> ! {
+    let name = rest.next().unwrap_or_default();
+    let count: usize = rest.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+    let multi_thread = rest.next().as_deref() != Some("current");
+    let Some(which) = TokioImpl::ALL.into_iter().find(|w| w.name() == name) else {
+        eprintln!("unknown implementation {name}");
+        std::process::exit(2);
+    };
+    let sizes = Sizes {
+        idle: count,
+        ..Sizes::quick()
+    };
+    let runtime = build_runtime(multi_thread);
+    match run_tokio(&runtime, || workloads::idle(which, &sizes)) {
+        Ok(figures) => {
+            for figure in figures {
+                println!("{}", figure.value);
+            }
+            std::process::exit(0);
+        }
+        Err(err) => {
+            eprintln!("{err}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// One idle repetition in a child process.
+fn idle_in_child(which: TokioImpl, count: usize, multi_thread: bool) -> io::Result<Vec<Figure>> {
+    let exe = std::env::current_exe()?;
+    let output = std::process::Command::new(exe)
+        .args([
+            "--idle-child",
+            which.name(),
+            &count.to_string(),
+            if multi_thread { "multi" } else { "current" },
+        ])
+        .output()?;
+    if !output.status.success() {
+        return Err(io::Error::other(
+            String::from_utf8_lossy(&output.stderr).trim().to_string(),
+        ));
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    let value: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| io::Error::other(format!("unexpected child output {text:?}")))?;
+    Ok(vec![Figure {
+        metric: "memory",
+        value,
+        unit: "bytes/stream",
+    }])
+}
+
+fn main() {
+    let mut raw = std::env::args().skip(1);
+    if raw.next().as_deref() == Some("--idle-child") {
+        idle_child(raw);
+    }
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(why) => {
+            eprintln!("{why}");
+            std::process::exit(2);
+        }
+    };
+    let sizes = if args.quick { Sizes::quick() } else { Sizes::full() };
+    let mut results = Vec::new();
+    for workload in WORKLOADS {
+        if args.workload.as_deref().is_some_and(|w| w != workload) {
+            continue;
+        }
+        if workload == "core" {
+            let mut result = Result_::new("core", "hawser-core");
+            for _ in 0..args.reps {
+                result.add(Ok(others::core_transfer(&sizes)));
+            }
+            report(&args, &result);
+            results.push(result);
+            continue;
+        }
+        for which in TokioImpl::ALL {
+            if workload == "idle" && which == TokioImpl::RawTcp {
+                continue; // 10,000 idle TCP connections measure the kernel, not a mux.
+            }
+            let mut result = Result_::new(workload, which.name());
+            for _ in 0..args.reps {
+                if workload == "idle" {
+                    result.add(idle_in_child(which, sizes.idle, args.multi_thread));
+                    if result.error.is_some() {
+                        break;
+                    }
+                    continue;
+                }
+                // A fresh runtime per repetition: nothing left over from the last.
+                let runtime = build_runtime(args.multi_thread);
+                let outcome = run_tokio(&runtime, || async {
+                    match workload {
+                        "bulk-1" => workloads::bulk_one(which, &sizes).await,
+                        "bulk-100" => workloads::bulk_hundred(which, &sizes).await,
+                        "rr" => workloads::request_response(which, &sizes).await,
+                        "open" => workloads::open_close(which, &sizes).await,
+                        _ => workloads::idle(which, &sizes).await,
+                    }
+                });
+                runtime.shutdown_timeout(Duration::from_secs(1));
+                result.add(outcome);
+                if result.error.is_some() {
+                    break;
+                }
+            }
+            report(&args, &result);
+            results.push(result);
+        }
+        if workload == "bulk-1" || workload == "rr" {
+            let rr = workload == "rr";
+            for (name, hawser) in [("raw-std-net", false), ("hawser-blocking", true)] {
+                let mut result = Result_::new(workload, name);
+                for _ in 0..args.reps {
+                    result.add(if rr {
+                        others::blocking_request_response(hawser, &sizes)
+                    } else {
+                        others::blocking_bulk_one(hawser, &sizes)
+                    });
+                }
+                report(&args, &result);
+                results.push(result);
+            }
+            let mut result = Result_::new(workload, "hawser-async-std");
+            for _ in 0..args.reps {
+                result.add(others::async_std_workload(rr, &sizes));
+            }
+            report(&args, &result);
+            results.push(result);
+        }
+    }
+    if !args.json {
+        print_ratios(&results);
+    }
+}
+
+fn build_runtime(multi_thread: bool) -> tokio::runtime::Runtime {
+    let mut builder = if multi_thread {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    builder.enable_all().build().expect("a tokio runtime")
+}
+
+fn report(args: &Args, result: &Result_) {
+    if let Some(err) = &result.error {
+        if args.json {
+            println!(
+                "{{\"workload\": \"{}\", \"impl\": \"{}\", \"error\": \"{}\"}}",
+                result.workload,
+                result.implementation,
+                err.replace('"', "'")
+            );
+        } else {
+            println!("{:<9} {:<22} failed: {err}", result.workload, result.implementation);
+        }
+        return;
+    }
+    for (metric, unit, values) in &result.figures {
+        let (mid, min, max) = median(values);
+        if args.json {
+            println!(
+                "{{\"workload\": \"{}\", \"impl\": \"{}\", \"metric\": \"{metric}\", \"value\": {mid:.3}, \"unit\": \"{unit}\", \"min\": {min:.3}, \"max\": {max:.3}}}",
+                result.workload, result.implementation
+            );
+        } else {
+            println!(
+                "{:<9} {:<22} {metric:<10} {mid:>12.2} {unit:<12} (min {min:.2}, max {max:.2})",
+                result.workload, result.implementation
+            );
+        }
+    }
+}
+
+/// The ratios the targets are stated in, from this run's medians.
+fn print_ratios(results: &[Result_]) {
+    let get = |workload: &str, implementation: &str, metric: &str| {
+        results
+            .iter()
+            .find(|r| r.workload == workload && r.implementation == implementation && r.error.is_none())
+            .and_then(|r| r.figures.iter().find(|(m, _, _)| *m == metric))
+            .map(|(_, _, values)| median(values).0)
+    };
+    let ratio = |label: &str, a: Option<f64>, b: Option<f64>| {
+        if let (Some(a), Some(b)) = (a, b) {
+            println!("  {label:<48} {:.2}x", a / b);
+        }
+    };
+    println!();
+    println!("ratios (medians of this run):");
+    ratio(
+        "bulk-1 hawser-tokio / raw-tcp",
+        get("bulk-1", "hawser-tokio", "throughput"),
+        get("bulk-1", "raw-tcp", "throughput"),
+    );
+    ratio(
+        "bulk-1 hawser-tokio / yamux",
+        get("bulk-1", "hawser-tokio", "throughput"),
+        get("bulk-1", "yamux", "throughput"),
+    );
+    ratio(
+        "bulk-100 hawser-tokio / raw-tcp",
+        get("bulk-100", "hawser-tokio", "throughput"),
+        get("bulk-100", "raw-tcp", "throughput"),
+    );
+    ratio(
+        "rr p50 hawser-tokio / raw-tcp",
+        get("rr", "hawser-tokio", "p50"),
+        get("rr", "raw-tcp", "p50"),
+    );
+    ratio(
+        "rr p50 hawser-tokio / yamux",
+        get("rr", "hawser-tokio", "p50"),
+        get("rr", "yamux", "p50"),
+    );
+    ratio(
+        "open hawser-tokio / yamux",
+        get("open", "hawser-tokio", "rate"),
+        get("open", "yamux", "rate"),
+    );
+    ratio(
+        "core hawser-core / memcpy",
+        get("core", "hawser-core", "throughput"),
+        get("core", "hawser-core", "memcpy"),
+    );
+    if let Some(idle) = get("idle", "hawser-tokio", "memory") {
+        println!("  {:<48} {idle:.0} bytes", "idle hawser-tokio memory per stream");
+    }
+}

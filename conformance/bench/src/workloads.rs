@@ -1,0 +1,169 @@
+//! The workloads over the tokio implementations. Each returns its figures for one
+//! repetition over a fresh connection.
+
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::mux::{self, Client, TokioImpl, ECHO, HOLD, SINK};
+use crate::Sizes;
+
+/// One figure of one repetition.
+pub struct Figure {
+    pub metric: &'static str,
+    pub value: f64,
+    pub unit: &'static str,
+}
+
+fn figure(metric: &'static str, value: f64, unit: &'static str) -> Figure {
+    Figure { metric, value, unit }
+}
+
+/// Sends `len` bytes on a sink stream in 64 KiB writes and waits for the answer.
+/// The read side is polled throughout: tokio-yamux applies window updates only
+/// while its application reads.
+async fn send_bulk(client: &Client, len: usize, chunk: &[u8]) -> io::Result<()> {
+    let stream = client.open().await?;
+    let (mut reader, mut writer) = tokio::io::split(stream);
+    let writing = async {
+        writer.write_all(&[SINK]).await?;
+        let mut left = len;
+        while left > 0 {
+            let n = left.min(chunk.len());
+            writer.write_all(&chunk[..n]).await?;
+            left -= n;
+        }
+        writer.shutdown().await
+    };
+    let mut answer = [0u8; 1];
+    let (written, read) = tokio::join!(writing, reader.read_exact(&mut answer));
+    written?;
+    read?;
+    Ok(())
+}
+
+pub async fn bulk_one(which: TokioImpl, sizes: &Sizes) -> io::Result<Vec<Figure>> {
+    let client = mux::connect(which, 1).await?;
+    let chunk = vec![0x5au8; 64 * 1024];
+    let start = Instant::now();
+    send_bulk(&client, sizes.bulk_one, &chunk).await?;
+    let secs = start.elapsed().as_secs_f64();
+    client.close();
+    Ok(vec![figure("throughput", sizes.bulk_one as f64 / secs / 1e6, "MB/s")])
+}
+
+pub async fn bulk_hundred(which: TokioImpl, sizes: &Sizes) -> io::Result<Vec<Figure>> {
+    let client = Arc::new(mux::connect(which, 100).await?);
+    let chunk = Arc::new(vec![0x5au8; 64 * 1024]);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..100 {
+        let client = client.clone();
+        let chunk = chunk.clone();
+        let len = sizes.bulk_hundred;
+        tasks.push(tokio::spawn(async move { send_bulk(&client, len, &chunk).await }));
+    }
+    for task in tasks {
+        task.await.map_err(io::Error::other)??;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    client.close();
+    Ok(vec![figure(
+        "throughput",
+        (100 * sizes.bulk_hundred) as f64 / secs / 1e6,
+        "MB/s",
+    )])
+}
+
+pub async fn request_response(which: TokioImpl, sizes: &Sizes) -> io::Result<Vec<Figure>> {
+    let client = mux::connect(which, 1).await?;
+    let mut stream = client.open().await?;
+    stream.write_all(&[ECHO]).await?;
+    let request = [0x42u8; 64];
+    let mut reply = [0u8; 64];
+    // Warm up: the stream is open and windows are settled.
+    for _ in 0..100 {
+        stream.write_all(&request).await?;
+        stream.read_exact(&mut reply).await?;
+    }
+    let mut samples = Vec::with_capacity(sizes.round_trips);
+    for _ in 0..sizes.round_trips {
+        let start = Instant::now();
+        stream.write_all(&request).await?;
+        stream.read_exact(&mut reply).await?;
+        samples.push(start.elapsed());
+    }
+    stream.shutdown().await?;
+    client.close();
+    Ok(latency_figures(samples))
+}
+
+pub fn latency_figures(mut samples: Vec<Duration>) -> Vec<Figure> {
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e6;
+    vec![figure("p50", at(0.5), "us"), figure("p99", at(0.99), "us")]
+}
+
+pub async fn open_close(which: TokioImpl, sizes: &Sizes) -> io::Result<Vec<Figure>> {
+    const WORKERS: usize = 32;
+    let client = Arc::new(mux::connect(which, WORKERS).await?);
+    let per_worker = sizes.opens / WORKERS;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..WORKERS {
+        let client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..per_worker {
+                let mut stream = client.open().await?;
+                stream.write_all(&[ECHO, 7]).await?;
+                let mut back = [0u8; 1];
+                stream.read_exact(&mut back).await?;
+                stream.shutdown().await?;
+                let mut rest = [0u8; 8];
+                while stream.read(&mut rest).await? > 0 {}
+            }
+            Ok::<(), io::Error>(())
+        }));
+    }
+    for task in tasks {
+        task.await.map_err(io::Error::other)??;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    client.close();
+    Ok(vec![figure("rate", (per_worker * WORKERS) as f64 / secs, "streams/s")])
+}
+
+/// Resident memory of this process, in bytes (Linux); `None` elsewhere.
+pub fn rss() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+/// Memory per idle stream: the growth of this process's resident set (client and
+/// server both live here) while `sizes.idle` streams are opened and left idle,
+/// divided by their number. Run in a fresh process (see `--idle-child`).
+pub async fn idle(which: TokioImpl, sizes: &Sizes) -> io::Result<Vec<Figure>> {
+    let client = mux::connect(which, sizes.idle + 1).await?;
+    // One stream first, so that connection-wide buffers are not counted.
+    let mut first = client.open().await?;
+    first.write_all(&[HOLD]).await?;
+    first.read_exact(&mut [0u8; 1]).await?;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let before = rss().ok_or_else(|| io::Error::other("no /proc/self/statm"))?;
+    let mut streams = Vec::with_capacity(sizes.idle);
+    for _ in 0..sizes.idle {
+        let mut stream = client.open().await?;
+        stream.write_all(&[HOLD]).await?;
+        stream.read_exact(&mut [0u8; 1]).await?;
+        streams.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let after = rss().ok_or_else(|| io::Error::other("no /proc/self/statm"))?;
+    let per_stream = after.saturating_sub(before) as f64 / sizes.idle as f64;
+    drop(streams);
+    client.close();
+    Ok(vec![figure("memory", per_stream, "bytes/stream")])
+}
