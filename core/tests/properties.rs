@@ -361,6 +361,12 @@ fn run_workload(w: &Workload) -> Result<(), String> {
             return Err("not done after 50 s of simulated time".into());
         }
     }
+    // A cut may have come after the applications were done: no more cuts, and
+    // bring the link back so that what is still in flight (a reset, a FIN) arrives.
+    pair.cut_at(u64::MAX);
+    if !pair.link_up() {
+        pair.reconnect().map_err(|err| format!("attach failed: {err}"))?;
+    }
     pair.drive();
     // Every byte delivered once, in order; reset streams deliver a prefix.
     for (i, plan) in w.streams.iter().enumerate() {
