@@ -115,12 +115,15 @@ fn spawn_reader<L: BlockingLink>(
 /// generation is no longer current).
 fn read_loop<L: BlockingLink>(shared: SharedRef, mut link: L, mine: u64, generation: Arc<AtomicU64>) {
     let mut buf = BytesMut::with_capacity(READ_BUFFER);
+    // Zeroing what a read may fill costs as much as the read: ask for little
+    // while reads come back small, more while they come back full.
+    let mut read_size = 4 * 1024;
     loop {
         if buf.capacity() < READ_BUFFER / 4 {
             buf = BytesMut::with_capacity(READ_BUFFER);
         }
-        let spare = buf.capacity();
-        buf.resize(spare, 0);
+        let want = read_size.min(buf.capacity());
+        buf.resize(want, 0);
         let result = link.read(&mut buf);
         let n = match result {
             Ok(n) => n,
@@ -134,6 +137,7 @@ fn read_loop<L: BlockingLink>(shared: SharedRef, mut link: L, mine: u64, generat
             }
         };
         buf.truncate(n);
+        read_size = hawser_driver::next_read_size(want, n);
         let mut guard = Shared::lock(&shared);
         if generation.load(Ordering::Acquire) != mine {
             // The writer has moved on to a new link; this one no longer counts.

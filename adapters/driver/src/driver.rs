@@ -34,8 +34,10 @@ pub trait Timer {
     fn poll_until(&mut self, cx: &mut Context<'_>, deadline: StdInstant) -> Poll<()>;
 }
 
-/// How many bytes one read asks for.
+/// How many bytes one read asks for at most.
 const READ_BUFFER: usize = 256 * 1024;
+/// How many bytes one read asks for at least.
+const MIN_READ: usize = 4 * 1024;
 /// How many reads or writes one poll does before yielding to other tasks.
 const OPS_PER_POLL: usize = 32;
 
@@ -48,6 +50,10 @@ pub struct Driver<L, T> {
     source: Option<Box<dyn LinkSource<L> + Send>>,
     timer: T,
     read_buf: BytesMut,
+    /// How much the next read asks for: the buffer must be zeroed before a safe
+    /// read, so small reads (request/response traffic) zero little, and a read
+    /// that fills its slice doubles the next, up to `READ_BUFFER`.
+    read_size: usize,
     /// Frames taken from the session and not yet fully written.
     out: FrameQueue,
     read_closed: bool,
@@ -63,6 +69,7 @@ impl<L: Link + Unpin, T: Timer + Unpin> Driver<L, T> {
             source: None,
             timer,
             read_buf: BytesMut::new(),
+            read_size: MIN_READ,
             out: FrameQueue::default(),
             read_closed: false,
             shut_down: false,
@@ -131,8 +138,8 @@ impl<L: Link + Unpin, T: Timer + Unpin> Driver<L, T> {
                 self.read_buf = BytesMut::with_capacity(READ_BUFFER);
             }
             let start = self.read_buf.len();
-            let spare = self.read_buf.capacity() - start;
-            self.read_buf.resize(start + spare, 0);
+            let want = self.read_size.min(self.read_buf.capacity() - start);
+            self.read_buf.resize(start + want, 0);
             let result = link.poll_read(cx, &mut self.read_buf[start..]);
             let n = match result {
                 Poll::Ready(Ok(n)) => n,
@@ -148,6 +155,7 @@ impl<L: Link + Unpin, T: Timer + Unpin> Driver<L, T> {
                 }
             };
             self.read_buf.truncate(start + n);
+            self.read_size = next_read_size(want, n);
             if n == 0 {
                 tracing::debug!("link closed by the peer");
                 self.link_lost();
@@ -165,6 +173,7 @@ impl<L: Link + Unpin, T: Timer + Unpin> Driver<L, T> {
     }
 
     fn link_lost(&mut self) {
+        self.read_size = MIN_READ;
         self.read_closed = true;
         let mut shared = Shared::lock(&self.shared);
         let now = shared.now();
@@ -274,5 +283,16 @@ impl<L: Link + Unpin, T: Timer + Unpin> Future for Driver<L, T> {
                 return Poll::Pending;
             }
         }
+    }
+}
+
+/// The next read's size after one of `asked` bytes returned `got`: reads must
+/// zero their buffer first (no unsafe here), so small reads ask for little and a
+/// read that came back full asks for twice as much next time.
+pub fn next_read_size(asked: usize, got: usize) -> usize {
+    if got >= asked {
+        (asked * 2).min(READ_BUFFER)
+    } else {
+        got.next_power_of_two().clamp(MIN_READ, READ_BUFFER)
     }
 }

@@ -22,7 +22,7 @@ mod shared;
 mod stream;
 
 pub use control::ControlCore;
-pub use driver::{Driver, Link, Timer};
+pub use driver::{next_read_size, Driver, Link, Timer};
 pub use frames::{FrameQueue, MAX_SLICES, WRITE_BATCH};
 pub use resume::{check_resumable, entropy, Dial, LinkEvent, LinkSlot, LinkSource, Redial, Registry, RetryPolicy};
 pub use shared::{Health, Shared, SharedRef};

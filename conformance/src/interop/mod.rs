@@ -589,9 +589,16 @@ pub async fn go_away_from_hawser<H: InteropHarness>(kind: PeerKind, role: Role) 
     if setup.session.open().await.is_ok() {
         return Err("hawser opened a stream after its own go-away".into());
     }
-    within::<H, _>(Duration::from_secs(10), setup.peer.ended(), "the peer to end")
-        .await?
-        .map_err(|why| format!("the peer ended with an error: {why}"))?;
+    let ended = within::<H, _>(Duration::from_secs(10), setup.peer.ended(), "the peer to end").await?;
+    // With no streams left, hawser's drain ends at once and it closes the link;
+    // tokio-yamux's answering go-away may then meet a closed socket, which it
+    // reports as an error. Any other error is a failure.
+    if let Err(why) = ended {
+        let closed_under_it = why.contains("Broken pipe") || why.contains("reset by peer");
+        if !(kind == PeerKind::TokioYamux && closed_under_it) {
+            return Err(format!("the peer ended with an error: {why}"));
+        }
+    }
     let session = setup.session.clone();
     eventually::<H>(Duration::from_secs(10), "the hawser session to end", || {
         session.is_closed()
