@@ -287,12 +287,16 @@ impl<L: Link + Unpin, T: Timer + Unpin> Future for Driver<L, T> {
 }
 
 /// The next read's size after one of `asked` bytes returned `got`: reads must
-/// zero their buffer first (no unsafe here), so small reads ask for little and a
-/// read that came back full asks for twice as much next time.
+/// zero their buffer first (no unsafe here), so a read that came back full asks
+/// for twice as much next time, and one that came back mostly empty for half.
 pub fn next_read_size(asked: usize, got: usize) -> usize {
     if got >= asked {
         (asked * 2).min(READ_BUFFER)
+    } else if got < asked / 4 {
+        // Shrink gently: a bulk reader that caught up with its writer for one
+        // read should not fall back to small reads.
+        (asked / 2).max(MIN_READ)
     } else {
-        got.next_power_of_two().clamp(MIN_READ, READ_BUFFER)
+        asked
     }
 }
