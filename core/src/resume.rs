@@ -81,12 +81,11 @@ impl Ticket {
     }
 
     pub(crate) fn decode(bytes: &[u8]) -> Option<Ticket> {
-        if bytes.len() != Self::ENCODED_LEN {
-            return None;
-        }
-        let id = u64::from_be_bytes(bytes[..8].try_into().ok()?);
-        let token = ResumeToken(bytes[8..].try_into().ok()?);
-        Some(Ticket { id, token })
+        let (id, token) = bytes.split_first_chunk::<8>()?;
+        Some(Ticket {
+            id: u64::from_be_bytes(*id),
+            token: ResumeToken(token.try_into().ok()?),
+        })
     }
 }
 
@@ -118,15 +117,24 @@ impl ResumeRequest {
     }
 
     fn decode_payload(payload: &[u8]) -> Result<ResumeRequest, OpeningError> {
-        if payload.len() != Self::PAYLOAD_LEN || payload[..4] != MAGIC {
+        if payload.len() != Self::PAYLOAD_LEN {
             return Err(OpeningError::Malformed);
         }
-        let revision = u16::from_be_bytes([payload[4], payload[5]]);
+        let (magic, rest) = payload.split_first_chunk::<4>().ok_or(OpeningError::Malformed)?;
+        let (revision, rest) = rest.split_first_chunk::<2>().ok_or(OpeningError::Malformed)?;
+        let (_reserved, rest) = rest.split_first_chunk::<2>().ok_or(OpeningError::Malformed)?;
+        let (ticket, received) = rest
+            .split_at_checked(Ticket::ENCODED_LEN)
+            .ok_or(OpeningError::Malformed)?;
+        if *magic != MAGIC {
+            return Err(OpeningError::Malformed);
+        }
+        let revision = u16::from_be_bytes(*revision);
         if revision != REVISION {
             return Err(OpeningError::Revision(revision));
         }
-        let ticket = Ticket::decode(&payload[8..32]).ok_or(OpeningError::Malformed)?;
-        let received = u64::from_be_bytes(payload[32..40].try_into().map_err(|_| OpeningError::Malformed)?);
+        let ticket = Ticket::decode(ticket).ok_or(OpeningError::Malformed)?;
+        let received = u64::from_be_bytes(received.try_into().map_err(|_| OpeningError::Malformed)?);
         Ok(ResumeRequest { ticket, received })
     }
 }

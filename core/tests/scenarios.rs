@@ -546,8 +546,9 @@ fn unacknowledged_open_times_out() {
     assert_eq!(pair.server.stream_count(), 0);
 }
 
-#[test]
-fn peer_that_never_finishes_is_reset_after_the_close_timeout() {
+/// A stream the client opened and finished at once (close timeout 2 s), accepted
+/// by the server.
+fn finished_by_the_client_with_a_2s_close_timeout() -> (Pair, hawser_core::StreamId) {
     let client_config = Config {
         close_timeout: Some(Duration::from_secs(2)),
         ..Config::default()
@@ -557,6 +558,12 @@ fn peer_that_never_finishes_is_reset_after_the_close_timeout() {
     pair.client.stream(id).finish().unwrap();
     pair.drive();
     accept_all(&mut pair, Side::Server);
+    (pair, id)
+}
+
+#[test]
+fn peer_that_never_finishes_is_reset_after_the_close_timeout() {
+    let (mut pair, id) = finished_by_the_client_with_a_2s_close_timeout();
     pair.drive_for(Duration::from_secs(3)); // the server never finishes its side
     let code = ResetCode::CLOSE_TIMEOUT;
     assert!(has_event(&pair, Side::Server, &Event::StreamReset { id, code }));
@@ -564,15 +571,7 @@ fn peer_that_never_finishes_is_reset_after_the_close_timeout() {
 
 #[test]
 fn a_peer_still_sending_is_not_cut_off_by_the_close_timeout() {
-    let client_config = Config {
-        close_timeout: Some(Duration::from_secs(2)),
-        ..Config::default()
-    };
-    let mut pair = Pair::new(client_config, Config::default(), SimConfig::default());
-    let id = pair.client.open(pair.now).unwrap();
-    pair.client.stream(id).finish().unwrap();
-    pair.drive();
-    accept_all(&mut pair, Side::Server);
+    let (mut pair, id) = finished_by_the_client_with_a_2s_close_timeout();
     // The reply trickles for 5 s, well past the 2 s timeout, a piece every second.
     let mut received = Vec::new();
     for second in 0..5u8 {

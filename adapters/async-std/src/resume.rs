@@ -12,8 +12,8 @@ use bytes::Bytes;
 use futures_io::{AsyncRead, AsyncWrite};
 use hawser_core::frame::HEADER_LEN;
 use hawser_core::resume::{parse_opening, Opening, ResumeRefusal};
-use hawser_core::{Config, Role};
-use hawser_driver::{check_resumable, Dial, Driver, Redial, Registry, RetryPolicy, Shared};
+use hawser_core::Config;
+use hawser_driver::{check_resumable, resumable_client, Dial, Driver, Registry, RetryPolicy};
 
 use crate::session::{AsyncIoTimer, FuturesLink, Session, SessionDriver};
 
@@ -33,15 +33,11 @@ impl Session {
     {
         check_resumable(&config)?;
         let link = connect().await?;
-        let shared =
-            Shared::new(Role::Client, config).map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
         let dial = move || -> Dial<FuturesLink<T>> {
             let connecting = connect();
             Box::pin(async move { connecting.await.map(FuturesLink) })
         };
-        let source = Redial::new(shared.clone(), Box::new(dial), retry, AsyncIoTimer::default());
-        let driver =
-            Driver::new(shared.clone(), FuturesLink(link), AsyncIoTimer::default()).with_link_source(Box::new(source));
+        let (shared, driver) = resumable_client::<_, AsyncIoTimer>(config, FuturesLink(link), Box::new(dial), retry)?;
         Ok((Session::from_shared(shared), driver))
     }
 }

@@ -13,7 +13,7 @@ use bytes::BytesMut;
 use hawser_core::Role;
 
 use crate::frames::{FrameQueue, MAX_SLICES};
-use crate::resume::{LinkEvent, LinkSource};
+use crate::resume::LinkSource;
 use crate::shared::{Shared, SharedRef};
 
 /// A byte link in poll form; each adapter implements it for its runtime's I/O traits.
@@ -86,6 +86,10 @@ impl<L: Link + Unpin, T: Timer + Unpin> Driver<L, T> {
     /// Drops the link the session no longer uses, and looks for the next one.
     /// Returns whether the driver has a link to work with.
     fn manage_link(&mut self, cx: &mut Context<'_>) -> bool {
+        // A session that cannot resume never swaps links: skip the lock.
+        if self.source.is_none() {
+            return self.link.is_some();
+        }
         {
             let mut shared = Shared::lock(&self.shared);
             if std::mem::take(&mut shared.link_events.drop_link) {
@@ -119,7 +123,7 @@ impl<L: Link + Unpin, T: Timer + Unpin> Driver<L, T> {
             Poll::Ready(None) => {
                 let mut shared = Shared::lock(&self.shared);
                 shared.session().give_up();
-                shared.link_events.push(LinkEvent::GaveUp);
+                shared.note_gave_up();
                 shared.dispatch_events();
                 false
             }

@@ -24,7 +24,9 @@ mod stream;
 pub use control::ControlCore;
 pub use driver::{next_read_size, Driver, Link, Timer};
 pub use frames::{FrameQueue, MAX_SLICES, WRITE_BATCH};
-pub use resume::{check_resumable, entropy, Dial, LinkEvent, LinkSlot, LinkSource, Redial, Registry, RetryPolicy};
+pub use resume::{
+    check_resumable, entropy, resumable_client, Dial, LinkEvent, LinkSlot, LinkSource, Redial, Registry, RetryPolicy,
+};
 pub use shared::{Health, Shared, SharedRef};
 pub use stream::StreamCore;
 

@@ -233,6 +233,28 @@ impl<L, T: Timer> LinkSource<L> for Redial<L, T> {
     }
 }
 
+/// A resumable client session over `link`, and the driver that redials with
+/// `dial` under `retry` whenever the link is lost. Each async adapter supplies its
+/// link and timer types; the timer type makes both the driver's and the redial
+/// loop's timers.
+pub fn resumable_client<L, T>(
+    config: hawser_core::Config,
+    link: L,
+    dial: Box<dyn FnMut() -> Dial<L> + Send>,
+    retry: RetryPolicy,
+) -> io::Result<(SharedRef, crate::Driver<L, T>)>
+where
+    L: crate::Link + Unpin + Send + 'static,
+    T: Timer + Unpin + Default + Send + 'static,
+{
+    check_resumable(&config)?;
+    let shared = Shared::new(hawser_core::Role::Client, config)
+        .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
+    let source = Redial::new(shared.clone(), dial, retry, T::default());
+    let driver = crate::Driver::new(shared.clone(), link, T::default()).with_link_source(Box::new(source));
+    Ok((shared, driver))
+}
+
 /// Checks that `config` can make resumable sessions.
 pub fn check_resumable(config: &hawser_core::Config) -> io::Result<()> {
     if config.resumption.is_none() {

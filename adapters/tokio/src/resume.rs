@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use hawser_core::resume::{parse_opening, Opening, ResumeRefusal};
-use hawser_core::{Config, Role};
-use hawser_driver::{check_resumable, Dial, Driver, Redial, Registry, RetryPolicy, Shared};
+use hawser_core::Config;
+use hawser_driver::{check_resumable, resumable_client, Dial, Driver, Registry, RetryPolicy};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::session::{Session, TokioLink, TokioTimer};
@@ -41,15 +41,11 @@ impl Session {
     {
         check_resumable(&config)?;
         let link = connect().await?;
-        let shared =
-            Shared::new(Role::Client, config).map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
         let dial = move || -> Dial<TokioLink<T>> {
             let connecting = connect();
             Box::pin(async move { connecting.await.map(TokioLink) })
         };
-        let source = Redial::new(shared.clone(), Box::new(dial), retry, TokioTimer::default());
-        let driver =
-            Driver::new(shared.clone(), TokioLink(link), TokioTimer::default()).with_link_source(Box::new(source));
+        let (shared, driver) = resumable_client::<_, TokioTimer>(config, TokioLink(link), Box::new(dial), retry)?;
         Ok(Session::from_driver(shared, tokio::spawn(driver)))
     }
 }
@@ -103,12 +99,6 @@ impl<T> Clone for Acceptor<T> {
 impl<T> std::fmt::Debug for Acceptor<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Acceptor").finish_non_exhaustive()
-    }
-}
-
-impl std::fmt::Debug for Session {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Session").finish_non_exhaustive()
     }
 }
 

@@ -208,11 +208,6 @@ impl Session {
     /// resume (both sides enabled it and the client has its ticket). A link lost
     /// before that, during the handshake, ends the session.
     pub fn is_resumable(&self) -> bool {
-        self.can_detach()
-    }
-
-    /// Whether losing the link now would leave the session able to resume.
-    fn can_detach(&self) -> bool {
         self.phase != Phase::Closed
             && self.peer_settings.is_some()
             && self
@@ -223,7 +218,7 @@ impl Session {
 
     /// Detaches from a lost link if the session can resume; `false` if it cannot.
     pub(super) fn detach(&mut self, now: Instant) -> bool {
-        if !self.can_detach() {
+        if !self.is_resumable() {
             return false;
         }
         let Some(continuity) = self.continuity.as_mut() else {
@@ -359,29 +354,40 @@ impl Session {
         // The answer is a go-away (a bare header) or a Resume ACK frame (header and
         // 24 bytes); how much to wait for is known once the header is in.
         loop {
-            let needed = if continuity.answer_filled >= HEADER_LEN && continuity.answer[1] == FrameType::Resume.to_u8()
-            {
+            let is_resume = continuity.answer.get(1) == Some(&FrameType::Resume.to_u8());
+            let needed = if continuity.answer_filled >= HEADER_LEN && is_resume {
                 continuity.answer.len()
             } else {
                 HEADER_LEN
             };
-            if continuity.answer_filled == needed {
+            let filled = continuity.answer_filled;
+            let take = needed.saturating_sub(filled).min(data.len());
+            if take == 0 {
+                if filled < needed {
+                    return data;
+                }
                 break;
             }
-            let take = (needed - continuity.answer_filled).min(data.len());
-            if take == 0 {
-                return data;
+            let piece = data.split_to(take);
+            // `filled + take <= needed <= answer.len()`: the range is in bounds.
+            if let Some(slot) = continuity.answer.get_mut(filled..filled + take) {
+                slot.copy_from_slice(&piece);
             }
-            let filled = continuity.answer_filled;
-            continuity.answer[filled..filled + take].copy_from_slice(&data[..take]);
             continuity.answer_filled += take;
-            data = data.slice(take..);
         }
         let answer = continuity.answer;
-        let head: [u8; HEADER_LEN] = answer[..HEADER_LEN]
-            .try_into()
-            .expect("the answer starts with a header");
-        let header = match Header::decode(&head, Profile::Native) {
+        let (Some(head), Some(offset), Some(token)) = (
+            answer.first_chunk::<HEADER_LEN>(),
+            answer
+                .get(HEADER_LEN..HEADER_LEN + 8)
+                .and_then(|b| <[u8; 8]>::try_from(b).ok()),
+            answer.get(HEADER_LEN + 8..).and_then(|b| <[u8; 16]>::try_from(b).ok()),
+        ) else {
+            // The buffer is a header plus 8 + 16 bytes by construction.
+            self.fail(ProtocolError::Resumption("the resume answer buffer is malformed"));
+            return Bytes::new();
+        };
+        let header = match Header::decode(head, Profile::Native) {
             Ok(header) => header,
             Err(err) => {
                 self.fail(ProtocolError::Frame(err));
@@ -394,9 +400,8 @@ impl Session {
                 Bytes::new()
             }
             (FrameType::Resume, Flags::ACK) if header.length as usize == ANSWER_LEN => {
-                let body = &answer[HEADER_LEN..];
-                let offset = u64::from_be_bytes(body[..8].try_into().expect("8 bytes"));
-                let token = ResumeToken::from_bytes(body[8..24].try_into().expect("16 bytes"));
+                let offset = u64::from_be_bytes(offset);
+                let token = ResumeToken::from_bytes(token);
                 if !continuity.can_replay_from(offset) {
                     self.fail(ProtocolError::Resumption(
                         "the server's received offset does not match what was sent",

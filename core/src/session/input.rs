@@ -115,9 +115,12 @@ impl Session {
                         Sink::Discard => {}
                         Sink::Hello(buf) => buf.extend_from_slice(&chunk),
                         Sink::Small { buf, filled } => {
-                            // The header's length was checked against the buffer.
+                            // The header's length was checked against the buffer,
+                            // so nothing is cut off; `get` keeps it panic-free anyway.
                             let end = (*filled + chunk.len()).min(buf.len());
-                            buf[*filled..end].copy_from_slice(&chunk[..end - *filled]);
+                            if let (Some(slot), Some(piece)) = (buf.get_mut(*filled..end), chunk.get(..end - *filled)) {
+                                slot.copy_from_slice(piece);
+                            }
                             *filled = end;
                         }
                     }
@@ -231,7 +234,10 @@ impl Session {
             Sink::Discard => Ok(()),
             Sink::Small { buf, .. } => match header.ty {
                 FrameType::Ack => {
-                    let offset = u64::from_be_bytes(buf[..8].try_into().expect("8 of 24 bytes"));
+                    let offset = u64::from_be_bytes(
+                        *buf.first_chunk::<8>()
+                            .ok_or(InputError::Protocol(ProtocolError::Resumption("short acknowledgement")))?,
+                    );
                     let frame_len = (HEADER_LEN + 8) as u64;
                     self.on_ack_received(offset, frame_len).map_err(InputError::Protocol)
                 }
