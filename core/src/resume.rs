@@ -287,14 +287,11 @@ mod tests {
         for cut in 0..bytes.len() {
             assert_eq!(parse_opening(&bytes[..cut]), Ok(None), "cut at {cut}");
         }
-        let parsed = parse_opening(&bytes).unwrap().unwrap();
-        assert_eq!(
-            parsed,
-            Opening::Resume {
-                request,
-                consumed: bytes.len()
-            }
-        );
+        let expected = Opening::Resume {
+            request,
+            consumed: bytes.len(),
+        };
+        assert_eq!(parse_opening(&bytes), Ok(Some(expected)));
     }
 
     #[test]
