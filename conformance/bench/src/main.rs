@@ -7,6 +7,7 @@
 //! cargo run --release -p hawser-bench                      # everything, a table
 //! cargo run --release -p hawser-bench -- --quick --json    # small sizes, JSON lines
 //! cargo run --release -p hawser-bench -- --workload rr --runtime current
+//! cargo run --release -p hawser-bench -- --workload open --impl hawser-tokio
 //! ```
 //!
 //! Each figure is the median of `--reps` repetitions (3 by default, 1 with
@@ -64,6 +65,7 @@ struct Args {
     json: bool,
     quick: bool,
     workload: Option<String>,
+    implementation: Option<String>,
     reps: usize,
     multi_thread: bool,
 }
@@ -73,6 +75,7 @@ fn parse_args() -> Result<Args, String> {
         json: false,
         quick: false,
         workload: None,
+        implementation: None,
         reps: 0,
         multi_thread: true,
     };
@@ -88,6 +91,7 @@ fn parse_args() -> Result<Args, String> {
                 }
                 args.workload = Some(name);
             }
+            "--impl" => args.implementation = Some(it.next().ok_or("--impl needs a name")?),
             "--reps" => {
                 args.reps = it
                     .next()
@@ -102,7 +106,7 @@ fn parse_args() -> Result<Args, String> {
             },
             "--help" | "-h" => {
                 return Err(
-                    "usage: hawser-bench [--quick] [--json] [--workload NAME] [--reps N] [--runtime multi|current]"
+                    "usage: hawser-bench [--quick] [--json] [--workload NAME] [--impl NAME] [--reps N] [--runtime multi|current]"
                         .into(),
                 )
             }
@@ -157,15 +161,21 @@ fn median(values: &[f64]) -> (f64, f64, f64) {
 /// Bounds one repetition in time.
 const LIMIT: Duration = Duration::from_secs(60);
 
+/// Runs one repetition in a spawned task, as application code usually runs: in
+/// `block_on`'s own future, a wake from another task (a mux's driver) costs tokio's
+/// current-thread scheduler an extra poll of the I/O driver, which would be
+/// charged to every multiplexer and not to raw TCP.
 fn run_tokio<F, Fut>(runtime: &tokio::runtime::Runtime, make: F) -> io::Result<Vec<Figure>>
 where
     F: FnOnce() -> Fut,
-    Fut: Future<Output = io::Result<Vec<Figure>>>,
+    Fut: Future<Output = io::Result<Vec<Figure>>> + Send + 'static,
 {
+    let repetition = make();
     runtime.block_on(async {
-        match tokio::time::timeout(LIMIT, make()).await {
-            Ok(result) => result,
-            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "repetition took over 60 s")),
+        match tokio::spawn(tokio::time::timeout(LIMIT, repetition)).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(io::Error::new(io::ErrorKind::TimedOut, "repetition took over 60 s")),
+            Err(join) => Err(io::Error::other(join)),
         }
     })
 }
@@ -186,7 +196,7 @@ fn idle_child(mut rest: impl Iterator<Item = String>) -> ! {
         ..Sizes::quick()
     };
     let runtime = build_runtime(multi_thread);
-    match run_tokio(&runtime, || workloads::idle(which, &sizes)) {
+    match run_tokio(&runtime, || async move { workloads::idle(which, &sizes).await }) {
         Ok(figures) => {
             for figure in figures {
                 println!("{}", figure.value);
@@ -247,6 +257,9 @@ fn main() {
             continue;
         }
         if workload == "core" {
+            if args.implementation.as_deref().is_some_and(|i| i != "hawser-core") {
+                continue;
+            }
             let mut result = Result_::new("core", "hawser-core");
             for _ in 0..args.reps {
                 result.add(Ok(others::core_transfer(&sizes)));
@@ -256,6 +269,9 @@ fn main() {
             continue;
         }
         for which in TokioImpl::ALL {
+            if args.implementation.as_deref().is_some_and(|i| i != which.name()) {
+                continue;
+            }
             if workload == "idle" && which == TokioImpl::RawTcp {
                 continue; // 10,000 idle TCP connections measure the kernel, not a mux.
             }
@@ -270,7 +286,8 @@ fn main() {
                 }
                 // A fresh runtime per repetition: nothing left over from the last.
                 let runtime = build_runtime(args.multi_thread);
-                let outcome = run_tokio(&runtime, || async {
+                let sizes = sizes.clone();
+                let outcome = run_tokio(&runtime, || async move {
                     match workload {
                         "bulk-1" => workloads::bulk_one(which, &sizes).await,
                         "bulk-100" => workloads::bulk_hundred(which, &sizes).await,
@@ -291,6 +308,9 @@ fn main() {
         if workload == "bulk-1" || workload == "rr" {
             let rr = workload == "rr";
             for (name, hawser) in [("raw-std-net", false), ("hawser-blocking", true)] {
+                if args.implementation.as_deref().is_some_and(|i| i != name) {
+                    continue;
+                }
                 let mut result = Result_::new(workload, name);
                 for _ in 0..args.reps {
                     result.add(if rr {
@@ -301,6 +321,9 @@ fn main() {
                 }
                 report(&args, &result);
                 results.push(result);
+            }
+            if args.implementation.as_deref().is_some_and(|i| i != "hawser-async-std") {
+                continue;
             }
             let mut result = Result_::new(workload, "hawser-async-std");
             for _ in 0..args.reps {

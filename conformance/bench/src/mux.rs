@@ -236,7 +236,9 @@ pub async fn serve(mut stream: PeerStream) {
             let _ = stream.shutdown().await;
         }
         ECHO => {
-            let mut buf = vec![0u8; 64 * 1024];
+            // Small: echo streams carry requests of up to 64 bytes, and a big
+            // zeroed buffer per stream would dominate the open workload.
+            let mut buf = [0u8; 4 * 1024];
             loop {
                 match stream.read(&mut buf).await {
                     Ok(0) => break,
