@@ -20,6 +20,21 @@ use crate::shared::{Shared, SharedRef};
 pub trait Link {
     /// Reads into `buf`; `Ok(0)` is end of file.
     fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>>;
+    /// Reads at most `want` bytes (more if the link can read without zeroing
+    /// first) and appends them to `buf`; `Ok(0)` is end of file. The provided
+    /// version zeroes the room and calls [`Link::poll_read`]; a link that can
+    /// read into uninitialised memory overrides it to skip the zeroing.
+    fn poll_read_buf(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut, want: usize) -> Poll<io::Result<usize>> {
+        let start = buf.len();
+        buf.resize(start + want, 0);
+        let result = self.poll_read(cx, &mut buf[start..]);
+        let kept = match &result {
+            Poll::Ready(Ok(n)) => *n,
+            _ => 0,
+        };
+        buf.truncate(start + kept);
+        result
+    }
     /// Writes from `bufs` in order, returning how many bytes were taken.
     fn poll_write_vectored(&mut self, cx: &mut Context<'_>, bufs: &[IoSlice<'_>]) -> Poll<io::Result<usize>>;
     /// Flushes buffered output.
@@ -38,6 +53,8 @@ pub trait Timer {
 const READ_BUFFER: usize = 256 * 1024;
 /// How many bytes one read asks for at least.
 const MIN_READ: usize = 4 * 1024;
+/// Batches smaller than this wait one scheduler turn before they are written.
+const COALESCE: usize = 16 * 1024;
 /// How many reads or writes one poll does before yielding to other tasks.
 const OPS_PER_POLL: usize = 32;
 
@@ -58,11 +75,19 @@ pub struct Driver<L, T> {
     out: FrameQueue,
     read_closed: bool,
     shut_down: bool,
+    /// Whether the current small batch already waited one turn for company.
+    deferred: bool,
+    /// The session's clock origin, so that a turn reads the clock once.
+    epoch: StdInstant,
+    /// The time at the start of this turn of the poll loop: reads and writes
+    /// within one turn share it (a clock read is a measurable part of a round trip).
+    turn_now: hawser_core::Instant,
 }
 
 impl<L: Link + Unpin, T: Timer + Unpin> Driver<L, T> {
     /// A driver for `shared` over `link`.
     pub fn new(shared: SharedRef, link: L, timer: T) -> Self {
+        let epoch = Shared::lock(&shared).epoch();
         Driver {
             shared,
             link: Some(link),
@@ -73,6 +98,9 @@ impl<L: Link + Unpin, T: Timer + Unpin> Driver<L, T> {
             out: FrameQueue::default(),
             read_closed: false,
             shut_down: false,
+            deferred: false,
+            epoch,
+            turn_now: hawser_core::Instant::ZERO,
         }
     }
 
@@ -141,24 +169,16 @@ impl<L: Link + Unpin, T: Timer + Unpin> Driver<L, T> {
             if self.read_buf.capacity() < READ_BUFFER / 4 {
                 self.read_buf = BytesMut::with_capacity(READ_BUFFER);
             }
-            let start = self.read_buf.len();
-            let want = self.read_size.min(self.read_buf.capacity() - start);
-            self.read_buf.resize(start + want, 0);
-            let result = link.poll_read(cx, &mut self.read_buf[start..]);
-            let n = match result {
+            let want = self.read_size.min(self.read_buf.capacity() - self.read_buf.len());
+            let n = match link.poll_read_buf(cx, &mut self.read_buf, want) {
                 Poll::Ready(Ok(n)) => n,
                 Poll::Ready(Err(err)) => {
-                    self.read_buf.truncate(start);
                     tracing::debug!(%err, "link read failed");
                     self.link_lost();
                     return false;
                 }
-                Poll::Pending => {
-                    self.read_buf.truncate(start);
-                    return false;
-                }
+                Poll::Pending => return false,
             };
-            self.read_buf.truncate(start + n);
             self.read_size = next_read_size(want, n);
             if n == 0 {
                 tracing::debug!("link closed by the peer");
@@ -167,8 +187,7 @@ impl<L: Link + Unpin, T: Timer + Unpin> Driver<L, T> {
             }
             let input = self.read_buf.split().freeze();
             let mut shared = Shared::lock(&self.shared);
-            let now = shared.now();
-            shared.session().handle_input(now, input);
+            shared.session().handle_input(self.turn_now, input);
             shared.dispatch_events();
         }
         // Still more to read: come back after other tasks had a turn.
@@ -192,12 +211,13 @@ impl<L: Link + Unpin, T: Timer + Unpin> Driver<L, T> {
         }
     }
 
-    fn take_transmits(&mut self) {
+    /// Takes the session's frames; returns how many streams it has open.
+    fn take_transmits(&mut self) -> usize {
         let mut shared = Shared::lock(&self.shared);
-        let now = shared.now();
-        self.out.fill(shared.session(), now);
+        self.out.fill(shared.session(), self.turn_now);
         shared.dispatch_events();
         shared.wake_flushed();
+        shared.session_ref().stream_count()
     }
 
     /// Writes what is queued; returns Ready(Err) when the link failed.
@@ -206,13 +226,22 @@ impl<L: Link + Unpin, T: Timer + Unpin> Driver<L, T> {
             if self.link.is_none() {
                 return Poll::Ready(Ok(()));
             }
-            self.take_transmits();
+            let streams = self.take_transmits();
             let Some(link) = self.link.as_mut() else {
                 return Poll::Ready(Ok(()));
             };
             if self.out.is_empty() {
                 return link.poll_flush(cx);
             }
+            if !self.deferred && streams > 1 && self.out.len() < COALESCE {
+                // A small batch waits one scheduler turn, so that frames the tasks
+                // of other streams are about to queue share its system call. With
+                // one stream there is nobody to wait for.
+                self.deferred = true;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            self.deferred = false;
             let mut slices = [IoSlice::new(&[]); MAX_SLICES];
             let count = self.out.slices(&mut slices);
             let written = match link.poll_write_vectored(cx, &slices[..count]) {
@@ -253,6 +282,7 @@ impl<L: Link + Unpin, T: Timer + Unpin> Future for Driver<L, T> {
         let this = self.get_mut();
         Shared::lock(&this.shared).register_driver(cx.waker());
         loop {
+            this.turn_now = shared_clock(this.epoch, StdInstant::now());
             if this.manage_link(cx) {
                 this.poll_reads(cx);
                 let write_result = this.poll_writes(cx);
@@ -288,6 +318,12 @@ impl<L: Link + Unpin, T: Timer + Unpin> Future for Driver<L, T> {
             }
         }
     }
+}
+
+/// `instant` on the session clock that starts at `epoch`.
+pub(crate) fn shared_clock(epoch: StdInstant, instant: StdInstant) -> hawser_core::Instant {
+    let nanos = instant.saturating_duration_since(epoch).as_nanos();
+    hawser_core::Instant::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
 }
 
 /// The next read's size after one of `asked` bytes returned `got`: reads must

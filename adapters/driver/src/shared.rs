@@ -74,8 +74,12 @@ impl Shared {
 
     /// A std instant on the session's clock.
     pub fn to_core(&self, instant: StdInstant) -> Instant {
-        let nanos = instant.saturating_duration_since(self.epoch).as_nanos();
-        Instant::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+        crate::driver::shared_clock(self.epoch, instant)
+    }
+
+    /// The std instant the session's clock counts from.
+    pub fn epoch(&self) -> StdInstant {
+        self.epoch
     }
 
     /// A core instant as a std instant.

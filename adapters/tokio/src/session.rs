@@ -6,6 +6,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant as StdInstant;
 
+use bytes::BytesMut;
 use hawser_core::{Config, Role};
 use hawser_driver::{ControlCore, Driver, Link, Shared, Timer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -140,6 +141,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Link for TokioLink<T> {
         }
     }
 
+    fn poll_read_buf(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut, _want: usize) -> Poll<io::Result<usize>> {
+        // tokio reads into uninitialised memory safely: no zeroing, so read all
+        // the room there is.
+        tokio_util::io::poll_read_buf(Pin::new(&mut self.0), cx, buf)
+    }
+
     fn poll_write_vectored(&mut self, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
     }
@@ -160,16 +167,22 @@ pub(crate) struct TokioTimer {
 
 impl Timer for TokioTimer {
     fn poll_until(&mut self, cx: &mut Context<'_>, deadline: StdInstant) -> Poll<()> {
-        let deadline_tokio = tokio::time::Instant::from_std(deadline);
-        match &mut self.sleep {
-            Some((at, sleep)) if *at == deadline => sleep.as_mut().poll(cx),
-            _ => {
-                let mut sleep = Box::pin(tokio::time::sleep_until(deadline_tokio));
-                let result = sleep.as_mut().poll(cx);
-                self.sleep = Some((deadline, sleep));
-                result
+        let sleep = match &mut self.sleep {
+            Some((at, sleep)) => {
+                if *at != deadline {
+                    // Deadlines move with traffic: re-arm the one timer rather
+                    // than allocating a new one.
+                    sleep.as_mut().reset(tokio::time::Instant::from_std(deadline));
+                    *at = deadline;
+                }
+                sleep
             }
-        }
+            None => {
+                let sleep = Box::pin(tokio::time::sleep_until(tokio::time::Instant::from_std(deadline)));
+                &mut self.sleep.insert((deadline, sleep)).1
+            }
+        };
+        sleep.as_mut().poll(cx)
     }
 }
 

@@ -236,9 +236,10 @@ pub async fn serve(mut stream: PeerStream) {
             let _ = stream.shutdown().await;
         }
         ECHO => {
-            // Small: echo streams carry requests of up to 64 bytes, and a big
-            // zeroed buffer per stream would dominate the open workload.
-            let mut buf = [0u8; 4 * 1024];
+            // Small, and on the heap: echo streams carry requests of up to 64
+            // bytes, and a big buffer per stream (zeroed, or moved with the task)
+            // would dominate the open workload.
+            let mut buf = vec![0u8; 1024];
             loop {
                 match stream.read(&mut buf).await {
                     Ok(0) => break,
