@@ -7,8 +7,8 @@ use std::task::{Context, Poll, Waker};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
 use hawser_core::{Config, Role};
+use hawser_driver::pool::SlabBuf;
 use hawser_driver::{
     entropy, ControlCore, FrameQueue, LinkSlot, LinkSource, RetryPolicy, Shared, SharedRef, MAX_SLICES,
 };
@@ -17,7 +17,7 @@ use crate::link::BlockingLink;
 use crate::stream::Stream;
 use crate::wait::{block_on_poll, Signal};
 
-const READ_BUFFER: usize = 256 * 1024;
+const READ_BUFFER: usize = hawser_driver::pool::SLAB;
 
 /// A multiplexed session over one blocking link. It derefs to [`ControlCore`] for
 /// go-away, close, ping, health and counters.
@@ -114,17 +114,16 @@ fn spawn_reader<L: BlockingLink>(
 /// Reads one link into the session until the link ends or is replaced (its
 /// generation is no longer current).
 fn read_loop<L: BlockingLink>(shared: SharedRef, mut link: L, mine: u64, generation: Arc<AtomicU64>) {
-    let mut buf = BytesMut::with_capacity(READ_BUFFER);
+    // Reads land in recycled slabs, cut into the `Bytes` the session keeps.
+    let mut slab = SlabBuf::default();
     // Zeroing what a read may fill costs as much as the read: ask for little
     // while reads come back small, more while they come back full.
     let mut read_size = 4 * 1024;
     loop {
-        if buf.capacity() < READ_BUFFER / 4 {
-            buf = BytesMut::with_capacity(READ_BUFFER);
-        }
+        let buf = slab.with_room(READ_BUFFER / 4);
         let want = read_size.min(buf.capacity());
         buf.resize(want, 0);
-        let result = link.read(&mut buf);
+        let result = link.read(buf);
         let n = match result {
             Ok(n) => n,
             Err(err) if err.kind() == io::ErrorKind::Interrupted => {

@@ -13,6 +13,7 @@ use bytes::BytesMut;
 use hawser_core::Role;
 
 use crate::frames::{FrameQueue, MAX_SLICES};
+use crate::pool::SlabBuf;
 use crate::resume::LinkSource;
 use crate::shared::{Shared, SharedRef};
 
@@ -50,7 +51,7 @@ pub trait Timer {
 }
 
 /// How many bytes one read asks for at most.
-const READ_BUFFER: usize = 256 * 1024;
+const READ_BUFFER: usize = crate::pool::SLAB;
 /// How many bytes one read asks for at least.
 const MIN_READ: usize = 4 * 1024;
 /// Batches smaller than this wait one scheduler turn before they are written.
@@ -66,7 +67,7 @@ pub struct Driver<L, T> {
     link: Option<L>,
     source: Option<Box<dyn LinkSource<L> + Send>>,
     timer: T,
-    read_buf: BytesMut,
+    read_buf: SlabBuf,
     /// How much the next read asks for: the buffer must be zeroed before a safe
     /// read, so small reads (request/response traffic) zero little, and a read
     /// that fills its slice doubles the next, up to `READ_BUFFER`.
@@ -93,7 +94,7 @@ impl<L: Link + Unpin, T: Timer + Unpin> Driver<L, T> {
             link: Some(link),
             source: None,
             timer,
-            read_buf: BytesMut::new(),
+            read_buf: SlabBuf::default(),
             read_size: MIN_READ,
             out: FrameQueue::default(),
             read_closed: false,
@@ -166,11 +167,11 @@ impl<L: Link + Unpin, T: Timer + Unpin> Driver<L, T> {
             let Some(link) = self.link.as_mut() else {
                 return false;
             };
-            if self.read_buf.capacity() < READ_BUFFER / 4 {
-                self.read_buf = BytesMut::with_capacity(READ_BUFFER);
-            }
-            let want = self.read_size.min(self.read_buf.capacity() - self.read_buf.len());
-            let n = match link.poll_read_buf(cx, &mut self.read_buf, want) {
+            // Reads land in recycled slabs (see `pool`), cut into the `Bytes`
+            // the session keeps until the application reads them.
+            let read_buf = self.read_buf.with_room(READ_BUFFER / 4);
+            let want = self.read_size.min(read_buf.capacity() - read_buf.len());
+            let n = match link.poll_read_buf(cx, read_buf, want) {
                 Poll::Ready(Ok(n)) => n,
                 Poll::Ready(Err(err)) => {
                     tracing::debug!(%err, "link read failed");
@@ -185,7 +186,7 @@ impl<L: Link + Unpin, T: Timer + Unpin> Driver<L, T> {
                 self.link_lost();
                 return false;
             }
-            let input = self.read_buf.split().freeze();
+            let input = self.read_buf.with_room(0).split().freeze();
             let mut shared = Shared::lock(&self.shared);
             shared.session().handle_input(self.turn_now, input);
             shared.dispatch_events();

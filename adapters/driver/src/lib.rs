@@ -6,7 +6,10 @@
 //! - [`StreamCore`]: the poll-style stream operations that each adapter wraps in
 //!   its ecosystem's I/O traits;
 //! - [`Driver`]: a future that moves bytes between a [`Link`] and the session and
-//!   keeps the session's timers with a [`Timer`]; the async adapters spawn it.
+//!   keeps the session's timers with a [`Timer`]; the async adapters spawn it;
+//! - [`pool`]: recycled 256 KiB slabs that stream writes are copied into and link
+//!   reads fill, so that a fast link does not make the allocator fault memory in
+//!   afresh; up to 8 MiB of used slabs wait for reuse, process-wide.
 //!
 //! The lock is never held across I/O: the driver takes what the session wants to
 //! send under the lock, releases it, and writes.
@@ -17,6 +20,7 @@
 mod control;
 mod driver;
 mod frames;
+pub mod pool;
 mod resume;
 mod shared;
 mod stream;

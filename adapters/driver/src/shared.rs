@@ -7,6 +7,7 @@ use std::time::{Duration, Instant as StdInstant};
 
 use hawser_core::{Config, Event, Instant, Role, Session, SessionError, StreamId};
 
+use crate::pool::SlabBuf;
 use crate::resume::{LinkEvent, LinkEvents};
 
 /// The shared state behind a mutex.
@@ -42,6 +43,8 @@ pub struct Shared {
     /// Resumption: link events for the application, and the driver's cue to drop
     /// its link.
     pub(crate) link_events: LinkEvents,
+    /// Where the streams' written bytes are copied to (see `pool`).
+    write_slab: SlabBuf,
 }
 
 impl Shared {
@@ -58,6 +61,7 @@ impl Shared {
             driver_waker: None,
             detached: Vec::new(),
             link_events: LinkEvents::default(),
+            write_slab: SlabBuf::default(),
         })))
     }
 
@@ -90,6 +94,11 @@ impl Shared {
     /// The core session.
     pub fn session(&mut self) -> &mut Session {
         &mut self.session
+    }
+
+    /// Copies `data` for a stream write into recycled memory.
+    pub(crate) fn copy_in(&mut self, data: &[u8]) -> bytes::Bytes {
+        self.write_slab.copy(data)
     }
 
     /// Read-only access to the core session.

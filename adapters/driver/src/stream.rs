@@ -92,10 +92,8 @@ impl StreamCore {
         let mut shared = Shared::lock(&self.shared);
         let room = shared.session().stream(self.id).writable_bytes();
         let take = data.len().min(room.max(1));
-        let result = shared
-            .session()
-            .stream(self.id)
-            .write(Bytes::copy_from_slice(&data[..take]));
+        let copy = shared.copy_in(&data[..take]);
+        let result = shared.session().stream(self.id).write(copy);
         Self::finish_write(&mut shared, self.id, cx, result, &mut self.reset)
     }
 

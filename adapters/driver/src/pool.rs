@@ -1,0 +1,135 @@
+//! Recycled buffers for payload bytes.
+//!
+//! Every stream write copies the application's bytes into a buffer, and every
+//! link read fills one. Allocating those afresh on a fast link makes the system
+//! allocator return memory to the kernel and fault it back in, page by page,
+//! which costs more than the copies themselves. Instead, payload memory comes in
+//! slabs of [`SLAB`] bytes that are cut into `Bytes`; a used slab waits in a
+//! bounded, process-wide list until every piece cut from it has been dropped, and
+//! is then handed out again.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+
+use bytes::{Bytes, BytesMut};
+
+/// The size of one slab.
+pub const SLAB: usize = 256 * 1024;
+/// How many used slabs wait for reuse, process-wide: at most 8 MiB, beyond which
+/// the oldest is left to the allocator.
+const MAX_WAITING: usize = 32;
+/// Writes smaller than this are copied into an allocation of their own: the
+/// allocator's small-size caches serve them well, and a small piece held for long
+/// would keep a whole slab from being reused.
+pub const SMALL_COPY: usize = 4 * 1024;
+
+static WAITING: Mutex<VecDeque<BytesMut>> = Mutex::new(VecDeque::new());
+
+/// A buffer with room for at least [`SLAB`] bytes: a used slab whose pieces are
+/// all gone when there is one, a new one otherwise.
+pub fn fresh_slab() -> BytesMut {
+    {
+        let mut waiting = WAITING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(at) = waiting.iter_mut().position(|slab| slab.try_reclaim(SLAB)) {
+            if let Some(slab) = waiting.remove(at) {
+                return slab;
+            }
+        }
+    }
+    BytesMut::with_capacity(SLAB)
+}
+
+/// Hands a used slab back: it is reused once every piece cut from it is dropped.
+fn retire(mut slab: BytesMut) {
+    slab.clear();
+    let mut waiting = WAITING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    waiting.push_back(slab);
+    if waiting.len() > MAX_WAITING {
+        waiting.pop_front();
+    }
+}
+
+/// The slab a writer or reader is cutting pieces from: taken from the pool when
+/// first needed, handed back when full or dropped.
+#[derive(Default)]
+pub struct SlabBuf {
+    slab: Option<BytesMut>,
+}
+
+impl SlabBuf {
+    /// The current slab, replaced by a fresh one first when it has less than
+    /// `room` bytes left (`room` at most [`SLAB`]).
+    pub fn with_room(&mut self, room: usize) -> &mut BytesMut {
+        let enough = self
+            .slab
+            .as_ref()
+            .is_some_and(|slab| slab.capacity() - slab.len() >= room);
+        if !enough {
+            if let Some(old) = self.slab.take() {
+                retire(old);
+            }
+        }
+        self.slab.get_or_insert_with(fresh_slab)
+    }
+
+    /// `data` as `Bytes`: small writes get an allocation of their own, larger ones
+    /// a piece of the slab.
+    pub fn copy(&mut self, data: &[u8]) -> Bytes {
+        if data.len() < SMALL_COPY || data.len() > SLAB {
+            return Bytes::copy_from_slice(data);
+        }
+        let slab = self.with_room(data.len());
+        slab.extend_from_slice(data);
+        slab.split().freeze()
+    }
+}
+
+impl Drop for SlabBuf {
+    fn drop(&mut self) {
+        if let Some(slab) = self.slab.take() {
+            retire(slab);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slab_comes_back_once_its_pieces_are_dropped() {
+        let mut writes = SlabBuf::default();
+        let data = vec![3u8; SLAB / 2];
+        let first = writes.copy(&data);
+        let second = writes.copy(&data);
+        let first_slab = first.as_ptr();
+        assert_eq!(
+            second.as_ptr(),
+            first_slab.wrapping_add(SLAB / 2),
+            "both halves of one slab"
+        );
+        // The slab is full: the next piece needs another. The first slab waits
+        // while its pieces are alive...
+        let third = writes.copy(&data);
+        assert_ne!(third.as_ptr(), first_slab);
+        assert_eq!((&first[..], &second[..], &third[..]), (&data[..], &data[..], &data[..]));
+        drop((first, second));
+        // ...and is handed out again once they are gone (other tests may take it
+        // first, so look for it among a few).
+        let reused = (0..MAX_WAITING)
+            .map(|_| fresh_slab())
+            .any(|slab| slab.as_ptr() == first_slab);
+        assert!(reused, "the first slab was not reused");
+    }
+
+    #[test]
+    fn small_and_oversized_writes_get_their_own_allocation() {
+        let mut writes = SlabBuf::default();
+        let small = writes.copy(b"hello");
+        assert_eq!(&small[..], b"hello");
+        assert!(writes.slab.is_none(), "a small write does not take a slab");
+        let huge = vec![1u8; SLAB + 1];
+        assert_eq!(writes.copy(&huge).len(), SLAB + 1);
+        assert!(writes.slab.is_none());
+    }
+}
