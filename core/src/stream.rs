@@ -156,13 +156,22 @@ impl RecvBuffer {
             if front.len() > max {
                 return Some(front.split_to(max));
             }
-            return self.chunks.pop_front();
+            let chunk = self.chunks.pop_front();
+            if self.chunks.is_empty() {
+                // An idle stream keeps no allocation of its own.
+                self.chunks = VecDeque::new();
+            }
+            return chunk;
         }
         if self.tail.is_empty() {
             return None;
         }
         let take = max.min(self.tail.len());
-        Some(self.tail.split_to(take).freeze())
+        let chunk = self.tail.split_to(take).freeze();
+        if self.tail.is_empty() {
+            self.tail = BytesMut::new();
+        }
+        Some(chunk)
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -172,5 +181,27 @@ impl RecvBuffer {
     pub(crate) fn clear(&mut self) {
         self.chunks.clear();
         self.tail = BytesMut::new();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_drained_receive_buffer_keeps_no_allocation() {
+        let mut buf = RecvBuffer::default();
+        buf.push(Bytes::from_static(b"small"));
+        buf.push(Bytes::from(alloc::vec![1u8; COPY_BELOW * 2]));
+        buf.push(Bytes::from_static(b"tail"));
+        let mut read = alloc::vec::Vec::new();
+        while let Some(chunk) = buf.pop(100) {
+            read.extend_from_slice(&chunk);
+        }
+        assert_eq!(read.len(), 5 + COPY_BELOW * 2 + 4);
+        assert!(read.starts_with(b"small") && read.ends_with(b"tail"));
+        assert!(buf.is_empty());
+        assert_eq!(buf.chunks.capacity(), 0);
+        assert_eq!(buf.tail.capacity(), 0);
     }
 }

@@ -13,6 +13,7 @@
 //! Each figure is the median of `--reps` repetitions (3 by default, 1 with
 //! `--quick`), each over a fresh connection, with the minimum and maximum.
 
+mod idle;
 mod mux;
 mod others;
 mod workloads;
@@ -159,7 +160,7 @@ fn median(values: &[f64]) -> (f64, f64, f64) {
 }
 
 /// Bounds one repetition in time.
-const LIMIT: Duration = Duration::from_secs(60);
+pub const LIMIT: Duration = Duration::from_secs(60);
 
 /// Runs one repetition in a spawned task, as application code usually runs: in
 /// `block_on`'s own future, a wake from another task (a mux's driver) costs tokio's
@@ -180,68 +181,10 @@ where
     })
 }
 
-/// `--idle-child NAME COUNT`: measure one idle repetition in this (fresh)
-/// process and print the figure, so that memory freed by earlier workloads
-/// cannot hide the streams' cost.
-fn idle_child(mut rest: impl Iterator<Item = String>) -> ! {
-    let name = rest.next().unwrap_or_default();
-    let count: usize = rest.next().and_then(|n| n.parse().ok()).unwrap_or(0);
-    let multi_thread = rest.next().as_deref() != Some("current");
-    let Some(which) = TokioImpl::ALL.into_iter().find(|w| w.name() == name) else {
-        eprintln!("unknown implementation {name}");
-        std::process::exit(2);
-    };
-    let sizes = Sizes {
-        idle: count,
-        ..Sizes::quick()
-    };
-    let runtime = build_runtime(multi_thread);
-    match run_tokio(&runtime, || async move { workloads::idle(which, &sizes).await }) {
-        Ok(figures) => {
-            for figure in figures {
-                println!("{}", figure.value);
-            }
-            std::process::exit(0);
-        }
-        Err(err) => {
-            eprintln!("{err}");
-            std::process::exit(1);
-        }
-    }
-}
-
-/// One idle repetition in a child process.
-fn idle_in_child(which: TokioImpl, count: usize, multi_thread: bool) -> io::Result<Vec<Figure>> {
-    let exe = std::env::current_exe()?;
-    let output = std::process::Command::new(exe)
-        .args([
-            "--idle-child",
-            which.name(),
-            &count.to_string(),
-            if multi_thread { "multi" } else { "current" },
-        ])
-        .output()?;
-    if !output.status.success() {
-        return Err(io::Error::other(
-            String::from_utf8_lossy(&output.stderr).trim().to_string(),
-        ));
-    }
-    let text = String::from_utf8_lossy(&output.stdout);
-    let value: f64 = text
-        .trim()
-        .parse()
-        .map_err(|_| io::Error::other(format!("unexpected child output {text:?}")))?;
-    Ok(vec![Figure {
-        metric: "memory",
-        value,
-        unit: "bytes/stream",
-    }])
-}
-
 fn main() {
     let mut raw = std::env::args().skip(1);
-    if raw.next().as_deref() == Some("--idle-child") {
-        idle_child(raw);
+    if let Some(side @ ("--idle-server" | "--idle-client")) = raw.next().as_deref() {
+        idle::child_main(side, raw);
     }
     let args = match parse_args() {
         Ok(args) => args,
@@ -278,7 +221,7 @@ fn main() {
             let mut result = Result_::new(workload, which.name());
             for _ in 0..args.reps {
                 if workload == "idle" {
-                    result.add(idle_in_child(which, sizes.idle, args.multi_thread));
+                    result.add(idle::measure(which, sizes.idle, args.multi_thread));
                     if result.error.is_some() {
                         break;
                     }
@@ -293,7 +236,7 @@ fn main() {
                         "bulk-100" => workloads::bulk_hundred(which, &sizes).await,
                         "rr" => workloads::request_response(which, &sizes).await,
                         "open" => workloads::open_close(which, &sizes).await,
-                        _ => workloads::idle(which, &sizes).await,
+                        _ => unreachable!("idle runs in child processes"),
                     }
                 });
                 runtime.shutdown_timeout(Duration::from_secs(1));
@@ -338,7 +281,7 @@ fn main() {
     }
 }
 
-fn build_runtime(multi_thread: bool) -> tokio::runtime::Runtime {
+pub fn build_runtime(multi_thread: bool) -> tokio::runtime::Runtime {
     let mut builder = if multi_thread {
         tokio::runtime::Builder::new_multi_thread()
     } else {
@@ -428,7 +371,12 @@ fn print_ratios(results: &[Result_]) {
         get("core", "hawser-core", "throughput"),
         get("core", "hawser-core", "memcpy"),
     );
-    if let Some(idle) = get("idle", "hawser-tokio", "memory") {
-        println!("  {:<48} {idle:.0} bytes", "idle hawser-tokio memory per stream");
+    for end in ["client", "server"] {
+        if let Some(idle) = get("idle", "hawser-tokio", end) {
+            println!(
+                "  {:<48} {idle:.0} bytes",
+                format!("idle hawser-tokio memory per stream, {end} end")
+            );
+        }
     }
 }

@@ -4,6 +4,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,6 +12,9 @@ use hawser_conformance::interop::peer::{Endpoint, PeerRole, PeerStream};
 use hawser_tokio::{Accepted, Acceptor, Config, Resumption, RetryPolicy, Session};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+/// How many hold streams this process's servers have answered.
+pub static HELD: AtomicUsize = AtomicUsize::new(0);
 
 /// Stream commands: the first byte of every stream.
 pub const SINK: u8 = b'S';
@@ -121,9 +125,20 @@ impl Client {
 /// Starts a server for `which` on loopback and connects a client to it, both with
 /// room for `streams` streams at once.
 pub async fn connect(which: TokioImpl, streams: usize) -> io::Result<Client> {
+    let addr = listen(which, streams).await?;
+    connect_to(which, addr, streams).await
+}
+
+/// Starts a server for `which` on loopback; returns its address.
+pub async fn listen(which: TokioImpl, streams: usize) -> io::Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     tokio::spawn(run_server(which, listener, streams));
+    Ok(addr)
+}
+
+/// Connects a client for `which` to the server at `addr`.
+pub async fn connect_to(which: TokioImpl, addr: SocketAddr, streams: usize) -> io::Result<Client> {
     if which == TokioImpl::RawTcp {
         return Ok(Client::Raw(addr));
     }
@@ -258,6 +273,7 @@ pub async fn serve(mut stream: PeerStream) {
             if stream.write_all(b"h").await.is_err() {
                 return;
             }
+            HELD.fetch_add(1, Ordering::Relaxed);
             let mut buf = [0u8; 64];
             while let Ok(n) = stream.read(&mut buf).await {
                 if n == 0 {

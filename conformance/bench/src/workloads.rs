@@ -142,19 +142,25 @@ pub fn rss() -> Option<u64> {
     Some(pages * 4096)
 }
 
-/// Memory per idle stream: the growth of this process's resident set (client and
-/// server both live here) while `sizes.idle` streams are opened and left idle,
-/// divided by their number. Run in a fresh process (see `--idle-child`).
-pub async fn idle(which: TokioImpl, sizes: &Sizes) -> io::Result<Vec<Figure>> {
-    let client = mux::connect(which, sizes.idle + 1).await?;
-    // One stream first, so that connection-wide buffers are not counted.
+/// The client end of the idle workload: opens one stream (so that
+/// connection-wide buffers are not counted), then `count` idle streams, and
+/// returns this process's resident-set growth per stream.
+/// `report` gets the figure; the streams stay open until `hold` completes.
+pub async fn idle_client(
+    which: TokioImpl,
+    addr: std::net::SocketAddr,
+    count: usize,
+    report: impl FnOnce(f64),
+    hold: impl std::future::Future<Output = ()>,
+) -> io::Result<()> {
+    let client = mux::connect_to(which, addr, count + 1).await?;
     let mut first = client.open().await?;
     first.write_all(&[HOLD]).await?;
     first.read_exact(&mut [0u8; 1]).await?;
     tokio::time::sleep(Duration::from_millis(50)).await;
     let before = rss().ok_or_else(|| io::Error::other("no /proc/self/statm"))?;
-    let mut streams = Vec::with_capacity(sizes.idle);
-    for _ in 0..sizes.idle {
+    let mut streams = Vec::with_capacity(count);
+    for _ in 0..count {
         let mut stream = client.open().await?;
         stream.write_all(&[HOLD]).await?;
         stream.read_exact(&mut [0u8; 1]).await?;
@@ -162,8 +168,35 @@ pub async fn idle(which: TokioImpl, sizes: &Sizes) -> io::Result<Vec<Figure>> {
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     let after = rss().ok_or_else(|| io::Error::other("no /proc/self/statm"))?;
-    let per_stream = after.saturating_sub(before) as f64 / sizes.idle as f64;
-    drop(streams);
+    report(after.saturating_sub(before) as f64 / count as f64);
+    // Open until the server end has measured too.
+    hold.await;
+    drop((streams, first));
     client.close();
-    Ok(vec![figure("memory", per_stream, "bytes/stream")])
+    Ok(())
+}
+
+/// The server end of the idle workload: serves hold streams (a task and a
+/// 64-byte buffer each, the application's cost) and returns this process's
+/// resident-set growth per stream between the first and the last of `count + 1`.
+/// `listening` gets the address to give the client.
+pub async fn idle_server(
+    which: TokioImpl,
+    count: usize,
+    listening: impl FnOnce(std::net::SocketAddr),
+) -> io::Result<f64> {
+    let addr = mux::listen(which, count + 1).await?;
+    listening(addr);
+    let held = || mux::HELD.load(std::sync::atomic::Ordering::Relaxed);
+    while held() < 1 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let before = rss().ok_or_else(|| io::Error::other("no /proc/self/statm"))?;
+    while held() < count + 1 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let after = rss().ok_or_else(|| io::Error::other("no /proc/self/statm"))?;
+    Ok(after.saturating_sub(before) as f64 / count as f64)
 }

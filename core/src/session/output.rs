@@ -3,6 +3,7 @@
 //! updates, resets), then data round-robin across streams, so that liveness and
 //! flow control are never stuck behind bulk data.
 
+use alloc::collections::VecDeque;
 use bytes::Bytes;
 
 use super::{Phase, Session};
@@ -237,7 +238,12 @@ impl Session {
                 // has_sendable() with send_buffered > 0 means the queue has a chunk.
                 let front = stream.send_buf.front_mut()?;
                 payload = if front.len() <= limit {
-                    stream.send_buf.pop_front()?
+                    let chunk = stream.send_buf.pop_front()?;
+                    if stream.send_buf.is_empty() {
+                        // An idle stream keeps no allocation of its own.
+                        stream.send_buf = VecDeque::new();
+                    }
+                    chunk
                 } else {
                     front.split_to(limit)
                 };
