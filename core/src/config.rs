@@ -63,6 +63,10 @@ pub struct Config {
     /// Unsent bytes one stream may buffer before writes return `Blocked`.
     pub stream_send_buffer: usize,
     /// Unsent bytes all streams together may buffer before writes return `Blocked`.
+    /// Bytes only wait here until the driver frames them (the window limits what is
+    /// in flight, not this), so a small bound loses no throughput and keeps the
+    /// data in cache: the default is 2 MiB, which ran 100 concurrent bulk streams
+    /// about twice as fast on loopback as 32 MiB did.
     pub session_send_buffer: usize,
     /// How often to ping the peer to measure RTT and detect a dead link; `None`
     /// disables keepalive.
@@ -160,7 +164,7 @@ impl Default for Config {
             accept_backlog: 256,
             max_unacknowledged_opens: 256,
             stream_send_buffer: 1024 * 1024,
-            session_send_buffer: 32 * 1024 * 1024,
+            session_send_buffer: 2 * 1024 * 1024,
             keepalive_interval: Some(Duration::from_secs(30)),
             ping_timeout: Duration::from_secs(10),
             max_missed_pings: 3,
