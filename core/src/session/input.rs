@@ -4,6 +4,7 @@
 //! stream as `Bytes` slices of the caller's input as they arrive, so a frame split
 //! across any number of reads costs no copy and no frame-sized allocation.
 
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 
 use bytes::Bytes;
@@ -429,7 +430,7 @@ impl Session {
         }
         let stream = StreamState::new(false, self.peer_initial_window, self.new_recv_window());
         self.window_total += initial;
-        self.streams.insert(id, stream);
+        self.streams.insert(id, Box::new(stream));
         self.accept_queue.push_back(StreamId(id));
         if self.want_incoming_event {
             self.want_incoming_event = false;

@@ -6,6 +6,7 @@ mod input;
 mod output;
 mod timers;
 
+use alloc::boxed::Box;
 use alloc::collections::{BTreeSet, VecDeque};
 use alloc::vec::Vec;
 use core::hash::{BuildHasherDefault, Hasher};
@@ -62,7 +63,9 @@ impl Hasher for IdHasher {
     }
 }
 
-type StreamMap = HashMap<u32, StreamState, BuildHasherDefault<IdHasher>>;
+/// Streams by id. Boxed: the table has room for up to twice the streams it
+/// holds, and an empty slot then costs a pointer rather than a whole state.
+type StreamMap = HashMap<u32, Box<StreamState>, BuildHasherDefault<IdHasher>>;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Phase {
@@ -267,7 +270,7 @@ impl Session {
             self.open_deadlines.insert((deadline, raw));
         }
         self.window_total += initial;
-        self.streams.insert(raw, stream);
+        self.streams.insert(raw, Box::new(stream));
         self.outbound_live += 1;
         self.unacknowledged_opens += 1;
         self.stats.streams_opened += 1;
