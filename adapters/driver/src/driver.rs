@@ -186,7 +186,7 @@ impl<L: Link + Unpin, T: Timer + Unpin> Driver<L, T> {
                 self.link_lost();
                 return false;
             }
-            let input = self.read_buf.with_room(0).split().freeze();
+            let input = self.read_buf.take_filled();
             let mut shared = Shared::lock(&self.shared);
             shared.session().handle_input(self.turn_now, input);
             shared.dispatch_events();

@@ -72,6 +72,11 @@ impl SlabBuf {
         self.slab.get_or_insert_with(fresh_slab)
     }
 
+    /// The bytes added to the current slab since the last piece was cut.
+    pub fn take_filled(&mut self) -> Bytes {
+        self.slab.as_mut().map(|slab| slab.split().freeze()).unwrap_or_default()
+    }
+
     /// `data` as `Bytes`: small writes get an allocation of their own, larger ones
     /// a piece of the slab.
     pub fn copy(&mut self, data: &[u8]) -> Bytes {

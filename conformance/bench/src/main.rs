@@ -71,6 +71,15 @@ struct Args {
     multi_thread: bool,
 }
 
+impl Args {
+    /// Whether `--impl` excludes `implementation`.
+    fn skips(&self, implementation: &str) -> bool {
+        self.implementation
+            .as_deref()
+            .is_some_and(|wanted| wanted != implementation)
+    }
+}
+
 fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         json: false,
@@ -200,7 +209,7 @@ fn main() {
             continue;
         }
         if workload == "core" {
-            if args.implementation.as_deref().is_some_and(|i| i != "hawser-core") {
+            if args.skips("hawser-core") {
                 continue;
             }
             let mut result = Result_::new("core", "hawser-core");
@@ -212,7 +221,7 @@ fn main() {
             continue;
         }
         for which in TokioImpl::ALL {
-            if args.implementation.as_deref().is_some_and(|i| i != which.name()) {
+            if args.skips(which.name()) {
                 continue;
             }
             if workload == "idle" && which == TokioImpl::RawTcp {
@@ -251,7 +260,7 @@ fn main() {
         if workload == "bulk-1" || workload == "rr" {
             let rr = workload == "rr";
             for (name, hawser) in [("raw-std-net", false), ("hawser-blocking", true)] {
-                if args.implementation.as_deref().is_some_and(|i| i != name) {
+                if args.skips(name) {
                     continue;
                 }
                 let mut result = Result_::new(workload, name);
@@ -265,7 +274,7 @@ fn main() {
                 report(&args, &result);
                 results.push(result);
             }
-            if args.implementation.as_deref().is_some_and(|i| i != "hawser-async-std") {
+            if args.skips("hawser-async-std") {
                 continue;
             }
             let mut result = Result_::new(workload, "hawser-async-std");
@@ -336,41 +345,24 @@ fn print_ratios(results: &[Result_]) {
     };
     println!();
     println!("ratios (medians of this run):");
-    ratio(
-        "bulk-1 hawser-tokio / raw-tcp",
-        get("bulk-1", "hawser-tokio", "throughput"),
-        get("bulk-1", "raw-tcp", "throughput"),
-    );
-    ratio(
-        "bulk-1 hawser-tokio / yamux",
-        get("bulk-1", "hawser-tokio", "throughput"),
-        get("bulk-1", "yamux", "throughput"),
-    );
-    ratio(
-        "bulk-100 hawser-tokio / raw-tcp",
-        get("bulk-100", "hawser-tokio", "throughput"),
-        get("bulk-100", "raw-tcp", "throughput"),
-    );
-    ratio(
-        "rr p50 hawser-tokio / raw-tcp",
-        get("rr", "hawser-tokio", "p50"),
-        get("rr", "raw-tcp", "p50"),
-    );
-    ratio(
-        "rr p50 hawser-tokio / yamux",
-        get("rr", "hawser-tokio", "p50"),
-        get("rr", "yamux", "p50"),
-    );
-    ratio(
-        "open hawser-tokio / yamux",
-        get("open", "hawser-tokio", "rate"),
-        get("open", "yamux", "rate"),
-    );
-    ratio(
-        "core hawser-core / memcpy",
-        get("core", "hawser-core", "throughput"),
-        get("core", "hawser-core", "memcpy"),
-    );
+    // (workload, metric, hawser implementation, compared with, its metric)
+    let targets = [
+        ("bulk-1", "throughput", "hawser-tokio", "raw-tcp", "throughput"),
+        ("bulk-1", "throughput", "hawser-tokio", "yamux", "throughput"),
+        ("bulk-100", "throughput", "hawser-tokio", "raw-tcp", "throughput"),
+        ("rr", "p50", "hawser-tokio", "raw-tcp", "p50"),
+        ("rr", "p50", "hawser-tokio", "yamux", "p50"),
+        ("open", "rate", "hawser-tokio", "yamux", "rate"),
+        ("core", "throughput", "hawser-core", "hawser-core", "memcpy"),
+    ];
+    for (workload, metric, ours, theirs, their_metric) in targets {
+        let label = if ours == theirs {
+            format!("{workload} {ours} / {their_metric}")
+        } else {
+            format!("{workload} {metric} {ours} / {theirs}")
+        };
+        ratio(&label, get(workload, ours, metric), get(workload, theirs, their_metric));
+    }
     for end in ["client", "server"] {
         if let Some(idle) = get("idle", "hawser-tokio", end) {
             println!(
