@@ -63,6 +63,63 @@ fn open_rides_on_the_first_data_frame() {
     assert_eq!(frame.payload().as_ref(), b"x");
 }
 
+/// hashicorp/yamux applies a FIN before it copies the payload of the frame that
+/// carries it, so a reader racing in sees a closed, empty stream: in the yamux
+/// profile the FIN always travels on a frame of its own.
+#[test]
+fn yamux_profile_never_puts_fin_on_a_frame_with_payload() {
+    let mut client = Session::new(Role::Client, Config::yamux(), Instant::ZERO).unwrap();
+    let id = client.open(Instant::ZERO).unwrap();
+    client.stream(id).write(Bytes::from(vec![5u8; 4096])).unwrap();
+    client.stream(id).finish().unwrap();
+    let mut data_frames = Vec::new();
+    while let Some(frame) = client.poll_transmit(Instant::ZERO) {
+        let header = Header::decode(frame.header().try_into().unwrap(), Profile::Yamux).unwrap();
+        if header.ty == FrameType::Data {
+            data_frames.push((frame.payload().len(), header.flags.contains(Flags::FIN)));
+        }
+    }
+    assert_eq!(data_frames, vec![(4096, false), (0, true)]);
+}
+
+#[test]
+fn native_profile_finishes_on_the_last_data_frame() {
+    let mut pair = pair(Profile::Native);
+    pair.drive();
+    let id = pair.client.open(pair.now).unwrap();
+    pair.client.stream(id).write(Bytes::from(vec![5u8; 4096])).unwrap();
+    pair.client.stream(id).finish().unwrap();
+    let mut data_frames = Vec::new();
+    while let Some(frame) = pair.client.poll_transmit(pair.now) {
+        let header = Header::decode(frame.header().try_into().unwrap(), Profile::Native).unwrap();
+        if header.ty == FrameType::Data {
+            data_frames.push((frame.payload().len(), header.flags.contains(Flags::FIN)));
+        }
+    }
+    assert_eq!(data_frames, vec![(4096, true)]);
+}
+
+/// The go-away jumps ahead of stream frames, but a stream opened before it must
+/// still reach the peer: a peer that has seen the go-away refuses new streams.
+#[test]
+fn streams_opened_before_a_go_away_are_served() {
+    for profile in profiles() {
+        let mut pair = pair(profile);
+        pair.drive();
+        let id = pair.client.open(pair.now).unwrap();
+        write_all_now(&mut pair.client, id, b"sent before the go-away");
+        pair.client.stream(id).finish().unwrap();
+        pair.client.go_away(pair.now, GoAwayCode::NORMAL).unwrap();
+        pair.drive();
+        assert_eq!(accept_all(&mut pair, Side::Server), vec![id], "{profile:?}");
+        assert_eq!(
+            read_available(&mut pair.server, id),
+            (b"sent before the go-away".to_vec(), true),
+            "{profile:?}"
+        );
+    }
+}
+
 #[test]
 fn idle_open_sends_a_window_update_with_syn() {
     let mut client = Session::new(Role::Client, Config::yamux(), Instant::ZERO).unwrap();

@@ -591,7 +591,7 @@ impl Session {
             self.session_control.clear();
             self.terminate(Some(SessionError::PeerGoAway(code)));
         } else {
-            self.start_drain(now);
+            self.start_drain(now, false);
         }
     }
 }

@@ -327,8 +327,11 @@ impl Session {
         if self.phase == Phase::Closed {
             return Err(ClosedError::SessionClosed);
         }
+        if !self.goaway_sent {
+            self.announce_pending_opens();
+        }
         self.send_go_away(code);
-        self.start_drain(now);
+        self.start_drain(now, true);
         Ok(())
     }
 
@@ -514,11 +517,32 @@ impl Session {
         }
     }
 
-    fn start_drain(&mut self, now: Instant) {
+    /// Streams opened before a go-away must reach the peer before it: a peer that
+    /// has seen the go-away refuses every stream it has not seen opened. The
+    /// go-away jumps ahead of stream frames, so the opens that have not gone out
+    /// yet go ahead of it, as window updates with SYN (their data follows later).
+    fn announce_pending_opens(&mut self) {
+        let mut pending: SmallVec<[u32; 8]> = self
+            .streams
+            .iter_mut()
+            .filter_map(|(&id, stream)| core::mem::take(&mut stream.syn_pending).then_some(id))
+            .collect();
+        pending.sort_unstable();
+        for id in pending {
+            self.push_control(Header::new(FrameType::WindowUpdate, Flags::SYN, id, 0), Bytes::new());
+        }
+    }
+
+    /// No new streams from now on. `refuse_backlog`: our own go-away refuses the
+    /// inbound streams nobody accepted yet (the peer opened them before it saw
+    /// the go-away, and learns they were not served); after the peer's go-away
+    /// they stay acceptable, since the peer opened them and will serve them.
+    fn start_drain(&mut self, now: Instant, refuse_backlog: bool) {
         if self.phase == Phase::Open {
             self.phase = Phase::Draining;
             self.drain_deadline = Some(now + self.config.drain_timeout);
-            // Inbound streams nobody accepted yet will never be: refuse them now.
+        }
+        if refuse_backlog {
             while let Some(id) = self.accept_queue.pop_front() {
                 self.reset_stream(id.0, ResetCode::REFUSED, false);
             }

@@ -256,7 +256,12 @@ impl Session {
             let Some(stream) = self.streams.get_mut(&id) else {
                 continue;
             };
-            let fin_now = stream.fin_queued && stream.send_buffered == 0;
+            // hashicorp/yamux (Consul, Nomad, go-plugin) applies a FIN before it
+            // copies the payload of the frame that carries it, so a reader racing
+            // in sees a closed, empty stream: in the yamux profile the FIN goes on
+            // an empty frame of its own, sent next (the stream stays sendable).
+            let fin_may_ride = profile == Profile::Native || payload.is_empty();
+            let fin_now = stream.fin_queued && stream.send_buffered == 0 && fin_may_ride;
             if fin_now {
                 stream.fin_sent = true;
                 flags |= Flags::FIN;
