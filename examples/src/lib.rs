@@ -106,31 +106,24 @@ pub fn report(runtime: &str, args: &Args, ok: usize, elapsed: std::time::Duratio
     );
 }
 
-/// Sends `data` on a blocking stream and reads the echo back, interleaving the two
-/// so that neither direction waits on a full window.
-pub fn blocking_round_trip(stream: &mut hawser_blocking::Stream, data: &[u8]) -> std::io::Result<Vec<u8>> {
+/// Sends `data` on a blocking stream and reads the echo back at the same time: a
+/// thread writes while the caller reads, so neither direction waits on a window
+/// that only the other can open.
+pub fn blocking_round_trip(stream: hawser_blocking::Stream, data: Vec<u8>) -> std::io::Result<(Vec<u8>, Vec<u8>)> {
     use std::io::{Read, Write};
-    const SLICE: usize = 64 * 1024;
-    let mut back = Vec::with_capacity(data.len());
-    let mut sent = 0;
-    let mut buf = vec![0u8; SLICE];
-    loop {
-        if sent < data.len() {
-            let end = (sent + SLICE).min(data.len());
-            stream.write_all(&data[sent..end])?;
-            sent = end;
-            if sent == data.len() {
-                stream.finish()?;
-            }
-        }
-        if sent == data.len() || back.len() + 4 * SLICE < sent {
-            let n = stream.read(&mut buf)?;
-            if n == 0 {
-                return Ok(back);
-            }
-            back.extend_from_slice(&buf[..n]);
-        }
-    }
+    let (mut reader, mut writer) = stream.split();
+    let sender = std::thread::spawn(move || -> std::io::Result<Vec<u8>> {
+        writer.write_all(&data)?;
+        writer.finish()?;
+        Ok(data)
+    });
+    let mut back = Vec::new();
+    let read = reader.read_to_end(&mut back);
+    let sent = sender
+        .join()
+        .map_err(|_| std::io::Error::other("the writer thread panicked"))??;
+    read?;
+    Ok((sent, back))
 }
 
 /// Opens a stream on a tokio session, sends `payload(index, len)` and reads the

@@ -35,18 +35,24 @@
 //!
 //! The driver reads the link, answers pings, grants windows and queues inbound
 //! streams whether or not anyone accepts; dropping a [`Stream`] finishes it
-//! (written data still goes out, then a FIN). Errors are `io::Error`s whose kind
+//! (written data still goes out, then a FIN), and dropping the last handle of a
+//! session (every `Session`, `Control` and `Stream`) makes it go away with
+//! `NORMAL`, drain and close. Errors are `io::Error`s whose kind
 //! says what happened and whose source carries the hawser error and code.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(feature = "async-std")]
+mod net;
 mod resume;
 mod session;
 mod stream;
 
 pub use hawser_core::{Config, GoAwayCode, Profile, ResetCode, Resumption, Role, SessionError, Stats, StreamId};
-pub use hawser_driver::{ControlCore, Health, LinkEvent, RetryPolicy};
+pub use hawser_driver::{live_sessions, ControlCore, Health, LinkEvent, RetryPolicy};
+#[cfg(feature = "async-std")]
+pub use net::Listener;
 pub use resume::{Accepted, Acceptor};
 pub use session::{Control, Session, SessionDriver};
 pub use stream::Stream;

@@ -24,19 +24,23 @@
 //! timers. Neither holds the session's lock during a socket call, and no thread
 //! busy-waits: callers blocked on a stream park until the session wakes them.
 //! Dropping a [`Stream`] finishes it (written data still goes out, then a FIN).
+//! Dropping the last handle of a session (the [`Session`] and every `Stream`)
+//! makes it go away with `NORMAL`, drain and close; both threads then end.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod link;
+mod net;
 mod resume;
 mod session;
 mod stream;
 mod wait;
 
 pub use hawser_core::{Config, GoAwayCode, Profile, ResetCode, Resumption, Role, SessionError, Stats, StreamId};
-pub use hawser_driver::{ControlCore, Health, LinkEvent, RetryPolicy};
+pub use hawser_driver::{live_sessions, ControlCore, Health, LinkEvent, RetryPolicy};
 pub use link::BlockingLink;
+pub use net::Listener;
 pub use resume::{Accepted, Acceptor};
 pub use session::Session;
-pub use stream::Stream;
+pub use stream::{ReadHalf, Stream, WriteHalf};

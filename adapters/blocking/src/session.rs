@@ -18,6 +18,8 @@ use crate::stream::Stream;
 use crate::wait::{block_on_poll, Signal};
 
 const READ_BUFFER: usize = hawser_driver::pool::SLAB;
+/// The read size of a quiet link, and the first read's.
+const QUIET_READ: usize = hawser_driver::pool::SMALL_BUF;
 
 /// A multiplexed session over one blocking link. It derefs to [`ControlCore`] for
 /// go-away, close, ping, health and counters.
@@ -118,9 +120,14 @@ fn read_loop<L: BlockingLink>(shared: SharedRef, mut link: L, mine: u64, generat
     let mut slab = SlabBuf::default();
     // Zeroing what a read may fill costs as much as the read: ask for little
     // while reads come back small, more while they come back full.
-    let mut read_size = 4 * 1024;
+    let mut read_size = QUIET_READ;
     loop {
-        let buf = slab.with_room(READ_BUFFER / 4);
+        let buf = if read_size <= QUIET_READ {
+            // A quiet link reads into a small buffer, not a slab (see `pool`).
+            slab.with_small_room(QUIET_READ)
+        } else {
+            slab.with_room(READ_BUFFER / 4)
+        };
         let want = read_size.min(buf.capacity());
         buf.resize(want, 0);
         let result = link.read(buf);

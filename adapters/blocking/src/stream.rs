@@ -1,6 +1,7 @@
 //! A stream as `std::io::Read + Write`.
 
 use std::io::{self, Read, Write};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use hawser_core::{ResetCode, StreamId};
@@ -44,12 +45,145 @@ impl Stream {
     /// Finishes this side of the stream: the peer reads end-of-stream after the
     /// data written so far.
     pub fn finish(&mut self) -> io::Result<()> {
-        block_on_poll(None, |cx| self.core.poll_finish(cx))
+        self.core.finish()
     }
 
     /// Resets the stream with `code`, abandoning buffered data in both directions.
     pub fn reset(mut self, code: ResetCode) {
         self.core.reset(code);
+    }
+
+    /// Splits the stream into a reading and a writing half, so that one thread can
+    /// read while another writes. Reading and writing from one thread in turn can
+    /// deadlock an echo: the writer waits for window the peer grants only once it
+    /// has written its reply, which waits for this side to read. Each half keeps
+    /// the timeout this stream had for its direction.
+    ///
+    /// Dropping the write half finishes the stream (like [`WriteHalf::finish`]);
+    /// once both halves are gone the stream is released as a dropped [`Stream`] is.
+    ///
+    /// ```
+    /// # use std::io::{Read, Write};
+    /// # use std::net::{TcpListener, TcpStream};
+    /// # use hawser_blocking::{Config, Session};
+    /// # fn main() -> std::io::Result<()> {
+    /// # let listener = TcpListener::bind("127.0.0.1:0")?;
+    /// # let client = Session::client(TcpStream::connect(listener.local_addr()?)?, Config::default())?;
+    /// # let server = Session::server(listener.accept()?.0, Config::default())?;
+    /// # std::thread::spawn(move || {
+    /// #     while let Some(stream) = server.accept() {
+    /// #         let (mut reader, mut writer) = stream.split();
+    /// #         std::thread::spawn(move || std::io::copy(&mut reader, &mut writer));
+    /// #     }
+    /// # });
+    /// let (mut reader, mut writer) = client.open_stream()?.split();
+    /// let sender = std::thread::spawn(move || -> std::io::Result<()> {
+    ///     writer.write_all(&vec![1u8; 4 << 20])?;
+    ///     writer.finish()
+    /// });
+    /// let mut echoed = Vec::new();
+    /// reader.read_to_end(&mut echoed)?;
+    /// sender.join().expect("the writer does not panic")?;
+    /// assert_eq!(echoed.len(), 4 << 20);
+    /// # Ok(()) }
+    /// ```
+    pub fn split(self) -> (ReadHalf, WriteHalf) {
+        let Stream {
+            core,
+            read_timeout,
+            write_timeout,
+        } = self;
+        let core = Arc::new(Mutex::new(core));
+        (
+            ReadHalf {
+                core: core.clone(),
+                timeout: read_timeout,
+            },
+            WriteHalf {
+                core,
+                timeout: write_timeout,
+            },
+        )
+    }
+}
+
+fn lock(core: &Mutex<StreamCore>) -> MutexGuard<'_, StreamCore> {
+    // A panic elsewhere cannot leave a stream handle half-updated.
+    core.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The reading half of a [`Stream`], from [`Stream::split`].
+pub struct ReadHalf {
+    core: Arc<Mutex<StreamCore>>,
+    timeout: Option<Duration>,
+}
+
+impl ReadHalf {
+    /// The stream id.
+    pub fn id(&self) -> StreamId {
+        lock(&self.core).id()
+    }
+
+    /// How long a read may wait; `None` waits forever.
+    pub fn set_read_timeout(&mut self, timeout: Option<Duration>) {
+        self.timeout = timeout;
+    }
+}
+
+impl Read for ReadHalf {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // The lock is held for one poll at a time, never while waiting, so the
+        // write half is never held up by a read that waits for data.
+        block_on_poll(self.timeout, |cx| lock(&self.core).poll_read(cx, buf))
+    }
+}
+
+/// The writing half of a [`Stream`], from [`Stream::split`]. Dropping it
+/// finishes the stream.
+pub struct WriteHalf {
+    core: Arc<Mutex<StreamCore>>,
+    timeout: Option<Duration>,
+}
+
+impl WriteHalf {
+    /// The stream id.
+    pub fn id(&self) -> StreamId {
+        lock(&self.core).id()
+    }
+
+    /// How long a write or flush may wait; `None` waits forever.
+    pub fn set_write_timeout(&mut self, timeout: Option<Duration>) {
+        self.timeout = timeout;
+    }
+
+    /// Finishes this side of the stream: the peer reads end-of-stream after the
+    /// data written so far. The read half keeps reading the peer's data.
+    pub fn finish(&mut self) -> io::Result<()> {
+        lock(&self.core).finish()
+    }
+
+    /// Resets the stream with `code`, abandoning buffered data in both
+    /// directions; the read half's reads fail from now on.
+    pub fn reset(self, code: ResetCode) {
+        lock(&self.core).reset(code);
+    }
+}
+
+impl Write for WriteHalf {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        block_on_poll(self.timeout, |cx| lock(&self.core).poll_write(cx, buf))
+    }
+
+    /// Waits until everything written has been handed to the link.
+    fn flush(&mut self) -> io::Result<()> {
+        block_on_poll(self.timeout, |cx| lock(&self.core).poll_flush(cx))
+    }
+}
+
+impl Drop for WriteHalf {
+    fn drop(&mut self) {
+        // An error means the stream already ended: nothing left to finish.
+        let _ = lock(&self.core).finish();
     }
 }
 

@@ -9,7 +9,9 @@ use crate::resume::LinkEvent;
 use crate::shared::{Health, Shared, SharedRef};
 
 /// The session-wide operations (open, accept, go away, health) in poll form.
-#[derive(Clone)]
+/// Every `ControlCore` and [`StreamCore`](crate::StreamCore) counts as a handle of
+/// the session: once the last one is dropped, the session goes away with
+/// `NORMAL` and closes when its streams have drained.
 pub struct ControlCore {
     shared: SharedRef,
 }
@@ -17,6 +19,7 @@ pub struct ControlCore {
 impl ControlCore {
     /// Operations on `shared`.
     pub fn new(shared: SharedRef) -> Self {
+        Shared::lock(&shared).acquire_handle();
         ControlCore { shared }
     }
 
@@ -133,5 +136,17 @@ impl ControlCore {
     /// Resumption: whether the session is waiting for a new link.
     pub fn is_detached(&self) -> bool {
         Shared::lock(&self.shared).session_ref().is_detached()
+    }
+}
+
+impl Clone for ControlCore {
+    fn clone(&self) -> Self {
+        ControlCore::new(self.shared.clone())
+    }
+}
+
+impl Drop for ControlCore {
+    fn drop(&mut self) {
+        Shared::lock(&self.shared).release_handle();
     }
 }

@@ -53,7 +53,7 @@ pub trait Timer {
 /// How many bytes one read asks for at most.
 const READ_BUFFER: usize = crate::pool::SLAB;
 /// How many bytes one read asks for at least.
-const MIN_READ: usize = 4 * 1024;
+const MIN_READ: usize = crate::pool::SMALL_BUF;
 /// Batches smaller than this wait one scheduler turn before they are written.
 const COALESCE: usize = 16 * 1024;
 /// How many reads or writes one poll does before yielding to other tasks.
@@ -169,7 +169,11 @@ impl<L: Link + Unpin, T: Timer + Unpin> Driver<L, T> {
             };
             // Reads land in recycled slabs (see `pool`), cut into the `Bytes`
             // the session keeps until the application reads them.
-            let read_buf = self.read_buf.with_room(READ_BUFFER / 4);
+            let read_buf = if self.read_size <= MIN_READ {
+                self.read_buf.with_small_room(MIN_READ)
+            } else {
+                self.read_buf.with_room(READ_BUFFER / 4)
+            };
             let want = self.read_size.min(read_buf.capacity() - read_buf.len());
             let n = match link.poll_read_buf(cx, read_buf, want) {
                 Poll::Ready(Ok(n)) => n,

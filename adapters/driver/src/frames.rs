@@ -12,10 +12,14 @@ use hawser_core::{Instant, Session};
 pub const WRITE_BATCH: usize = 512 * 1024;
 /// How many slices one vectored write passes at most.
 pub const MAX_SLICES: usize = 64;
-/// Headers, and small payloads, are copied into one buffer of this many bytes, so
-/// that a frame costs no allocation of its own and a run of small frames is one
-/// slice of a vectored write.
+/// Headers, and small payloads, are copied into one buffer of up to this many
+/// bytes, so that a frame costs no allocation of its own and a run of small
+/// frames is one slice of a vectored write.
 const ARENA: usize = 16 * 1024;
+/// The first arena of a queue: a quiet session (keepalives, a few acks) never
+/// needs more, and thousands of idle sessions should not hold 16 KiB each. Each
+/// arena that fills up is followed by one twice its size, up to [`ARENA`].
+const FIRST_ARENA: usize = 512;
 /// Payloads up to this size are copied next to their header; larger ones are
 /// passed to the link as they are.
 const INLINE_PAYLOAD: usize = 512;
@@ -27,6 +31,8 @@ pub struct FrameQueue {
     pieces: VecDeque<Bytes>,
     bytes: usize,
     arena: BytesMut,
+    /// The size the current arena was made with.
+    arena_size: usize,
 }
 
 impl FrameQueue {
@@ -59,7 +65,8 @@ impl FrameQueue {
             let need = header.len() + if inline { payload.len() } else { 0 };
             if self.arena.capacity() - self.arena.len() < need {
                 self.seal();
-                self.arena = BytesMut::with_capacity(ARENA);
+                self.arena_size = (self.arena_size * 2).clamp(FIRST_ARENA, ARENA).max(need);
+                self.arena = BytesMut::with_capacity(self.arena_size);
             }
             self.arena.extend_from_slice(&header);
             if inline {
@@ -136,6 +143,37 @@ mod tests {
         got
     }
 
+    /// Thousands of quiet sessions must not hold 16 KiB of frame arena each:
+    /// a handshake and a few pings fit in the first, small arena, and a busy
+    /// queue grows its arenas step by step.
+    #[test]
+    fn a_quiet_queue_keeps_a_small_arena_and_a_busy_one_grows_it() {
+        let now = Instant::ZERO;
+        let mut client = Session::new(Role::Client, Config::default(), now).expect("default config is valid");
+        let mut queue = FrameQueue::default();
+        queue.fill(&mut client, now);
+        assert!(client.ping(now).is_ok());
+        queue.fill(&mut client, now);
+        assert!(!queue.is_empty());
+        assert_eq!(queue.arena_size, FIRST_ARENA);
+
+        let mut server = Session::new(Role::Server, Config::default(), now).expect("default config is valid");
+        deliver(&mut queue, &mut server, usize::MAX);
+        let ids: Vec<_> = (0..200).map(|_| client.open(now).expect("room to open")).collect();
+        for id in &ids {
+            assert!(client.stream(*id).write(Bytes::from_static(b"small")).is_ok());
+        }
+        queue.fill(&mut client, now);
+        assert!(queue.arena_size > FIRST_ARENA, "a busy queue grows its arenas");
+        assert!(queue.arena_size <= ARENA);
+        deliver(&mut queue, &mut server, usize::MAX);
+        let inbound: Vec<_> = std::iter::from_fn(|| server.accept()).collect();
+        assert_eq!(inbound.len(), ids.len());
+        for id in &inbound {
+            assert_eq!(read_all(&mut server, *id), b"small");
+        }
+    }
+
     #[test]
     fn small_frames_share_a_slice_and_large_payloads_keep_their_own() {
         let now = Instant::ZERO;
@@ -160,7 +198,9 @@ mod tests {
         // The large payload is passed on as it is (the same memory, no copy); the
         // small frames and every header gather into the arena pieces around it.
         let lens: Vec<usize> = slices[..count].iter().map(|s| s.len()).collect();
-        assert!(count <= 3, "pieces: {lens:?}");
+        // Twelve frames, but few pieces: a run of small frames is one piece, or
+        // two where it fills an arena and carries on in the next, larger one.
+        assert!(count <= 4, "pieces: {lens:?}");
         let zero_copy = slices[..count].iter().filter(|s| s.as_ptr() == big.as_ptr()).count();
         assert_eq!(zero_copy, 1, "pieces: {lens:?}");
 

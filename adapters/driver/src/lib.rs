@@ -31,7 +31,7 @@ pub use frames::{FrameQueue, MAX_SLICES, WRITE_BATCH};
 pub use resume::{
     check_resumable, entropy, resumable_client, Dial, LinkEvent, LinkSlot, LinkSource, Redial, Registry, RetryPolicy,
 };
-pub use shared::{Health, Shared, SharedRef};
+pub use shared::{live_sessions, Health, Shared, SharedRef};
 pub use stream::StreamCore;
 
 /// Turns a session error into the `io::Error` every stream operation reports

@@ -23,6 +23,12 @@ const MAX_WAITING: usize = 32;
 /// would keep a whole slab from being reused.
 pub const SMALL_COPY: usize = 4 * 1024;
 
+/// A quiet link's reads land in buffers of this size from the allocator rather
+/// than in slabs: an idle session then holds 4 KiB instead of 256 KiB, and
+/// thousands of short-lived sessions do not scatter slabs across the allocator's
+/// arenas (which kept the resident set growing after the sessions were gone).
+pub const SMALL_BUF: usize = 4 * 1024;
+
 static WAITING: Mutex<VecDeque<BytesMut>> = Mutex::new(VecDeque::new());
 
 /// A buffer with room for at least [`SLAB`] bytes: a used slab whose pieces are
@@ -54,6 +60,9 @@ fn retire(mut slab: BytesMut) {
 #[derive(Default)]
 pub struct SlabBuf {
     slab: Option<BytesMut>,
+    /// Whether the current buffer is a small one (see [`SMALL_BUF`]), which goes
+    /// back to the allocator rather than to the pool.
+    small: bool,
 }
 
 impl SlabBuf {
@@ -65,11 +74,25 @@ impl SlabBuf {
             .as_ref()
             .is_some_and(|slab| slab.capacity() - slab.len() >= room);
         if !enough {
-            if let Some(old) = self.slab.take() {
-                retire(old);
-            }
+            self.drop_current();
+            self.small = false;
         }
         self.slab.get_or_insert_with(fresh_slab)
+    }
+
+    /// Like [`with_room`](Self::with_room), but a buffer without `room` left is
+    /// replaced by a small one ([`SMALL_BUF`], `room` at most that) instead of a
+    /// slab: for reads while the link is quiet.
+    pub fn with_small_room(&mut self, room: usize) -> &mut BytesMut {
+        let enough = self
+            .slab
+            .as_ref()
+            .is_some_and(|slab| slab.capacity() - slab.len() >= room);
+        if !enough {
+            self.drop_current();
+            self.small = true;
+        }
+        self.slab.get_or_insert_with(|| BytesMut::with_capacity(SMALL_BUF))
     }
 
     /// The bytes added to the current slab since the last piece was cut.
@@ -89,11 +112,21 @@ impl SlabBuf {
     }
 }
 
+impl SlabBuf {
+    /// Lets go of the current buffer: a slab goes to the pool, a small one to
+    /// the allocator.
+    fn drop_current(&mut self) {
+        if let Some(slab) = self.slab.take() {
+            if !self.small {
+                retire(slab);
+            }
+        }
+    }
+}
+
 impl Drop for SlabBuf {
     fn drop(&mut self) {
-        if let Some(slab) = self.slab.take() {
-            retire(slab);
-        }
+        self.drop_current();
     }
 }
 
@@ -125,6 +158,16 @@ mod tests {
             .map(|_| fresh_slab())
             .any(|slab| slab.as_ptr() == first_slab);
         assert!(reused, "the first slab was not reused");
+    }
+
+    #[test]
+    fn quiet_reads_take_a_small_buffer_and_keep_using_a_slab_with_room() {
+        let mut reads = SlabBuf::default();
+        assert_eq!(reads.with_small_room(SMALL_BUF).capacity(), SMALL_BUF);
+        reads.with_small_room(SMALL_BUF).extend_from_slice(&[1; SMALL_BUF]);
+        assert_eq!(reads.take_filled().len(), SMALL_BUF);
+        // Full: the next quiet read gets another small buffer, not a slab.
+        assert_eq!(reads.with_small_room(SMALL_BUF).capacity(), SMALL_BUF);
     }
 
     #[test]

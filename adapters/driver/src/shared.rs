@@ -1,6 +1,7 @@
 //! The session state every handle of one session shares.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
 use std::time::{Duration, Instant as StdInstant};
@@ -12,6 +13,18 @@ use crate::resume::{LinkEvent, LinkEvents};
 
 /// The shared state behind a mutex.
 pub type SharedRef = Arc<Mutex<Shared>>;
+
+/// Sessions whose state is still in memory, process-wide.
+static LIVE_SESSIONS: AtomicUsize = AtomicUsize::new(0);
+
+/// How many sessions of this process still hold their state: every session
+/// made by any adapter counts from its creation until its last handle, its
+/// driver and every stream of it are gone. A server that has seen its clients
+/// come and go should see this fall back; if it keeps growing, something holds
+/// sessions that ended (a task waiting forever, a handle stored and forgotten).
+pub fn live_sessions() -> usize {
+    LIVE_SESSIONS.load(Ordering::Relaxed)
+}
 
 /// A snapshot of the link's health.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -45,12 +58,16 @@ pub struct Shared {
     pub(crate) link_events: LinkEvents,
     /// Where the streams' written bytes are copied to (see `pool`).
     write_slab: SlabBuf,
+    /// The application's handles (session, control and stream handles) alive:
+    /// when the last one goes, the session goes away (see `release_handle`).
+    handles: usize,
 }
 
 impl Shared {
     /// A new session for `role`, shared.
     pub fn new(role: Role, config: Config) -> Result<SharedRef, hawser_core::ConfigError> {
         let session = Session::new(role, config, Instant::ZERO)?;
+        LIVE_SESSIONS.fetch_add(1, Ordering::Relaxed);
         Ok(Arc::new(Mutex::new(Shared {
             session,
             epoch: StdInstant::now(),
@@ -62,6 +79,7 @@ impl Shared {
             detached: Vec::new(),
             link_events: LinkEvents::default(),
             write_slab: SlabBuf::default(),
+            handles: 0,
         })))
     }
 
@@ -172,6 +190,27 @@ impl Shared {
             Some(existing) if existing.will_wake(waker) => {}
             _ => self.driver_waker = Some(waker.clone()),
         }
+    }
+
+    /// An application handle (session, control or stream) was made.
+    pub(crate) fn acquire_handle(&mut self) {
+        self.handles += 1;
+    }
+
+    /// An application handle was dropped. With none left, nobody can open,
+    /// accept, read or write any more: the session goes away with `NORMAL`,
+    /// lets the streams still draining finish, and closes.
+    pub(crate) fn release_handle(&mut self) {
+        self.handles = self.handles.saturating_sub(1);
+        if self.handles > 0 || self.session.is_closed() || self.session.is_draining() {
+            return;
+        }
+        tracing::debug!("every handle of the session was dropped: going away");
+        let now = self.now();
+        // Cannot fail: the session is neither closed nor draining.
+        let _ = self.session.go_away(now, hawser_core::GoAwayCode::NORMAL);
+        self.dispatch_events();
+        self.wake_driver();
     }
 
     pub(crate) fn detach(&mut self, id: StreamId) {
@@ -310,6 +349,12 @@ impl Shared {
             waker.wake();
         }
         self.wake_driver();
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        LIVE_SESSIONS.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -23,6 +23,7 @@ pub struct StreamCore {
 impl StreamCore {
     /// A handle for stream `id` of `shared`.
     pub fn new(shared: SharedRef, id: StreamId) -> Self {
+        Shared::lock(&shared).acquire_handle();
         StreamCore {
             shared,
             id,
@@ -146,10 +147,16 @@ impl StreamCore {
         Poll::Pending
     }
 
-    /// Finishes this side of the stream (a FIN follows the written data).
+    /// Finishes this side of the stream (a FIN follows the written data); it
+    /// never waits.
     pub fn poll_finish(&mut self, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(self.finish())
+    }
+
+    /// Finishes this side of the stream (a FIN follows the written data).
+    pub fn finish(&mut self) -> io::Result<()> {
         if self.write_done {
-            return Poll::Ready(Ok(()));
+            return Ok(());
         }
         let mut shared = Shared::lock(&self.shared);
         let result = shared.session().stream(self.id).finish();
@@ -157,14 +164,14 @@ impl StreamCore {
             Ok(()) | Err(FinishError::Finished) => {
                 self.write_done = true;
                 shared.wake_driver();
-                Poll::Ready(Ok(()))
+                Ok(())
             }
-            Err(FinishError::SessionClosed) => Poll::Ready(Err(shared.closed_error())),
+            Err(FinishError::SessionClosed) => Err(shared.closed_error()),
             Err(FinishError::Reset(code)) => {
                 self.reset = true;
-                Poll::Ready(Err(WriteError::Reset(code).into()))
+                Err(WriteError::Reset(code).into())
             }
-            Err(FinishError::UnknownStream) => Poll::Ready(Err(WriteError::UnknownStream.into())),
+            Err(FinishError::UnknownStream) => Err(WriteError::UnknownStream.into()),
         }
     }
 
@@ -180,11 +187,17 @@ impl StreamCore {
 
 impl Drop for StreamCore {
     fn drop(&mut self) {
-        if self.reset {
-            return;
-        }
-        let mut shared = Shared::lock(&self.shared);
-        if shared.closed().is_some() {
+        let shared_ref = self.shared.clone();
+        let mut shared = Shared::lock(&shared_ref);
+        self.release(&mut shared);
+        shared.release_handle();
+    }
+}
+
+impl StreamCore {
+    /// What dropping the stream does to it, before the handle count goes down.
+    fn release(&mut self, shared: &mut Shared) {
+        if self.reset || shared.closed().is_some() {
             return;
         }
         // Graceful: what was written still goes out, then the FIN.

@@ -27,9 +27,9 @@
 //! - Dropping a [`Stream`] finishes it: data already written is still sent, then
 //!   the FIN; whatever the peer still sends is read and discarded. Use
 //!   [`Stream::reset`] to abandon a stream instead.
-//! - Dropping every [`Session`] handle (and every [`Control`]) does not stop the
-//!   session while streams are open; call [`ControlCore::close`] or
-//!   [`ControlCore::go_away`] to end it.
+//! - Dropping the last handle of a session (every [`Session`], [`Control`] and
+//!   [`Stream`]) ends it: it goes away with `NORMAL`, the streams still draining
+//!   finish, and the link is shut. [`ControlCore::close`] ends it at once.
 //!
 //! ## Surviving link loss
 //! With `Config::resumption` set on both sides, [`Session::connect_resumable`]
@@ -47,12 +47,14 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod net;
 mod resume;
 mod session;
 mod stream;
 
 pub use hawser_core::{Config, GoAwayCode, Profile, ResetCode, Resumption, Role, SessionError, Stats, StreamId};
-pub use hawser_driver::{ControlCore, Health, LinkEvent, RetryPolicy};
+pub use hawser_driver::{live_sessions, ControlCore, Health, LinkEvent, RetryPolicy};
+pub use net::Listener;
 pub use resume::{Accepted, Acceptor};
 pub use session::{Control, Session};
 pub use stream::Stream;

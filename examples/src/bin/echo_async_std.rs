@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release -p hawser-examples --bin echo_async_std -- --listen 127.0.0.1:7000
-//! cargo run --release -p hawser-examples --bin echo_async_std -- --connect 127.0.0.1:7000 --streams 16 --bytes 1048576
+//! cargo run --release -p hawser-examples --bin echo_async_std -- --connect 127.0.0.1:7000 --streams 16 --bytes 4194304
 //! ```
 
 use std::future::poll_fn;
@@ -10,9 +10,8 @@ use std::io;
 use std::pin::Pin;
 use std::time::Instant;
 
-use async_std::net::{TcpListener, TcpStream};
 use futures_io::{AsyncRead, AsyncWrite};
-use hawser_async_std::{Session, Stream};
+use hawser_async_std::{Listener, Session, Stream};
 use hawser_examples::{checksum, payload, report, Args};
 
 async fn write_all(stream: &mut Stream, mut data: &[u8]) -> io::Result<()> {
@@ -42,30 +41,21 @@ async fn echo(mut stream: Stream) -> io::Result<()> {
     }
 }
 
+/// Sends `payload(index, len)` and reads the echo back at the same time: a task
+/// writes while this one reads, so neither direction waits on a window that only
+/// the other can open.
 async fn round_trip(session: hawser_async_std::Control, index: usize, len: usize) -> io::Result<bool> {
     let data = payload(index, len);
-    let mut stream = session.open_stream().await?;
+    let stream = session.open_stream().await?;
+    let (mut reader, mut writer) = futures::io::AsyncReadExt::split(stream);
+    let sent = data.clone();
+    let sender = async_std::task::spawn(async move {
+        futures::io::AsyncWriteExt::write_all(&mut writer, &sent).await?;
+        futures::io::AsyncWriteExt::close(&mut writer).await
+    });
     let mut back = Vec::with_capacity(len);
-    let mut buf = vec![0u8; 64 * 1024];
-    // Interleave writing and reading so that neither side's window stalls the echo.
-    let mut sent = 0;
-    loop {
-        if sent < data.len() {
-            let end = (sent + 64 * 1024).min(data.len());
-            write_all(&mut stream, &data[sent..end]).await?;
-            sent = end;
-            if sent == data.len() {
-                finish(&mut stream).await?;
-            }
-        }
-        if sent == data.len() || back.len() + 256 * 1024 < sent {
-            let n = read_some(&mut stream, &mut buf).await?;
-            if n == 0 {
-                break;
-            }
-            back.extend_from_slice(&buf[..n]);
-        }
-    }
+    futures::io::AsyncReadExt::read_to_end(&mut reader, &mut back).await?;
+    sender.await?;
     Ok(checksum(&back) == checksum(&data) && back == data)
 }
 
@@ -73,11 +63,18 @@ fn main() -> io::Result<()> {
     let args = Args::parse("echo_async_std");
     async_std::task::block_on(async {
         if let Some(addr) = args.listen {
-            let listener = TcpListener::bind(addr).await?;
+            let listener = Listener::bind(addr, args.config()).await?;
             println!("echo_async_std: serving echo on {}", listener.local_addr()?);
             loop {
-                let (tcp, _) = listener.accept().await?;
-                let session = Session::server(tcp, args.config())?;
+                let session = match listener.accept().await {
+                    Ok((session, _peer)) => session,
+                    Err(err) => {
+                        // Out of file descriptors, for example: keep serving the rest.
+                        eprintln!("echo_async_std: accept failed: {err}");
+                        async_std::task::sleep(std::time::Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
                 async_std::task::spawn(async move {
                     while let Some(stream) = session.accept().await {
                         async_std::task::spawn(echo(stream));
@@ -88,7 +85,7 @@ fn main() -> io::Result<()> {
         let addr = args
             .connect
             .expect("Args::parse guarantees one of --listen and --connect");
-        let session = Session::client(TcpStream::connect(addr).await?, args.config())?;
+        let session = Session::connect(addr, args.config()).await?;
         let start = Instant::now();
         let tasks: Vec<_> = (0..args.streams)
             .map(|index| async_std::task::spawn(round_trip(session.control(), index, args.bytes)))

@@ -2,24 +2,31 @@
 //!
 //! ```text
 //! cargo run --release -p hawser-examples --bin echo_blocking -- --listen 127.0.0.1:7000
-//! cargo run --release -p hawser-examples --bin echo_blocking -- --connect 127.0.0.1:7000 --streams 16 --bytes 1048576
+//! cargo run --release -p hawser-examples --bin echo_blocking -- --connect 127.0.0.1:7000 --streams 16 --bytes 4194304
 //! ```
 
 use std::io::{self, Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::thread;
 use std::time::Instant;
 
-use hawser_blocking::Session;
+use hawser_blocking::{Listener, Session};
 use hawser_examples::{blocking_round_trip, checksum, payload, report, Args};
 
 fn main() -> io::Result<()> {
     let args = Args::parse("echo_blocking");
     if let Some(addr) = args.listen {
-        let listener = TcpListener::bind(addr)?;
+        let listener = Listener::bind(addr, args.config())?;
         println!("echo_blocking: serving echo on {}", listener.local_addr()?);
-        for tcp in listener.incoming() {
-            let session = Session::server(tcp?, args.config())?;
+        loop {
+            let session = match listener.accept() {
+                Ok((session, _peer)) => session,
+                Err(err) => {
+                    // Out of file descriptors, for example: keep serving the rest.
+                    eprintln!("echo_blocking: accept failed: {err}");
+                    thread::sleep(std::time::Duration::from_millis(100));
+                    continue;
+                }
+            };
             thread::spawn(move || {
                 while let Some(mut stream) = session.accept() {
                     thread::spawn(move || -> io::Result<()> {
@@ -35,21 +42,19 @@ fn main() -> io::Result<()> {
                 }
             });
         }
-        return Ok(());
     }
     let addr = args
         .connect
         .expect("Args::parse guarantees one of --listen and --connect");
-    let session = Session::client(TcpStream::connect(addr)?, args.config())?;
+    let session = Session::connect(addr, args.config())?;
     let start = Instant::now();
     let mut workers = Vec::new();
     for index in 0..args.streams {
-        let mut stream = session.open_stream()?;
+        let stream = session.open_stream()?;
         let len = args.bytes;
         workers.push(thread::spawn(move || -> io::Result<bool> {
-            let data = payload(index, len);
-            let back = blocking_round_trip(&mut stream, &data)?;
-            Ok(checksum(&back) == checksum(&data) && back == data)
+            let (sent, back) = blocking_round_trip(stream, payload(index, len))?;
+            Ok(checksum(&back) == checksum(&sent) && back == sent)
         }));
     }
     let mut ok = 0;

@@ -2,31 +2,33 @@
 //!
 //! ```text
 //! cargo run --release -p hawser-examples --bin echo_tokio -- --listen 127.0.0.1:7000
-//! cargo run --release -p hawser-examples --bin echo_tokio -- --connect 127.0.0.1:7000 --streams 16 --bytes 1048576
+//! cargo run --release -p hawser-examples --bin echo_tokio -- --connect 127.0.0.1:7000 --streams 16 --bytes 4194304
 //! ```
 
 use std::io;
 use std::time::Instant;
 
 use hawser_examples::{report, Args};
-use hawser_tokio::Session;
+use hawser_tokio::{Listener, Session};
 use tokio::io::AsyncWriteExt;
-use tokio::net::{TcpListener, TcpStream};
 
 #[tokio::main]
 async fn main() -> io::Result<()> {
     let args = Args::parse("echo_tokio");
     if let Some(addr) = args.listen {
-        let listener = TcpListener::bind(addr).await?;
+        let listener = Listener::bind(addr, args.config()).await?;
         println!("echo_tokio: serving echo on {}", listener.local_addr()?);
         loop {
-            let (tcp, peer) = listener.accept().await?;
-            let config = args.config();
+            let session = match listener.accept().await {
+                Ok((session, _peer)) => session,
+                Err(err) => {
+                    // Out of file descriptors, for example: keep serving the rest.
+                    eprintln!("echo_tokio: accept failed: {err}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
             tokio::spawn(async move {
-                let session = match Session::server(tcp, config) {
-                    Ok(session) => session,
-                    Err(err) => return eprintln!("{peer}: {err}"),
-                };
                 while let Some(mut stream) = session.accept().await {
                     tokio::spawn(async move {
                         let (mut reader, mut writer) = tokio::io::split(&mut stream);
@@ -41,7 +43,7 @@ async fn main() -> io::Result<()> {
     let addr = args
         .connect
         .expect("Args::parse guarantees one of --listen and --connect");
-    let session = Session::client(TcpStream::connect(addr).await?, args.config())?;
+    let session = Session::connect(addr, args.config()).await?;
     let start = Instant::now();
     let mut tasks = Vec::new();
     for index in 0..args.streams {

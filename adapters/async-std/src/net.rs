@@ -1,0 +1,99 @@
+//! TCP the way a multiplexer wants it, on async-std: dial and listen helpers
+//! that set `TCP_NODELAY`.
+//!
+//! hawser batches frames itself (many frames per vectored write), so Nagle's
+//! algorithm only adds latency: with it, a small write that follows another
+//! waits for the peer's delayed ACK, up to 40 ms on Linux. Use these helpers,
+//! or call `set_nodelay(true)` on a socket you hand to a session yourself (with
+//! smol too).
+
+use std::io;
+use std::net::SocketAddr;
+
+use async_std::net::{TcpListener, TcpStream, ToSocketAddrs};
+use hawser_core::Config;
+
+use crate::Session;
+
+impl Session {
+    /// Dials `addr` over TCP with `TCP_NODELAY` set and starts a client session
+    /// whose driver runs on async-std.
+    ///
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
+    /// # async_std::task::block_on(async {
+    /// use hawser_async_std::{Config, Listener, Session};
+    ///
+    /// let listener = Listener::bind("127.0.0.1:0", Config::default()).await?;
+    /// let client = Session::connect(listener.local_addr()?, Config::default()).await?;
+    /// let (server, _peer) = listener.accept().await?;
+    /// let _stream = client.open_stream().await?;
+    /// assert!(server.accept().await.is_some());
+    /// # Ok(()) })
+    /// # }
+    /// ```
+    pub async fn connect(addr: impl ToSocketAddrs, config: Config) -> io::Result<Session> {
+        config
+            .validate()
+            .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
+        let tcp = TcpStream::connect(addr).await?;
+        Session::client(tuned(tcp)?, config)
+    }
+}
+
+/// A TCP listener whose accepted connections become server sessions (drivers on
+/// async-std), with `TCP_NODELAY` set on each.
+#[derive(Debug)]
+pub struct Listener {
+    listener: TcpListener,
+    config: Config,
+}
+
+impl Listener {
+    /// Listens on `addr`; every accepted connection gets a session with `config`
+    /// (checked here, so that `accept` never fails on it).
+    pub async fn bind(addr: impl ToSocketAddrs, config: Config) -> io::Result<Listener> {
+        config
+            .validate()
+            .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
+        let listener = TcpListener::bind(addr).await?;
+        Ok(Listener { listener, config })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The next connection as a server session, and the peer's address. An error
+    /// is the listener's (for example too many open files): log it and keep
+    /// accepting.
+    pub async fn accept(&self) -> io::Result<(Session, SocketAddr)> {
+        let (tcp, peer) = self.listener.accept().await?;
+        Ok((Session::server(tuned(tcp)?, self.config.clone())?, peer))
+    }
+}
+
+fn tuned(tcp: TcpStream) -> io::Result<TcpStream> {
+    tcp.set_nodelay(true)?;
+    Ok(tcp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dialled_and_accepted_sockets_have_nodelay() {
+        async_std::task::block_on(async {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind on loopback");
+            let dialled = TcpStream::connect(listener.local_addr().expect("bound"))
+                .await
+                .expect("dial");
+            let (accepted, _) = listener.accept().await.expect("accept");
+            assert!(!dialled.nodelay().expect("readable option"), "the default is Nagle on");
+            assert!(tuned(dialled).expect("set").nodelay().expect("readable option"));
+            assert!(tuned(accepted).expect("set").nodelay().expect("readable option"));
+        });
+    }
+}
