@@ -1,5 +1,5 @@
 //! Every conformance scenario over hawser-async-std and loopback TCP, once on
-//! async-std and once on smol.
+//! async-std and once on smol, and the hashicorp/yamux interop scenarios.
 
 use std::future::{poll_fn, Future};
 use std::io;
@@ -173,6 +173,16 @@ mod on_async_std {
         async_std::task::block_on
     );
     hawser_conformance::conformance_tests!(AsyncStd, run);
+
+    impl hawser_conformance::interop::InteropHarness for AsyncStd {
+        fn session_over(link: std::net::TcpStream, role: Role, config: Config) -> io::Result<Session> {
+            Self::session(TcpStream::from(link), config, role)
+        }
+    }
+
+    // Against hashicorp/yamux (Go); the other yamux peers run through the tokio
+    // and blocking adapters.
+    hawser_conformance::hashicorp_tests!(AsyncStd, run);
 }
 
 mod on_smol {

@@ -1,4 +1,5 @@
-//! hawser-blocking, yamux profile, against the `yamux` crate and `tokio-yamux`.
+//! hawser-blocking, yamux profile, against the `yamux` crate, `tokio-yamux`
+//! and hashicorp/yamux (Go).
 
 mod common;
 
@@ -16,3 +17,4 @@ impl InteropHarness for Blocking {
 }
 
 hawser_conformance::interop_tests!(Blocking, run);
+hawser_conformance::hashicorp_tests!(Blocking, run);

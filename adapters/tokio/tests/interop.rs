@@ -1,4 +1,5 @@
-//! hawser-tokio, yamux profile, against the `yamux` crate and `tokio-yamux`.
+//! hawser-tokio, yamux profile, against the `yamux` crate, `tokio-yamux`
+//! and hashicorp/yamux (Go).
 
 mod common;
 
@@ -22,3 +23,4 @@ impl InteropHarness for Tokio {
 }
 
 hawser_conformance::interop_tests!(Tokio, run);
+hawser_conformance::hashicorp_tests!(Tokio, run);

@@ -19,6 +19,7 @@
 //! | `W` write | | writes until a write fails (the opener resets), reports the count |
 //! | `X` reset | count (u64 BE) | reads `count` bytes, then resets the stream, reports |
 
+pub mod hashicorp;
 pub mod link;
 pub mod peer;
 
