@@ -137,12 +137,18 @@ pub async fn reset_code_reaches_the_peer<H: Harness>() -> Outcome {
     if err.kind() != io::ErrorKind::ConnectionReset {
         return Err(format!("reset read as {:?}", err.kind()));
     }
-    let code = err
-        .get_ref()
-        .and_then(|source| source.downcast_ref::<hawser_core::ReadError>())
-        .copied();
-    if code != Some(hawser_core::ReadError::Reset(ResetCode(0x1234))) {
+    if hawser_driver::reset_code(&err) != Some(ResetCode(0x1234)) {
         return Err(format!("the error does not carry the code: {err:?}"));
+    }
+    // Writes on the reset stream report the same code.
+    let err = loop {
+        match stream.write_all(b"more").await {
+            Ok(()) => H::sleep(Duration::from_millis(5)).await,
+            Err(err) => break err,
+        }
+    };
+    if hawser_driver::reset_code(&err) != Some(ResetCode(0x1234)) {
+        return Err(format!("a write after the reset does not carry the code: {err:?}"));
     }
     Ok(())
 }
@@ -197,7 +203,7 @@ pub async fn backlog_overflow_is_refused<H: Harness>() -> Outcome {
         // The refusal may already be back by the time the write happens.
         match stream.write_all(b"knock").await {
             Ok(()) => {}
-            Err(err) if err.kind() == io::ErrorKind::ConnectionRefused => {
+            Err(err) if hawser_driver::reset_code(&err) == Some(ResetCode::REFUSED) => {
                 refused += 1;
                 continue;
             }
@@ -211,7 +217,9 @@ pub async fn backlog_overflow_is_refused<H: Harness>() -> Outcome {
             race(read, timeout).await
         };
         if let Some(Err(err)) = outcome {
-            if err.kind() == io::ErrorKind::ConnectionRefused {
+            if err.kind() == io::ErrorKind::ConnectionRefused
+                && hawser_driver::reset_code(&err) == Some(ResetCode::REFUSED)
+            {
                 refused += 1;
             } else {
                 return Err(format!("unexpected error {err}"));
@@ -350,6 +358,14 @@ pub async fn silent_peer_is_declared_dead<H: Harness>() -> Outcome {
     }
     if client.close_reason() != Some(SessionError::KeepaliveTimeout) {
         return Err(format!("closed with {:?}", client.close_reason()));
+    }
+    let err = stream
+        .write_all(b"still there?")
+        .await
+        .err()
+        .ok_or("a write after the timeout succeeded")?;
+    if hawser_driver::session_error(&err) != Some(SessionError::KeepaliveTimeout) {
+        return Err(format!("a write after the timeout does not say why: {err:?}"));
     }
     drop(swallow);
     Ok(())

@@ -38,7 +38,8 @@
 //! (written data still goes out, then a FIN), and dropping the last handle of a
 //! session (every `Session`, `Control` and `Stream`) makes it go away with
 //! `NORMAL`, drain and close. Errors are `io::Error`s whose kind
-//! says what happened and whose source carries the hawser error and code.
+//! says what happened and whose source carries the hawser error and code;
+//! [`reset_code`] and [`session_error`] read them out without downcasting.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -49,8 +50,11 @@ mod resume;
 mod session;
 mod stream;
 
-pub use hawser_core::{Config, GoAwayCode, Profile, ResetCode, Resumption, Role, SessionError, Stats, StreamId};
-pub use hawser_driver::{live_sessions, ControlCore, Health, LinkEvent, RetryPolicy};
+pub use hawser_core::{
+    Config, ConfigError, FinishError, GoAwayCode, HandshakeError, Limits, OpenError, Profile, ProtocolError, ReadError,
+    ResetCode, ResumeRefusal, Resumption, Role, SessionError, Stats, StreamId, WriteError,
+};
+pub use hawser_driver::{live_sessions, reset_code, session_error, ControlCore, Health, LinkEvent, RetryPolicy};
 #[cfg(feature = "async-std")]
 pub use net::Listener;
 pub use resume::{Accepted, Acceptor};

@@ -26,6 +26,12 @@
 //! Dropping a [`Stream`] finishes it (written data still goes out, then a FIN).
 //! Dropping the last handle of a session (the [`Session`] and every `Stream`)
 //! makes it go away with `NORMAL`, drain and close; both threads then end.
+//!
+//! Operations fail with `io::Error`s whose kind says what happened
+//! (`ConnectionReset` for a reset, `ConnectionRefused` for a refused open,
+//! `TimedOut` for a timeout or missed keepalives, `ConnectionAborted` once the
+//! session is closed); [`reset_code`] gives a reset stream's code and
+//! [`session_error`] why the session ended, without downcasting.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -37,8 +43,11 @@ mod session;
 mod stream;
 mod wait;
 
-pub use hawser_core::{Config, GoAwayCode, Profile, ResetCode, Resumption, Role, SessionError, Stats, StreamId};
-pub use hawser_driver::{live_sessions, ControlCore, Health, LinkEvent, RetryPolicy};
+pub use hawser_core::{
+    Config, ConfigError, FinishError, GoAwayCode, HandshakeError, Limits, OpenError, Profile, ProtocolError, ReadError,
+    ResetCode, ResumeRefusal, Resumption, Role, SessionError, Stats, StreamId, WriteError,
+};
+pub use hawser_driver::{live_sessions, reset_code, session_error, ControlCore, Health, LinkEvent, RetryPolicy};
 pub use link::BlockingLink;
 pub use net::Listener;
 pub use resume::{Accepted, Acceptor};

@@ -19,6 +19,7 @@
 
 mod control;
 mod driver;
+mod errors;
 mod frames;
 pub mod pool;
 mod resume;
@@ -27,6 +28,7 @@ mod stream;
 
 pub use control::ControlCore;
 pub use driver::{next_read_size, Driver, Link, Timer};
+pub use errors::{reset_code, session_error};
 pub use frames::{FrameQueue, MAX_SLICES, WRITE_BATCH};
 pub use resume::{
     check_resumable, entropy, resumable_client, Dial, LinkEvent, LinkSlot, LinkSource, Redial, Registry, RetryPolicy,

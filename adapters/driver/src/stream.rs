@@ -17,7 +17,10 @@ pub struct StreamCore {
     id: StreamId,
     read_done: bool,
     write_done: bool,
-    reset: bool,
+    /// The code the stream was reset with, once an operation saw the reset (or
+    /// this side reset it): the session may release a reset stream, and every
+    /// later operation must still report the reset, not an unknown stream.
+    reset: Option<ResetCode>,
 }
 
 impl StreamCore {
@@ -29,7 +32,7 @@ impl StreamCore {
             id,
             read_done: false,
             write_done: false,
-            reset: false,
+            reset: None,
         }
     }
 
@@ -62,6 +65,9 @@ impl StreamCore {
         if self.read_done {
             return Poll::Ready(Ok(None));
         }
+        if let Some(code) = self.reset {
+            return Poll::Ready(Err(ReadError::Reset(code).into()));
+        }
         let mut shared = Shared::lock(&self.shared);
         let result = shared.session().stream(self.id).read(max);
         match result {
@@ -79,7 +85,9 @@ impl StreamCore {
             }
             Err(ReadError::SessionClosed) => Poll::Ready(Err(shared.closed_error())),
             Err(err) => {
-                self.reset |= matches!(err, ReadError::Reset(_));
+                if let ReadError::Reset(code) = err {
+                    self.reset = Some(code);
+                }
                 Poll::Ready(Err(err.into()))
             }
         }
@@ -89,6 +97,9 @@ impl StreamCore {
     pub fn poll_write(&mut self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
         if data.is_empty() {
             return Poll::Ready(Ok(0));
+        }
+        if let Some(code) = self.reset {
+            return Poll::Ready(Err(WriteError::Reset(code).into()));
         }
         let mut shared = Shared::lock(&self.shared);
         let room = shared.session().stream(self.id).writable_bytes();
@@ -100,6 +111,9 @@ impl StreamCore {
 
     /// Queues `data` without copying.
     pub fn poll_write_bytes(&mut self, cx: &mut Context<'_>, data: &Bytes) -> Poll<io::Result<usize>> {
+        if let Some(code) = self.reset {
+            return Poll::Ready(Err(WriteError::Reset(code).into()));
+        }
         let mut shared = Shared::lock(&self.shared);
         let result = shared.session().stream(self.id).write(data.clone());
         Self::finish_write(&mut shared, self.id, cx, result, &mut self.reset)
@@ -110,7 +124,7 @@ impl StreamCore {
         id: StreamId,
         cx: &mut Context<'_>,
         result: Result<usize, WriteError>,
-        reset: &mut bool,
+        reset: &mut Option<ResetCode>,
     ) -> Poll<io::Result<usize>> {
         match result {
             Ok(n) => {
@@ -123,7 +137,9 @@ impl StreamCore {
             }
             Err(WriteError::SessionClosed) => Poll::Ready(Err(shared.closed_error())),
             Err(err) => {
-                *reset |= matches!(err, WriteError::Reset(_));
+                if let WriteError::Reset(code) = err {
+                    *reset = Some(code);
+                }
                 Poll::Ready(Err(err.into()))
             }
         }
@@ -139,7 +155,7 @@ impl StreamCore {
                 Err(shared.closed_error())
             });
         }
-        if self.reset || shared.session().stream(self.id).buffered_send() == 0 {
+        if self.reset.is_some() || shared.session().stream(self.id).buffered_send() == 0 {
             return Poll::Ready(Ok(()));
         }
         shared.register_flush(self.id, cx.waker());
@@ -158,6 +174,9 @@ impl StreamCore {
         if self.write_done {
             return Ok(());
         }
+        if let Some(code) = self.reset {
+            return Err(WriteError::Reset(code).into());
+        }
         let mut shared = Shared::lock(&self.shared);
         let result = shared.session().stream(self.id).finish();
         match result {
@@ -168,7 +187,7 @@ impl StreamCore {
             }
             Err(FinishError::SessionClosed) => Err(shared.closed_error()),
             Err(FinishError::Reset(code)) => {
-                self.reset = true;
+                self.reset = Some(code);
                 Err(WriteError::Reset(code).into())
             }
             Err(FinishError::UnknownStream) => Err(WriteError::UnknownStream.into()),
@@ -179,7 +198,7 @@ impl StreamCore {
     pub fn reset(&mut self, code: ResetCode) {
         let mut shared = Shared::lock(&self.shared);
         let _ = shared.session().stream(self.id).reset(code);
-        self.reset = true;
+        self.reset = Some(code);
         shared.forget(self.id);
         shared.wake_driver();
     }
@@ -197,7 +216,7 @@ impl Drop for StreamCore {
 impl StreamCore {
     /// What dropping the stream does to it, before the handle count goes down.
     fn release(&mut self, shared: &mut Shared) {
-        if self.reset || shared.closed().is_some() {
+        if self.reset.is_some() || shared.closed().is_some() {
             return;
         }
         // Graceful: what was written still goes out, then the FIN.

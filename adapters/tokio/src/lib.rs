@@ -43,6 +43,26 @@
 //! (`ConnectionReset` for a reset, `ConnectionRefused` for a refused open,
 //! `ConnectionAborted` once the session is closed, `TimedOut` after missed
 //! keepalives) and whose source is the hawser error with the code.
+//! [`reset_code`] gives the code a stream was reset with, and [`session_error`]
+//! why the session ended, without downcasting:
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
+//! use hawser_tokio::{reset_code, Config, Listener, ResetCode, Session};
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//!
+//! let listener = Listener::bind("127.0.0.1:0", Config::default()).await?;
+//! let client = Session::connect(listener.local_addr()?, Config::default()).await?;
+//! let (server, _) = listener.accept().await?;
+//! let mut stream = client.open_stream().await?;
+//! stream.write_all(b"request").await?;
+//! let inbound = server.accept().await.expect("the stream arrives");
+//! inbound.reset(ResetCode(0x101)); // an application's own code
+//! let err = stream.read(&mut [0u8; 16]).await.expect_err("the stream was reset");
+//! assert_eq!(reset_code(&err), Some(ResetCode(0x101)));
+//! # Ok(()) }
+//! ```
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -52,8 +72,11 @@ mod resume;
 mod session;
 mod stream;
 
-pub use hawser_core::{Config, GoAwayCode, Profile, ResetCode, Resumption, Role, SessionError, Stats, StreamId};
-pub use hawser_driver::{live_sessions, ControlCore, Health, LinkEvent, RetryPolicy};
+pub use hawser_core::{
+    Config, ConfigError, FinishError, GoAwayCode, HandshakeError, Limits, OpenError, Profile, ProtocolError, ReadError,
+    ResetCode, ResumeRefusal, Resumption, Role, SessionError, Stats, StreamId, WriteError,
+};
+pub use hawser_driver::{live_sessions, reset_code, session_error, ControlCore, Health, LinkEvent, RetryPolicy};
 pub use net::Listener;
 pub use resume::{Accepted, Acceptor};
 pub use session::{Control, Session};
