@@ -32,7 +32,11 @@ fn parse() -> Result<Flags, String> {
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
         let value = args.next().ok_or(format!("{flag} needs a value"))?;
-        let number = || value.parse::<usize>().map_err(|_| format!("bad number {value:?} for {flag}"));
+        let number = || {
+            value
+                .parse::<usize>()
+                .map_err(|_| format!("bad number {value:?} for {flag}"))
+        };
         match flag.as_str() {
             "--runtime" => flags.runtime = value.clone(),
             "--rounds" => flags.rounds = number()?,
