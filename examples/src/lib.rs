@@ -143,3 +143,8 @@ pub async fn tokio_round_trip(control: hawser_tokio::Control, index: usize, len:
     send.await.map_err(std::io::Error::other)??;
     Ok(back.len() == data.len() && checksum(&back) == checksum(&data) && back == data)
 }
+
+/// The README's code blocks, compiled and run as doc tests.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -57,6 +57,8 @@ pub use hawser_core::{
 pub use hawser_driver::{live_sessions, reset_code, session_error, ControlCore, Health, LinkEvent, RetryPolicy};
 #[cfg(feature = "async-std")]
 pub use net::Listener;
+#[cfg(feature = "async-std")]
+pub use resume::Incoming;
 pub use resume::{Accepted, Acceptor};
 pub use session::{Control, Session, SessionDriver};
 pub use stream::Stream;

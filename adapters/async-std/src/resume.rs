@@ -77,10 +77,28 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Acceptor<T> {
         })
     }
 
-    /// Reads the link's first frame and starts a new session, resumes the detached
-    /// one it names, or refuses it (answering and closing the link). Bound the
-    /// wait with your executor's timeout if a client might send nothing.
-    pub async fn accept(&self, mut link: T) -> io::Result<Accepted<T>> {
+    /// Reads the link's first frame (waiting at most the handshake timeout) and
+    /// starts a new session, resumes the detached one it names, or refuses it
+    /// (answering and closing the link). Call it on a task of its own for each
+    /// link, or let `serve` do so: one client that sends nothing must not hold
+    /// up the others.
+    pub async fn accept(&self, link: T) -> io::Result<Accepted<T>> {
+        let limit = self.config.handshake_timeout;
+        let accepting = std::pin::pin!(self.accept_now(link));
+        let mut timer = async_io::Timer::after(limit);
+        let mut accepting = accepting;
+        poll_fn(|cx| {
+            if let std::task::Poll::Ready(result) = accepting.as_mut().poll(cx) {
+                return std::task::Poll::Ready(result);
+            }
+            Pin::new(&mut timer)
+                .poll(cx)
+                .map(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "no opening frame in time")))
+        })
+        .await
+    }
+
+    async fn accept_now(&self, mut link: T) -> io::Result<Accepted<T>> {
         let mut buf = vec![0u8; HEADER_LEN];
         read_exact(&mut link, &mut buf).await?;
         let opening = loop {
@@ -143,4 +161,94 @@ async fn refuse<T: AsyncWrite + Unpin>(link: &mut T, refusal: ResumeRefusal) {
         }
     }
     let _ = poll_fn(|cx| Pin::new(&mut *link).poll_close(cx)).await;
+}
+
+/// How many links `serve` reads the first frame of at once, plus the new
+/// sessions it keeps for the application to take; beyond that, connections wait
+/// in the listener's backlog.
+#[cfg(feature = "async-std")]
+const MAX_PENDING: usize = 256 + 64;
+
+#[cfg(feature = "async-std")]
+impl Acceptor<async_std::net::TcpStream> {
+    /// Accepts every connection of `listener` (setting `TCP_NODELAY`) and hands
+    /// each to [`accept`](Acceptor::accept) on a task of its own, bounded by the
+    /// handshake timeout; new sessions (their drivers spawned on async-std) come
+    /// out of the returned [`Incoming`], resumes and refusals are handled here.
+    /// At most 320 links are in hand at once (opening, or waiting to be taken);
+    /// beyond that, connections wait in the listener's backlog. Listener errors
+    /// are logged and retried after 100 ms. Dropping the `Incoming` stops the
+    /// loop; sessions already started go on.
+    pub fn serve(&self, listener: async_std::net::TcpListener) -> Incoming {
+        let (sessions, rx) = async_std::channel::bounded(64);
+        // A token per link in hand: sending blocks once MAX_PENDING are out.
+        let (in_hand, done) = async_std::channel::bounded::<()>(MAX_PENDING);
+        let acceptor = self.clone();
+        let task = async_std::task::spawn(async move {
+            loop {
+                if in_hand.send(()).await.is_err() {
+                    return;
+                }
+                let (tcp, peer) = match listener.accept().await {
+                    Ok(accepted) => accepted,
+                    Err(err) => {
+                        tracing::warn!(%err, "accept failed; retrying");
+                        let _ = done.try_recv();
+                        async_std::task::sleep(std::time::Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                if sessions.is_closed() {
+                    return;
+                }
+                if let Err(err) = tcp.set_nodelay(true) {
+                    tracing::debug!(%peer, %err, "cannot set TCP_NODELAY");
+                }
+                let acceptor = acceptor.clone();
+                let sessions = sessions.clone();
+                let done = done.clone();
+                async_std::task::spawn(async move {
+                    match acceptor.accept(tcp).await {
+                        Ok(Accepted::New(session, driver)) => {
+                            async_std::task::spawn(*driver);
+                            let _ = sessions.send(session).await;
+                        }
+                        Ok(Accepted::Resumed) => tracing::trace!(%peer, "link resumed a session"),
+                        Ok(Accepted::Refused(refusal)) => tracing::trace!(%peer, %refusal, "resume refused"),
+                        Err(err) => tracing::trace!(%peer, %err, "link dropped before it opened"),
+                    }
+                    let _ = done.try_recv();
+                });
+            }
+        });
+        Incoming {
+            sessions: rx,
+            task: Some(task),
+        }
+    }
+}
+
+/// The new sessions of `Acceptor::serve`'s loop.
+#[cfg(feature = "async-std")]
+pub struct Incoming {
+    sessions: async_std::channel::Receiver<Session>,
+    task: Option<async_std::task::JoinHandle<()>>,
+}
+
+#[cfg(feature = "async-std")]
+impl Incoming {
+    /// The next new session; `None` once the loop has stopped.
+    pub async fn next(&mut self) -> Option<Session> {
+        self.sessions.recv().await.ok()
+    }
+}
+
+#[cfg(feature = "async-std")]
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            // Cancelling needs an await; stop the loop from a task of its own.
+            async_std::task::spawn(task.cancel());
+        }
+    }
 }

@@ -50,6 +50,6 @@ pub use hawser_core::{
 pub use hawser_driver::{live_sessions, reset_code, session_error, ControlCore, Health, LinkEvent, RetryPolicy};
 pub use link::BlockingLink;
 pub use net::Listener;
-pub use resume::{Accepted, Acceptor};
+pub use resume::{Accepted, Acceptor, Incoming};
 pub use session::Session;
 pub use stream::{ReadHalf, Stream, WriteHalf};

@@ -2,6 +2,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
+use std::time::Duration;
 
 /// A byte link that a reader thread and a writer thread can use at once.
 pub trait BlockingLink: Read + Write + Send + Sized + 'static {
@@ -9,6 +10,10 @@ pub trait BlockingLink: Read + Write + Send + Sized + 'static {
     fn try_clone(&self) -> io::Result<Self>;
     /// Shuts both directions down, so that a thread blocked on the link returns.
     fn shutdown(&self) -> io::Result<()>;
+    /// How long a read may block (`None`: forever); a read that waits longer
+    /// fails with `WouldBlock` or `TimedOut`. The acceptor bounds a client's
+    /// opening with it.
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
 }
 
 impl BlockingLink for TcpStream {
@@ -18,6 +23,10 @@ impl BlockingLink for TcpStream {
 
     fn shutdown(&self) -> io::Result<()> {
         TcpStream::shutdown(self, Shutdown::Both)
+    }
+
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_read_timeout(self, timeout)
     }
 }
 
@@ -29,5 +38,9 @@ impl BlockingLink for std::os::unix::net::UnixStream {
 
     fn shutdown(&self) -> io::Result<()> {
         std::os::unix::net::UnixStream::shutdown(self, Shutdown::Both)
+    }
+
+    fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        std::os::unix::net::UnixStream::set_read_timeout(self, timeout)
     }
 }

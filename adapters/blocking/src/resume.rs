@@ -60,9 +60,10 @@ pub enum Accepted {
     Refused(ResumeRefusal),
 }
 
-/// The server side of resumable sessions: give it every accepted link. It reads
-/// the link's first frame, so set a read timeout on the socket first if a client
-/// might send nothing.
+/// The server side of resumable sessions: it reads each new link's first frame
+/// (within the handshake timeout) and starts a new session, resumes the detached
+/// session the link names, or refuses it. `serve` runs the whole accept loop for
+/// a TCP listener, a thread per link being opened.
 pub struct Acceptor<L> {
     config: Config,
     registry: Arc<Registry<L>>,
@@ -87,11 +88,31 @@ impl<L: BlockingLink> Acceptor<L> {
         })
     }
 
-    /// Starts a new session, resumes the detached one the link's resume request
-    /// names, or refuses it (answering and closing the link).
-    pub fn accept(&self, mut link: L) -> io::Result<Accepted> {
+    /// Reads the link's first frame (waiting at most the handshake timeout) and
+    /// starts a new session, resumes the detached one the link's resume request
+    /// names, or refuses it (answering and closing the link). Call it on a thread
+    /// of its own for each link, or let `serve` do so: one client that sends
+    /// nothing must not hold up the others.
+    pub fn accept(&self, link: L) -> io::Result<Accepted> {
+        link.set_read_timeout(Some(self.config.handshake_timeout))?;
+        let opened = self.read_opening(link);
+        if let Ok((link, _, _)) = &opened {
+            // The session's reader blocks for as long as the link is quiet.
+            link.set_read_timeout(None)?;
+        }
+        let (link, opening, buf) = opened?;
+        self.open(link, opening, buf)
+    }
+
+    fn read_opening(&self, mut link: L) -> io::Result<(L, Opening, Vec<u8>)> {
+        let timed_out = |err: io::Error| match err.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+                io::Error::new(io::ErrorKind::TimedOut, "no opening frame in time")
+            }
+            _ => err,
+        };
         let mut buf = vec![0u8; HEADER_LEN];
-        link.read_exact(&mut buf)?;
+        link.read_exact(&mut buf).map_err(timed_out)?;
         let opening = loop {
             match parse_opening(&buf) {
                 Ok(Some(opening)) => break opening,
@@ -99,7 +120,7 @@ impl<L: BlockingLink> Acceptor<L> {
                     // A resume request is 52 bytes in all; read no further.
                     let mut more = [0u8; 40];
                     let want = (HEADER_LEN + 40).saturating_sub(buf.len()).clamp(1, more.len());
-                    link.read_exact(&mut more[..want])?;
+                    link.read_exact(&mut more[..want]).map_err(timed_out)?;
                     buf.extend_from_slice(&more[..want]);
                 }
                 Err(err) => {
@@ -109,6 +130,10 @@ impl<L: BlockingLink> Acceptor<L> {
                 }
             }
         };
+        Ok((link, opening, buf))
+    }
+
+    fn open(&self, link: L, opening: Opening, buf: Vec<u8>) -> io::Result<Accepted> {
         match opening {
             Opening::Hello => {
                 let (shared, slot) = self.registry.start_session(self.config.clone(), Bytes::from(buf))?;
@@ -127,5 +152,161 @@ impl<L: BlockingLink> Acceptor<L> {
                 }
             }
         }
+    }
+}
+
+/// How many links `serve` reads the first frame of at once, plus the new
+/// sessions it keeps for the application to take; beyond that, connections wait
+/// in the listener's backlog.
+const MAX_PENDING: usize = 256 + 64;
+
+impl Acceptor<std::net::TcpStream> {
+    /// Accepts every connection of `listener` (setting `TCP_NODELAY`) and hands
+    /// each to [`accept`](Acceptor::accept) on a thread of its own, bounded by
+    /// the handshake timeout; new sessions come out of the returned [`Incoming`],
+    /// resumes and refusals are handled here. At most 320 links are in hand at
+    /// once (opening, or waiting to be taken); beyond that, connections wait in
+    /// the listener's backlog. Listener errors are logged and retried after
+    /// 100 ms. Once the `Incoming` is dropped, the loop stops at the next
+    /// connection; sessions already started go on.
+    ///
+    /// ```
+    /// # fn main() -> std::io::Result<()> {
+    /// use std::net::{TcpListener, TcpStream};
+    /// use hawser_blocking::{Acceptor, Config, Resumption, RetryPolicy, Session};
+    ///
+    /// let config = Config { resumption: Some(Resumption::default()), ..Config::default() };
+    /// let listener = TcpListener::bind("127.0.0.1:0")?;
+    /// let addr = listener.local_addr()?;
+    /// let incoming = Acceptor::<TcpStream>::new(config.clone())?.serve(listener);
+    /// std::thread::spawn(move || {
+    ///     for session in incoming {
+    ///         std::thread::spawn(move || while let Some(_stream) = session.accept() {});
+    ///     }
+    /// });
+    /// let client = Session::connect_resumable(move || TcpStream::connect(addr), config, RetryPolicy::default())?;
+    /// let _stream = client.open_stream()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn serve(&self, listener: std::net::TcpListener) -> Incoming {
+        let (sessions, rx) = std::sync::mpsc::sync_channel(64);
+        let in_hand = Arc::new(InHand::default());
+        let acceptor = self.clone();
+        let spawn_loop = std::thread::Builder::new()
+            .name("hawser-acceptor".into())
+            .spawn(move || loop {
+                in_hand.take();
+                let (tcp, peer) = match listener.accept() {
+                    Ok(accepted) => accepted,
+                    Err(err) => {
+                        tracing::warn!(%err, "accept failed; retrying");
+                        in_hand.give_back();
+                        std::thread::sleep(std::time::Duration::from_millis(100));
+                        continue;
+                    }
+                };
+                if let Err(err) = tcp.set_nodelay(true) {
+                    tracing::debug!(%peer, %err, "cannot set TCP_NODELAY");
+                }
+                let acceptor = acceptor.clone();
+                let sessions: std::sync::mpsc::SyncSender<Session> = sessions.clone();
+                let this_link = in_hand.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("hawser-opening".into())
+                    .spawn(move || {
+                        let stop = match acceptor.accept(tcp) {
+                            Ok(Accepted::New(session)) => sessions.send(session).is_err(),
+                            Ok(Accepted::Resumed) => {
+                                tracing::trace!(%peer, "link resumed a session");
+                                false
+                            }
+                            Ok(Accepted::Refused(refusal)) => {
+                                tracing::trace!(%peer, %refusal, "resume refused");
+                                false
+                            }
+                            Err(err) => {
+                                tracing::trace!(%peer, %err, "link dropped before it opened");
+                                false
+                            }
+                        };
+                        this_link.give_back();
+                        if stop {
+                            this_link.stop();
+                        }
+                    });
+                if let Err(err) = spawned {
+                    tracing::warn!(%peer, %err, "cannot start a thread for the link");
+                    in_hand.give_back();
+                }
+                if in_hand.stopped() {
+                    return;
+                }
+            });
+        if let Err(err) = spawn_loop {
+            tracing::warn!(%err, "cannot start the accept loop");
+        }
+        Incoming { sessions: rx }
+    }
+}
+
+/// Links `serve` has in hand, bounded by `MAX_PENDING`.
+#[derive(Default)]
+struct InHand {
+    count: std::sync::Mutex<(usize, bool)>,
+    changed: std::sync::Condvar,
+}
+
+impl InHand {
+    /// Waits for room for one more link, and takes it.
+    fn take(&self) {
+        let mut state = self.count.lock().unwrap_or_else(|p| p.into_inner());
+        while state.0 >= MAX_PENDING {
+            state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+        state.0 += 1;
+    }
+
+    fn give_back(&self) {
+        let mut state = self.count.lock().unwrap_or_else(|p| p.into_inner());
+        state.0 = state.0.saturating_sub(1);
+        self.changed.notify_one();
+    }
+
+    /// The application dropped the `Incoming`.
+    fn stop(&self) {
+        self.count.lock().unwrap_or_else(|p| p.into_inner()).1 = true;
+    }
+
+    fn stopped(&self) -> bool {
+        self.count.lock().unwrap_or_else(|p| p.into_inner()).1
+    }
+}
+
+/// The new sessions of `Acceptor::serve`'s loop; an iterator that blocks for
+/// the next one.
+pub struct Incoming {
+    sessions: std::sync::mpsc::Receiver<Session>,
+}
+
+impl Incoming {
+    /// Waits at most `timeout` for the next new session; `Ok(None)` once the loop
+    /// has stopped, `TimedOut` if none came in time.
+    pub fn next_timeout(&self, timeout: std::time::Duration) -> io::Result<Option<Session>> {
+        match self.sessions.recv_timeout(timeout) {
+            Ok(session) => Ok(Some(session)),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Ok(None),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                Err(io::Error::new(io::ErrorKind::TimedOut, "no new session in time"))
+            }
+        }
+    }
+}
+
+impl Iterator for Incoming {
+    type Item = Session;
+
+    /// Blocks until the next new session; `None` once the loop has stopped.
+    fn next(&mut self) -> Option<Session> {
+        self.sessions.recv().ok()
     }
 }

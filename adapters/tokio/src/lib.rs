@@ -78,6 +78,6 @@ pub use hawser_core::{
 };
 pub use hawser_driver::{live_sessions, reset_code, session_error, ControlCore, Health, LinkEvent, RetryPolicy};
 pub use net::Listener;
-pub use resume::{Accepted, Acceptor};
+pub use resume::{Accepted, Acceptor, Incoming};
 pub use session::{Control, Session};
 pub use stream::Stream;

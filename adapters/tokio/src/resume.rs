@@ -11,6 +11,9 @@ use hawser_core::resume::{parse_opening, Opening, ResumeRefusal};
 use hawser_core::Config;
 use hawser_driver::{check_resumable, resumable_client, Dial, Driver, Registry, RetryPolicy};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, Semaphore};
+use tokio::task::JoinHandle;
 
 use crate::session::{Session, TokioLink, TokioTimer};
 
@@ -61,27 +64,43 @@ pub enum Accepted {
     Refused(ResumeRefusal),
 }
 
-/// The server side of resumable sessions: give it every accepted link.
+/// The server side of resumable sessions: it reads each new link's first frame
+/// and starts a new session, resumes the detached session the link names, or
+/// refuses it.
 ///
-/// ```no_run
-/// use hawser_tokio::{Accepted, Acceptor, Config, Resumption};
+/// [`serve`](Acceptor::serve) runs the whole accept loop for a TCP listener,
+/// with every link handled on a task of its own, so that a client that sends
+/// nothing or sends garbage delays nobody else:
 ///
-/// # async fn demo() -> std::io::Result<()> {
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// use hawser_tokio::{Acceptor, Config, Resumption, RetryPolicy, Session};
+///
 /// let config = Config { resumption: Some(Resumption::default()), ..Config::default() };
-/// let acceptor = Acceptor::new(config)?;
-/// let listener = tokio::net::TcpListener::bind("127.0.0.1:7000").await?;
-/// loop {
-///     let (tcp, _) = listener.accept().await?;
-///     if let Accepted::New(session) = acceptor.accept(tcp).await? {
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// let addr = listener.local_addr()?;
+/// let mut incoming = Acceptor::<tokio::net::TcpStream>::new(config.clone())?.serve(listener);
+/// tokio::spawn(async move {
+///     while let Some(session) = incoming.next().await {
 ///         tokio::spawn(async move {
 ///             while let Some(stream) = session.accept().await {
 ///                 // serve the stream
+///                 # drop(stream);
 ///             }
 ///         });
 ///     }
-/// }
-/// # }
+/// });
+///
+/// let client = Session::connect_resumable(move || tokio::net::TcpStream::connect(addr), config, RetryPolicy::default())
+///     .await?;
+/// let _stream = client.open_stream().await?;
+/// # Ok(()) }
 /// ```
+///
+/// To run the loop yourself, call [`accept`](Acceptor::accept) on a task of its
+/// own for every link (never inline in the loop: one silent client would hold
+/// up every accept, resumes included, for the handshake timeout).
 pub struct Acceptor<T> {
     config: Config,
     registry: Arc<Registry<TokioLink<T>>>,
@@ -114,6 +133,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Acceptor<T> {
 
     /// Reads the link's first frame (waiting at most the handshake timeout) and
     /// starts a new session, resumes the detached one it names, or refuses it.
+    /// Call it on a task of its own for each link, or let
+    /// [`serve`](Acceptor::serve) do so.
     pub async fn accept(&self, mut link: T) -> io::Result<Accepted> {
         let limit = self.config.handshake_timeout;
         let (opening, buf) = match tokio::time::timeout(limit, read_opening(&mut link)).await {
@@ -142,6 +163,84 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Acceptor<T> {
         let driver =
             Driver::new(shared.clone(), TokioLink(link), TokioTimer::default()).with_link_source(Box::new(slot));
         Ok(Session::from_driver(shared, tokio::spawn(driver)))
+    }
+}
+
+/// How many links [`Acceptor::serve`] reads the first frame of at once; further
+/// connections wait in the listener's backlog until one of these is done.
+const MAX_PENDING_OPENINGS: usize = 256;
+/// New sessions [`Acceptor::serve`] keeps for the application to take; when they
+/// are not taken, no more links are accepted.
+const INCOMING_QUEUE: usize = 64;
+
+impl Acceptor<TcpStream> {
+    /// Accepts every connection of `listener` (setting `TCP_NODELAY`) and hands
+    /// each to [`accept`](Acceptor::accept) on a task of its own, bounded by the
+    /// handshake timeout. New sessions come out of the returned [`Incoming`];
+    /// resumes and refusals are handled here. At most 256 links wait for their
+    /// first frame at once and at most 64 new sessions wait to be taken; beyond
+    /// that, connections wait in the listener's backlog. Listener errors (such
+    /// as running out of file descriptors) are logged and retried after 100 ms.
+    /// Dropping the `Incoming` stops the loop; sessions already started go on.
+    pub fn serve(&self, listener: TcpListener) -> Incoming {
+        let (sessions, rx) = mpsc::channel(INCOMING_QUEUE);
+        let acceptor = self.clone();
+        let task = tokio::spawn(async move {
+            let pending = Arc::new(Semaphore::new(MAX_PENDING_OPENINGS + INCOMING_QUEUE));
+            loop {
+                let Ok(permit) = pending.clone().acquire_owned().await else {
+                    return;
+                };
+                let (tcp, peer) = match listener.accept().await {
+                    Ok(accepted) => accepted,
+                    Err(err) => {
+                        tracing::warn!(%err, "accept failed; retrying");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                if sessions.is_closed() {
+                    return;
+                }
+                if let Err(err) = tcp.set_nodelay(true) {
+                    tracing::debug!(%peer, %err, "cannot set TCP_NODELAY");
+                }
+                let acceptor = acceptor.clone();
+                let sessions = sessions.clone();
+                tokio::spawn(async move {
+                    match acceptor.accept(tcp).await {
+                        Ok(Accepted::New(session)) => {
+                            let _ = sessions.send(session).await;
+                        }
+                        Ok(Accepted::Resumed) => tracing::trace!(%peer, "link resumed a session"),
+                        Ok(Accepted::Refused(refusal)) => tracing::trace!(%peer, %refusal, "resume refused"),
+                        Err(err) => tracing::trace!(%peer, %err, "link dropped before it opened"),
+                    }
+                    drop(permit);
+                });
+            }
+        });
+        Incoming { sessions: rx, task }
+    }
+}
+
+/// The new sessions of [`Acceptor::serve`]'s loop.
+#[derive(Debug)]
+pub struct Incoming {
+    sessions: mpsc::Receiver<Session>,
+    task: JoinHandle<()>,
+}
+
+impl Incoming {
+    /// The next new session; `None` once the loop has stopped.
+    pub async fn next(&mut self) -> Option<Session> {
+        self.sessions.recv().await
+    }
+}
+
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 
