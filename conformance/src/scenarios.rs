@@ -371,6 +371,79 @@ pub async fn silent_peer_is_declared_dead<H: Harness>() -> Outcome {
     Ok(())
 }
 
+/// The next health event of `session`, or `None` if none comes within `limit`
+/// (or the session ended and none are left).
+async fn next_health_event<H: Harness>(session: &H::Session, limit: Duration) -> Option<hawser_driver::HealthEvent> {
+    let next = std::future::poll_fn(|cx| session.control().poll_health_event(cx));
+    race(next, H::sleep(limit)).await.flatten()
+}
+
+/// A ping's answer, a go-away and the status reach the application as health
+/// events and in the status snapshot.
+pub async fn health_events_and_status<H: Harness>() -> Outcome {
+    use hawser_driver::HealthEvent;
+    let (client, server) = H::pair(Config::default(), Config::default())
+        .await
+        .map_err(fail("connect"))?;
+    client.control().ping().map_err(fail("ping"))?;
+    // The keepalive's first ping may be answered first; either pong will do.
+    let rtt = loop {
+        match next_health_event::<H>(&client, Duration::from_secs(5)).await {
+            Some(HealthEvent::Pong { rtt }) => break rtt,
+            Some(_) => continue,
+            None => return Err("no pong event within 5 s".into()),
+        }
+    };
+    let status = client.control().status();
+    if status.rtt_last.is_none() || status.rtt_smoothed.is_none() || status.since_last_pong.is_none() {
+        return Err(format!("after a pong of {rtt:?} the status says {status:?}"));
+    }
+    if status.missed_pings != 0 || status.unhealthy_episodes != 0 || status.closed {
+        return Err(format!("a healthy session's status says {status:?}"));
+    }
+    server.go_away(GoAwayCode(0x111)).map_err(fail("go away"))?;
+    loop {
+        match next_health_event::<H>(&client, Duration::from_secs(5)).await {
+            Some(HealthEvent::GoAwayReceived(GoAwayCode(0x111))) => break,
+            Some(HealthEvent::GoAwayReceived(code)) => return Err(format!("go-away with {code:?}")),
+            Some(_) => continue,
+            None => return Err("no go-away event within 5 s".into()),
+        }
+    }
+    Ok(())
+}
+
+/// A peer that stops answering pings shows up as missed pings and an unhealthy
+/// episode before keepalive ends the session; then the events end.
+pub async fn missed_pings_are_health_events<H: Harness>() -> Outcome {
+    use hawser_driver::HealthEvent;
+    let (client, mut raw) = H::with_raw_peer(Role::Client, quick_keepalive())
+        .await
+        .map_err(fail("connect"))?;
+    let swallow = H::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        while matches!(raw.read(&mut buf).await, Ok(n) if n > 0) {}
+    });
+    let mut events = Vec::new();
+    while let Some(event) = next_health_event::<H>(&client, Duration::from_secs(5)).await {
+        events.push(event);
+    }
+    let expected = [
+        HealthEvent::PingMissed { missed: 1 },
+        HealthEvent::Unhealthy,
+        HealthEvent::PingMissed { missed: 2 },
+    ];
+    if events != expected {
+        return Err(format!("health events {events:?}, expected {expected:?}"));
+    }
+    let status = client.control().status();
+    if !status.closed || status.unhealthy_episodes != 1 || status.missed_pings != 2 {
+        return Err(format!("after the keepalive timeout the status says {status:?}"));
+    }
+    drop(swallow);
+    Ok(())
+}
+
 fn frame(ty: FrameType, flags: Flags, stream: u32, length: u32) -> Vec<u8> {
     Header::new(ty, flags, stream, length).encode(Profile::Yamux).to_vec()
 }

@@ -54,7 +54,9 @@ pub use hawser_core::{
     Config, ConfigError, FinishError, GoAwayCode, HandshakeError, Limits, OpenError, Profile, ProtocolError, ReadError,
     ResetCode, ResumeRefusal, Resumption, Role, SessionError, Stats, StreamId, WriteError,
 };
-pub use hawser_driver::{live_sessions, reset_code, session_error, ControlCore, Health, LinkEvent, RetryPolicy};
+pub use hawser_driver::{
+    live_sessions, reset_code, session_error, ControlCore, Health, HealthEvent, LinkEvent, RetryPolicy, Status,
+};
 #[cfg(feature = "async-std")]
 pub use net::Listener;
 #[cfg(feature = "async-std")]

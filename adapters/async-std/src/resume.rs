@@ -21,6 +21,15 @@ impl Session {
     /// A resumable client session and its driver (spawn it): `connect` dials a
     /// link now, and again whenever the link is lost, under `retry`. `config` (and
     /// the server's) must enable `resumption`.
+    ///
+    /// The first dial is retried under `retry` too; it fails with the last
+    /// dial's error once the policy runs out. Once the driver runs,
+    /// [`Control::resumable`](crate::Control::resumable) says when the session can
+    /// survive losing its link. A session that cannot be resumed (the server
+    /// restarted, or it expired while detached) ends with
+    /// `SessionError::ResumeRefused` or `SessionError::Expired`, which
+    /// [`Control::closed`](crate::Control::closed) and the last link event
+    /// (`LinkEvent::Ended`) report; build a new session for new work.
     pub async fn connect_resumable<F, Fut, T>(
         mut connect: F,
         config: Config,
@@ -32,7 +41,22 @@ impl Session {
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         check_resumable(&config)?;
-        let link = connect().await?;
+        let started = std::time::Instant::now();
+        let mut attempt = 0u32;
+        let link = loop {
+            attempt += 1;
+            match connect().await {
+                Ok(link) => break link,
+                Err(err) if attempt >= retry.max_attempts || started.elapsed() >= retry.give_up_after => {
+                    return Err(err)
+                }
+                Err(err) => {
+                    tracing::debug!(%err, attempt, "first connection failed; retrying");
+                    let jitter = hawser_driver::entropy().map_or(0, |bytes| u64::from(bytes[0]) * 997);
+                    async_io::Timer::after(retry.backoff(attempt + 1, jitter)).await;
+                }
+            }
+        };
         let dial = move || -> Dial<FuturesLink<T>> {
             let connecting = connect();
             Box::pin(async move { connecting.await.map(FuturesLink) })

@@ -103,6 +103,32 @@ impl Control {
     pub async fn next_link_event(&self) -> Option<hawser_driver::LinkEvent> {
         poll_fn(|cx| self.core.poll_link_event(cx)).await
     }
+
+    /// Waits until the session has ended and its driver has stopped (the link is
+    /// shut); returns why it ended (`Ok` for an orderly end; otherwise an error
+    /// that [`session_error`](crate::session_error) reads). Cancel-safe.
+    pub async fn closed(&self) -> io::Result<()> {
+        match poll_fn(|cx| self.core.poll_closed(cx)).await {
+            None => Ok(()),
+            Some(err) => Err(err.into()),
+        }
+    }
+
+    /// Resumable sessions: waits until the session would survive losing its link
+    /// (the handshake and the ticket exchange are done), or fails with what ended
+    /// it first. The driver must be running. Cancel-safe.
+    pub async fn resumable(&self) -> io::Result<()> {
+        poll_fn(|cx| self.core.poll_resumable(cx)).await
+    }
+
+    /// The next health event (pong with its RTT, missed ping, unhealthy,
+    /// recovered, go-away received); `None` once the session has ended and none
+    /// are left. See [`HealthEvent`](crate::HealthEvent) for when a dead peer is
+    /// noticed with the default keepalive; [`status`](ControlCore::status) gives
+    /// a snapshot at any time. Cancel-safe: an event is taken only when returned.
+    pub async fn next_health_event(&self) -> Option<hawser_driver::HealthEvent> {
+        poll_fn(|cx| self.core.poll_health_event(cx)).await
+    }
 }
 
 impl std::ops::Deref for Control {

@@ -78,9 +78,7 @@ async fn scenario() {
         .await
         .unwrap();
     async_std::task::spawn(driver);
-    while !session.is_resumable() {
-        async_std::task::sleep(Duration::from_millis(1)).await;
-    }
+    session.resumable().await.unwrap();
     let killer = {
         let proxy = proxy.clone();
         async_std::task::spawn(async move {

@@ -29,24 +29,71 @@ impl Session {
     /// let session = Session::connect_resumable(|| TcpStream::connect("127.0.0.1:7000"), config, RetryPolicy::default())?;
     /// # Ok(()) }
     /// ```
-    pub fn connect_resumable<L, F>(mut connect: F, config: Config, retry: RetryPolicy) -> io::Result<Session>
+    ///
+    /// The first dial is retried under `retry` too, and the session is returned
+    /// only once it can survive losing its link (the handshake and the ticket
+    /// exchange are done), each attempt bounded by `Config::handshake_timeout`.
+    /// It fails with the last attempt's error once the policy runs out, or at
+    /// once on a handshake or protocol error. A session that cannot be resumed
+    /// (the server restarted, or it expired while detached) ends with
+    /// `SessionError::ResumeRefused` or `SessionError::Expired`, which
+    /// [`closed`](Session::closed) and the last link event (`LinkEvent::Ended`)
+    /// report; build a new session for new work.
+    pub fn connect_resumable<L, F>(connect: F, config: Config, retry: RetryPolicy) -> io::Result<Session>
     where
         L: BlockingLink,
         F: FnMut() -> io::Result<L> + Send + 'static,
     {
         check_resumable(&config)?;
-        let link = connect()?;
-        let shared =
-            Shared::new(Role::Client, config).map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
+        let connect = Arc::new(std::sync::Mutex::new(connect));
+        let started = Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let err = match Self::try_resumable(&connect, &config, &retry) {
+                Ok(session) => return Ok(session),
+                Err(err) if err.kind() == io::ErrorKind::InvalidData => return Err(err),
+                Err(err) => err,
+            };
+            if attempt >= retry.max_attempts || started.elapsed() >= retry.give_up_after {
+                return Err(err);
+            }
+            tracing::debug!(%err, attempt, "first connection failed; retrying");
+            let jitter = hawser_driver::entropy().map_or(0, |bytes| u64::from(bytes[0]) * 997);
+            std::thread::sleep(retry.backoff(attempt + 1, jitter));
+        }
+    }
+
+    /// One attempt: dial, start the session, and wait until it is resumable.
+    fn try_resumable<L, F>(
+        connect: &Arc<std::sync::Mutex<F>>,
+        config: &Config,
+        retry: &RetryPolicy,
+    ) -> io::Result<Session>
+    where
+        L: BlockingLink,
+        F: FnMut() -> io::Result<L> + Send + 'static,
+    {
+        let link = (connect.lock().unwrap_or_else(|p| p.into_inner()))()?;
+        let shared = Shared::new(Role::Client, config.clone())
+            .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
+        let redial = connect.clone();
         let supply = Supply::Dial(Redial {
-            dial: Box::new(connect),
-            retry,
+            dial: Box::new(move || (redial.lock().unwrap_or_else(|p| p.into_inner()))()),
+            retry: retry.clone(),
             attempt: 0,
             since: Instant::now(),
             next_at: None,
             resumes_seen: 0,
         });
-        Session::start(shared, link, supply)
+        let session = Session::start(shared, link, supply)?;
+        match session.resumable(Some(config.handshake_timeout)) {
+            Ok(()) => Ok(session),
+            Err(err) => {
+                session.close(hawser_core::GoAwayCode::NORMAL);
+                Err(err)
+            }
+        }
     }
 }
 

@@ -83,6 +83,41 @@ impl Session {
         Ok(id.map(|id| Stream::new(self.control.shared().clone(), id)))
     }
 
+    /// Waits at most `timeout` (`None`: forever) for the next health event (pong
+    /// with its RTT, missed ping, unhealthy, recovered, go-away received);
+    /// `Ok(None)` once the session has ended and none are left, `TimedOut` if
+    /// none came in time. See [`HealthEvent`](crate::HealthEvent) for when a
+    /// dead peer is noticed with the default keepalive; `status()` gives a
+    /// snapshot at any time.
+    pub fn next_health_event(&self, timeout: Option<Duration>) -> io::Result<Option<hawser_driver::HealthEvent>> {
+        block_on_poll(timeout, |cx| self.control.poll_health_event(cx).map(Ok))
+    }
+
+    /// Waits at most `timeout` (`None`: forever) until the session has ended and
+    /// its writer has shut the link; returns why it ended (`Ok` for an orderly
+    /// end; otherwise an error that [`session_error`](crate::session_error)
+    /// reads), or `TimedOut`.
+    pub fn closed(&self, timeout: Option<Duration>) -> io::Result<()> {
+        match block_on_poll(timeout, |cx| self.control.poll_closed(cx).map(Ok))? {
+            None => Ok(()),
+            Some(err) => Err(err.into()),
+        }
+    }
+
+    /// Resumable sessions: waits at most `timeout` (`None`: forever) until the
+    /// session would survive losing its link (the handshake and the ticket
+    /// exchange are done); fails with what ended it first, or `TimedOut`.
+    pub fn resumable(&self, timeout: Option<Duration>) -> io::Result<()> {
+        block_on_poll(timeout, |cx| self.control.poll_resumable(cx))
+    }
+
+    /// Resumable sessions: waits at most `timeout` (`None`: forever) for the next
+    /// link event (lost, reconnecting, resumed, gave up, ended); `Ok(None)` once
+    /// the session has ended and none are left, `TimedOut` if none came in time.
+    pub fn next_link_event(&self, timeout: Option<Duration>) -> io::Result<Option<hawser_driver::LinkEvent>> {
+        block_on_poll(timeout, |cx| self.control.poll_link_event(cx).map(Ok))
+    }
+
     /// Waits until the session has ended and both threads have stopped.
     pub fn join(mut self) {
         for thread in self.threads.drain(..) {
@@ -242,6 +277,7 @@ impl<L: BlockingLink> Writer<L> {
                     // Unblocks the reader thread too.
                     let _ = link.shutdown();
                 }
+                Shared::lock(&self.shared).note_driver_finished();
                 return;
             }
             if self.link.is_none() {

@@ -81,3 +81,39 @@ fn dropping_every_handle_ends_the_session_after_its_streams_drain() {
         assert_eq!(sessions_fall_to_zero(), 0, "both ends let go of their sessions");
     }
 }
+
+#[test]
+fn closed_and_the_last_link_event_say_how_the_session_ended() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let tcp = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (accepted, _) = listener.accept().unwrap();
+    let server = Session::server(accepted, Config::default()).unwrap();
+    let client = Session::client(tcp, Config::default()).unwrap();
+    assert!(matches!(
+        client.closed(Some(Duration::from_millis(50))),
+        Err(err) if err.kind() == std::io::ErrorKind::TimedOut
+    ));
+    server.close(hawser_blocking::GoAwayCode(0x222));
+    let err = client
+        .closed(Some(Duration::from_secs(10)))
+        .expect_err("the server closed it with an error code");
+    assert_eq!(
+        hawser_blocking::session_error(&err),
+        Some(hawser_blocking::SessionError::PeerGoAway(hawser_blocking::GoAwayCode(
+            0x222
+        )))
+    );
+    let mut last = None;
+    while let Some(event) = client.next_link_event(Some(Duration::from_secs(10))).unwrap() {
+        last = Some(event);
+    }
+    assert_eq!(
+        last,
+        Some(hawser_blocking::LinkEvent::Ended {
+            reason: Some(hawser_blocking::SessionError::PeerGoAway(hawser_blocking::GoAwayCode(
+                0x222
+            )))
+        })
+    );
+}

@@ -5,6 +5,7 @@ use std::task::{Context, Poll};
 
 use hawser_core::{GoAwayCode, OpenError, SessionError, Stats, StreamId};
 
+use crate::health::{HealthEvent, Status};
 use crate::resume::LinkEvent;
 use crate::shared::{Health, Shared, SharedRef};
 
@@ -94,6 +95,20 @@ impl ControlCore {
         Shared::lock(&self.shared).health()
     }
 
+    /// A snapshot of the session's health and load: round trips, missed pings,
+    /// time since the last pong, unhealthy episodes, reconnects, open streams and
+    /// streams waiting to be accepted.
+    pub fn status(&self) -> Status {
+        Shared::lock(&self.shared).status()
+    }
+
+    /// The next [`HealthEvent`] (pong, missed ping, unhealthy, recovered, go-away
+    /// received); `None` once the session has ended and none are left. At most 64
+    /// wait; older ones are dropped.
+    pub fn poll_health_event(&self, cx: &mut Context<'_>) -> Poll<Option<HealthEvent>> {
+        Shared::lock(&self.shared).poll_health_event(cx)
+    }
+
     /// The session's counters.
     pub fn stats(&self) -> Stats {
         Shared::lock(&self.shared).session_ref().stats()
@@ -120,6 +135,32 @@ impl ControlCore {
         let mut shared = Shared::lock(&self.shared);
         let closed = shared.session_ref().is_closed();
         shared.link_events.poll_next(cx, closed)
+    }
+
+    /// Ready once the session has ended and its driver has stopped (the link is
+    /// shut): `None` for an orderly end, otherwise why it ended.
+    pub fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<Option<SessionError>> {
+        let mut shared = Shared::lock(&self.shared);
+        if shared.is_finished() {
+            return Poll::Ready(shared.session_ref().close_reason());
+        }
+        shared.register_lifecycle(cx.waker());
+        Poll::Pending
+    }
+
+    /// Resumption: ready once the session would survive losing its link (the
+    /// handshake and the ticket exchange are done), or with the error that ended
+    /// it first.
+    pub fn poll_resumable(&self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let mut shared = Shared::lock(&self.shared);
+        if shared.session_ref().is_resumable() {
+            return Poll::Ready(Ok(()));
+        }
+        if shared.session_ref().is_closed() {
+            return Poll::Ready(Err(shared.closed_error()));
+        }
+        shared.register_lifecycle(cx.waker());
+        Poll::Pending
     }
 
     /// Resumption: reconnect attempts made so far (client).

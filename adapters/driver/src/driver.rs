@@ -313,6 +313,7 @@ impl<L: Link + Unpin, T: Timer + Unpin> Future for Driver<L, T> {
                         }
                     }
                 }
+                Shared::lock(&this.shared).note_driver_finished();
                 return Poll::Ready(match reason {
                     None => Ok(()),
                     Some(err) => Err(err.into()),
@@ -322,6 +323,14 @@ impl<L: Link + Unpin, T: Timer + Unpin> Future for Driver<L, T> {
                 return Poll::Pending;
             }
         }
+    }
+}
+
+impl<L, T> Drop for Driver<L, T> {
+    fn drop(&mut self) {
+        // Dropped unfinished (its task was cancelled): nothing more will go out
+        // either way, so whoever waits for the end must not wait forever.
+        Shared::lock(&self.shared).note_driver_finished();
     }
 }
 

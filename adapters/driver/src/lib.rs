@@ -21,6 +21,7 @@ mod control;
 mod driver;
 mod errors;
 mod frames;
+mod health;
 pub mod pool;
 mod resume;
 mod shared;
@@ -30,6 +31,7 @@ pub use control::ControlCore;
 pub use driver::{next_read_size, Driver, Link, Timer};
 pub use errors::{reset_code, session_error};
 pub use frames::{FrameQueue, MAX_SLICES, WRITE_BATCH};
+pub use health::{HealthEvent, Status};
 pub use resume::{
     check_resumable, entropy, resumable_client, Dial, LinkEvent, LinkSlot, LinkSource, Redial, Registry, RetryPolicy,
 };

@@ -40,6 +40,15 @@ pub enum LinkEvent {
     },
     /// Client: the retry policy is exhausted; the session has ended.
     GaveUp,
+    /// The session has ended; the last event. `reason` is why (`None` for an
+    /// orderly end): `SessionError::Expired` when no new link resumed it within
+    /// `detached_timeout`, `SessionError::ResumeRefused` when the server could
+    /// not resume it (it restarted, or forgot the session). Build a new session
+    /// for new work.
+    Ended {
+        /// Why the session ended.
+        reason: Option<hawser_core::SessionError>,
+    },
 }
 
 /// At most this many link events wait to be taken; older ones are dropped.

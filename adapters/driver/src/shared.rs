@@ -8,6 +8,7 @@ use std::time::{Duration, Instant as StdInstant};
 
 use hawser_core::{Config, Event, Instant, Role, Session, SessionError, StreamId};
 
+use crate::health::{HealthEvent, HealthLog, Status};
 use crate::pool::SlabBuf;
 use crate::resume::{LinkEvent, LinkEvents};
 
@@ -58,6 +59,16 @@ pub struct Shared {
     pub(crate) link_events: LinkEvents,
     /// Where the streams' written bytes are copied to (see `pool`).
     write_slab: SlabBuf,
+    /// Health events for the application.
+    health_log: HealthLog,
+    /// Missed pings as of the last `HealthChanged` event.
+    missed_before: u32,
+    /// Tasks waiting for the session to end (`poll_closed`) or to become
+    /// resumable (`poll_resumable`).
+    lifecycle_wakers: Vec<Waker>,
+    /// The driver (or the blocking writer) has stopped: the link is shut and
+    /// nothing more goes out.
+    driver_finished: bool,
     /// The application's handles (session, control and stream handles) alive:
     /// when the last one goes, the session goes away (see `release_handle`).
     handles: usize,
@@ -79,6 +90,10 @@ impl Shared {
             detached: Vec::new(),
             link_events: LinkEvents::default(),
             write_slab: SlabBuf::default(),
+            health_log: HealthLog::default(),
+            missed_before: 0,
+            lifecycle_wakers: Vec::new(),
+            driver_finished: false,
             handles: 0,
         })))
     }
@@ -130,6 +145,30 @@ impl Shared {
             rtt: self.session.rtt(),
             missed_pings: self.session.missed_pings(),
         }
+    }
+
+    /// A snapshot of the session's health and load.
+    pub fn status(&self) -> Status {
+        let session = &self.session;
+        Status {
+            rtt_last: session.stats().rtt_last,
+            rtt_smoothed: session.rtt(),
+            missed_pings: session.missed_pings(),
+            since_last_pong: self.health_log.last_pong.map(|at| at.elapsed()),
+            unhealthy_episodes: self.health_log.unhealthy_episodes,
+            reconnects: self.link_events.reconnects,
+            resumes: session.stats().resumes,
+            streams_open: session.stream_count(),
+            pending_accepts: session.pending_accepts(),
+            detached: session.is_detached(),
+            closed: session.is_closed(),
+        }
+    }
+
+    /// The next health event; `None` once the session has ended and none are left.
+    pub fn poll_health_event(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<HealthEvent>> {
+        let closed = self.session.is_closed();
+        self.health_log.poll_next(cx, closed)
     }
 
     /// Why the session ended, if it did.
@@ -190,6 +229,25 @@ impl Shared {
             Some(existing) if existing.will_wake(waker) => {}
             _ => self.driver_waker = Some(waker.clone()),
         }
+    }
+
+    /// Registers a task waiting for the session to end or to become resumable;
+    /// woken on every change that could matter.
+    pub fn register_lifecycle(&mut self, waker: &Waker) {
+        if !self.lifecycle_wakers.iter().any(|w| w.will_wake(waker)) {
+            self.lifecycle_wakers.push(waker.clone());
+        }
+    }
+
+    /// The driver has stopped for good; `poll_closed` completes.
+    pub fn note_driver_finished(&mut self) {
+        self.driver_finished = true;
+        wake_all(&mut self.lifecycle_wakers);
+    }
+
+    /// Whether the session has ended and its driver stopped.
+    pub fn is_finished(&self) -> bool {
+        self.session.is_closed() && self.driver_finished
     }
 
     /// An application handle (session, control or stream) was made.
@@ -278,7 +336,12 @@ impl Shared {
                     self.wake_stream(id, true, true);
                     self.detached.retain(|d| *d != id);
                 }
-                Event::IncomingStream | Event::GoAwayReceived(_) => {
+                Event::IncomingStream => {
+                    wake_all(&mut self.accept_wakers);
+                    wake_all(&mut self.open_wakers);
+                }
+                Event::GoAwayReceived(code) => {
+                    self.health_log.push(HealthEvent::GoAwayReceived(code));
                     wake_all(&mut self.accept_wakers);
                     wake_all(&mut self.open_wakers);
                 }
@@ -288,10 +351,15 @@ impl Shared {
                         Some(err) => tracing::debug!(%err, "session closed"),
                         None => tracing::debug!("session closed"),
                     }
+                    self.link_events.push(LinkEvent::Ended { reason });
                     self.wake_everything();
                     self.link_events.wake();
+                    self.health_log.wake();
                 }
-                Event::Pong { rtt } => tracing::trace!(?rtt, "pong"),
+                Event::Pong { rtt } => {
+                    tracing::trace!(?rtt, "pong");
+                    self.health_log.push(HealthEvent::Pong { rtt });
+                }
                 Event::Detached => {
                     tracing::info!("link lost; the session waits for a new link");
                     self.link_events.drop_link = true;
@@ -309,6 +377,9 @@ impl Shared {
                     self.wake_driver();
                 }
                 Event::HealthChanged { missed_pings } => {
+                    let before = self.missed_before;
+                    self.missed_before = missed_pings;
+                    self.health_log.missed(missed_pings, before);
                     if missed_pings > 0 {
                         tracing::warn!(missed_pings, "link unhealthy: keepalive pings unanswered");
                     } else {
@@ -319,6 +390,9 @@ impl Shared {
         }
         if drain {
             self.drain_detached();
+        }
+        if !self.lifecycle_wakers.is_empty() && (self.session.is_resumable() || self.session.is_closed()) {
+            wake_all(&mut self.lifecycle_wakers);
         }
     }
 

@@ -76,7 +76,9 @@ pub use hawser_core::{
     Config, ConfigError, FinishError, GoAwayCode, HandshakeError, Limits, OpenError, Profile, ProtocolError, ReadError,
     ResetCode, ResumeRefusal, Resumption, Role, SessionError, Stats, StreamId, WriteError,
 };
-pub use hawser_driver::{live_sessions, reset_code, session_error, ControlCore, Health, LinkEvent, RetryPolicy};
+pub use hawser_driver::{
+    live_sessions, reset_code, session_error, ControlCore, Health, HealthEvent, LinkEvent, RetryPolicy, Status,
+};
 pub use net::Listener;
 pub use resume::{Accepted, Acceptor, Incoming};
 pub use session::{Control, Session};

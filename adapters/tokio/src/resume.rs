@@ -2,7 +2,7 @@
 //! acceptor that hands each new link to a new session or to the detached session
 //! it resumes.
 
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::sync::Arc;
 
@@ -23,33 +23,100 @@ impl Session {
     /// open while it redials; nothing written is lost or repeated. `config` must
     /// have `resumption` set, and so must the server's.
     ///
-    /// ```no_run
-    /// use hawser_tokio::{Config, RetryPolicy, Resumption, Session};
+    /// The first dial is retried under `retry` too (a server that is not up yet,
+    /// a network that is not there yet), and the session is returned only once
+    /// it can survive losing its link: the handshake and the ticket exchange are
+    /// done, each attempt bounded by `Config::handshake_timeout`. It fails with
+    /// the last attempt's error once the policy runs out, or at once on a
+    /// handshake or protocol error (retrying would not help).
     ///
-    /// # async fn demo() -> std::io::Result<()> {
-    /// let config = Config { resumption: Some(Resumption::default()), ..Config::default() };
-    /// let session = Session::connect_resumable(
-    ///     || tokio::net::TcpStream::connect("127.0.0.1:7000"),
-    ///     config,
-    ///     RetryPolicy::default(),
-    /// )
-    /// .await?;
-    /// # Ok(()) }
+    /// A session that cannot be resumed (the server restarted, or the session
+    /// expired while detached) ends with `SessionError::ResumeRefused` or
+    /// `SessionError::Expired`, which [`Control::closed`] returns and the last
+    /// link event, [`LinkEvent::Ended`](crate::LinkEvent::Ended), carries. Its
+    /// streams fail; build a new session for new work:
+    ///
     /// ```
-    pub async fn connect_resumable<F, Fut, T>(mut connect: F, config: Config, retry: RetryPolicy) -> io::Result<Session>
+    /// use hawser_tokio::{session_error, Config, Resumption, RetryPolicy, Session, SessionError};
+    ///
+    /// async fn stay_connected(addr: std::net::SocketAddr) -> std::io::Result<()> {
+    ///     let config = Config { resumption: Some(Resumption::default()), ..Config::default() };
+    ///     loop {
+    ///         let dial = move || tokio::net::TcpStream::connect(addr);
+    ///         let session = Session::connect_resumable(dial, config.clone(), RetryPolicy::default()).await?;
+    ///         // ... hand session.control() to the application ...
+    ///         match session.closed().await {
+    ///             Ok(()) => return Ok(()), // an orderly end
+    ///             Err(err) => match session_error(&err) {
+    ///                 Some(SessionError::Expired | SessionError::ResumeRefused(_)) => continue, // start afresh
+    ///                 _ => return Err(err),
+    ///             },
+    ///         }
+    ///     }
+    /// }
+    /// # let _ = stay_connected;
+    /// ```
+    pub async fn connect_resumable<F, Fut, T>(connect: F, config: Config, retry: RetryPolicy) -> io::Result<Session>
     where
         F: FnMut() -> Fut + Send + 'static,
         Fut: Future<Output = io::Result<T>> + Send + 'static,
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         check_resumable(&config)?;
-        let link = connect().await?;
+        let connect = Arc::new(std::sync::Mutex::new(connect));
         let dial = move || -> Dial<TokioLink<T>> {
-            let connecting = connect();
+            let connecting = (connect.lock().unwrap_or_else(|p| p.into_inner()))();
             Box::pin(async move { connecting.await.map(TokioLink) })
         };
-        let (shared, driver) = resumable_client::<_, TokioTimer>(config, TokioLink(link), Box::new(dial), retry)?;
-        Ok(Session::from_driver(shared, tokio::spawn(driver)))
+        let dial = Arc::new(std::sync::Mutex::new(dial));
+        let started = std::time::Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let outcome = Self::try_resumable(&dial, &config, &retry).await;
+            let err = match outcome {
+                Ok(session) => return Ok(session),
+                Err(err) if err.kind() == io::ErrorKind::InvalidData => return Err(err),
+                Err(err) => err,
+            };
+            if attempt >= retry.max_attempts || started.elapsed() >= retry.give_up_after {
+                return Err(err);
+            }
+            tracing::debug!(%err, attempt, "first connection failed; retrying");
+            let jitter = hawser_driver::entropy().map_or(0, |bytes| u64::from(bytes[0]) * 997);
+            tokio::time::sleep(retry.backoff(attempt + 1, jitter)).await;
+        }
+    }
+
+    /// One attempt: dial, start the session, and wait until it is resumable.
+    async fn try_resumable<T>(
+        dial: &Arc<std::sync::Mutex<impl FnMut() -> Dial<TokioLink<T>> + Send + 'static>>,
+        config: &Config,
+        retry: &RetryPolicy,
+    ) -> io::Result<Session>
+    where
+        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let first = (dial.lock().unwrap_or_else(|p| p.into_inner()))();
+        let link = first.await?;
+        let redial = dial.clone();
+        let redial = move || (redial.lock().unwrap_or_else(|p| p.into_inner()))();
+        let (shared, driver) =
+            resumable_client::<_, TokioTimer>(config.clone(), link, Box::new(redial), retry.clone())?;
+        tokio::spawn(driver);
+        let session = Session::from_shared(shared);
+        let ready = poll_fn(|cx| session.poll_resumable(cx));
+        match tokio::time::timeout(config.handshake_timeout, ready).await {
+            Ok(Ok(())) => Ok(session),
+            Ok(Err(err)) => Err(err),
+            Err(_) => {
+                session.close(hawser_core::GoAwayCode::NORMAL);
+                Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the server did not complete the handshake in time",
+                ))
+            }
+        }
     }
 }
 
@@ -162,7 +229,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Acceptor<T> {
         let (shared, slot) = self.registry.start_session(self.config.clone(), Bytes::from(first))?;
         let driver =
             Driver::new(shared.clone(), TokioLink(link), TokioTimer::default()).with_link_source(Box::new(slot));
-        Ok(Session::from_driver(shared, tokio::spawn(driver)))
+        tokio::spawn(driver);
+        Ok(Session::from_shared(shared))
     }
 }
 

@@ -10,7 +10,6 @@ use bytes::BytesMut;
 use hawser_core::{Config, Role};
 use hawser_driver::{ControlCore, Driver, Link, Shared, Timer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::task::JoinHandle;
 
 use crate::stream::Stream;
 
@@ -24,7 +23,6 @@ pub struct Control {
 /// streams, going away and reading health.
 pub struct Session {
     control: Control,
-    driver: Option<JoinHandle<io::Result<()>>>,
 }
 
 impl Session {
@@ -45,12 +43,12 @@ impl Session {
         Self::new(link, config, Role::Server)
     }
 
-    pub(crate) fn from_driver(shared: hawser_driver::SharedRef, driver: JoinHandle<io::Result<()>>) -> Session {
+    /// The handle of a session whose driver is already spawned.
+    pub(crate) fn from_shared(shared: hawser_driver::SharedRef) -> Session {
         Session {
             control: Control {
                 core: ControlCore::new(shared),
             },
-            driver: Some(driver),
         }
     }
 
@@ -59,14 +57,8 @@ impl Session {
         T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let shared = Shared::new(role, config).map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
-        let driver = Driver::new(shared.clone(), TokioLink(link), TokioTimer::default());
-        let driver = tokio::spawn(driver);
-        Ok(Session {
-            control: Control {
-                core: ControlCore::new(shared),
-            },
-            driver: Some(driver),
-        })
+        tokio::spawn(Driver::new(shared.clone(), TokioLink(link), TokioTimer::default()));
+        Ok(Session::from_shared(shared))
     }
 
     /// The next inbound stream, or `None` once the session is closed or draining
@@ -80,13 +72,17 @@ impl Session {
     pub fn control(&self) -> Control {
         self.control.clone()
     }
+}
 
-    /// Waits until the session has ended and its link is shut; returns why it ended
-    /// (`Ok` for an orderly end).
-    pub async fn closed(mut self) -> io::Result<()> {
-        match self.driver.take() {
-            Some(driver) => driver.await.map_err(io::Error::other)?,
+impl Control {
+    /// Waits until the session has ended and its link is shut; returns why it
+    /// ended (`Ok` for an orderly end; otherwise an error that
+    /// [`session_error`](crate::session_error) reads). Cancel-safe, and any
+    /// number of tasks may wait at once.
+    pub async fn closed(&self) -> io::Result<()> {
+        match poll_fn(|cx| self.core.poll_closed(cx)).await {
             None => Ok(()),
+            Some(err) => Err(err.into()),
         }
     }
 }
@@ -117,6 +113,23 @@ impl Control {
     /// up); `None` once the session has ended and none are left.
     pub async fn next_link_event(&self) -> Option<hawser_driver::LinkEvent> {
         poll_fn(|cx| self.core.poll_link_event(cx)).await
+    }
+
+    /// Resumable sessions: waits until the session would survive losing its link
+    /// (the handshake and the ticket exchange are done), or fails with what ended
+    /// it first; [`Session::connect_resumable`] returns only once this holds.
+    /// Cancel-safe.
+    pub async fn resumable(&self) -> io::Result<()> {
+        poll_fn(|cx| self.core.poll_resumable(cx)).await
+    }
+
+    /// The next health event (pong with its RTT, missed ping, unhealthy,
+    /// recovered, go-away received); `None` once the session has ended and none
+    /// are left. See [`HealthEvent`](crate::HealthEvent) for when a dead peer is
+    /// noticed with the default keepalive; [`status`](ControlCore::status) gives
+    /// a snapshot at any time. Cancel-safe: an event is taken only when returned.
+    pub async fn next_health_event(&self) -> Option<hawser_driver::HealthEvent> {
+        poll_fn(|cx| self.core.poll_health_event(cx)).await
     }
 }
 
