@@ -41,6 +41,13 @@
 //! says what happened and whose source carries the hawser error and code;
 //! [`reset_code`] and [`session_error`] read them out without downcasting.
 
+//!
+//! Reading, writing (`poll_write`: a write that is cancelled took nothing),
+//! `open_stream`, `accept`, `closed` and the event streams are cancel-safe:
+//! dropping one of them mid-way, as `async_std::future::timeout` does, loses no
+//! byte, delivers none twice, and loses or opens no stream (`tests/cancel.rs`).
+//! `write_all` is not: on cancellation it may have written a prefix.
+
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -27,6 +27,13 @@
 //! Dropping the last handle of a session (the [`Session`] and every `Stream`)
 //! makes it go away with `NORMAL`, drain and close; both threads then end.
 //!
+//! Every blocking operation can be bounded: `Stream::set_read_timeout` and
+//! `set_write_timeout`, `Session::open_stream_timeout`, `accept_timeout`,
+//! `closed`, `resumable`, `next_health_event` and `next_link_event` take a
+//! timeout; `finish` never blocks. The writer thread bounds each link write
+//! (200 ms) and runs the session's timers in between, so a peer that stops
+//! reading is still noticed by keepalive.
+//!
 //! Operations fail with `io::Error`s whose kind says what happened
 //! (`ConnectionReset` for a reset, `ConnectionRefused` for a refused open,
 //! `TimedOut` for a timeout or missed keepalives, `ConnectionAborted` once the

@@ -14,6 +14,10 @@ pub trait BlockingLink: Read + Write + Send + Sized + 'static {
     /// fails with `WouldBlock` or `TimedOut`. The acceptor bounds a client's
     /// opening with it.
     fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
+    /// How long a write may block (`None`: forever); a write that waits longer
+    /// fails with `WouldBlock` or `TimedOut`. The writer thread uses it to keep
+    /// the session's timers (keepalive) running while the peer does not read.
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()>;
 }
 
 impl BlockingLink for TcpStream {
@@ -27,6 +31,10 @@ impl BlockingLink for TcpStream {
 
     fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         TcpStream::set_read_timeout(self, timeout)
+    }
+
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_write_timeout(self, timeout)
     }
 }
 
@@ -42,5 +50,9 @@ impl BlockingLink for std::os::unix::net::UnixStream {
 
     fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         std::os::unix::net::UnixStream::set_read_timeout(self, timeout)
+    }
+
+    fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
+        std::os::unix::net::UnixStream::set_write_timeout(self, timeout)
     }
 }

@@ -18,6 +18,10 @@ use crate::stream::Stream;
 use crate::wait::{block_on_poll, Signal};
 
 const READ_BUFFER: usize = hawser_driver::pool::SLAB;
+/// How long one link write may block before the writer thread runs the
+/// session's timers and tries again: a peer that stops reading must not stop
+/// keepalive from noticing it.
+const WRITE_STALL: Duration = Duration::from_millis(200);
 /// The read size of a quiet link, and the first read's.
 const QUIET_READ: usize = hawser_driver::pool::SMALL_BUF;
 
@@ -46,6 +50,7 @@ impl Session {
     }
 
     pub(crate) fn start<L: BlockingLink>(shared: SharedRef, link: L, supply: Supply<L>) -> io::Result<Session> {
+        link.set_write_timeout(Some(WRITE_STALL))?;
         let generation = Arc::new(AtomicU64::new(0));
         let reader_thread = spawn_reader(&shared, &link, &generation)?;
         let signal = Arc::new(Signal::default());
@@ -65,9 +70,16 @@ impl Session {
         })
     }
 
-    /// Opens a stream, blocking while a limit is reached.
+    /// Opens a stream, blocking while a limit is reached (max streams, opens the
+    /// peer has not acknowledged).
     pub fn open_stream(&self) -> io::Result<Stream> {
-        let id = block_on_poll(None, |cx| self.control.poll_open(cx))?;
+        self.open_stream_timeout(None)
+    }
+
+    /// Like [`open_stream`](Self::open_stream), giving up with `TimedOut` after
+    /// `timeout`. A stream is opened only when it returns `Ok`.
+    pub fn open_stream_timeout(&self, timeout: Option<Duration>) -> io::Result<Stream> {
+        let id = block_on_poll(timeout, |cx| self.control.poll_open(cx))?;
         Ok(Stream::new(self.control.shared().clone(), id))
     }
 
@@ -301,6 +313,15 @@ impl<L: BlockingLink> Writer<L> {
                     continue;
                 };
                 if let Err(err) = write_all_vectored(link, &mut out) {
+                    if matches!(err.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) {
+                        // The peer is not reading. Run the timers (keepalive may
+                        // declare it dead), then write the rest; a session that
+                        // has ended meanwhile gives up on it.
+                        if closed {
+                            out.clear();
+                        }
+                        continue;
+                    }
                     tracing::debug!(%err, "link write failed");
                     out.clear();
                     let mut guard = Shared::lock(&self.shared);
@@ -331,6 +352,10 @@ impl<L: BlockingLink> Writer<L> {
                     return;
                 }
             }
+        }
+        if let Err(err) = link.set_write_timeout(Some(WRITE_STALL)) {
+            tracing::debug!(%err, "cannot bound the new link's writes");
+            return;
         }
         match spawn_reader(&self.shared, &link, &self.generation) {
             Ok(_) => self.link = Some(link),

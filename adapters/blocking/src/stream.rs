@@ -43,7 +43,9 @@ impl Stream {
     }
 
     /// Finishes this side of the stream: the peer reads end-of-stream after the
-    /// data written so far.
+    /// data written so far. It never blocks (the FIN is queued behind the data);
+    /// to wait until everything has been handed to the link, `flush` (bounded by
+    /// the write timeout).
     pub fn finish(&mut self) -> io::Result<()> {
         self.core.finish()
     }

@@ -38,6 +38,16 @@
 //! resumes; streams stay open and nothing is lost or repeated.
 //! [`Control::next_link_event`] reports what happens to the link.
 //!
+//! ## Cancel safety
+//! Reading, writing (`poll_write`: a write that is cancelled took nothing),
+//! [`Control::open_stream`], [`Session::accept`], [`Control::closed`] and the
+//! event streams are cancel-safe: dropping one of them mid-way, as
+//! `tokio::time::timeout` does, loses no byte, delivers none twice, and loses
+//! or opens no stream (`tests/cancel.rs` cuts each short thousands of times).
+//! As with any tokio writer, `write_all` is not: on cancellation it may have
+//! written a prefix. To bound a session's operations in time, wrap them in
+//! `tokio::time::timeout`.
+//!
 //! ## Errors
 //! Stream operations fail with an `io::Error` whose kind says what happened
 //! (`ConnectionReset` for a reset, `ConnectionRefused` for a refused open,
