@@ -35,65 +35,103 @@ pub enum Role {
 pub struct Config {
     /// The wire profile: [`Profile::Native`] for hawser peers, [`Profile::Yamux`] for
     /// rust-yamux, go-yamux and hashicorp/yamux peers.
+    ///
+    /// Default: [`Profile::Native`].
     pub profile: Profile,
     /// The receive window each stream starts with. The yamux profile always starts at
     /// 256 KiB (the spec's value) and grants anything above it with a window update
     /// once the stream is open.
+    ///
+    /// Default: 256 KiB.
     pub initial_window: u32,
     /// The largest receive window auto-tuning may grow one stream to.
+    ///
+    /// Default: 16 MiB.
     pub max_stream_window: u32,
     /// The session-wide receive budget: the sum of all streams' receive windows never
     /// exceeds it, so the peer can never make this side buffer more payload. A stream
     /// that would not fit is refused (inbound) or blocked (outbound). Received pieces
     /// of 512 bytes or more are kept as slices of the input buffers the caller passed
     /// to `handle_input`, so resident memory also depends on how the caller sizes them.
+    ///
+    /// Default: 256 MiB.
     pub receive_budget: u64,
     /// The largest Data payload sent in one frame (writes are split at this size),
     /// and in the native profile the largest one accepted.
+    ///
+    /// Default: 64 KiB.
     pub max_frame_size: u32,
     /// How many streams may be open at once, counting both directions. Peer opens
     /// beyond it are refused; local opens return `Blocked`.
+    ///
+    /// Default: 512.
     pub max_streams: usize,
     /// How many inbound streams may wait for [`Session::accept`](crate::Session::accept);
     /// more are refused.
+    ///
+    /// Default: 256.
     pub accept_backlog: usize,
     /// How many locally opened streams may wait for the peer's acknowledgement before
     /// further opens return `Blocked` (yamux's ACK backlog).
+    ///
+    /// Default: 256.
     pub max_unacknowledged_opens: usize,
     /// Unsent bytes one stream may buffer before writes return `Blocked`.
+    ///
+    /// Default: 1 MiB.
     pub stream_send_buffer: usize,
     /// Unsent bytes all streams together may buffer before writes return `Blocked`.
     /// Bytes only wait here until the driver frames them (the window limits what is
     /// in flight, not this), so a small bound loses no throughput and keeps the
     /// data in cache: the default is 2 MiB, which ran 100 concurrent bulk streams
     /// about twice as fast on loopback as 32 MiB did.
+    ///
+    /// Default: 2 MiB.
     pub session_send_buffer: usize,
     /// How often to ping the peer to measure RTT and detect a dead link; `None`
     /// disables keepalive.
+    ///
+    /// Default: 30 s.
     pub keepalive_interval: Option<Duration>,
     /// How long a ping may go unanswered before it counts as missed.
+    ///
+    /// Default: 10 s.
     pub ping_timeout: Duration,
     /// How many pings in a row may be missed before the link is declared dead.
+    ///
+    /// Default: 3.
     pub max_missed_pings: u32,
     /// How long a locally opened stream may wait for the peer's acknowledgement
     /// before it is reset; `None` waits forever. [`Config::yamux`] sets `None`:
     /// rust-yamux acknowledges a stream only when it first sends on it.
+    ///
+    /// Default: 30 s (`None` in [`Config::yamux`]).
     pub open_timeout: Option<Duration>,
     /// How long, after this side finished a stream, the peer may go without
     /// sending on it or finishing it before the stream is reset; `None` waits
     /// forever. A peer that keeps sending (a long reply to a finished request) is
     /// never cut off by it.
+    ///
+    /// Default: 60 s.
     pub close_timeout: Option<Duration>,
     /// How long a go-away drain may last before the remaining streams are reset.
+    ///
+    /// Default: 30 s.
     pub drain_timeout: Duration,
     /// Native profile: how long to wait for the peer's hello (and, when resuming,
     /// for the server's answer).
+    ///
+    /// Default: 10 s.
     pub handshake_timeout: Duration,
     /// Native profile: survive the loss of the link (see [`crate::resume`]);
     /// `None` (the default) ends the session when the link is lost. Both sides
     /// must enable it.
+    ///
+    /// Default: `None`.
     pub resumption: Option<Resumption>,
     /// Budgets against abusive peers.
+    ///
+    /// Default: [`Limits::default()`].
     pub limits: Limits,
 }
 
@@ -104,13 +142,21 @@ pub struct Resumption {
     /// return `Blocked`) once it would take more than fifteen sixteenths of it;
     /// control frames, small and bounded by other limits, use the rest and are
     /// never held back, so acknowledgements can never deadlock.
+    ///
+    /// Default: 4 MiB.
     pub replay_buffer: usize,
     /// Acknowledge at the latest after this many bytes were received...
+    ///
+    /// Default: 64 KiB.
     pub ack_bytes: u32,
     /// ...or this long after the first byte not yet acknowledged.
+    ///
+    /// Default: 20 ms.
     pub ack_delay: Duration,
     /// How long a session may wait for a new link before it expires; its streams
     /// then fail with [`SessionError::Expired`](crate::SessionError::Expired).
+    ///
+    /// Default: 30 s.
     pub detached_timeout: Duration,
 }
 
@@ -130,14 +176,22 @@ impl Default for Resumption {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Ping requests the peer may send per second.
+    ///
+    /// Default: 128.
     pub pings_per_second: u32,
     /// Zero-length frames that change nothing (no payload, no window delta, no
     /// flag with an effect, such as a repeated FIN) the peer may send per second.
+    ///
+    /// Default: 1024.
     pub empty_frames_per_second: u32,
     /// Stream resets and refused opens the peer may cause per second (open+reset floods).
+    ///
+    /// Default: 1024.
     pub resets_per_second: u32,
     /// Control replies (pongs, refusals) that may wait for transmission; a peer
     /// that keeps asking without reading our replies exceeds it.
+    ///
+    /// Default: 1024.
     pub max_pending_control: usize,
 }
 

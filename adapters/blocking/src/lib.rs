@@ -4,18 +4,32 @@
 //! `std::io::Read + Write` (a `TcpStream`, a `UnixStream`), streams that implement
 //! `std::io::Read + Write`, and per-stream timeouts like `TcpStream`'s.
 //!
-//! ```no_run
+//! ```
 //! use std::io::{Read, Write};
-//! use std::net::TcpStream;
-//! use hawser_blocking::{Config, Session};
+//! use hawser_blocking::{Config, Listener, Session};
 //!
-//! # fn demo() -> std::io::Result<()> {
-//! let session = Session::client(TcpStream::connect("127.0.0.1:7000")?, Config::default())?;
+//! # fn main() -> std::io::Result<()> {
+//! let listener = Listener::bind("127.0.0.1:0", Config::default())?;
+//! let addr = listener.local_addr()?;
+//! std::thread::spawn(move || {
+//!     // Echo every stream of every session.
+//!     while let Ok((session, _peer)) = listener.accept() {
+//!         std::thread::spawn(move || {
+//!             while let Some(stream) = session.accept() {
+//!                 let (mut from, mut to) = stream.split();
+//!                 std::thread::spawn(move || std::io::copy(&mut from, &mut to));
+//!             }
+//!         });
+//!     }
+//! });
+//!
+//! let session = Session::connect(addr, Config::default())?;
 //! let mut stream = session.open_stream()?;
 //! stream.write_all(b"hello")?;
 //! stream.finish()?;
 //! let mut reply = Vec::new();
 //! stream.read_to_end(&mut reply)?;
+//! assert_eq!(reply, b"hello");
 //! # Ok(()) }
 //! ```
 //!

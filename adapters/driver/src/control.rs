@@ -18,13 +18,15 @@ pub struct ControlCore {
 }
 
 impl ControlCore {
-    /// Operations on `shared`.
+    /// Operations on `shared` (for the adapters, which make these handles).
+    #[doc(hidden)]
     pub fn new(shared: SharedRef) -> Self {
         Shared::lock(&shared).acquire_handle();
         ControlCore { shared }
     }
 
-    /// The shared session.
+    /// The shared session (for the adapters).
+    #[doc(hidden)]
     pub fn shared(&self) -> &SharedRef {
         &self.shared
     }

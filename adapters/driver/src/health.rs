@@ -1,11 +1,12 @@
 //! What an application can watch of a session's health: a bounded queue of
 //! [`HealthEvent`]s, and a [`Status`] snapshot.
 
-use std::collections::VecDeque;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use hawser_core::GoAwayCode;
+
+use crate::events::EventQueue;
 
 /// Something that happened to the link's health, in order.
 ///
@@ -41,9 +42,6 @@ pub enum HealthEvent {
     GoAwayReceived(GoAwayCode),
 }
 
-/// At most this many health events wait to be taken; older ones are dropped.
-const MAX_HEALTH_EVENTS: usize = 64;
-
 /// A snapshot of a session's health and load.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Status {
@@ -75,8 +73,7 @@ pub struct Status {
 /// core does not keep.
 #[derive(Default)]
 pub(crate) struct HealthLog {
-    queue: VecDeque<HealthEvent>,
-    waker: Option<Waker>,
+    events: EventQueue<HealthEvent>,
     pub(crate) last_pong: Option<Instant>,
     pub(crate) unhealthy_episodes: u64,
 }
@@ -88,11 +85,7 @@ impl HealthLog {
             HealthEvent::Unhealthy => self.unhealthy_episodes += 1,
             _ => {}
         }
-        if self.queue.len() == MAX_HEALTH_EVENTS {
-            self.queue.pop_front();
-        }
-        self.queue.push_back(event);
-        self.wake();
+        self.events.push(event);
     }
 
     /// What the core's `HealthChanged { missed_pings }` means, as events.
@@ -110,20 +103,11 @@ impl HealthLog {
     }
 
     pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>, closed: bool) -> Poll<Option<HealthEvent>> {
-        if let Some(event) = self.queue.pop_front() {
-            return Poll::Ready(Some(event));
-        }
-        if closed {
-            return Poll::Ready(None);
-        }
-        self.waker = Some(cx.waker().clone());
-        Poll::Pending
+        self.events.poll_next(cx, closed)
     }
 
     pub(crate) fn wake(&mut self) {
-        if let Some(waker) = self.waker.take() {
-            waker.wake();
-        }
+        self.events.wake();
     }
 }
 
@@ -137,7 +121,7 @@ mod tests {
         log.missed(1, 0);
         log.missed(2, 1);
         log.missed(0, 2);
-        let events: Vec<_> = log.queue.drain(..).collect();
+        let events: Vec<_> = log.events.drain().collect();
         assert_eq!(
             events,
             vec![
@@ -158,12 +142,13 @@ mod tests {
                 rtt: Duration::from_millis(rtt),
             });
         }
-        assert_eq!(log.queue.len(), MAX_HEALTH_EVENTS);
+        let kept: Vec<_> = log.events.drain().collect();
+        assert_eq!(kept.len(), crate::events::MAX_EVENTS);
         assert_eq!(
-            log.queue.front(),
-            Some(&HealthEvent::Pong {
+            kept[0],
+            HealthEvent::Pong {
                 rtt: Duration::from_millis(36)
-            })
+            }
         );
     }
 }

@@ -20,6 +20,7 @@
 mod control;
 mod driver;
 mod errors;
+mod events;
 mod frames;
 mod health;
 pub mod pool;

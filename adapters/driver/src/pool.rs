@@ -69,30 +69,33 @@ impl SlabBuf {
     /// The current slab, replaced by a fresh one first when it has less than
     /// `room` bytes left (`room` at most [`SLAB`]).
     pub fn with_room(&mut self, room: usize) -> &mut BytesMut {
-        let enough = self
-            .slab
-            .as_ref()
-            .is_some_and(|slab| slab.capacity() - slab.len() >= room);
-        if !enough {
-            self.drop_current();
-            self.small = false;
-        }
-        self.slab.get_or_insert_with(fresh_slab)
+        self.ensure_room(room, false)
     }
 
     /// Like [`with_room`](Self::with_room), but a buffer without `room` left is
     /// replaced by a small one ([`SMALL_BUF`], `room` at most that) instead of a
     /// slab: for reads while the link is quiet.
     pub fn with_small_room(&mut self, room: usize) -> &mut BytesMut {
+        self.ensure_room(room, true)
+    }
+
+    /// The current buffer if it has `room` left, else a new one: small or a slab.
+    fn ensure_room(&mut self, room: usize, small: bool) -> &mut BytesMut {
         let enough = self
             .slab
             .as_ref()
             .is_some_and(|slab| slab.capacity() - slab.len() >= room);
         if !enough {
             self.drop_current();
-            self.small = true;
+            self.small = small;
         }
-        self.slab.get_or_insert_with(|| BytesMut::with_capacity(SMALL_BUF))
+        self.slab.get_or_insert_with(|| {
+            if small {
+                BytesMut::with_capacity(SMALL_BUF)
+            } else {
+                fresh_slab()
+            }
+        })
     }
 
     /// The bytes added to the current slab since the last piece was cut.

@@ -2,7 +2,7 @@
 //! next link comes from, the retry policy of a reconnecting client, the link
 //! events an application can watch, and the server's acceptor registry.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
@@ -14,6 +14,7 @@ use bytes::Bytes;
 use hawser_core::resume::{ResumeRefusal, ResumeRequest, ResumeToken, Ticket};
 
 use crate::driver::Timer;
+use crate::events::EventQueue;
 use crate::shared::{Shared, SharedRef};
 
 /// Where a detached session's next link comes from. The driver polls it only
@@ -51,14 +52,10 @@ pub enum LinkEvent {
     },
 }
 
-/// At most this many link events wait to be taken; older ones are dropped.
-const MAX_LINK_EVENTS: usize = 64;
-
-/// Link events queued for the application, and who waits for them.
+/// Link events queued for the application, and the driver's cues.
 #[derive(Default)]
 pub(crate) struct LinkEvents {
-    queue: VecDeque<LinkEvent>,
-    waker: Option<Waker>,
+    events: EventQueue<LinkEvent>,
     /// The driver must drop its link (the session detached or a resume attempt
     /// on it failed).
     pub(crate) drop_link: bool,
@@ -68,30 +65,15 @@ pub(crate) struct LinkEvents {
 
 impl LinkEvents {
     pub(crate) fn push(&mut self, event: LinkEvent) {
-        if self.queue.len() == MAX_LINK_EVENTS {
-            self.queue.pop_front();
-        }
-        self.queue.push_back(event);
-        if let Some(waker) = self.waker.take() {
-            waker.wake();
-        }
+        self.events.push(event);
     }
 
     pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>, closed: bool) -> Poll<Option<LinkEvent>> {
-        if let Some(event) = self.queue.pop_front() {
-            return Poll::Ready(Some(event));
-        }
-        if closed {
-            return Poll::Ready(None);
-        }
-        self.waker = Some(cx.waker().clone());
-        Poll::Pending
+        self.events.poll_next(cx, closed)
     }
 
     pub(crate) fn wake(&mut self) {
-        if let Some(waker) = self.waker.take() {
-            waker.wake();
-        }
+        self.events.wake();
     }
 }
 

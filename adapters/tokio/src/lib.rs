@@ -3,18 +3,36 @@
 //! hawser sessions over any tokio `AsyncRead + AsyncWrite` link: TCP, TLS, Unix
 //! sockets, `tokio::io::duplex`.
 //!
-//! ```no_run
-//! use hawser_tokio::{Config, Session};
+//! ```
+//! use hawser_tokio::{Config, Listener, Session};
 //! use tokio::io::{AsyncReadExt, AsyncWriteExt};
 //!
-//! # async fn demo() -> std::io::Result<()> {
-//! let tcp = tokio::net::TcpStream::connect("127.0.0.1:7000").await?;
-//! let session = Session::client(tcp, Config::default())?;
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
+//! let listener = Listener::bind("127.0.0.1:0", Config::default()).await?;
+//! let addr = listener.local_addr()?;
+//! tokio::spawn(async move {
+//!     // Echo every stream of every session.
+//!     while let Ok((session, _peer)) = listener.accept().await {
+//!         tokio::spawn(async move {
+//!             while let Some(stream) = session.accept().await {
+//!                 tokio::spawn(async move {
+//!                     let (mut from, mut to) = tokio::io::split(stream);
+//!                     tokio::io::copy(&mut from, &mut to).await?;
+//!                     to.shutdown().await
+//!                 });
+//!             }
+//!         });
+//!     }
+//! });
+//!
+//! let session = Session::connect(addr, Config::default()).await?;
 //! let mut stream = session.open_stream().await?;
 //! stream.write_all(b"hello").await?;
 //! stream.shutdown().await?; // finish: the peer reads end-of-stream after "hello"
 //! let mut reply = Vec::new();
 //! stream.read_to_end(&mut reply).await?;
+//! assert_eq!(reply, b"hello");
 //! # Ok(()) }
 //! ```
 //!
@@ -37,6 +55,59 @@
 //! [`Acceptor`] hands each new link to a new session or to the detached session it
 //! resumes; streams stay open and nothing is lost or repeated.
 //! [`Control::next_link_event`] reports what happens to the link.
+//!
+//! ## Forwarding TCP over a session
+//! `tokio::io::copy_bidirectional` joins a stream and a TCP connection, with
+//! half-close carried through. When a forward fails, reset the stream: a clean
+//! end-of-stream would make a truncated transfer look complete.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> std::io::Result<()> {
+//! use hawser_tokio::{Config, Listener, ResetCode, Session};
+//! use tokio::io::{AsyncReadExt, AsyncWriteExt};
+//! use tokio::net::{TcpListener, TcpStream};
+//!
+//! // The target: an echo service.
+//! let target = TcpListener::bind("127.0.0.1:0").await?;
+//! let target_addr = target.local_addr()?;
+//! tokio::spawn(async move {
+//!     while let Ok((mut tcp, _)) = target.accept().await {
+//!         tokio::spawn(async move {
+//!             let (mut from, mut to) = tcp.split();
+//!             let _ = tokio::io::copy(&mut from, &mut to).await;
+//!         });
+//!     }
+//! });
+//!
+//! // The far end forwards every inbound stream to the target.
+//! let listener = Listener::bind("127.0.0.1:0", Config::default()).await?;
+//! let far_end = listener.local_addr()?;
+//! tokio::spawn(async move {
+//!     let Ok((session, _)) = listener.accept().await else { return };
+//!     while let Some(mut stream) = session.accept().await {
+//!         tokio::spawn(async move {
+//!             let Ok(mut tcp) = TcpStream::connect(target_addr).await else {
+//!                 return stream.reset(ResetCode::REFUSED);
+//!             };
+//!             let _ = tcp.set_nodelay(true);
+//!             if tokio::io::copy_bidirectional(&mut stream, &mut tcp).await.is_err() {
+//!                 stream.reset(ResetCode(ResetCode::APPLICATION_MIN));
+//!             }
+//!         });
+//!     }
+//! });
+//!
+//! // The near end: each forwarded connection is a stream.
+//! let session = Session::connect(far_end, Config::default()).await?;
+//! let mut stream = session.open_stream().await?;
+//! stream.write_all(b"through the session").await?;
+//! stream.shutdown().await?; // half-close: the reply still comes back
+//! let mut reply = Vec::new();
+//! stream.read_to_end(&mut reply).await?;
+//! assert_eq!(reply, b"through the session");
+//! # Ok(()) }
+//! ```
 //!
 //! ## Cancel safety
 //! Reading, writing (`poll_write`: a write that is cancelled took nothing),

@@ -32,7 +32,7 @@ impl Session {
     ///
     /// A session that cannot be resumed (the server restarted, or the session
     /// expired while detached) ends with `SessionError::ResumeRefused` or
-    /// `SessionError::Expired`, which [`Control::closed`] returns and the last
+    /// `SessionError::Expired`, which [`Control::closed`](crate::Control::closed) returns and the last
     /// link event, [`LinkEvent::Ended`](crate::LinkEvent::Ended), carries. Its
     /// streams fail; build a new session for new work:
     ///
