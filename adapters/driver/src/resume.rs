@@ -333,7 +333,13 @@ pub struct Registry<L> {
 struct RegistryInner<L> {
     next_id: u64,
     sessions: HashMap<u64, Entry<L>>,
+    /// Forget sessions that are gone once the map has grown to this size, so
+    /// that registering costs O(1) amortised, not a walk of every session.
+    prune_at: usize,
 }
+
+/// The smallest `prune_at`.
+const MIN_PRUNE_AT: usize = 64;
 
 impl<L> Default for Registry<L> {
     fn default() -> Self {
@@ -341,6 +347,7 @@ impl<L> Default for Registry<L> {
             inner: Mutex::new(RegistryInner {
                 next_id: 1,
                 sessions: HashMap::new(),
+                prune_at: MIN_PRUNE_AT,
             }),
         }
     }
@@ -352,13 +359,12 @@ impl<L> Registry<L> {
     pub fn register(&self, shared: &SharedRef) -> io::Result<LinkSlot<L>> {
         let token = ResumeToken::from_bytes(entropy()?);
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        // Forget sessions that have ended.
-        inner.sessions.retain(|_, entry| {
-            entry
-                .shared
-                .upgrade()
-                .is_some_and(|shared| !Shared::lock(&shared).session_ref().is_closed())
-        });
+        if inner.sessions.len() >= inner.prune_at {
+            // Forget the sessions whose state is gone (no session is locked for
+            // it). One that has ended but is still held refuses every resume.
+            inner.sessions.retain(|_, entry| entry.shared.strong_count() > 0);
+            inner.prune_at = (inner.sessions.len() * 2).max(MIN_PRUNE_AT);
+        }
         let id = inner.next_id;
         inner.next_id += 1;
         Shared::lock(shared).session().set_resume_ticket(Ticket { id, token });
@@ -418,5 +424,38 @@ impl<L> Registry<L> {
         drop(guard);
         slot.put(link);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registering_forgets_sessions_that_are_gone_without_walking_every_time() {
+        let registry: Registry<()> = Registry::default();
+        let config = hawser_core::Config {
+            resumption: Some(hawser_core::Resumption::default()),
+            ..hawser_core::Config::default()
+        };
+        let mut kept = Vec::new();
+        for round in 0..1000 {
+            let shared = Shared::new(hawser_core::Role::Server, config.clone()).expect("valid config");
+            registry.register(&shared).expect("entropy");
+            if round % 10 == 0 {
+                kept.push(shared);
+            }
+        }
+        let inner = registry.inner.lock().expect("not poisoned");
+        // 100 live sessions; the dead ones are pruned whenever the map doubles.
+        assert!(
+            inner.sessions.len() < 2 * kept.len() + MIN_PRUNE_AT,
+            "{} entries",
+            inner.sessions.len()
+        );
+        assert!(kept.iter().all(|shared| {
+            let id = Shared::lock(shared).session_ref().resume_ticket().map(|t| t.id);
+            id.is_some_and(|id| inner.sessions.contains_key(&id))
+        }));
     }
 }

@@ -452,6 +452,12 @@ impl Session {
         self.continuity.as_mut()?.resend.pop_front()
     }
 
+    /// Resumption: bytes of the outbound sequence kept for replay because the
+    /// peer has not acknowledged them yet (0 once the session has ended).
+    pub fn replay_buffered(&self) -> u64 {
+        self.continuity.as_ref().map_or(0, |c| c.unacknowledged())
+    }
+
     /// Client: the server's ticket arrived.
     pub(super) fn on_ticket(&mut self, ticket: Ticket) {
         if let Some(continuity) = self.continuity.as_mut() {

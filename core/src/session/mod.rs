@@ -569,6 +569,9 @@ impl Session {
         }
         self.phase = Phase::Closed;
         self.close_reason = reason;
+        // Nothing will be resumed: the replay buffer (up to `replay_buffer`
+        // bytes) goes now, not when the application drops its last handle.
+        self.continuity = None;
         // Received data stays readable (and a received FIN still reads as the end of
         // the stream); everything else about the streams is gone.
         self.streams.retain(|_, s| {

@@ -19,11 +19,23 @@ use crate::time::Instant;
 /// After a resume, the first frame sent again may start part-way through (the
 /// peer already has its beginning): then the header is shorter than 12 bytes,
 /// or empty.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Its `Debug` output shows the header and the payload's length, never the
+/// payload: application data, or a resume ticket, must not end up in logs.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Transmit {
     header: [u8; HEADER_LEN],
     header_len: u8,
     payload: Bytes,
+}
+
+impl core::fmt::Debug for Transmit {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Transmit")
+            .field("header", &self.header())
+            .field("payload_len", &self.payload.len())
+            .finish()
+    }
 }
 
 impl Transmit {
