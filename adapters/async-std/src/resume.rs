@@ -45,17 +45,15 @@ impl Session {
         let mut attempt = 0u32;
         let link = loop {
             attempt += 1;
-            match connect().await {
+            let err = match connect().await {
                 Ok(link) => break link,
-                Err(err) if attempt >= retry.max_attempts || started.elapsed() >= retry.give_up_after => {
-                    return Err(err)
-                }
-                Err(err) => {
-                    tracing::debug!(%err, attempt, "first connection failed; retrying");
-                    let jitter = hawser_driver::entropy().map_or(0, |bytes| u64::from(bytes[0]) * 997);
-                    async_io::Timer::after(retry.backoff(attempt + 1, jitter)).await;
-                }
-            }
+                Err(err) => err,
+            };
+            let Some(wait) = retry.retry_after(attempt, started) else {
+                return Err(err);
+            };
+            tracing::debug!(%err, attempt, "first connection failed; retrying");
+            async_io::Timer::after(wait).await;
         };
         let dial = move || -> Dial<FuturesLink<T>> {
             let connecting = connect();

@@ -55,12 +55,11 @@ impl Session {
                 Err(err) if err.kind() == io::ErrorKind::InvalidData => return Err(err),
                 Err(err) => err,
             };
-            if attempt >= retry.max_attempts || started.elapsed() >= retry.give_up_after {
+            let Some(wait) = retry.retry_after(attempt, started) else {
                 return Err(err);
-            }
+            };
             tracing::debug!(%err, attempt, "first connection failed; retrying");
-            let jitter = hawser_driver::entropy().map_or(0, |bytes| u64::from(bytes[0]) * 997);
-            std::thread::sleep(retry.backoff(attempt + 1, jitter));
+            std::thread::sleep(wait);
         }
     }
 

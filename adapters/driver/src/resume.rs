@@ -120,6 +120,21 @@ impl RetryPolicy {
         let fraction = 0.5 + (jitter % 1000) as f64 / 2000.0;
         base.mul_f64(fraction)
     }
+
+    /// Attempt `attempt` (from 1) of a series begun at `started` has failed: the
+    /// wait before the next one, with fresh jitter, or `None` once the policy has
+    /// run out of attempts or time.
+    pub fn retry_after(&self, attempt: u32, started: Instant) -> Option<Duration> {
+        if attempt >= self.max_attempts || started.elapsed() >= self.give_up_after {
+            return None;
+        }
+        Some(self.backoff(attempt + 1, jitter()))
+    }
+}
+
+/// A random value for [`RetryPolicy::backoff`]; 0 if the system has no entropy.
+fn jitter() -> u64 {
+    entropy().map_or(0, |bytes| u64::from_le_bytes(bytes[..8].try_into().unwrap_or([0; 8])))
 }
 
 /// A dial in progress.
@@ -166,8 +181,7 @@ impl<L, T: Timer> Redial<L, T> {
     }
 
     fn schedule_next(&mut self) {
-        let jitter = entropy().map_or(0, |bytes| u64::from_le_bytes(bytes[..8].try_into().unwrap_or([0; 8])));
-        self.state = RedialState::Waiting(Instant::now() + self.retry.backoff(self.attempt + 1, jitter));
+        self.state = RedialState::Waiting(Instant::now() + self.retry.backoff(self.attempt + 1, jitter()));
     }
 
     fn exhausted(&self) -> bool {
@@ -430,6 +444,32 @@ impl<L> Registry<L> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retry_after_backs_off_then_runs_out() {
+        let policy = RetryPolicy {
+            initial_backoff: Duration::from_millis(100),
+            max_attempts: 3,
+            ..RetryPolicy::default()
+        };
+        let started = Instant::now();
+        let first = policy.retry_after(1, started).expect("attempts left");
+        assert!(
+            (Duration::from_millis(50)..=Duration::from_millis(100)).contains(&first),
+            "{first:?}"
+        );
+        let second = policy.retry_after(2, started).expect("attempts left");
+        assert!(
+            (Duration::from_millis(100)..=Duration::from_millis(200)).contains(&second),
+            "{second:?}"
+        );
+        assert_eq!(policy.retry_after(3, started), None, "three attempts in all");
+        let expired = RetryPolicy {
+            give_up_after: Duration::ZERO,
+            ..policy
+        };
+        assert_eq!(expired.retry_after(1, started), None, "out of time");
+    }
 
     #[test]
     fn registering_forgets_sessions_that_are_gone_without_walking_every_time() {
