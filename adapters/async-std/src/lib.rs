@@ -6,28 +6,40 @@
 //! With async-std, [`Session::client`] and [`Session::server`] spawn the session's
 //! driver themselves:
 //!
-//! ```no_run
-//! use futures_io::AsyncWrite;
-//! use hawser_async_std::{Config, Session};
+//! ```
+//! use hawser_async_std::{Config, Listener, Session};
 //!
-//! # async fn demo() -> std::io::Result<()> {
-//! let tcp = async_std::net::TcpStream::connect("127.0.0.1:7000").await?;
-//! let session = Session::client(tcp, Config::default())?;
-//! let stream = session.open_stream().await?;
-//! # Ok(()) }
+//! # fn main() -> std::io::Result<()> {
+//! async_std::task::block_on(async {
+//!     let listener = Listener::bind("127.0.0.1:0", Config::default()).await?;
+//!     let client = Session::connect(listener.local_addr()?, Config::default()).await?;
+//!     let (server, _peer) = listener.accept().await?;
+//!     let _stream = client.open_stream().await?;
+//!     assert!(server.accept().await.is_some());
+//!     Ok(())
+//! })
+//! # }
 //! ```
 //!
 //! With smol (or any other executor), take the driver and spawn it yourself:
 //!
-//! ```no_run
+//! ```
 //! use hawser_async_std::{Config, Role, Session};
 //!
-//! # fn demo() -> std::io::Result<()> {
+//! # fn main() -> std::io::Result<()> {
 //! smol::block_on(async {
-//!     let tcp = smol::net::TcpStream::connect("127.0.0.1:7000").await?;
+//!     let listener = smol::net::TcpListener::bind("127.0.0.1:0").await?;
+//!     let tcp = smol::net::TcpStream::connect(listener.local_addr()?).await?;
+//!     tcp.set_nodelay(true)?;
 //!     let (session, driver) = Session::new(tcp, Config::default(), Role::Client)?;
 //!     smol::spawn(driver).detach();
-//!     let stream = session.open_stream().await?;
+//!
+//!     let (accepted, _) = listener.accept().await?;
+//!     let (server, server_driver) = Session::new(accepted, Config::default(), Role::Server)?;
+//!     smol::spawn(server_driver).detach();
+//!
+//!     let _stream = session.open_stream().await?;
+//!     assert!(server.accept().await.is_some());
 //!     Ok(())
 //! })
 //! # }

@@ -20,13 +20,18 @@ impl Session {
     /// written is lost or repeated. `config` (and the server's) must enable
     /// `resumption`.
     ///
-    /// ```no_run
-    /// use std::net::TcpStream;
-    /// use hawser_blocking::{Config, Resumption, RetryPolicy, Session};
+    /// ```
+    /// use std::net::{TcpListener, TcpStream};
+    /// use hawser_blocking::{Acceptor, Config, Resumption, RetryPolicy, Session};
     ///
-    /// # fn demo() -> std::io::Result<()> {
+    /// # fn main() -> std::io::Result<()> {
     /// let config = Config { resumption: Some(Resumption::default()), ..Config::default() };
-    /// let session = Session::connect_resumable(|| TcpStream::connect("127.0.0.1:7000"), config, RetryPolicy::default())?;
+    /// # let listener = TcpListener::bind("127.0.0.1:0")?;
+    /// # let addr = listener.local_addr()?;
+    /// # let incoming = Acceptor::<TcpStream>::new(config.clone())?.serve(listener);
+    /// let session = Session::connect_resumable(move || TcpStream::connect(addr), config, RetryPolicy::default())?;
+    /// assert!(session.is_resumable());
+    /// # drop(incoming);
     /// # Ok(()) }
     /// ```
     ///
