@@ -29,9 +29,7 @@ impl Session {
     /// # Ok(()) }
     /// ```
     pub fn connect(addr: impl ToSocketAddrs, config: Config) -> io::Result<Session> {
-        config
-            .validate()
-            .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
+        hawser_driver::check_config(&config)?;
         let tcp = TcpStream::connect(addr)?;
         Session::client(tuned(tcp)?, config)
     }
@@ -49,9 +47,7 @@ impl Listener {
     /// Listens on `addr`; every accepted connection gets a session with `config`
     /// (checked here, so that `accept` never fails on it).
     pub fn bind(addr: impl ToSocketAddrs, config: Config) -> io::Result<Listener> {
-        config
-            .validate()
-            .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
+        hawser_driver::check_config(&config)?;
         let listener = TcpListener::bind(addr)?;
         Ok(Listener { listener, config })
     }

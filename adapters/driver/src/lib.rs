@@ -34,7 +34,8 @@ pub use errors::{reset_code, session_error};
 pub use frames::{FrameQueue, MAX_SLICES, WRITE_BATCH};
 pub use health::{HealthEvent, Status};
 pub use resume::{
-    check_resumable, entropy, resumable_client, Dial, LinkEvent, LinkSlot, LinkSource, Redial, Registry, RetryPolicy,
+    check_config, check_resumable, entropy, resumable_client, Dial, LinkEvent, LinkSlot, LinkSource, Redial, Registry,
+    RetryPolicy,
 };
 pub use shared::{live_sessions, Health, Shared, SharedRef};
 pub use stream::StreamCore;

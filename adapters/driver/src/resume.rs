@@ -268,6 +268,12 @@ pub fn check_resumable(config: &hawser_core::Config) -> io::Result<()> {
             "a resumable session needs Config::resumption",
         ));
     }
+    check_config(config)
+}
+
+/// Checks `config` up front, as an `io::Error` (`InvalidInput`) naming the field:
+/// for helpers that must not fail on it later, once a connection is in hand.
+pub fn check_config(config: &hawser_core::Config) -> io::Result<()> {
     config
         .validate()
         .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))

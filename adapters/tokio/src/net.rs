@@ -32,9 +32,7 @@ impl Session {
     /// # Ok(()) }
     /// ```
     pub async fn connect(addr: impl ToSocketAddrs, config: Config) -> io::Result<Session> {
-        config
-            .validate()
-            .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
+        hawser_driver::check_config(&config)?;
         let tcp = TcpStream::connect(addr).await?;
         Session::client(tuned(tcp)?, config)
     }
@@ -52,9 +50,7 @@ impl Listener {
     /// Listens on `addr`; every accepted connection gets a session with `config`
     /// (checked here, so that `accept` never fails on it).
     pub async fn bind(addr: impl ToSocketAddrs, config: Config) -> io::Result<Listener> {
-        config
-            .validate()
-            .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
+        hawser_driver::check_config(&config)?;
         let listener = TcpListener::bind(addr).await?;
         Ok(Listener { listener, config })
     }
