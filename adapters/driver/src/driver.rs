@@ -303,6 +303,15 @@ impl<L: Link + Unpin, T: Timer + Unpin> Future for Driver<L, T> {
                 let shared = Shared::lock(&this.shared);
                 (shared.session_ref().is_closed(), shared.session_ref().close_reason())
             };
+            if closed && this.out.is_empty() && !this.read_closed && this.link.is_some() {
+                // A command on another thread may have ended the session after
+                // this turn took its frames: its last frames (the go-away) go out
+                // before the link is shut.
+                this.take_transmits();
+                if !this.out.is_empty() {
+                    continue;
+                }
+            }
             if closed && (this.out.is_empty() || this.read_closed || this.link.is_none()) {
                 // Everything the session had to say (a final go-away) is out.
                 if !this.shut_down && !this.read_closed {
