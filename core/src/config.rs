@@ -155,9 +155,37 @@ pub struct Resumption {
     pub ack_delay: Duration,
     /// How long a session may wait for a new link before it expires; its streams
     /// then fail with [`SessionError::Expired`](crate::SessionError::Expired).
+    /// A resume does not restart this clock: time spent attached pays back time
+    /// spent detached at the same rate, so a session that is detached most of the
+    /// time expires even if it is briefly resumed every now and then.
     ///
     /// Default: 30 s.
     pub detached_timeout: Duration,
+    /// Server acceptor budget: the most sessions detached at once. When one more
+    /// detaches, the one detached longest ends (as if expired).
+    ///
+    /// Default: 1024.
+    pub max_detached_sessions: usize,
+    /// Server acceptor budget: the most bytes that detached sessions may hold for
+    /// their clients (replay buffers and unsent writes), all together. When a
+    /// detach takes the total over, the sessions holding the most end first.
+    ///
+    /// Default: 256 MiB.
+    pub detached_memory: u64,
+    /// Server acceptor budget: the most detached sessions whose last link came
+    /// from one source (an IPv4 address, or an IPv6 /64). Beyond it, that
+    /// source's session detached longest ends, so one source cannot push out
+    /// everyone else's.
+    ///
+    /// Default: 64.
+    pub max_detached_per_source: usize,
+    /// Server acceptor budget: failed resume attempts allowed per minute from
+    /// one source, and per session id. Beyond it, attempts are refused unread
+    /// with [`GoAwayCode::RESUME_RATE_LIMITED`](crate::GoAwayCode::RESUME_RATE_LIMITED)
+    /// until the minute is over.
+    ///
+    /// Default: 60.
+    pub max_failed_resumes_per_minute: u32,
 }
 
 impl Default for Resumption {
@@ -167,6 +195,10 @@ impl Default for Resumption {
             ack_bytes: 64 * 1024,
             ack_delay: Duration::from_millis(20),
             detached_timeout: Duration::from_secs(30),
+            max_detached_sessions: 1024,
+            detached_memory: 256 * 1024 * 1024,
+            max_detached_per_source: 64,
+            max_failed_resumes_per_minute: 60,
         }
     }
 }
@@ -306,6 +338,17 @@ impl Config {
                 return Err(ConfigError::new(
                     "resumption",
                     "ack_delay and detached_timeout must be non-zero",
+                ));
+            }
+            if resumption.max_detached_sessions == 0
+                || resumption.max_detached_per_source == 0
+                || resumption.detached_memory == 0
+                || resumption.max_failed_resumes_per_minute == 0
+            {
+                return Err(ConfigError::new(
+                    "resumption",
+                    "max_detached_sessions, max_detached_per_source, detached_memory and \
+                     max_failed_resumes_per_minute must be non-zero",
                 ));
             }
         }

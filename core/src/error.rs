@@ -22,14 +22,14 @@ impl GoAwayCode {
     pub const HANDSHAKE_FAILED: GoAwayCode = GoAwayCode(3);
     /// Native: the receiver exceeded one of the sender's abuse budgets.
     pub const LIMIT_EXCEEDED: GoAwayCode = GoAwayCode(4);
-    /// Resume refused: no session with that id (unknown, expired or ended).
-    pub const RESUME_UNKNOWN_SESSION: GoAwayCode = GoAwayCode(5);
-    /// Resume refused: the token is wrong or was already replaced.
-    pub const RESUME_BAD_TOKEN: GoAwayCode = GoAwayCode(6);
-    /// Resume refused: the session still has its link; try again later.
-    pub const RESUME_ATTACHED: GoAwayCode = GoAwayCode(7);
+    /// Resume refused: no resumable session with that id and token (unknown,
+    /// expired or ended, or a wrong or replaced token; one answer for all).
+    pub const RESUME_NO_SUCH_SESSION: GoAwayCode = GoAwayCode(5);
     /// Resume refused: the received offset does not match what was sent.
     pub const RESUME_BAD_OFFSET: GoAwayCode = GoAwayCode(8);
+    /// Resume refused without looking: too many failed attempts lately from
+    /// this source or for this id. The only refusal worth retrying (later).
+    pub const RESUME_RATE_LIMITED: GoAwayCode = GoAwayCode(9);
     /// The first code reserved for applications.
     pub const APPLICATION_MIN: u32 = 0x100;
 

@@ -58,8 +58,8 @@ pub enum Event {
         replayed: u64,
     },
     /// Resumption, client: the server refused this attempt but the session may
-    /// still be resumed later ([`GoAwayCode::RESUME_ATTACHED`]: the server has not
-    /// yet noticed that the old link is gone). Drop the new link and retry. A
+    /// still be resumed later ([`GoAwayCode::RESUME_RATE_LIMITED`]: too many
+    /// failed attempts lately). Drop the new link and retry after a while. A
     /// refusal that cannot succeed later ends the session instead.
     ResumeRefused(GoAwayCode),
     /// The session has ended; `None` for an orderly end (drain completed).

@@ -15,6 +15,10 @@
 //! mid-frame. A refused attempt gets a go-away with a [`ResumeRefusal`] code on the
 //! new link and leaves the session as it was.
 //!
+//! The token travels in the clear inside the ticket and the resume frames: anyone
+//! who can read the link can resume the session. Run resumable sessions over an
+//! encrypted link (TLS) wherever the path is not trusted.
+//!
 //! The server chooses the session id and token ([`Session::set_resume_ticket`](crate::Session::set_resume_ticket)),
 //! and a new token on every resume, from entropy the caller supplies: the core has
 //! no randomness of its own. Tokens are never logged (their `Debug` is redacted).
@@ -208,31 +212,33 @@ pub fn parse_opening(bytes: &[u8]) -> Result<Option<Opening>, OpeningError> {
 
 /// Why a server refused to resume a session. Each is sent to the client as the
 /// go-away code [`code`](Self::code) on the new link, which is then closed.
+///
+/// An unknown id, a wrong or outdated token and a session that has ended all
+/// get the same answer, [`NoSuchSession`](Self::NoSuchSession): a refusal must
+/// not tell someone guessing which ids exist or which part of a guess was right.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ResumeRefusal {
-    /// No session with that id: it never existed, expired, or ended.
-    UnknownSession,
-    /// The token is wrong, or is one that a previous resume already replaced.
-    BadToken,
-    /// The session still has its link. A client that lost its link before the
-    /// server noticed should retry after a while; anyone else must not take over.
-    Attached,
+    /// No resumable session with that id and token: it never existed, expired or
+    /// ended, or the token is wrong or was already replaced.
+    NoSuchSession,
     /// The client claims to have received more than the server sent, or less than
-    /// it has already acknowledged.
+    /// it has already acknowledged (only after the token was accepted).
     BadOffset,
     /// The request is malformed or of another protocol revision.
     BadRequest,
+    /// Too many failed attempts lately from this source or for this id; the
+    /// request was not looked at. Retry later.
+    RateLimited,
 }
 
 impl ResumeRefusal {
     /// The go-away code that carries this refusal.
     pub const fn code(self) -> GoAwayCode {
         match self {
-            ResumeRefusal::UnknownSession => GoAwayCode::RESUME_UNKNOWN_SESSION,
-            ResumeRefusal::BadToken => GoAwayCode::RESUME_BAD_TOKEN,
-            ResumeRefusal::Attached => GoAwayCode::RESUME_ATTACHED,
+            ResumeRefusal::NoSuchSession => GoAwayCode::RESUME_NO_SUCH_SESSION,
             ResumeRefusal::BadOffset => GoAwayCode::RESUME_BAD_OFFSET,
             ResumeRefusal::BadRequest => GoAwayCode::HANDSHAKE_FAILED,
+            ResumeRefusal::RateLimited => GoAwayCode::RESUME_RATE_LIMITED,
         }
     }
 
@@ -241,20 +247,19 @@ impl ResumeRefusal {
         Header::new(FrameType::GoAway, Flags::NONE, 0, self.code().0).encode(Profile::Native)
     }
 
-    /// Whether the same client may usefully try again later (only [`Attached`](Self::Attached)).
+    /// Whether the same client may usefully try again later (only [`RateLimited`](Self::RateLimited)).
     pub const fn is_retryable(self) -> bool {
-        matches!(self, ResumeRefusal::Attached)
+        matches!(self, ResumeRefusal::RateLimited)
     }
 }
 
 impl fmt::Display for ResumeRefusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            ResumeRefusal::UnknownSession => "no such session (unknown, expired or ended)",
-            ResumeRefusal::BadToken => "wrong or outdated resume token",
-            ResumeRefusal::Attached => "the session still has its link",
+            ResumeRefusal::NoSuchSession => "no resumable session with that id and token",
             ResumeRefusal::BadOffset => "the received offset does not match what was sent",
             ResumeRefusal::BadRequest => "malformed resume request or other protocol revision",
+            ResumeRefusal::RateLimited => "too many failed resume attempts; try again later",
         })
     }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::*;
 use hawser_conformance::sim::{Pair, Side, SimConfig};
-use hawser_core::resume::{ResumeRefusal, ResumeRequest, ResumeToken, Ticket};
+use hawser_core::resume::{parse_opening, Opening, ResumeRefusal, ResumeRequest, ResumeToken, Ticket};
 use hawser_core::{
     AttachError, Config, Event, GoAwayCode, ReadError, Resumption, Session, SessionError, StreamId, WriteError,
 };
@@ -298,6 +298,18 @@ fn request(token: ResumeToken, received: u64) -> ResumeRequest {
     }
 }
 
+/// The resume request the client sends on its next link (it must be detached).
+fn client_request(pair: &mut Pair) -> ResumeRequest {
+    let now = pair.now;
+    pair.client.attach(now).unwrap();
+    let frame = pair.client.poll_transmit(now).expect("the resume request");
+    let bytes = [frame.header(), frame.payload()].concat();
+    match parse_opening(&bytes) {
+        Ok(Some(Opening::Resume { request, .. })) => request,
+        other => panic!("not a resume request: {other:?}"),
+    }
+}
+
 #[test]
 fn a_wrong_token_is_refused_and_the_real_session_carries_on() {
     let mut pair = resumable_pair(64 * 1024, SimConfig::default());
@@ -307,7 +319,7 @@ fn a_wrong_token_is_refused_and_the_real_session_carries_on() {
     let fresh = ResumeToken::from_bytes([2; 16]);
     assert_eq!(
         pair.server.handle_resume(now, &request(wrong, 0), fresh),
-        Err(ResumeRefusal::BadToken)
+        Err(ResumeRefusal::NoSuchSession)
     );
     assert!(pair.server.is_detached());
     assert!(
@@ -318,6 +330,39 @@ fn a_wrong_token_is_refused_and_the_real_session_carries_on() {
     pair.reconnect().unwrap();
     pair.drive();
     assert!(!pair.client.is_detached() && !pair.server.is_detached());
+}
+
+#[test]
+fn a_wrong_token_and_an_unknown_id_get_the_same_answer() {
+    let mut pair = resumable_pair(64 * 1024, SimConfig::default());
+    pair.cut_link();
+    let now = pair.now;
+    let fresh = ResumeToken::from_bytes([2; 16]);
+    let wrong_token = pair
+        .server
+        .handle_resume(now, &request(ResumeToken::from_bytes([1; 16]), 0), fresh);
+    let mut other_id = request(TICKET.token, 0);
+    other_id.ticket.id = TICKET.id + 1;
+    let unknown_id = pair.server.handle_resume(now, &other_id, fresh);
+    assert_eq!(wrong_token, Err(ResumeRefusal::NoSuchSession));
+    assert_eq!(unknown_id, wrong_token);
+    assert_eq!(
+        ResumeRefusal::NoSuchSession.frame(),
+        hawser_core::frame::Header::new(
+            hawser_core::frame::FrameType::GoAway,
+            hawser_core::frame::Flags::NONE,
+            0,
+            GoAwayCode::RESUME_NO_SUCH_SESSION.0
+        )
+        .encode(hawser_core::Profile::Native),
+        "one frame for every refusal of that kind"
+    );
+    // A closed session answers the same, even to its own token.
+    pair.server.give_up();
+    assert_eq!(
+        pair.server.handle_resume(now, &request(TICKET.token, 0), fresh),
+        Err(ResumeRefusal::NoSuchSession)
+    );
 }
 
 #[test]
@@ -333,43 +378,108 @@ fn a_token_used_once_is_refused_the_second_time() {
     let now = pair.now;
     let stale = request(TICKET.token, 0);
     let refusal = pair.server.handle_resume(now, &stale, ResumeToken::from_bytes([3; 16]));
-    assert_eq!(refusal, Err(ResumeRefusal::BadToken));
+    assert_eq!(refusal, Err(ResumeRefusal::NoSuchSession));
 }
 
 #[test]
-fn a_resume_of_an_attached_session_is_refused() {
-    let mut pair = resumable_pair(64 * 1024, SimConfig::default());
-    let now = pair.now;
-    // Even with the right token: the session has its link; nobody may take it.
-    let result = pair
-        .server
-        .handle_resume(now, &request(TICKET.token, 0), ResumeToken::from_bytes([4; 16]));
-    assert_eq!(result, Err(ResumeRefusal::Attached));
+fn the_client_confirms_its_new_token_at_once_even_with_nothing_to_send() {
+    let config = Config {
+        keepalive_interval: None,
+        ..resumable(64 * 1024)
+    };
+    let mut pair = Pair::new(config.clone(), config, SimConfig::default());
+    pair.server.set_resume_ticket(TICKET);
+    pair.drive();
+    pair.cut_link();
+    pair.reconnect().unwrap();
+    pair.drive();
     assert!(!pair.server.is_detached());
-    assert!(!pair.server.is_closed());
+    // No keepalive, no streams: only the client's confirmation has crossed. The
+    // token it replaced no longer works.
+    pair.cut_link();
+    let now = pair.now;
+    let stale = request(TICKET.token, 0);
+    assert_eq!(
+        pair.server.handle_resume(now, &stale, ResumeToken::from_bytes([3; 16])),
+        Err(ResumeRefusal::NoSuchSession)
+    );
 }
 
 #[test]
-fn a_client_told_attached_may_retry_and_then_succeeds() {
+fn a_replaced_token_presented_again_gets_the_current_token_not_a_new_one() {
     let mut pair = resumable_pair(64 * 1024, SimConfig::default());
+    pair.cut_link();
+    let request = client_request(&mut pair);
+    let now = pair.now;
+    let second = ResumeToken::from_bytes([2; 16]);
+    assert_eq!(pair.server.handle_resume(now, &request, second), Ok(()));
+    // The answer is lost with the link, before the client confirmed it.
+    pair.server.handle_link_lost(now);
+    // Someone presents the replaced token again (the client, or anyone who
+    // holds that token): the session resumes, but the token stays the one
+    // already issued, so whoever holds it is not locked out.
+    let third = ResumeToken::from_bytes([3; 16]);
+    assert_eq!(pair.server.handle_resume(now, &request, third), Ok(()));
+    let ticket = pair.server.resume_ticket().unwrap();
+    assert!(ticket.token.ct_eq(&second), "the current token was issued again");
+    assert!(!ticket.token.ct_eq(&third));
+}
+
+#[test]
+fn the_right_token_takes_over_from_a_link_the_server_still_has() {
+    let mut pair = resumable_pair(64 * 1024, SimConfig::default());
+    let id = pair.client.open(pair.now).unwrap();
+    write_all_now(&mut pair.client, id, b"before");
+    pair.drive();
+    let inbound = pair.server.accept().unwrap();
     // Only the client notices the loss; the server still thinks it is attached.
     let now = pair.now;
     pair.client.handle_link_lost(now);
+    write_all_now(&mut pair.client, id, b" after");
+    pair.take_events(Side::Server);
     pair.reconnect().unwrap();
     pair.drive();
-    assert_eq!(pair.refusals(), &[ResumeRefusal::Attached]);
-    assert!(has_event(
-        &pair,
-        Side::Client,
-        &Event::ResumeRefused(GoAwayCode::RESUME_ATTACHED)
-    ));
-    assert!(pair.client.is_detached() && !pair.client.is_closed());
-    // The server then notices (here: told directly), and the retry works.
-    let now = pair.now;
-    pair.server.handle_link_lost(now);
-    pair.reconnect().unwrap();
-    pair.drive();
+    assert!(pair.refusals().is_empty(), "refused: {:?}", pair.refusals());
+    let events = pair.take_events(Side::Server);
+    assert!(events.contains(&Event::Detached), "the old link is dropped: {events:?}");
+    assert!(events.iter().any(|e| matches!(e, Event::Resumed { .. })), "{events:?}");
     assert!(!pair.client.is_detached() && !pair.server.is_detached());
+    let (got, _) = read_available(&mut pair.server, inbound);
+    assert_eq!(got, b"before after");
+}
+
+#[test]
+fn resumes_do_not_restart_the_detached_clock() {
+    // Detached 20 s, attached 2 s, detached again: 30 s of detached time allows
+    // only about 12 s more, not a fresh 30 s.
+    let mut pair = resumable_pair(64 * 1024, SimConfig::default());
+    pair.cut_link();
+    pair.drive_for(Duration::from_secs(20));
+    pair.reconnect().unwrap();
+    pair.drive_for(Duration::from_secs(2));
+    assert!(!pair.server.is_detached() && !pair.server.is_closed());
+    pair.cut_link();
+    pair.drive_for(Duration::from_secs(11));
+    assert!(!pair.server.is_closed(), "still within the detached budget");
+    pair.drive_for(Duration::from_secs(2));
+    assert_eq!(pair.server.close_reason(), Some(SessionError::Expired));
+}
+
+#[test]
+fn time_attached_pays_back_time_detached() {
+    let mut pair = resumable_pair(64 * 1024, SimConfig::default());
+    pair.cut_link();
+    pair.drive_for(Duration::from_secs(20));
+    pair.reconnect().unwrap();
+    pair.drive_for(Duration::from_secs(60));
+    pair.cut_link();
+    pair.drive_for(Duration::from_secs(29));
+    assert!(
+        !pair.server.is_closed(),
+        "a long attached spell restores the full budget"
+    );
+    pair.drive_for(Duration::from_secs(2));
+    assert_eq!(pair.server.close_reason(), Some(SessionError::Expired));
 }
 
 #[test]
@@ -386,7 +496,7 @@ fn an_offset_beyond_what_was_sent_is_refused() {
 }
 
 #[test]
-fn an_unknown_session_refusal_ends_the_client_with_a_clear_error() {
+fn a_refusal_ends_the_client_with_a_clear_error() {
     let mut pair = resumable_pair(64 * 1024, SimConfig::default());
     let id = pair.client.open(pair.now).unwrap();
     pair.cut_link();
@@ -398,7 +508,7 @@ fn an_unknown_session_refusal_ends_the_client_with_a_clear_error() {
     pair.drive();
     assert_eq!(
         pair.client.close_reason(),
-        Some(SessionError::ResumeRefused(GoAwayCode::RESUME_UNKNOWN_SESSION))
+        Some(SessionError::ResumeRefused(GoAwayCode::RESUME_NO_SUCH_SESSION))
     );
     assert_eq!(
         pair.client.stream(id).write(Bytes::from_static(b"x")),
@@ -487,5 +597,55 @@ fn a_session_that_ends_lets_go_of_its_replay_buffer() {
         pair.client.replay_buffered(),
         0,
         "a closed session keeps no replay bytes"
+    );
+}
+
+#[test]
+fn a_peer_that_never_acknowledges_is_cut_off_at_the_replay_bound() {
+    use hawser_core::frame::{Flags, FrameType, Header};
+    use hawser_core::{Instant, Profile, ProtocolError, Role};
+    let replay_buffer = 16 * 1024;
+    let config = Config {
+        keepalive_interval: None,
+        ..resumable(replay_buffer)
+    };
+    let mut server = Session::new(Role::Server, config.clone(), Instant::ZERO).unwrap();
+    server.set_resume_ticket(TICKET);
+    // A real client's hello, so that the server knows the peer can resume.
+    let mut client = Session::new(Role::Client, config, Instant::ZERO).unwrap();
+    let mut hello = Vec::new();
+    while let Some(transmit) = client.poll_transmit(Instant::ZERO) {
+        hello.extend_from_slice(transmit.header());
+        hello.extend_from_slice(transmit.payload());
+    }
+    server.handle_input_slice(Instant::ZERO, &hello);
+    let mut peak = 0;
+    let mut opaque = 0u32;
+    // Then 100 pings a second, within the ping budget, and never an Ack: every
+    // pong stays unacknowledged.
+    for second in 1..=200u64 {
+        let now = Instant::from_nanos(second * 1_000_000_000);
+        let mut pings = Vec::new();
+        for _ in 0..100 {
+            opaque += 1;
+            pings.extend_from_slice(&Header::new(FrameType::Ping, Flags::SYN, 0, opaque).encode(Profile::Native));
+        }
+        server.handle_input_slice(now, &pings);
+        while server.poll_transmit(now).is_some() {
+            peak = peak.max(server.replay_buffered());
+        }
+        if server.is_closed() {
+            break;
+        }
+    }
+    assert_eq!(
+        server.close_reason(),
+        Some(SessionError::Protocol(ProtocolError::LimitExceeded(
+            "unacknowledged frames"
+        )))
+    );
+    assert!(
+        peak <= replay_buffer as u64 + 64 * 1024 + 64,
+        "held {peak} unacknowledged bytes"
     );
 }

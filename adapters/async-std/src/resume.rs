@@ -13,7 +13,7 @@ use futures_io::{AsyncRead, AsyncWrite};
 use hawser_core::frame::HEADER_LEN;
 use hawser_core::resume::{parse_opening, Opening, ResumeRefusal};
 use hawser_core::Config;
-use hawser_driver::{check_resumable, resumable_client, Dial, Driver, Registry, RetryPolicy};
+use hawser_driver::{check_resumable, resumable_client, Dial, Driver, Registry, RetryPolicy, Source};
 
 use crate::session::{AsyncIoTimer, FuturesLink, Session, SessionDriver};
 
@@ -93,9 +93,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Acceptor<T> {
     /// An acceptor whose new sessions use `config` (which must enable resumption).
     pub fn new(config: Config) -> io::Result<Self> {
         check_resumable(&config)?;
+        let budgets = config.resumption.clone().unwrap_or_default();
         Ok(Acceptor {
             config,
-            registry: Arc::default(),
+            registry: Arc::new(Registry::new(budgets)),
         })
     }
 
@@ -104,9 +105,23 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Acceptor<T> {
     /// (answering and closing the link). Call it on a task of its own for each
     /// link, or let `serve` do so: one client that sends nothing must not hold
     /// up the others.
+    ///
+    /// Without the peer's address, only the global budgets apply; prefer
+    /// [`accept_from`](Acceptor::accept_from).
     pub async fn accept(&self, link: T) -> io::Result<Accepted<T>> {
+        self.accept_link(link, None).await
+    }
+
+    /// [`accept`](Acceptor::accept) for a link from `peer`, whose address the
+    /// per-source budgets of `Resumption` (detached sessions, failed resumes)
+    /// count against.
+    pub async fn accept_from(&self, link: T, peer: std::net::IpAddr) -> io::Result<Accepted<T>> {
+        self.accept_link(link, Some(Source::of(peer))).await
+    }
+
+    async fn accept_link(&self, link: T, source: Option<Source>) -> io::Result<Accepted<T>> {
         let limit = self.config.handshake_timeout;
-        let accepting = std::pin::pin!(self.accept_now(link));
+        let accepting = std::pin::pin!(self.accept_now(link, source));
         let mut timer = async_io::Timer::after(limit);
         let mut accepting = accepting;
         poll_fn(|cx| {
@@ -120,7 +135,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Acceptor<T> {
         .await
     }
 
-    async fn accept_now(&self, mut link: T) -> io::Result<Accepted<T>> {
+    async fn accept_now(&self, mut link: T, source: Option<Source>) -> io::Result<Accepted<T>> {
         let mut buf = vec![0u8; HEADER_LEN];
         read_exact(&mut link, &mut buf).await?;
         let opening = loop {
@@ -141,17 +156,18 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Acceptor<T> {
         };
         match opening {
             Opening::Hello => {
-                let (shared, slot) = self.registry.start_session(self.config.clone(), Bytes::from(buf))?;
+                let (shared, slot) = self
+                    .registry
+                    .start_session(self.config.clone(), Bytes::from(buf), source)?;
                 let driver = Driver::new(shared.clone(), FuturesLink(link), AsyncIoTimer::default())
                     .with_link_source(Box::new(slot));
                 Ok(Accepted::New(Session::from_shared(shared), Box::new(driver)))
             }
             Opening::Resume { request, consumed } => {
                 let rest = Bytes::copy_from_slice(&buf[consumed..]);
-                match self.registry.resume(&request, FuturesLink(link), rest) {
+                match self.registry.resume(&request, FuturesLink(link), rest, source) {
                     Ok(()) => Ok(Accepted::Resumed),
                     Err((refusal, FuturesLink(mut link))) => {
-                        tracing::debug!(%refusal, "resume refused");
                         refuse(&mut link, refusal).await;
                         Ok(Accepted::Refused(refusal))
                     }
@@ -230,7 +246,7 @@ impl Acceptor<async_std::net::TcpStream> {
                 let sessions = sessions.clone();
                 let done = done.clone();
                 async_std::task::spawn(async move {
-                    match acceptor.accept(tcp).await {
+                    match acceptor.accept_from(tcp, peer.ip()).await {
                         Ok(Accepted::New(session, driver)) => {
                             async_std::task::spawn(*driver);
                             let _ = sessions.send(session).await;

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use hawser_core::frame::HEADER_LEN;
 use hawser_core::resume::{parse_opening, Opening, ResumeRefusal};
 use hawser_core::{Config, Role};
-use hawser_driver::{check_resumable, Registry, RetryPolicy, Shared};
+use hawser_driver::{check_resumable, Registry, RetryPolicy, Shared, Source};
 
 use crate::link::BlockingLink;
 use crate::session::{Redial, Session, Supply};
@@ -133,9 +133,10 @@ impl<L: BlockingLink> Acceptor<L> {
     /// An acceptor whose new sessions use `config` (which must enable resumption).
     pub fn new(config: Config) -> io::Result<Self> {
         check_resumable(&config)?;
+        let budgets = config.resumption.clone().unwrap_or_default();
         Ok(Acceptor {
             config,
-            registry: Arc::default(),
+            registry: Arc::new(Registry::new(budgets)),
         })
     }
 
@@ -144,7 +145,21 @@ impl<L: BlockingLink> Acceptor<L> {
     /// names, or refuses it (answering and closing the link). Call it on a thread
     /// of its own for each link, or let `serve` do so: one client that sends
     /// nothing must not hold up the others.
+    ///
+    /// Without the peer's address, only the global budgets apply; prefer
+    /// [`accept_from`](Acceptor::accept_from).
     pub fn accept(&self, link: L) -> io::Result<Accepted> {
+        self.accept_link(link, None)
+    }
+
+    /// [`accept`](Acceptor::accept) for a link from `peer`, whose address the
+    /// per-source budgets of `Resumption` (detached sessions, failed resumes)
+    /// count against.
+    pub fn accept_from(&self, link: L, peer: std::net::IpAddr) -> io::Result<Accepted> {
+        self.accept_link(link, Some(Source::of(peer)))
+    }
+
+    fn accept_link(&self, link: L, source: Option<Source>) -> io::Result<Accepted> {
         link.set_read_timeout(Some(self.config.handshake_timeout))?;
         let opened = self.read_opening(link);
         if let Ok((link, _, _)) = &opened {
@@ -152,7 +167,7 @@ impl<L: BlockingLink> Acceptor<L> {
             link.set_read_timeout(None)?;
         }
         let (link, opening, buf) = opened?;
-        self.open(link, opening, buf)
+        self.open(link, opening, buf, source)
     }
 
     fn read_opening(&self, mut link: L) -> io::Result<(L, Opening, Vec<u8>)> {
@@ -184,18 +199,19 @@ impl<L: BlockingLink> Acceptor<L> {
         Ok((link, opening, buf))
     }
 
-    fn open(&self, link: L, opening: Opening, buf: Vec<u8>) -> io::Result<Accepted> {
+    fn open(&self, link: L, opening: Opening, buf: Vec<u8>, source: Option<Source>) -> io::Result<Accepted> {
         match opening {
             Opening::Hello => {
-                let (shared, slot) = self.registry.start_session(self.config.clone(), Bytes::from(buf))?;
+                let (shared, slot) = self
+                    .registry
+                    .start_session(self.config.clone(), Bytes::from(buf), source)?;
                 Session::start(shared, link, Supply::Slot(slot)).map(Accepted::New)
             }
             Opening::Resume { request, consumed } => {
                 let rest = Bytes::copy_from_slice(&buf[consumed..]);
-                match self.registry.resume(&request, link, rest) {
+                match self.registry.resume(&request, link, rest, source) {
                     Ok(()) => Ok(Accepted::Resumed),
                     Err((refusal, mut link)) => {
-                        tracing::debug!(%refusal, "resume refused");
                         let _ = link.write_all(&refusal.frame());
                         let _ = link.shutdown();
                         Ok(Accepted::Refused(refusal))
@@ -265,7 +281,7 @@ impl Acceptor<std::net::TcpStream> {
                 let spawned = std::thread::Builder::new()
                     .name("hawser-opening".into())
                     .spawn(move || {
-                        let stop = match acceptor.accept(tcp) {
+                        let stop = match acceptor.accept_from(tcp, peer.ip()) {
                             Ok(Accepted::New(session)) => sessions.send(session).is_err(),
                             Ok(Accepted::Resumed) => {
                                 tracing::trace!(%peer, "link resumed a session");

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use hawser_core::{Config, Role};
 use hawser_driver::pool::SlabBuf;
 use hawser_driver::{
-    entropy, ControlCore, FrameQueue, LinkSlot, LinkSource, RetryPolicy, Shared, SharedRef, MAX_SLICES,
+    entropy, ControlCore, FrameQueue, LinkSource, RetryPolicy, SessionSlot, Shared, SharedRef, MAX_SLICES,
 };
 
 use crate::link::BlockingLink;
@@ -192,8 +192,9 @@ fn read_loop<L: BlockingLink>(shared: SharedRef, mut link: L, mine: u64, generat
         buf.truncate(n);
         read_size = hawser_driver::next_read_size(want, n);
         let mut guard = Shared::lock(&shared);
-        if generation.load(Ordering::Acquire) != mine {
-            // The writer has moved on to a new link; this one no longer counts.
+        if generation.load(Ordering::Acquire) != mine || guard.link_dropped() {
+            // The writer has moved on to a new link, or is about to (the session
+            // was resumed over another link): this one no longer counts.
             return;
         }
         let now = guard.now();
@@ -227,7 +228,7 @@ pub(crate) enum Supply<L> {
     /// Client: dial again under a retry policy.
     Dial(Redial<L>),
     /// Server: the acceptor puts the link here.
-    Slot(LinkSlot<L>),
+    Slot(SessionSlot<L>),
 }
 
 pub(crate) struct Redial<L> {

@@ -121,12 +121,13 @@ impl<L: Link + Unpin, T: Timer + Unpin> Driver<L, T> {
         }
         {
             let mut shared = Shared::lock(&self.shared);
-            if std::mem::take(&mut shared.link_events.drop_link) {
-                self.link = None;
-                self.out.clear();
-                self.read_closed = false;
+            let dropped = std::mem::take(&mut shared.link_events.drop_link);
+            let closed = shared.session_ref().is_closed();
+            drop(shared);
+            if dropped {
+                self.release_link();
             }
-            if self.link.is_some() || shared.session_ref().is_closed() {
+            if self.link.is_some() || closed {
                 return self.link.is_some();
             }
         }
@@ -192,6 +193,12 @@ impl<L: Link + Unpin, T: Timer + Unpin> Driver<L, T> {
             }
             let input = self.read_buf.take_filled();
             let mut shared = Shared::lock(&self.shared);
+            if shared.link_events.drop_link {
+                // Another thread resumed the session over a new link while this
+                // read was under way: what the old link brought no longer counts
+                // (the client sends it again from the offset it was told).
+                return false;
+            }
             shared.session().handle_input(self.turn_now, input);
             shared.dispatch_events();
         }
@@ -211,14 +218,28 @@ impl<L: Link + Unpin, T: Timer + Unpin> Driver<L, T> {
         if shared.session_ref().is_detached() {
             // The session waits for a new link; this one is done.
             shared.link_events.drop_link = false;
-            self.link = None;
-            self.read_closed = false;
+            drop(shared);
+            self.release_link();
         }
+    }
+
+    /// Lets go of the link and of the buffers it used: a detached session
+    /// should cost little more than what it holds for its peer.
+    fn release_link(&mut self) {
+        self.link = None;
+        self.out = FrameQueue::default();
+        self.read_buf = SlabBuf::default();
+        self.read_size = MIN_READ;
+        self.read_closed = false;
     }
 
     /// Takes the session's frames; returns how many streams it has open.
     fn take_transmits(&mut self) -> usize {
         let mut shared = Shared::lock(&self.shared);
+        if shared.link_events.drop_link {
+            // The session has moved to a new link: its output is for that one.
+            return shared.session_ref().stream_count();
+        }
         self.out.fill(shared.session(), self.turn_now);
         shared.dispatch_events();
         shared.wake_flushed();

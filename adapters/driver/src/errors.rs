@@ -70,13 +70,13 @@ mod tests {
 
     #[test]
     fn a_refused_resume_is_not_a_refused_stream() {
-        let resume: io::Error = SessionError::ResumeRefused(GoAwayCode::RESUME_BAD_TOKEN).into();
+        let resume: io::Error = SessionError::ResumeRefused(GoAwayCode::RESUME_NO_SUCH_SESSION).into();
         let stream: io::Error = ReadError::Reset(ResetCode::REFUSED).into();
         assert_eq!(resume.kind(), stream.kind());
         assert_eq!(reset_code(&resume), None);
         assert_eq!(
             session_error(&resume),
-            Some(SessionError::ResumeRefused(GoAwayCode::RESUME_BAD_TOKEN))
+            Some(SessionError::ResumeRefused(GoAwayCode::RESUME_NO_SUCH_SESSION))
         );
         assert_eq!(session_error(&stream), None);
         assert_eq!(reset_code(&stream), Some(ResetCode::REFUSED));

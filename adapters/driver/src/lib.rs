@@ -24,6 +24,7 @@ mod events;
 mod frames;
 mod health;
 pub mod pool;
+mod registry;
 mod resume;
 mod shared;
 mod stream;
@@ -33,9 +34,9 @@ pub use driver::{next_read_size, Driver, Link, Timer};
 pub use errors::{reset_code, session_error};
 pub use frames::{FrameQueue, MAX_SLICES, WRITE_BATCH};
 pub use health::{HealthEvent, Status};
+pub use registry::{Registry, SessionSlot, Source};
 pub use resume::{
-    check_config, check_resumable, entropy, resumable_client, Dial, LinkEvent, LinkSlot, LinkSource, Redial, Registry,
-    RetryPolicy,
+    check_config, check_resumable, entropy, resumable_client, Dial, LinkEvent, LinkSource, Redial, RetryPolicy,
 };
 pub use shared::{live_sessions, Health, Shared, SharedRef};
 pub use stream::StreamCore;

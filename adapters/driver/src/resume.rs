@@ -1,17 +1,12 @@
 //! What the adapters share for resumable sessions: where a detached session's
 //! next link comes from, the retry policy of a reconnecting client, the link
-//! events an application can watch, and the server's acceptor registry.
+//! events an application can watch. The server's side is in `registry`.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, Weak};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
-
-use bytes::Bytes;
-use hawser_core::resume::{ResumeRefusal, ResumeRequest, ResumeToken, Ticket};
 
 use crate::driver::Timer;
 use crate::events::EventQueue;
@@ -286,167 +281,6 @@ pub fn entropy() -> io::Result<[u8; 16]> {
     Ok(bytes)
 }
 
-/// A one-place mailbox through which an acceptor hands a detached server
-/// session its new link.
-pub struct LinkSlot<L> {
-    inner: Arc<Mutex<SlotInner<L>>>,
-}
-
-struct SlotInner<L> {
-    link: Option<L>,
-    waker: Option<Waker>,
-}
-
-impl<L> Clone for LinkSlot<L> {
-    fn clone(&self) -> Self {
-        LinkSlot {
-            inner: self.inner.clone(),
-        }
-    }
-}
-
-impl<L> Default for LinkSlot<L> {
-    fn default() -> Self {
-        LinkSlot {
-            inner: Arc::new(Mutex::new(SlotInner {
-                link: None,
-                waker: None,
-            })),
-        }
-    }
-}
-
-impl<L> LinkSlot<L> {
-    fn put(&self, link: L) {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        inner.link = Some(link);
-        if let Some(waker) = inner.waker.take() {
-            waker.wake();
-        }
-    }
-}
-
-impl<L> LinkSource<L> for LinkSlot<L> {
-    fn poll_link(&mut self, cx: &mut Context<'_>) -> Poll<Option<L>> {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        match inner.link.take() {
-            Some(link) => Poll::Ready(Some(link)),
-            None => {
-                inner.waker = Some(cx.waker().clone());
-                Poll::Pending
-            }
-        }
-    }
-}
-
-struct Entry<L> {
-    shared: Weak<Mutex<Shared>>,
-    slot: LinkSlot<L>,
-}
-
-/// The server side's registry of resumable sessions, by ticket id: it issues
-/// tickets to new sessions and routes resume requests to them.
-pub struct Registry<L> {
-    inner: Mutex<RegistryInner<L>>,
-}
-
-struct RegistryInner<L> {
-    next_id: u64,
-    sessions: HashMap<u64, Entry<L>>,
-    /// Forget sessions that are gone once the map has grown to this size, so
-    /// that registering costs O(1) amortised, not a walk of every session.
-    prune_at: usize,
-}
-
-/// The smallest `prune_at`.
-const MIN_PRUNE_AT: usize = 64;
-
-impl<L> Default for Registry<L> {
-    fn default() -> Self {
-        Registry {
-            inner: Mutex::new(RegistryInner {
-                next_id: 1,
-                sessions: HashMap::new(),
-                prune_at: MIN_PRUNE_AT,
-            }),
-        }
-    }
-}
-
-impl<L> Registry<L> {
-    /// Registers a new server session: gives it a ticket (a fresh id and a
-    /// random token) and returns the slot its driver takes new links from.
-    pub fn register(&self, shared: &SharedRef) -> io::Result<LinkSlot<L>> {
-        let token = ResumeToken::from_bytes(entropy()?);
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if inner.sessions.len() >= inner.prune_at {
-            // Forget the sessions whose state is gone (no session is locked for
-            // it). One that has ended but is still held refuses every resume.
-            inner.sessions.retain(|_, entry| entry.shared.strong_count() > 0);
-            inner.prune_at = (inner.sessions.len() * 2).max(MIN_PRUNE_AT);
-        }
-        let id = inner.next_id;
-        inner.next_id += 1;
-        Shared::lock(shared).session().set_resume_ticket(Ticket { id, token });
-        let slot = LinkSlot::default();
-        inner.sessions.insert(
-            id,
-            Entry {
-                shared: Arc::downgrade(shared),
-                slot: slot.clone(),
-            },
-        );
-        Ok(slot)
-    }
-
-    /// A new server session for a link that opened with a hello: registered, and
-    /// fed the bytes read so far. Returns the session and the slot its driver
-    /// takes later links from.
-    pub fn start_session(&self, config: hawser_core::Config, first: Bytes) -> io::Result<(SharedRef, LinkSlot<L>)> {
-        let shared = Shared::new(hawser_core::Role::Server, config)
-            .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
-        let slot = self.register(&shared)?;
-        let mut guard = Shared::lock(&shared);
-        let now = guard.now();
-        guard.session().handle_input(now, first);
-        guard.dispatch_events();
-        drop(guard);
-        Ok((shared, slot))
-    }
-
-    /// Routes a resume request that arrived on `link` (with `rest`, the bytes
-    /// read after the request) to its session. On success the session has the
-    /// new link; on refusal, write [`ResumeRefusal::frame`] to the link and close it.
-    pub fn resume(&self, request: &ResumeRequest, link: L, rest: Bytes) -> Result<(), (ResumeRefusal, L)> {
-        let (shared, slot) = {
-            let inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-            match inner.sessions.get(&request.ticket.id) {
-                Some(entry) => match entry.shared.upgrade() {
-                    Some(shared) => (shared, entry.slot.clone()),
-                    None => return Err((ResumeRefusal::UnknownSession, link)),
-                },
-                None => return Err((ResumeRefusal::UnknownSession, link)),
-            }
-        };
-        let token = match entropy() {
-            Ok(bytes) => ResumeToken::from_bytes(bytes),
-            Err(_) => return Err((ResumeRefusal::UnknownSession, link)),
-        };
-        let mut guard = Shared::lock(&shared);
-        let now = guard.now();
-        if let Err(refusal) = guard.session().handle_resume(now, request, token) {
-            return Err((refusal, link));
-        }
-        if !rest.is_empty() {
-            guard.session().handle_input(now, rest);
-        }
-        guard.dispatch_events();
-        drop(guard);
-        slot.put(link);
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -475,33 +309,5 @@ mod tests {
             ..policy
         };
         assert_eq!(expired.retry_after(1, started), None, "out of time");
-    }
-
-    #[test]
-    fn registering_forgets_sessions_that_are_gone_without_walking_every_time() {
-        let registry: Registry<()> = Registry::default();
-        let config = hawser_core::Config {
-            resumption: Some(hawser_core::Resumption::default()),
-            ..hawser_core::Config::default()
-        };
-        let mut kept = Vec::new();
-        for round in 0..1000 {
-            let shared = Shared::new(hawser_core::Role::Server, config.clone()).expect("valid config");
-            registry.register(&shared).expect("entropy");
-            if round % 10 == 0 {
-                kept.push(shared);
-            }
-        }
-        let inner = registry.inner.lock().expect("not poisoned");
-        // 100 live sessions; the dead ones are pruned whenever the map doubles.
-        assert!(
-            inner.sessions.len() < 2 * kept.len() + MIN_PRUNE_AT,
-            "{} entries",
-            inner.sessions.len()
-        );
-        assert!(kept.iter().all(|shared| {
-            let id = Shared::lock(shared).session_ref().resume_ticket().map(|t| t.id);
-            id.is_some_and(|id| inner.sessions.contains_key(&id))
-        }));
     }
 }

@@ -299,6 +299,13 @@ impl Shared {
         std::mem::take(&mut self.link_events.drop_link)
     }
 
+    /// Resumption: whether the current link is to be dropped (the session
+    /// detached, was resumed over another link, or a resume attempt on it
+    /// failed); a reader must not feed it any more.
+    pub fn link_dropped(&self) -> bool {
+        self.link_events.drop_link
+    }
+
     /// Resumption, client: the retry policy ran out.
     pub fn note_gave_up(&mut self) {
         self.link_events.push(LinkEvent::GaveUp);
@@ -361,13 +368,23 @@ impl Shared {
                     self.health_log.push(HealthEvent::Pong { rtt });
                 }
                 Event::Detached => {
-                    tracing::info!("link lost; the session waits for a new link");
+                    // A server may see thousands of these a second from clients
+                    // that come and go; its acceptor logs summaries instead.
+                    if self.session.role() == hawser_core::Role::Client {
+                        tracing::info!("link lost; the session waits for a new link");
+                    } else {
+                        tracing::debug!("link lost; the session waits for a new link");
+                    }
                     self.link_events.drop_link = true;
                     self.link_events.push(LinkEvent::Lost);
                     self.wake_driver();
                 }
                 Event::Resumed { replayed } => {
-                    tracing::info!(replayed, "session resumed over a new link");
+                    if self.session.role() == hawser_core::Role::Client {
+                        tracing::info!(replayed, "session resumed over a new link");
+                    } else {
+                        tracing::debug!(replayed, "session resumed over a new link");
+                    }
                     self.link_events.push(LinkEvent::Resumed { replayed });
                     wake_all(&mut self.open_wakers);
                 }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use hawser_core::resume::{parse_opening, Opening, ResumeRefusal};
 use hawser_core::Config;
-use hawser_driver::{check_resumable, resumable_client, Dial, Driver, Registry, RetryPolicy};
+use hawser_driver::{check_resumable, resumable_client, Dial, Driver, Registry, RetryPolicy, Source};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
@@ -191,30 +191,42 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Acceptor<T> {
     /// An acceptor whose new sessions use `config` (which must enable resumption).
     pub fn new(config: Config) -> io::Result<Self> {
         check_resumable(&config)?;
+        let budgets = config.resumption.clone().unwrap_or_default();
         Ok(Acceptor {
             config,
-            registry: Arc::default(),
+            registry: Arc::new(Registry::new(budgets)),
         })
     }
 
     /// Reads the link's first frame (waiting at most the handshake timeout) and
     /// starts a new session, resumes the detached one it names, or refuses it.
     /// Call it on a task of its own for each link, or let
-    /// [`serve`](Acceptor::serve) do so.
-    pub async fn accept(&self, mut link: T) -> io::Result<Accepted> {
+    /// [`serve`](Acceptor::serve) do so. Without the peer's address, only the
+    /// global budgets apply; prefer [`accept_from`](Acceptor::accept_from).
+    pub async fn accept(&self, link: T) -> io::Result<Accepted> {
+        self.accept_link(link, None).await
+    }
+
+    /// [`accept`](Acceptor::accept) for a link from `peer`, whose address the
+    /// per-source budgets of `Resumption` (detached sessions, failed resumes)
+    /// count against.
+    pub async fn accept_from(&self, link: T, peer: std::net::IpAddr) -> io::Result<Accepted> {
+        self.accept_link(link, Some(Source::of(peer))).await
+    }
+
+    async fn accept_link(&self, mut link: T, source: Option<Source>) -> io::Result<Accepted> {
         let limit = self.config.handshake_timeout;
         let (opening, buf) = match tokio::time::timeout(limit, read_opening(&mut link)).await {
             Ok(result) => result?,
             Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "no opening frame in time")),
         };
         match opening {
-            Opening::Hello => self.start(link, buf).map(Accepted::New),
+            Opening::Hello => self.start(link, buf, source).map(Accepted::New),
             Opening::Resume { request, consumed } => {
                 let rest = Bytes::copy_from_slice(&buf[consumed..]);
-                match self.registry.resume(&request, TokioLink(link), rest) {
+                match self.registry.resume(&request, TokioLink(link), rest, source) {
                     Ok(()) => Ok(Accepted::Resumed),
                     Err((refusal, TokioLink(mut link))) => {
-                        tracing::debug!(%refusal, "resume refused");
                         let _ = link.write_all(&refusal.frame()).await;
                         let _ = link.shutdown().await;
                         Ok(Accepted::Refused(refusal))
@@ -224,8 +236,10 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Acceptor<T> {
         }
     }
 
-    fn start(&self, link: T, first: Vec<u8>) -> io::Result<Session> {
-        let (shared, slot) = self.registry.start_session(self.config.clone(), Bytes::from(first))?;
+    fn start(&self, link: T, first: Vec<u8>, source: Option<Source>) -> io::Result<Session> {
+        let (shared, slot) = self
+            .registry
+            .start_session(self.config.clone(), Bytes::from(first), source)?;
         let driver =
             Driver::new(shared.clone(), TokioLink(link), TokioTimer::default()).with_link_source(Box::new(slot));
         tokio::spawn(driver);
@@ -275,7 +289,7 @@ impl Acceptor<TcpStream> {
                 let acceptor = acceptor.clone();
                 let sessions = sessions.clone();
                 tokio::spawn(async move {
-                    match acceptor.accept(tcp).await {
+                    match acceptor.accept_from(tcp, peer.ip()).await {
                         Ok(Accepted::New(session)) => {
                             let _ = sessions.send(session).await;
                         }

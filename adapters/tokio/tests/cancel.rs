@@ -125,6 +125,11 @@ async fn accepts_and_opens_cut_short_by_a_timeout_lose_no_stream() {
                     stream.read_to_end(&mut byte).await.unwrap();
                     assert_eq!(byte, [7]);
                     ids.push(stream.id());
+                    if ids.len() == 2 {
+                        // Hold both of the server's stream slots for a while,
+                        // so that the client's next opens must wait.
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
                 }
                 Ok(None) => panic!("the session ended"),
                 Err(_) => {
@@ -136,6 +141,8 @@ async fn accepts_and_opens_cut_short_by_a_timeout_lose_no_stream() {
         }
         (ids, cancelled, server)
     });
+    // Accepts wait (and some time out) until the first open.
+    tokio::time::sleep(Duration::from_millis(20)).await;
     let mut opened = Vec::new();
     let mut cancelled = 0;
     while opened.len() < STREAMS as usize {

@@ -19,12 +19,17 @@ use crate::event::Event;
 use crate::frame::{Flags, FrameType, Header, Profile, HEADER_LEN};
 use crate::resume::{ResumeRefusal, ResumeRequest, ResumeToken, Ticket};
 use crate::time::Instant;
+use core::time::Duration;
 
 /// Capability bit in the hello: this side can resume. Both must set it.
 pub(crate) const CAPABILITY_RESUME: u32 = 0x1;
 
 /// The server's answer to a resume request: its received offset and the new token.
 const ANSWER_LEN: usize = 8 + 16;
+
+/// How far past `replay_buffer` control frames may take the unacknowledged
+/// tail before the peer counts as one that never acknowledges.
+const CONTROL_SLACK: u64 = 64 * 1024;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum LinkState {
@@ -44,9 +49,17 @@ pub(super) struct Continuity {
     /// Server: the token the client held before the last resume, still accepted
     /// until the client shows (by sending anything) that the answer with the new
     /// one reached it. A cut that loses the answer must not lock the client out.
+    /// Presenting it again gets the current token again, never a new one: whoever
+    /// else holds the old token cannot lock out the client that has the new one.
     unconfirmed_token: Option<ResumeToken>,
     pub(super) link: LinkState,
     pub(super) expires: Option<Instant>,
+    /// Time spent detached, paid back at the same rate while attached: a resume
+    /// does not restart the detached clock, so brief reconnects cannot keep a
+    /// session that is mostly detached alive forever.
+    detached_debt: Duration,
+    /// When the link last changed state (the debt is accounted up to then).
+    debt_since: Instant,
 
     /// Bytes of the outbound sequence handed out so far.
     sent: u64,
@@ -79,6 +92,8 @@ impl Continuity {
             unconfirmed_token: None,
             link: LinkState::Attached,
             expires: None,
+            detached_debt: Duration::ZERO,
+            debt_since: Instant::ZERO,
             sent: 0,
             peer_acked: 0,
             replay: VecDeque::new(),
@@ -113,6 +128,14 @@ impl Continuity {
         self.sent += transmit.len() as u64;
         self.replay.push_back(transmit.clone());
         self.unacknowledged()
+    }
+
+    /// The most unacknowledged bytes a peer may leave us holding: the replay
+    /// buffer and some slack for control frames. Data alone never gets there;
+    /// control frames do only if the peer provokes replies and never
+    /// acknowledges them.
+    fn hard_bound(&self) -> u64 {
+        self.config.replay_buffer as u64 + CONTROL_SLACK
     }
 
     fn on_ack(&mut self, offset: u64) -> Result<(), ProtocolError> {
@@ -156,7 +179,11 @@ impl Continuity {
         self.sent - offset
     }
 
-    fn attached(&mut self) {
+    fn attached(&mut self, now: Instant) {
+        if self.link != LinkState::Attached {
+            self.detached_debt += now.saturating_duration_since(self.debt_since);
+            self.debt_since = now;
+        }
         self.link = LinkState::Attached;
         self.expires = None;
         self.answer_filled = 0;
@@ -229,8 +256,17 @@ impl Session {
         continuity.ack_deadline = None;
         continuity.resend.clear();
         continuity.answer_filled = 0;
+        if was_attached {
+            let attached_for = now.saturating_duration_since(continuity.debt_since);
+            continuity.detached_debt = continuity.detached_debt.saturating_sub(attached_for);
+            continuity.debt_since = now;
+        }
         if continuity.expires.is_none() {
-            continuity.expires = Some(now + continuity.config.detached_timeout);
+            let left = continuity
+                .config
+                .detached_timeout
+                .saturating_sub(continuity.detached_debt);
+            continuity.expires = Some(now + left);
         }
         // Everything queued is part of the sequence, kept for replay, except what
         // is not sequenced (a pending resume request or answer).
@@ -285,6 +321,13 @@ impl Session {
     /// [`poll_transmit`](Self::poll_transmit), and the new link's bytes after the
     /// request go to [`handle_input`](Self::handle_input). On refusal nothing about
     /// the session changes: write [`ResumeRefusal::frame`] to the new link and close it.
+    ///
+    /// The right token wins even while the session still has a link: the client
+    /// has lost that link, though this side has not noticed yet. The session
+    /// detaches from the old link ([`Event::Detached`]: drop it, and feed nothing
+    /// more read from it) and carries on over the new one. A wrong token, an id
+    /// that is not this session's, and a closed session all get the same
+    /// [`ResumeRefusal::NoSuchSession`], so that a refusal tells a guesser nothing.
     pub fn handle_resume(
         &mut self,
         now: Instant,
@@ -292,43 +335,51 @@ impl Session {
         next_token: ResumeToken,
     ) -> Result<(), ResumeRefusal> {
         if self.role != crate::Role::Server || self.phase == Phase::Closed {
-            return Err(ResumeRefusal::UnknownSession);
+            return Err(ResumeRefusal::NoSuchSession);
         }
-        let Some(continuity) = self.continuity.as_mut() else {
-            return Err(ResumeRefusal::UnknownSession);
+        let Some(continuity) = self.continuity.as_ref() else {
+            return Err(ResumeRefusal::NoSuchSession);
         };
         let Some(ticket) = continuity.ticket else {
-            return Err(ResumeRefusal::UnknownSession);
+            return Err(ResumeRefusal::NoSuchSession);
         };
-        if ticket.id != request.ticket.id {
-            return Err(ResumeRefusal::UnknownSession);
-        }
         let presented = request.ticket.token;
         let current = ticket.token.ct_eq(&presented);
         let previous = continuity.unconfirmed_token.is_some_and(|t| t.ct_eq(&presented));
-        if !(current | previous) {
-            tracing::debug!(session = ticket.id, "resume refused: bad token");
-            return Err(ResumeRefusal::BadToken);
-        }
-        if continuity.link == LinkState::Attached {
-            tracing::debug!(session = ticket.id, "resume refused: still attached");
-            return Err(ResumeRefusal::Attached);
+        if ticket.id != request.ticket.id || !(current | previous) {
+            tracing::debug!("resume refused: no session with that id and token");
+            return Err(ResumeRefusal::NoSuchSession);
         }
         if !continuity.can_replay_from(request.received) {
             tracing::debug!(session = ticket.id, "resume refused: bad offset");
             return Err(ResumeRefusal::BadOffset);
         }
+        if continuity.link == LinkState::Attached {
+            tracing::debug!(session = ticket.id, "resume takes over from a link this side still had");
+            self.detach(now);
+        }
+        let Some(continuity) = self.continuity.as_mut() else {
+            return Err(ResumeRefusal::NoSuchSession);
+        };
+        // The current token is replaced; the one just presented stays valid until
+        // the client confirms the answer. A previous token presented again (the
+        // answer was lost) gets the current token again.
+        let issued = if current {
+            continuity.unconfirmed_token = Some(presented);
+            next_token
+        } else {
+            ticket.token
+        };
         let new_ticket = Ticket {
             id: ticket.id,
-            token: next_token,
+            token: issued,
         };
         continuity.ticket = Some(new_ticket);
-        continuity.unconfirmed_token = Some(presented);
         let replayed = continuity.prepare_replay(request.received);
         let mut answer = [0u8; ANSWER_LEN];
         answer[..8].copy_from_slice(&continuity.received.to_be_bytes());
         answer[8..].copy_from_slice(new_ticket.token.as_bytes());
-        continuity.attached();
+        continuity.attached(now);
         let header = Header::new(FrameType::Resume, Flags::ACK, 0, answer.len() as u32);
         self.preamble = Some(Transmit::new(header, Profile::Native, Bytes::copy_from_slice(&answer)));
         self.after_resume(now, replayed);
@@ -412,8 +463,12 @@ impl Session {
                     ticket.token = token;
                 }
                 let replayed = continuity.prepare_replay(offset);
-                continuity.attached();
+                continuity.attached(now);
                 self.after_resume(now, replayed);
+                // The first frame of our sequence on the new link tells the server
+                // that its answer arrived, which retires the token it replaced:
+                // send it now, not whenever there is something else to say.
+                self.send_ack();
                 data
             }
             _ => {
@@ -427,7 +482,7 @@ impl Session {
 
     fn on_resume_refused(&mut self, code: GoAwayCode) {
         tracing::debug!(code = code.0, "resume refused");
-        if code == GoAwayCode::RESUME_ATTACHED {
+        if code == GoAwayCode::RESUME_RATE_LIMITED {
             if let Some(continuity) = self.continuity.as_mut() {
                 continuity.link = LinkState::Detached;
                 continuity.answer_filled = 0;
@@ -444,6 +499,9 @@ impl Session {
         if let Some(continuity) = self.continuity.as_mut() {
             let unacknowledged = continuity.record(transmit);
             self.stats.replay_peak = self.stats.replay_peak.max(unacknowledged);
+            if unacknowledged > continuity.hard_bound() {
+                self.fail(ProtocolError::LimitExceeded("unacknowledged frames"));
+            }
         }
     }
 
