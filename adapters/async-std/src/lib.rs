@@ -74,7 +74,8 @@ pub use hawser_core::{
     ResetCode, ResumeRefusal, Resumption, Role, SessionError, Stats, StreamId, WriteError,
 };
 pub use hawser_driver::{
-    live_sessions, reset_code, session_error, ControlCore, Health, HealthEvent, LinkEvent, RetryPolicy, Status,
+    live_sessions, reset_code, session_error, AcceptorStats, ControlCore, Health, HealthEvent, LinkEvent, RetryPolicy,
+    Status,
 };
 #[cfg(feature = "async-std")]
 pub use net::Listener;

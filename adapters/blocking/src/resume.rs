@@ -140,6 +140,12 @@ impl<L: BlockingLink> Acceptor<L> {
         })
     }
 
+    /// What the acceptor holds now (sessions, detached ones and the bytes they
+    /// hold) and what its budgets have done (sessions ended, attempts refused).
+    pub fn stats(&self) -> hawser_driver::AcceptorStats {
+        self.registry.stats()
+    }
+
     /// Reads the link's first frame (waiting at most the handshake timeout) and
     /// starts a new session, resumes the detached one the link's resume request
     /// names, or refuses it (answering and closing the link). Call it on a thread

@@ -34,7 +34,7 @@ pub use driver::{next_read_size, Driver, Link, Timer};
 pub use errors::{reset_code, session_error};
 pub use frames::{FrameQueue, MAX_SLICES, WRITE_BATCH};
 pub use health::{HealthEvent, Status};
-pub use registry::{Registry, SessionSlot, Source};
+pub use registry::{AcceptorStats, Registry, SessionSlot, Source};
 pub use resume::{
     check_config, check_resumable, entropy, resumable_client, Dial, LinkEvent, LinkSource, Redial, RetryPolicy,
 };

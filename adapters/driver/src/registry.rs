@@ -248,7 +248,28 @@ impl Report {
     }
 }
 
+/// What a resumable server's acceptor holds, and what its budgets have done.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AcceptorStats {
+    /// Resumable sessions alive (attached or detached).
+    pub sessions: usize,
+    /// Of those, detached: waiting for their client to come back.
+    pub detached: usize,
+    /// Bytes the detached sessions hold for their clients (replay buffers and
+    /// unsent writes), all together; bounded by `Resumption::detached_memory`.
+    pub detached_held: u64,
+    /// Detached sessions the budgets have ended, in all.
+    pub shed: u64,
+    /// Resume attempts refused (unknown id, wrong token, bad offset), in all.
+    pub refused: u64,
+    /// Resume attempts refused unread by the failed-attempt budget, in all.
+    pub rate_limited: u64,
+}
+
 struct RegistryInner<L> {
+    shed_total: u64,
+    refused_total: u64,
+    rate_limited_total: u64,
     budgets: Resumption,
     sessions: HashMap<u64, Entry<L>>,
     /// The detached sessions, with what they hold and where they came from.
@@ -329,6 +350,7 @@ impl<L> RegistryInner<L> {
         if !shed.is_empty() {
             tracing::debug!(count = shed.len(), "detached budgets exceeded; ending sessions");
             self.report.shed += shed.len() as u64;
+            self.shed_total += shed.len() as u64;
             self.report.note(now);
         }
         shed
@@ -357,8 +379,10 @@ impl<L> RegistryInner<L> {
         tracing::debug!(%refusal, "resume refused");
         if refusal == ResumeRefusal::RateLimited {
             self.report.rate_limited += 1;
+            self.rate_limited_total += 1;
         } else {
             self.report.refused += 1;
+            self.refused_total += 1;
             self.failures.count(FailureKey::Id(id), now);
             if let Some(source) = source {
                 self.failures.count(FailureKey::Source(source), now);
@@ -381,6 +405,9 @@ impl<L> Registry<L> {
         Registry {
             inner: Arc::new(Mutex::new(RegistryInner {
                 budgets,
+                shed_total: 0,
+                refused_total: 0,
+                rate_limited_total: 0,
                 sessions: HashMap::new(),
                 detached: HashMap::new(),
                 held_total: 0,
@@ -394,15 +421,17 @@ impl<L> Registry<L> {
         }
     }
 
-    /// How many sessions are registered, and how many of them are detached.
-    pub fn counts(&self) -> (usize, usize) {
+    /// What the registry holds now.
+    pub fn stats(&self) -> AcceptorStats {
         let inner = lock(&self.inner);
-        (inner.sessions.len(), inner.detached.len())
-    }
-
-    /// Bytes the detached sessions hold, all together.
-    pub fn detached_held(&self) -> u64 {
-        lock(&self.inner).held_total
+        AcceptorStats {
+            sessions: inner.sessions.len(),
+            detached: inner.detached.len(),
+            detached_held: inner.held_total,
+            shed: inner.shed_total,
+            refused: inner.refused_total,
+            rate_limited: inner.rate_limited_total,
+        }
     }
 
     /// Registers a new server session whose link came from `source`: gives it a
@@ -609,7 +638,8 @@ mod tests {
         let sessions: Vec<_> = (0..5).map(|i| detached(&registry, source(i), 0)).collect();
         let ended: Vec<bool> = sessions.iter().map(|(shared, _)| expired(shared)).collect();
         assert_eq!(ended, [true, true, false, false, false]);
-        assert_eq!(registry.counts(), (3, 3));
+        assert_eq!((registry.stats().sessions, registry.stats().detached), (3, 3));
+        assert_eq!(registry.stats().shed, 2);
     }
 
     #[test]
@@ -622,9 +652,10 @@ mod tests {
         let last = detached(&registry, source(4), 30_000);
         assert!(expired(&large.0));
         assert!(!expired(&small.0) && !expired(&medium.0) && !expired(&last.0));
-        assert!(registry.detached_held() <= 100_000, "{}", registry.detached_held());
+        let held = registry.stats().detached_held;
+        assert!(held <= 100_000, "{held}");
         // What an ended session held is no longer counted.
-        assert!(registry.detached_held() >= 60_000, "{}", registry.detached_held());
+        assert!(held >= 60_000, "{held}");
     }
 
     #[test]
@@ -647,12 +678,12 @@ mod tests {
     fn a_resumed_session_no_longer_counts_as_detached() {
         let registry = Registry::new(Resumption::default());
         let (shared, _slot) = detached(&registry, source(1), 5_000);
-        assert_eq!(registry.counts(), (1, 1));
-        assert!(registry.detached_held() >= 5_000);
+        assert_eq!((registry.stats().sessions, registry.stats().detached), (1, 1));
+        assert!(registry.stats().detached_held >= 5_000);
         let request = own_request(&shared);
         assert!(registry.resume(&request, (), Bytes::new(), source(2)).is_ok());
-        assert_eq!(registry.counts(), (1, 0));
-        assert_eq!(registry.detached_held(), 0);
+        assert_eq!((registry.stats().sessions, registry.stats().detached), (1, 0));
+        assert_eq!(registry.stats().detached_held, 0);
     }
 
     #[test]
@@ -678,6 +709,8 @@ mod tests {
         );
         // Other ids from other sources are answered as usual.
         assert_eq!(refusal(&elsewhere, source(68)), Some(ResumeRefusal::NoSuchSession));
+        let stats = registry.stats();
+        assert_eq!((stats.refused, stats.rate_limited), (4, 3));
     }
 
     #[test]
@@ -691,7 +724,7 @@ mod tests {
                 kept.push((shared, slot));
             }
         }
-        assert_eq!(registry.counts(), (100, 0));
+        assert_eq!((registry.stats().sessions, registry.stats().detached), (100, 0));
     }
 
     #[test]

@@ -198,6 +198,12 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Acceptor<T> {
         })
     }
 
+    /// What the acceptor holds now (sessions, detached ones and the bytes they
+    /// hold) and what its budgets have done (sessions ended, attempts refused).
+    pub fn stats(&self) -> hawser_driver::AcceptorStats {
+        self.registry.stats()
+    }
+
     /// Reads the link's first frame (waiting at most the handshake timeout) and
     /// starts a new session, resumes the detached one it names, or refuses it.
     /// Call it on a task of its own for each link, or let
