@@ -8,13 +8,20 @@ use std::sync::{Arc, Mutex};
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::runtime::Runtime;
+use tokio::sync::Notify;
 use tokio::task::AbortHandle;
+
+/// One forwarded connection: its task, and the cue to cut only its client side.
+struct Forwarded {
+    task: AbortHandle,
+    cut_client: Arc<Notify>,
+}
 
 /// A proxy between a client and `target`; see [`kill_all`](Self::kill_all).
 pub struct KillProxy {
     addr: SocketAddr,
     runtime: Option<Runtime>,
-    live: Arc<Mutex<Vec<AbortHandle>>>,
+    live: Arc<Mutex<Vec<Forwarded>>>,
     kills: Arc<AtomicU64>,
     connections: Arc<AtomicU64>,
 }
@@ -42,30 +49,52 @@ impl KillProxy {
             TcpListener::from_std(std_listener)?
         };
         let addr = listener.local_addr()?;
-        let live: Arc<Mutex<Vec<AbortHandle>>> = Arc::default();
+        let live: Arc<Mutex<Vec<Forwarded>>> = Arc::default();
         let connections = Arc::new(AtomicU64::new(0));
         let accepted = live.clone();
         let counted = connections.clone();
+        // Server sides whose client side was cut: kept open (and silent) until
+        // the proxy goes, so that the server never learns of the loss.
+        let silent: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
         runtime.spawn(async move {
-            while let Ok((inbound, _)) = listener.accept().await {
-                let Ok(outbound) = TcpStream::connect(target).await else {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let Ok(mut outbound) = TcpStream::connect(target).await else {
                     continue;
                 };
                 let _ = inbound.set_nodelay(true);
                 let _ = outbound.set_nodelay(true);
                 counted.fetch_add(1, Ordering::Relaxed);
-                let (mut in_read, mut in_write) = inbound.into_split();
-                let (mut out_read, mut out_write) = outbound.into_split();
-                let up = tokio::spawn(async move {
-                    let _ = tokio::io::copy(&mut in_read, &mut out_write).await;
-                });
-                let down = tokio::spawn(async move {
-                    let _ = tokio::io::copy(&mut out_read, &mut in_write).await;
+                let cut_client = Arc::new(Notify::new());
+                let cue = cut_client.clone();
+                let silent = silent.clone();
+                let task = tokio::spawn(async move {
+                    let cut = {
+                        let (mut in_read, mut in_write) = inbound.split();
+                        let (mut out_read, mut out_write) = outbound.split();
+                        let up = async {
+                            let _ = tokio::io::copy(&mut in_read, &mut out_write).await;
+                            let _ = tokio::io::AsyncWriteExt::shutdown(&mut out_write).await;
+                        };
+                        let down = async {
+                            let _ = tokio::io::copy(&mut out_read, &mut in_write).await;
+                            let _ = tokio::io::AsyncWriteExt::shutdown(&mut in_write).await;
+                        };
+                        tokio::select! {
+                            _ = async { tokio::join!(up, down) } => false,
+                            _ = cue.notified() => true,
+                        }
+                    };
+                    if cut {
+                        drop(inbound);
+                        silent.lock().unwrap_or_else(|p| p.into_inner()).push(outbound);
+                    }
                 });
                 let mut live = accepted.lock().unwrap_or_else(|p| p.into_inner());
-                live.retain(|handle| !handle.is_finished());
-                live.push(up.abort_handle());
-                live.push(down.abort_handle());
+                live.retain(|forwarded| !forwarded.task.is_finished());
+                live.push(Forwarded {
+                    task: task.abort_handle(),
+                    cut_client,
+                });
             }
         });
         Ok(KillProxy {
@@ -84,12 +113,28 @@ impl KillProxy {
 
     /// Kills every connection through the proxy at once: bytes in flight in the
     /// proxy are lost, and both ends see their connection end. Returns how many
-    /// forwarding directions were cut (0 if nothing was connected).
+    /// connections were cut (0 if nothing was connected).
     pub fn kill_all(&self) -> usize {
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        let cut = live.iter().filter(|handle| !handle.is_finished()).count();
-        for handle in live.drain(..) {
-            handle.abort();
+        let cut = live.iter().filter(|forwarded| !forwarded.task.is_finished()).count();
+        for forwarded in live.drain(..) {
+            forwarded.task.abort();
+        }
+        if cut > 0 {
+            self.kills.fetch_add(1, Ordering::Relaxed);
+        }
+        cut
+    }
+
+    /// Closes the client side of every connection and leaves the server side
+    /// open and silent, as when a middlebox forgets a connection: the client
+    /// sees its link end, the server sees nothing. Returns how many
+    /// connections were cut.
+    pub fn cut_client_sides(&self) -> usize {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        let cut = live.iter().filter(|forwarded| !forwarded.task.is_finished()).count();
+        for forwarded in live.drain(..) {
+            forwarded.cut_client.notify_one();
         }
         if cut > 0 {
             self.kills.fetch_add(1, Ordering::Relaxed);

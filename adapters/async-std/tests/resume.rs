@@ -145,3 +145,40 @@ async fn scenario() {
     );
     session.close(hawser_async_std::GoAwayCode::NORMAL);
 }
+
+#[async_std::test]
+async fn a_loss_only_the_client_sees_is_resumed_at_once_by_taking_over() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server_addr = listener.local_addr().unwrap();
+    let acceptor = Acceptor::new(config()).unwrap();
+    async_std::task::spawn(serve(listener, acceptor.clone()));
+    let proxy = KillProxy::start(server_addr).unwrap();
+    let proxy_addr = proxy.addr();
+    let (session, driver) =
+        Session::connect_resumable(move || TcpStream::connect(proxy_addr), config(), RetryPolicy::default())
+            .await
+            .unwrap();
+    async_std::task::spawn(driver);
+    session.resumable().await.unwrap();
+    let mut stream = session.open_stream().await.unwrap();
+    let mut pattern = Pattern::new(7);
+    let mut check = Pattern::new(7);
+    let mut buf = vec![0u8; 16 * 1024];
+    for round in 0..6 {
+        if round % 2 == 1 {
+            // The server's side of the link stays open and silent: it would
+            // notice only when keepalive fails, a minute or more from now.
+            assert_eq!(proxy.cut_client_sides(), 1);
+        }
+        stream.write_all(&pattern.take(16 * 1024)).await.unwrap();
+        async_std::future::timeout(Duration::from_secs(10), stream.read_exact(&mut buf))
+            .await
+            .expect("the session resumed without waiting for the server's keepalive")
+            .unwrap();
+        check.check(&buf).unwrap();
+    }
+    assert_eq!(session.stats().resumes, 3);
+    let stats = acceptor.stats();
+    assert_eq!((stats.sessions, stats.detached, stats.refused), (1, 0, 0), "{stats:?}");
+    session.close(hawser_async_std::GoAwayCode::NORMAL);
+}

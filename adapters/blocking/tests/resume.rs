@@ -147,3 +147,37 @@ fn scenario() {
     session.close(hawser_blocking::GoAwayCode::NORMAL);
     let _ = killer.join();
 }
+
+#[test]
+fn a_loss_only_the_client_sees_is_resumed_at_once_by_taking_over() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let server_addr = listener.local_addr().unwrap();
+    let acceptor = Acceptor::new(config()).unwrap();
+    let serving = acceptor.clone();
+    thread::spawn(move || serve(listener, serving));
+    let proxy = KillProxy::start(server_addr).unwrap();
+    let proxy_addr = proxy.addr();
+    let session =
+        Session::connect_resumable(move || TcpStream::connect(proxy_addr), config(), RetryPolicy::default()).unwrap();
+    let mut stream = session.open_stream().unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let mut pattern = Pattern::new(7);
+    let mut check = Pattern::new(7);
+    let mut buf = vec![0u8; 16 * 1024];
+    for round in 0..6 {
+        if round % 2 == 1 {
+            // The server's side of the link stays open and silent: it would
+            // notice only when keepalive fails, a minute or more from now.
+            assert_eq!(proxy.cut_client_sides(), 1);
+        }
+        stream.write_all(&pattern.take(16 * 1024)).unwrap();
+        stream
+            .read_exact(&mut buf)
+            .expect("the session resumed without waiting for the server's keepalive");
+        check.check(&buf).unwrap();
+    }
+    assert_eq!(session.stats().resumes, 3);
+    let stats = acceptor.stats();
+    assert_eq!((stats.sessions, stats.detached, stats.refused), (1, 0, 0), "{stats:?}");
+    session.close(hawser_blocking::GoAwayCode::NORMAL);
+}

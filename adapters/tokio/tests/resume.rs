@@ -253,3 +253,57 @@ fn bad_resume_attempts_are_refused_and_do_not_disturb_the_session() {
         assert_eq!(outcomes.len(), 3, "{outcomes:?}");
     });
 }
+
+#[test]
+fn a_loss_only_the_client_sees_is_resumed_at_once_by_taking_over() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server_addr = listener.local_addr().unwrap();
+        let acceptor = Acceptor::new(config()).unwrap();
+        tokio::spawn(serve(listener, acceptor.clone()));
+        let proxy = KillProxy::start(server_addr).unwrap();
+        let proxy_addr = proxy.addr();
+        let session =
+            Session::connect_resumable(move || TcpStream::connect(proxy_addr), config(), RetryPolicy::default())
+                .await
+                .unwrap();
+        let stream = session.open_stream().await.unwrap();
+        let (mut reader, mut writer) = tokio::io::split(stream);
+        let mut pattern = Pattern::new(7);
+        let mut check = Pattern::new(7);
+        let mut buf = vec![0u8; 16 * 1024];
+        for round in 0..6 {
+            if round % 2 == 1 {
+                // The server's side of the link stays open and silent: it would
+                // notice only when keepalive fails, a minute or more from now.
+                assert_eq!(proxy.cut_client_sides(), 1);
+            }
+            writer.write_all(&pattern.take(16 * 1024)).await.unwrap();
+            let echoed = async {
+                let mut got = 0;
+                while got < buf.len() {
+                    let n = reader.read(&mut buf[got..]).await?;
+                    if n == 0 {
+                        return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+                    }
+                    got += n;
+                }
+                Ok(())
+            };
+            tokio::time::timeout(Duration::from_secs(10), echoed)
+                .await
+                .expect("the session resumed without waiting for the server's keepalive")
+                .unwrap();
+            check.check(&buf).unwrap();
+        }
+        assert_eq!(session.stats().resumes, 3);
+        let stats = acceptor.stats();
+        assert_eq!((stats.sessions, stats.detached, stats.refused), (1, 0, 0), "{stats:?}");
+        session.close(hawser_tokio::GoAwayCode::NORMAL);
+    });
+}
