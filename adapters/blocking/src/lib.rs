@@ -35,7 +35,9 @@
 //!
 //! Each session runs two threads: a reader that blocks on the link and feeds the
 //! session, and a writer that sends the session's frames (vectored) and keeps its
-//! timers. Neither holds the session's lock during a socket call, and no thread
+//! timers. A resumable server session that has lost its link keeps neither: it
+//! waits in its acceptor, whose one thread keeps the timers of all such sessions
+//! and starts a writer again when a session's next link arrives. Neither holds the session's lock during a socket call, and no thread
 //! busy-waits: callers blocked on a stream park until the session wakes them.
 //! Dropping a [`Stream`] finishes it (written data still goes out, then a FIN).
 //! Dropping the last handle of a session (the [`Session`] and every `Stream`)
@@ -59,6 +61,7 @@
 
 mod link;
 mod net;
+mod park;
 mod resume;
 mod session;
 mod stream;

@@ -12,6 +12,7 @@ use hawser_core::{Config, Role};
 use hawser_driver::{check_resumable, Registry, RetryPolicy, Shared, Source};
 
 use crate::link::BlockingLink;
+use crate::park::ParkingLot;
 use crate::session::{Redial, Session, Supply};
 
 impl Session {
@@ -118,6 +119,8 @@ pub enum Accepted {
 pub struct Acceptor<L> {
     config: Config,
     registry: Arc<Registry<L>>,
+    /// Where its detached sessions wait, without a thread each.
+    lot: Arc<ParkingLot<L>>,
 }
 
 impl<L> Clone for Acceptor<L> {
@@ -125,6 +128,7 @@ impl<L> Clone for Acceptor<L> {
         Acceptor {
             config: self.config.clone(),
             registry: self.registry.clone(),
+            lot: self.lot.clone(),
         }
     }
 }
@@ -137,6 +141,7 @@ impl<L: BlockingLink> Acceptor<L> {
         Ok(Acceptor {
             config,
             registry: Arc::new(Registry::new(budgets)),
+            lot: ParkingLot::new(),
         })
     }
 
@@ -211,7 +216,7 @@ impl<L: BlockingLink> Acceptor<L> {
                 let (shared, slot) = self
                     .registry
                     .start_session(self.config.clone(), Bytes::from(buf), source)?;
-                Session::start(shared, link, Supply::Slot(slot)).map(Accepted::New)
+                Session::start(shared, link, Supply::Slot(slot, self.lot.clone())).map(Accepted::New)
             }
             Opening::Resume { request, consumed } => {
                 let rest = Bytes::copy_from_slice(&buf[consumed..]);

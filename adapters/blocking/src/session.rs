@@ -14,6 +14,7 @@ use hawser_driver::{
 };
 
 use crate::link::BlockingLink;
+use crate::park::ParkingLot;
 use crate::stream::Stream;
 use crate::wait::{block_on_poll, Signal};
 
@@ -130,11 +131,14 @@ impl Session {
         block_on_poll(timeout, |cx| self.control.poll_link_event(cx).map(Ok))
     }
 
-    /// Waits until the session has ended and both threads have stopped.
+    /// Waits until the session has ended and its threads have stopped.
     pub fn join(mut self) {
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
+        // A detached server session's writer ends while it waits for a link,
+        // and another takes over when one comes: wait for the end itself.
+        let _ = self.closed(None);
     }
 }
 
@@ -227,8 +231,9 @@ pub(crate) enum Supply<L> {
     None,
     /// Client: dial again under a retry policy.
     Dial(Redial<L>),
-    /// Server: the acceptor puts the link here.
-    Slot(SessionSlot<L>),
+    /// Server: the acceptor puts the link here; while detached, the session
+    /// waits in the acceptor's parking lot instead of on a thread of its own.
+    Slot(SessionSlot<L>, Arc<ParkingLot<L>>),
 }
 
 pub(crate) struct Redial<L> {
@@ -240,6 +245,16 @@ pub(crate) struct Redial<L> {
     pub(crate) resumes_seen: u64,
 }
 
+/// A parked session, as the parking lot's thread finds it.
+pub(crate) enum Parked<L> {
+    /// Still waiting; look again at this time (or when woken).
+    Waiting(Option<Instant>),
+    /// Its next link has come: revive its writer with it.
+    Link(L),
+    /// It has ended: let it go.
+    Finished,
+}
+
 enum Acquire<L> {
     Link(L),
     /// Nothing yet: wait for a wake-up or until this time.
@@ -249,7 +264,7 @@ enum Acquire<L> {
 
 /// The writer thread: sends the session's frames, keeps its timers, and for a
 /// resumable session replaces a lost link.
-struct Writer<L> {
+pub(crate) struct Writer<L> {
     shared: SharedRef,
     link: Option<L>,
     supply: Supply<L>,
@@ -258,7 +273,7 @@ struct Writer<L> {
 }
 
 impl<L: BlockingLink> Writer<L> {
-    fn run(mut self) {
+    pub(crate) fn run(mut self) {
         let waker = Waker::from(self.signal.clone());
         let mut out = FrameQueue::default();
         loop {
@@ -296,6 +311,15 @@ impl<L: BlockingLink> Writer<L> {
             if self.link.is_none() {
                 match self.acquire(&waker) {
                     Acquire::Link(link) => self.attach(link),
+                    Acquire::Wait(_) if matches!(self.supply, Supply::Slot(..)) => {
+                        // A detached server session: it waits in the lot, and
+                        // this thread ends.
+                        if let Supply::Slot(_, lot) = &self.supply {
+                            let lot = lot.clone();
+                            lot.park(self);
+                        }
+                        return;
+                    }
                     Acquire::Wait(until) => {
                         let wake_at = [until, deadline].into_iter().flatten().min();
                         self.signal.wait_until(wake_at);
@@ -343,7 +367,34 @@ impl<L: BlockingLink> Writer<L> {
         retire(&self.generation, &mut self.link);
     }
 
-    fn attach(&mut self, link: L) {
+    /// Parked: runs the session's due timers, and says whether its next link
+    /// has come or it has ended. `waker` is the parking lot's.
+    pub(crate) fn check_parked(&mut self, waker: &Waker) -> Parked<L> {
+        {
+            let mut guard = Shared::lock(&self.shared);
+            let now = guard.now();
+            if guard.session_ref().poll_timeout().is_some_and(|at| at <= now) {
+                guard.session().handle_timeout(now);
+                guard.dispatch_events();
+            }
+            let _ = guard.take_drop_link();
+            guard.register_driver(waker);
+            if guard.session_ref().is_closed() {
+                guard.note_driver_finished();
+                return Parked::Finished;
+            }
+        }
+        match self.acquire(waker) {
+            Acquire::Link(link) => Parked::Link(link),
+            Acquire::GaveUp => Parked::Finished,
+            Acquire::Wait(_) => {
+                let guard = Shared::lock(&self.shared);
+                Parked::Waiting(guard.session_ref().poll_timeout().map(|at| guard.to_std(at)))
+            }
+        }
+    }
+
+    pub(crate) fn attach(&mut self, link: L) {
         {
             let mut guard = Shared::lock(&self.shared);
             let now = guard.now();
@@ -367,7 +418,7 @@ impl<L: BlockingLink> Writer<L> {
     fn acquire(&mut self, waker: &Waker) -> Acquire<L> {
         match &mut self.supply {
             Supply::None => Acquire::Wait(None),
-            Supply::Slot(slot) => match slot.poll_link(&mut Context::from_waker(waker)) {
+            Supply::Slot(slot, _) => match slot.poll_link(&mut Context::from_waker(waker)) {
                 Poll::Ready(Some(link)) => Acquire::Link(link),
                 Poll::Ready(None) => Acquire::GaveUp,
                 Poll::Pending => Acquire::Wait(None),

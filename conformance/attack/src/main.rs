@@ -28,11 +28,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// The resident set of process `pid`, in KiB (Linux).
-pub fn rss_kib(pid: u32) -> Option<u64> {
+/// A number from `/proc/<pid>/status` (Linux): `VmRSS:` in KiB, `Threads:`.
+pub fn proc_status(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    let line = status.lines().find(|line| line.starts_with(field))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The resident set of process `pid`, in KiB.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    proc_status(pid, "VmRSS:")
 }
 
 struct Flags {
@@ -73,6 +78,7 @@ struct Seen {
     refused: u64,
     rate_limited: u64,
     rss_kib: u64,
+    threads: u64,
     peak_detached: u64,
     peak_held: u64,
     peak_rss_kib: u64,
@@ -118,7 +124,7 @@ fn start_server(runtime: &str) -> Result<Server, String> {
     std::thread::spawn(move || {
         for line in lines.map_while(Result::ok) {
             let numbers: Vec<u64> = line.split_whitespace().skip(1).filter_map(|w| w.parse().ok()).collect();
-            let [sessions, detached, held, shed, refused, rate_limited, rss_kib] = numbers[..] else {
+            let [sessions, detached, held, shed, refused, rate_limited, rss_kib, threads] = numbers[..] else {
                 continue;
             };
             let mut seen = seen_by_reader.lock().unwrap_or_else(|p| p.into_inner());
@@ -130,6 +136,7 @@ fn start_server(runtime: &str) -> Result<Server, String> {
                 refused,
                 rate_limited,
                 rss_kib,
+                threads,
                 peak_detached: seen.peak_detached.max(detached),
                 peak_held: seen.peak_held.max(held),
                 peak_rss_kib: seen.peak_rss_kib.max(rss_kib),
@@ -187,6 +194,7 @@ fn soak(runtime: &str, seconds: u64) -> Result<bool, String> {
             peak.held = peak.held.max(seen.held);
             peak.detached = peak.detached.max(seen.detached);
             peak.sessions = peak.sessions.max(seen.sessions);
+            peak.threads = peak.threads.max(seen.threads);
             peak.shed = seen.shed;
             peak.refused = seen.refused;
             peak.rate_limited = seen.rate_limited;
@@ -196,8 +204,9 @@ fn soak(runtime: &str, seconds: u64) -> Result<bool, String> {
             let _ = thread.join();
         }
         println!(
-            "  {runtime}, {name}: peak rss {} MiB, peak {} sessions, {} detached holding {} MiB; so far {} shed, {} refused, {} rate-limited",
+            "  {runtime}, {name}: peak rss {} MiB, {} threads, {} sessions, {} detached holding {} MiB; so far {} shed, {} refused, {} rate-limited",
             peak.rss_kib / 1024,
+            peak.threads,
             peak.sessions,
             peak.detached,
             peak.held >> 20,

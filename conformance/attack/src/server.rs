@@ -41,14 +41,15 @@ fn announce(v4: SocketAddr, v6: SocketAddr) {
 
 fn report(stats: hawser_blocking::AcceptorStats) {
     println!(
-        "stats {} {} {} {} {} {} {}",
+        "stats {} {} {} {} {} {} {} {}",
         stats.sessions,
         stats.detached,
         stats.detached_held,
         stats.shed,
         stats.refused,
         stats.rate_limited,
-        crate::rss_kib(std::process::id()).unwrap_or(0)
+        crate::rss_kib(std::process::id()).unwrap_or(0),
+        crate::proc_status(std::process::id(), "Threads:").unwrap_or(0)
     );
     let _ = io::stdout().flush();
 }
