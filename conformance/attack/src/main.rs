@@ -16,9 +16,13 @@
 //! - token guessing: resume requests for a real session id with random tokens.
 //!
 //! The server runs in a child process, so that its resident set is its own.
+//!
+//! `--registry-scaling` instead prints what registering a session costs with
+//! 1k to 100k sessions already registered.
 
 mod attacks;
 mod legit;
+mod scaling;
 mod server;
 
 use std::io::{BufRead, BufReader};
@@ -279,6 +283,10 @@ fn soak(runtime: &str, seconds: u64) -> Result<bool, String> {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args == ["--registry-scaling"] {
+        scaling::run();
+        return ExitCode::SUCCESS;
+    }
     if let [flag, runtime] = &args[..] {
         if flag == "--serve" {
             return match server::run(runtime) {
@@ -293,7 +301,7 @@ fn main() -> ExitCode {
     let flags = match parse(&args) {
         Ok(flags) => flags,
         Err(err) => {
-            eprintln!("attack_soak: {err}\nusage: attack_soak [--runtime tokio|async-std|blocking|all] [--seconds N]");
+            eprintln!("attack_soak: {err}\nusage: attack_soak [--runtime tokio|async-std|blocking|all] [--seconds N] | --registry-scaling");
             return ExitCode::from(2);
         }
     };
