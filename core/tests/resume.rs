@@ -649,3 +649,23 @@ fn a_peer_that_never_acknowledges_is_cut_off_at_the_replay_bound() {
         "held {peak} unacknowledged bytes"
     );
 }
+
+#[test]
+fn a_rate_limited_refusal_leaves_the_client_detached_to_try_again_later() {
+    let mut pair = resumable_pair(64 * 1024, SimConfig::default());
+    pair.cut_link();
+    let now = pair.now;
+    pair.client.attach(now).unwrap();
+    while pair.client.poll_transmit(now).is_some() {}
+    pair.client.handle_input_slice(now, &ResumeRefusal::RateLimited.frame());
+    let events: Vec<Event> = std::iter::from_fn(|| pair.client.poll_event()).collect();
+    assert!(
+        events.contains(&Event::ResumeRefused(GoAwayCode::RESUME_RATE_LIMITED)),
+        "{events:?}"
+    );
+    assert!(pair.client.is_detached() && !pair.client.is_closed());
+    // A later attempt goes through.
+    pair.reconnect().unwrap();
+    pair.drive();
+    assert!(!pair.client.is_detached() && !pair.server.is_detached());
+}

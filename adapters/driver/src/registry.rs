@@ -635,9 +635,18 @@ mod tests {
     #[test]
     fn beyond_the_detached_count_the_longest_detached_end() {
         let registry = Registry::new(budgets(|b| b.max_detached_sessions = 3));
-        let sessions: Vec<_> = (0..5).map(|i| detached(&registry, source(i), 0)).collect();
-        let ended: Vec<bool> = sessions.iter().map(|(shared, _)| expired(shared)).collect();
+        let sessions: Vec<_> = (0..5)
+            .map(|i| {
+                let session = detached(&registry, source(i), 0);
+                let request = own_request(&session.0);
+                (session, request)
+            })
+            .collect();
+        let ended: Vec<bool> = sessions.iter().map(|((shared, _), _)| expired(shared)).collect();
         assert_eq!(ended, [true, true, false, false, false]);
+        // A shed session is gone: its client's resume is refused like any other.
+        let refused = registry.resume(&sessions[0].1, (), Bytes::new(), source(0));
+        assert_eq!(refused.err().map(|e| e.0), Some(ResumeRefusal::NoSuchSession));
         assert_eq!((registry.stats().sessions, registry.stats().detached), (3, 3));
         assert_eq!(registry.stats().shed, 2);
     }
