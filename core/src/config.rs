@@ -167,8 +167,9 @@ pub struct Resumption {
     /// Default: 1024.
     pub max_detached_sessions: usize,
     /// Server acceptor budget: the most bytes that detached sessions may hold for
-    /// their clients (replay buffers and unsent writes), all together. When a
-    /// detach takes the total over, the sessions holding the most end first.
+    /// their clients (replay buffers, unsent writes, and received data not yet
+    /// read), all together. When a detach takes the total over, the sessions
+    /// holding the most end first.
     ///
     /// Default: 256 MiB.
     pub detached_memory: u64,

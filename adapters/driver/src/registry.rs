@@ -111,7 +111,9 @@ impl<L> SessionSlot<L> {
             if !session.is_detached() || session.is_closed() {
                 return;
             }
-            session.replay_buffered() + session.buffered_send() as u64
+            // What it keeps for a client that may never return: the replay
+            // buffer, writes not yet sent, and data received but not yet read.
+            session.replay_buffered() + session.buffered_send() as u64 + session.buffered_receive()
         };
         let Some(registry) = self.registry.upgrade() else {
             return;
@@ -255,8 +257,9 @@ pub struct AcceptorStats {
     pub sessions: usize,
     /// Of those, detached: waiting for their client to come back.
     pub detached: usize,
-    /// Bytes the detached sessions hold for their clients (replay buffers and
-    /// unsent writes), all together; bounded by `Resumption::detached_memory`.
+    /// Bytes the detached sessions hold for their clients (replay buffers,
+    /// unsent writes, received data not yet read), all together; bounded by
+    /// `Resumption::detached_memory`.
     pub detached_held: u64,
     /// Detached sessions the budgets have ended, in all.
     pub shed: u64,
