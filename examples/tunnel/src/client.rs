@@ -1,0 +1,426 @@
+//! `hawser client`: one resumable session to the server, local listeners for
+//! `-L`, reverse listeners at the server for `-R`. When the link drops the
+//! session redials and every forwarded connection carries on; when the session
+//! cannot be resumed, its connections are reset and a new session is built for
+//! new ones.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hawser_core::{Config, GoAwayCode};
+use hawser_tokio::{Control, RetryPolicy, Session};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::forward::{self, Counters};
+use crate::link::{Dialer, Link};
+use crate::wire::{self, codes, Refusal, Request};
+
+/// `-L`: listen here, and have the server connect to `target`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Forward {
+    /// The local address to listen on.
+    pub bind: SocketAddr,
+    /// `host:port`, as the server should dial it.
+    pub target: String,
+}
+
+/// `-R`: have the server listen on `listen`, and connect here to `target`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reverse {
+    /// The address the server listens on.
+    pub listen: SocketAddr,
+    /// `host:port`, as this side dials it.
+    pub target: String,
+}
+
+/// Splits `[BIND:]PORT:HOST:PORT` into its parts, brackets kept around IPv6
+/// addresses.
+fn split_spec(spec: &str) -> Result<(String, String, String), String> {
+    let mut parts = Vec::new();
+    let mut current = String::new();
+    let mut bracket = false;
+    for c in spec.chars() {
+        match c {
+            '[' => {
+                bracket = true;
+                current.push(c);
+            }
+            ']' => {
+                bracket = false;
+                current.push(c);
+            }
+            ':' if !bracket => parts.push(std::mem::take(&mut current)),
+            _ => current.push(c),
+        }
+    }
+    parts.push(current);
+    let bad = || format!("{spec:?} is not [BIND:]PORT:HOST:PORT (e.g. 8080:db.internal:5432)");
+    let (bind, port, host, target_port) = match parts.as_slice() {
+        [port, host, target_port] => ("127.0.0.1".to_string(), port, host, target_port),
+        [bind, port, host, target_port] => (bind.clone(), port, host, target_port),
+        _ => return Err(bad()),
+    };
+    if port.parse::<u16>().is_err() || target_port.parse::<u16>().is_err() || host.is_empty() {
+        return Err(bad());
+    }
+    let bind = if bind.contains(':') && !bind.starts_with('[') {
+        format!("[{bind}]")
+    } else {
+        bind
+    };
+    Ok((format!("{bind}:{port}"), host.clone(), target_port.clone()))
+}
+
+impl Forward {
+    /// Parses `-L [BIND:]PORT:HOST:PORT` (BIND is an IP address, 127.0.0.1 if left out).
+    pub fn parse(spec: &str) -> Result<Forward, String> {
+        let (bind, host, port) = split_spec(spec)?;
+        let bind = bind
+            .parse()
+            .map_err(|_| format!("{spec:?}: the bind address must be an IP address"))?;
+        Ok(Forward {
+            bind,
+            target: format!("{host}:{port}"),
+        })
+    }
+}
+
+impl Reverse {
+    /// Parses `-R [BIND:]PORT:HOST:PORT`: the server listens on BIND:PORT
+    /// (127.0.0.1 if left out), this side connects to HOST:PORT.
+    pub fn parse(spec: &str) -> Result<Reverse, String> {
+        let (listen, host, port) = split_spec(spec)?;
+        let listen = listen
+            .parse()
+            .map_err(|_| format!("{spec:?}: the bind address must be an IP address"))?;
+        Ok(Reverse {
+            listen,
+            target: format!("{host}:{port}"),
+        })
+    }
+}
+
+/// What the client does.
+pub struct ClientOptions {
+    /// How to reach the server.
+    pub dialer: Dialer,
+    /// `-L` forwards.
+    pub forwards: Vec<Forward>,
+    /// `-R` forwards.
+    pub reverses: Vec<Reverse>,
+    /// The session's configuration (resumption on).
+    pub config: Config,
+    /// How to redial a lost link.
+    pub retry: RetryPolicy,
+}
+
+/// Why the client could not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// The first link failed (`io::Error` says why: see [`crate::exit_code`]).
+    Link(io::Error),
+    /// The server refused a forward.
+    Refused(Refusal),
+    /// A local listener could not be opened.
+    Local(String),
+}
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartError::Link(err) => write!(f, "cannot reach the server: {}", crate::describe_link_error(err)),
+            StartError::Refused(refusal) => write!(f, "the server refused: {refusal}"),
+            StartError::Local(why) => f.write_str(why),
+        }
+    }
+}
+
+/// A running client.
+pub struct Client {
+    options: Arc<ClientOptions>,
+    current: watch::Sender<Option<Control>>,
+    /// The local addresses of the `-L` listeners, in order.
+    pub local_addrs: Vec<SocketAddr>,
+    /// Forwarded connections.
+    pub counters: Arc<Counters>,
+    /// Sessions built, in all (more than one after a session could not resume).
+    sessions_built: Mutex<u64>,
+    /// Set by `shut_down`: no new session after this one.
+    stopping: std::sync::atomic::AtomicBool,
+}
+
+impl Client {
+    /// Dials the server, asks for the `-R` listeners and opens the `-L` ones.
+    pub async fn start(options: ClientOptions) -> Result<Arc<Client>, StartError> {
+        let options = Arc::new(options);
+        let session = connect(&options).await.map_err(StartError::Link)?;
+        request_reverses(&session, &options.reverses).await?;
+        let mut listeners = Vec::new();
+        for forward in &options.forwards {
+            let listener = TcpListener::bind(forward.bind)
+                .await
+                .map_err(|err| StartError::Local(format!("cannot listen on {}: {err}", forward.bind)))?;
+            listeners.push(listener);
+        }
+        let local_addrs = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
+        let (current, _) = watch::channel(Some(session.control()));
+        let client = Arc::new(Client {
+            options: options.clone(),
+            current,
+            local_addrs,
+            counters: Arc::default(),
+            sessions_built: Mutex::new(1),
+            stopping: std::sync::atomic::AtomicBool::new(false),
+        });
+        for (listener, forward) in listeners.into_iter().zip(options.forwards.iter().cloned()) {
+            tokio::spawn(client.clone().serve_forward(listener, forward));
+        }
+        tokio::spawn(client.clone().supervise(session));
+        Ok(client)
+    }
+
+    /// The session in use, if there is one now.
+    pub fn session(&self) -> Option<Control> {
+        self.current.borrow().clone()
+    }
+
+    /// Sessions built, in all.
+    pub fn sessions_built(&self) -> u64 {
+        *self.sessions_built.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Serves the session's inbound streams (reverse connections) until it
+    /// ends; then, for as long as the client runs, builds a new one.
+    async fn supervise(self: Arc<Self>, mut session: Session) {
+        loop {
+            while let Some(stream) = session.accept().await {
+                let this = self.clone();
+                tokio::spawn(async move { this.serve_reverse(stream).await });
+            }
+            let ended = session.closed().await;
+            if self.stopping.load(std::sync::atomic::Ordering::Relaxed) {
+                self.current.send_replace(None);
+                return;
+            }
+            match ended {
+                Ok(()) => tracing::warn!("the server ended the session; its connections are reset; reconnecting"),
+                Err(err) => tracing::warn!(%err, "the session cannot go on; its connections are reset; reconnecting"),
+            }
+            self.current.send_replace(None);
+            session = loop {
+                match connect(&self.options).await {
+                    Ok(session) => match request_reverses(&session, &self.options.reverses).await {
+                        Ok(()) => break session,
+                        Err(err) => tracing::error!(%err, "the new session's reverse forwards failed"),
+                    },
+                    Err(err) => {
+                        tracing::warn!(why = %crate::describe_link_error(&err), "cannot build a new session; retrying")
+                    }
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            };
+            *self.sessions_built.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+            tracing::info!("new session to the server");
+            self.current.send_replace(Some(session.control()));
+        }
+    }
+
+    async fn serve_forward(self: Arc<Self>, listener: TcpListener, forward: Forward) {
+        loop {
+            let (tcp, peer) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    tracing::warn!(%err, "local accept failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            let this = self.clone();
+            let target = forward.target.clone();
+            tokio::spawn(async move { this.forward_one(tcp, peer, target).await });
+        }
+    }
+
+    async fn forward_one(&self, tcp: TcpStream, peer: SocketAddr, target: String) {
+        let mut current = self.current.subscribe();
+        // Between sessions, a new connection waits a while for the next one.
+        let waited = tokio::time::timeout(Duration::from_secs(30), current.wait_for(Option::is_some)).await;
+        let Some(control) = waited.ok().and_then(|ok| ok.ok()).and_then(|c| c.clone()) else {
+            tracing::warn!(%peer, "no session to the server; connection reset");
+            forward::reset_tcp(tcp);
+            return;
+        };
+        let mut stream = match control.open_stream().await {
+            Ok(stream) => stream,
+            Err(err) => {
+                tracing::warn!(%peer, %err, "cannot open a stream; connection reset");
+                forward::reset_tcp(tcp);
+                return;
+            }
+        };
+        let asked = async {
+            Request::Connect(target.clone()).write(&mut stream).await?;
+            wire::read_answer(&mut stream).await
+        };
+        match tokio::time::timeout(Duration::from_secs(30), asked).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(refusal))) => {
+                tracing::error!(%peer, %target, "refused: {refusal}");
+                forward::reset_tcp(tcp);
+                stream.reset(refusal.code);
+                return;
+            }
+            Ok(Err(err)) => {
+                tracing::warn!(%peer, %target, why = %forward::describe(&err), "connection reset");
+                forward::reset_tcp(tcp);
+                return;
+            }
+            Err(_) => {
+                tracing::warn!(%peer, %target, "the server did not answer in time; connection reset");
+                forward::reset_tcp(tcp);
+                stream.reset(codes::TARGET_TIMEOUT);
+                return;
+            }
+        }
+        match forward::splice(tcp, stream, &self.counters).await {
+            forward::End::Clean => tracing::debug!(%peer, "forwarded connection done"),
+            forward::End::Local(err) => tracing::debug!(%peer, %err, "local connection failed; stream reset"),
+            forward::End::Remote(err) => {
+                tracing::info!(%peer, why = %forward::describe(&err), "connection reset")
+            }
+        }
+    }
+
+    async fn serve_reverse(&self, mut stream: hawser_tokio::Stream) {
+        let request = match tokio::time::timeout(Duration::from_secs(10), Request::read(&mut stream)).await {
+            Ok(Ok(Request::Reverse(address))) => address,
+            _ => {
+                stream.reset(codes::BAD_REQUEST);
+                return;
+            }
+        };
+        let target = self
+            .options
+            .reverses
+            .iter()
+            .find(|reverse| reverse.listen.to_string() == request)
+            .map(|reverse| reverse.target.clone());
+        let Some(target) = target else {
+            tracing::warn!(%request, "a reverse connection for a listener this client did not ask for");
+            stream.reset(codes::NOT_ALLOWED);
+            return;
+        };
+        let tcp = match tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(&target)).await {
+            Ok(Ok(tcp)) => tcp,
+            Ok(Err(err)) => {
+                tracing::warn!(%target, %err, "cannot reach the reverse target");
+                stream.reset(codes::TARGET_UNREACHABLE);
+                return;
+            }
+            Err(_) => {
+                stream.reset(codes::TARGET_TIMEOUT);
+                return;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        if let forward::End::Remote(err) = forward::splice(tcp, stream, &self.counters).await {
+            tracing::info!(%target, why = %forward::describe(&err), "reverse connection reset");
+        }
+    }
+
+    /// Asks the session to go away, and waits up to `drain` for it to end.
+    pub async fn shut_down(&self, drain: Duration) {
+        self.stopping.store(true, std::sync::atomic::Ordering::Relaxed);
+        let Some(control) = self.session() else {
+            return;
+        };
+        let _ = control.go_away(GoAwayCode::NORMAL);
+        if tokio::time::timeout(drain, control.closed()).await.is_err() {
+            control.close(GoAwayCode::NORMAL);
+        }
+    }
+}
+
+/// A resumable session over a first link dialled here (so that a wrong token
+/// or certificate fails at once instead of being retried), redialling later
+/// links under the retry policy.
+async fn connect(options: &ClientOptions) -> io::Result<Session> {
+    let first = options.dialer.dial().await?;
+    let first = Arc::new(Mutex::new(Some(first)));
+    let dialer = options.dialer.clone();
+    let dial = move || {
+        let first = first.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let dialer = dialer.clone();
+        async move {
+            match first {
+                Some(link) => Ok::<Link, io::Error>(link),
+                None => {
+                    let link = dialer.dial().await;
+                    if let Err(err) = &link {
+                        tracing::debug!(why = %crate::describe_link_error(err), "redial failed");
+                    }
+                    link
+                }
+            }
+        }
+    };
+    Session::connect_resumable(dial, options.config.clone(), options.retry.clone()).await
+}
+
+/// Asks for each reverse listener on its own stream, which stays open for as
+/// long as the listener should.
+async fn request_reverses(session: &Session, reverses: &[Reverse]) -> Result<(), StartError> {
+    for reverse in reverses {
+        let mut stream = session.open_stream().await.map_err(StartError::Link)?;
+        Request::Listen(reverse.listen.to_string())
+            .write(&mut stream)
+            .await
+            .map_err(StartError::Link)?;
+        match wire::read_answer(&mut stream).await.map_err(StartError::Link)? {
+            Ok(()) => {
+                tracing::info!(listen = %reverse.listen, target = %reverse.target, "reverse forward open");
+                // Held open: the server closes the listener when this stream ends.
+                tokio::spawn(async move {
+                    let mut sink = [0u8; 64];
+                    while matches!(tokio::io::AsyncReadExt::read(&mut stream, &mut sink).await, Ok(n) if n > 0) {}
+                });
+            }
+            Err(refusal) => return Err(StartError::Refused(refusal)),
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forward_specs_parse_with_and_without_a_bind_address() {
+        assert_eq!(
+            Forward::parse("8080:db.internal:5432"),
+            Ok(Forward {
+                bind: "127.0.0.1:8080".parse().expect("address"),
+                target: "db.internal:5432".into()
+            })
+        );
+        assert_eq!(
+            Forward::parse("[::1]:8080:[2001:db8::1]:22").map(|f| (f.bind.to_string(), f.target)),
+            Ok(("[::1]:8080".into(), "[2001:db8::1]:22".into()))
+        );
+        assert_eq!(
+            Reverse::parse("0.0.0.0:9000:localhost:3000").map(|r| (r.listen.to_string(), r.target)),
+            Ok(("0.0.0.0:9000".into(), "localhost:3000".into()))
+        );
+        assert!(Forward::parse("8080:db").is_err());
+        assert!(Forward::parse("x:db:1").is_err());
+        assert!(
+            Forward::parse("name:80:db:1").is_err(),
+            "the bind address must be an IP"
+        );
+    }
+}

@@ -1,0 +1,110 @@
+//! Carrying one TCP connection over one stream, both ways, with half-close
+//! carried through and failures turned into resets, never into a clean end.
+
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::wire::codes;
+
+/// Counters for the status line.
+#[derive(Default, Debug)]
+pub struct Counters {
+    /// Forwarded connections open now.
+    pub open: AtomicU64,
+    /// Forwarded connections, in all.
+    pub total: AtomicU64,
+    /// Bytes from local connections into the tunnel.
+    pub sent: AtomicU64,
+    /// Bytes from the tunnel out to local connections.
+    pub received: AtomicU64,
+    /// Connections that ended in a reset (either side failed).
+    pub reset: AtomicU64,
+}
+
+/// How a forwarded connection ended.
+#[derive(Debug)]
+pub enum End {
+    /// Both directions finished.
+    Clean,
+    /// The local TCP connection failed; the stream was reset.
+    Local(io::Error),
+    /// The stream failed (reset by the other side, or the session ended); the
+    /// local connection was reset.
+    Remote(io::Error),
+}
+
+enum Failed {
+    Local(io::Error),
+    Remote(io::Error),
+}
+
+/// Resets a TCP connection (RST, not FIN): its reader must not mistake a
+/// failure for the end of the data.
+pub fn reset_tcp(tcp: TcpStream) {
+    if let Err(err) = tcp.set_zero_linger() {
+        tracing::debug!(%err, "cannot set SO_LINGER to reset the connection");
+    }
+    drop(tcp);
+}
+
+/// Copies `tcp` into `stream` and `stream` into `tcp` until both directions
+/// have finished. An end of file in one direction is passed on as a half-close;
+/// a failure of either side resets the other.
+pub async fn splice(mut tcp: TcpStream, mut stream: hawser_tokio::Stream, counters: &Counters) -> End {
+    counters.open.fetch_add(1, Ordering::Relaxed);
+    counters.total.fetch_add(1, Ordering::Relaxed);
+    let result = {
+        let (mut tcp_in, mut tcp_out) = tcp.split();
+        let (mut stream_in, mut stream_out) = tokio::io::split(&mut stream);
+        let up = async {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = tcp_in.read(&mut buf).await.map_err(Failed::Local)?;
+                if n == 0 {
+                    stream_out.shutdown().await.map_err(Failed::Remote)?;
+                    return Ok(());
+                }
+                stream_out.write_all(&buf[..n]).await.map_err(Failed::Remote)?;
+                counters.sent.fetch_add(n as u64, Ordering::Relaxed);
+            }
+        };
+        let down = async {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                let n = stream_in.read(&mut buf).await.map_err(Failed::Remote)?;
+                if n == 0 {
+                    tcp_out.shutdown().await.map_err(Failed::Local)?;
+                    return Ok(());
+                }
+                tcp_out.write_all(&buf[..n]).await.map_err(Failed::Local)?;
+                counters.received.fetch_add(n as u64, Ordering::Relaxed);
+            }
+        };
+        tokio::try_join!(up, down)
+    };
+    counters.open.fetch_sub(1, Ordering::Relaxed);
+    match result {
+        Ok(_) => End::Clean,
+        Err(Failed::Local(err)) => {
+            counters.reset.fetch_add(1, Ordering::Relaxed);
+            stream.reset(codes::CONNECTION_FAILED);
+            End::Local(err)
+        }
+        Err(Failed::Remote(err)) => {
+            counters.reset.fetch_add(1, Ordering::Relaxed);
+            reset_tcp(tcp);
+            End::Remote(err)
+        }
+    }
+}
+
+/// Describes a stream error for a log line: a reset's code and what it means.
+pub fn describe(err: &io::Error) -> String {
+    match crate::wire::reset_of(err) {
+        Some(code) => format!("reset with code {:#x} ({})", code.0, codes::describe(code)),
+        None => err.to_string(),
+    }
+}

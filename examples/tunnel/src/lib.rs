@@ -1,0 +1,90 @@
+//! # hawser-tunnel
+//!
+//! The `hawser` program: TCP port forwarding over one encrypted, multiplexed
+//! hawser session whose forwarded connections survive the loss of the link.
+//!
+//! - the link is TLS 1.3 (rustls); the client trusts the server's certificate
+//!   by its SHA-256 fingerprint or by a CA file;
+//! - the client proves a shared token (HMAC over a fresh challenge, checked in
+//!   constant time) before the server makes a session for the link;
+//! - the server forwards only to targets on its `--allow` list and listens only
+//!   on its `--allow-reverse` addresses; everything else is refused per stream
+//!   with a reset code and a message the client prints;
+//! - the session is resumable: when the link drops the client redials, and each
+//!   forwarded connection carries on with nothing lost or repeated; if it cannot
+//!   resume, the connections are reset (never ended cleanly) and a new session
+//!   is built.
+//!
+//! The library is what the binary runs, so that tests and the demo can start a
+//! server and a client in one process.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod auth;
+pub mod client;
+pub mod demo;
+pub mod forward;
+pub mod link;
+pub mod server;
+pub mod tls;
+pub mod wire;
+
+use std::io;
+use std::time::Duration;
+
+/// Exit status: the command line or a file named on it is wrong.
+pub const EXIT_USAGE: u8 = 2;
+/// Exit status: authentication failed (wrong token, or the server's
+/// certificate is not the trusted one).
+pub const EXIT_AUTH: u8 = 3;
+/// Exit status: the server could not be reached, or the link failed for good.
+pub const EXIT_LINK: u8 = 4;
+/// Exit status: the server refused a forward (not on its allow lists).
+pub const EXIT_REFUSED: u8 = 5;
+
+/// Whether a link error is an authentication failure: a wrong token, or a
+/// certificate that is not the trusted one.
+pub fn is_auth_failure(err: &io::Error) -> bool {
+    if auth::AuthError::of(err).is_some_and(|e| e != auth::AuthError::NotATunnel) {
+        return true;
+    }
+    let tls = err.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    matches!(
+        tls,
+        Some(rustls::Error::InvalidCertificate(_) | rustls::Error::General(_))
+    )
+}
+
+/// The exit status for a link error.
+pub fn exit_code(err: &io::Error) -> u8 {
+    if is_auth_failure(err) {
+        EXIT_AUTH
+    } else if err.kind() == io::ErrorKind::InvalidInput {
+        EXIT_USAGE
+    } else {
+        EXIT_LINK
+    }
+}
+
+/// A link error in words a user can act on.
+pub fn describe_link_error(err: &io::Error) -> String {
+    if let Some(auth) = auth::AuthError::of(err) {
+        return auth.to_string();
+    }
+    if let Some(tls) = err.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+        return format!("TLS: {tls}");
+    }
+    err.to_string()
+}
+
+/// The session configuration the tunnel uses on both sides: the native
+/// profile, resumption with the default budgets, keepalive every 10 s so that
+/// a dead link is noticed within about 40 s even when nothing is forwarded.
+pub fn session_config() -> hawser_core::Config {
+    hawser_core::Config {
+        resumption: Some(hawser_core::Resumption::default()),
+        keepalive_interval: Some(Duration::from_secs(10)),
+        ..hawser_core::Config::default()
+    }
+}

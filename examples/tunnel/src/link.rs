@@ -1,0 +1,79 @@
+//! The link under the session: TCP, then TLS (unless plaintext was asked for on
+//! loopback), then the token proof.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+
+use crate::auth::{self, Token};
+
+/// A byte link the session can run over.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
+/// An authenticated link.
+pub type Link = Box<dyn Io>;
+
+/// How long dialling, TLS and the token proof may take together.
+pub const LINK_SETUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Refuses plaintext for anything but loopback: the token proof and the
+/// session (and its resume tokens) would travel in the clear.
+pub fn check_plaintext(addr: SocketAddr) -> Result<(), String> {
+    if addr.ip().is_loopback() {
+        Ok(())
+    } else {
+        Err(format!(
+            "--insecure-plaintext is only for loopback addresses, not {addr}: use TLS (`hawser keygen`)"
+        ))
+    }
+}
+
+/// The client's way to a new link: where, with what trust, with what token.
+#[derive(Clone)]
+pub struct Dialer {
+    /// The server's address, as given (host:port).
+    pub server: String,
+    /// TLS configuration and the name to ask for; `None` for plaintext.
+    pub tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
+    /// The shared secret.
+    pub token: Token,
+}
+
+impl Dialer {
+    /// Dials, sets up TLS and proves the token, within [`LINK_SETUP_TIMEOUT`].
+    /// An authentication failure is `PermissionDenied` (see
+    /// [`AuthError::of`](auth::AuthError::of)); a TLS failure (a certificate
+    /// that is not the trusted one) is `InvalidData`.
+    pub async fn dial(&self) -> io::Result<Link> {
+        match tokio::time::timeout(LINK_SETUP_TIMEOUT, self.dial_now()).await {
+            Ok(result) => result,
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "setting up the link took too long",
+            )),
+        }
+    }
+
+    async fn dial_now(&self) -> io::Result<Link> {
+        let tcp = TcpStream::connect(&self.server).await?;
+        tcp.set_nodelay(true)?;
+        if self.tls.is_none() {
+            check_plaintext(tcp.peer_addr()?).map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, why))?;
+        }
+        let mut link: Link = match &self.tls {
+            Some((config, name)) => {
+                let connector = tokio_rustls::TlsConnector::from(config.clone());
+                Box::new(connector.connect(name.clone(), tcp).await?)
+            }
+            None => Box::new(tcp),
+        };
+        auth::prove(&mut link, &self.token).await?;
+        Ok(link)
+    }
+}

@@ -1,0 +1,351 @@
+//! `hawser server`: accepts links (TLS, then the token proof, then a resumable
+//! session), and serves each stream: dials allowed targets for `-L`, listens on
+//! allowed ports for `-R`. Nothing else is ever forwarded.
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hawser_core::{Config, GoAwayCode};
+use hawser_tokio::{Accepted, Acceptor, Control, Session};
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+use crate::auth::{Gate, Token};
+use crate::forward::{self, Counters};
+use crate::link::{Link, LINK_SETUP_TIMEOUT};
+use crate::wire::{self, codes, Refusal, Request};
+
+/// Links that may be between TCP accept and a proven token at once; more wait
+/// in the listen backlog. Each costs a TLS handshake's state and no session.
+const MAX_UNAUTHENTICATED: usize = 256;
+/// Failed token proofs allowed per source address and minute.
+const AUTH_FAILURES_PER_MINUTE: u32 = 10;
+/// How long a stream may take to say what it is for.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long dialling a target may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Reverse listeners one session may hold.
+const MAX_REVERSE_PER_SESSION: usize = 16;
+
+/// What the server does.
+pub struct ServerOptions {
+    /// The shared secret clients must prove.
+    pub token: Token,
+    /// TLS; `None` for plaintext (loopback only).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Targets (`host:port`, compared without regard to case) `-L` may reach.
+    pub allow: Vec<String>,
+    /// Addresses `-R` may listen on.
+    pub allow_reverse: Vec<SocketAddr>,
+    /// The sessions' configuration (resumption on).
+    pub config: Config,
+}
+
+impl ServerOptions {
+    fn allows(&self, target: &str) -> bool {
+        self.allow.iter().any(|allowed| allowed.eq_ignore_ascii_case(target))
+    }
+}
+
+/// A running server: what it has, for the status line and for shutting down.
+pub struct Server {
+    options: Arc<ServerOptions>,
+    acceptor: Acceptor<Link>,
+    gate: Gate,
+    unauthenticated: Semaphore,
+    sessions: Mutex<Vec<Control>>,
+    /// Forwarded connections.
+    pub counters: Arc<Counters>,
+}
+
+impl Server {
+    /// A server with `options`.
+    pub fn new(options: ServerOptions) -> io::Result<Arc<Server>> {
+        let acceptor = Acceptor::new(options.config.clone())?;
+        Ok(Arc::new(Server {
+            options: Arc::new(options),
+            acceptor,
+            gate: Gate::new(AUTH_FAILURES_PER_MINUTE),
+            unauthenticated: Semaphore::new(MAX_UNAUTHENTICATED),
+            sessions: Mutex::new(Vec::new()),
+            counters: Arc::default(),
+        }))
+    }
+
+    /// Sessions alive now.
+    pub fn live_sessions(&self) -> Vec<Control> {
+        let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
+        sessions.retain(|control| !control.is_closed());
+        sessions.clone()
+    }
+
+    /// What the acceptor holds (sessions, detached ones) and what its budgets did.
+    pub fn acceptor_stats(&self) -> hawser_tokio::AcceptorStats {
+        self.acceptor.stats()
+    }
+
+    /// Serves `listener` until the task is dropped.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            let (tcp, peer) = match listener.accept().await {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    tracing::warn!(%err, "accept failed; retrying");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            };
+            let this = self.clone();
+            tokio::spawn(async move { this.serve_link(tcp, peer).await });
+        }
+    }
+
+    async fn serve_link(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr) {
+        let Ok(permit) = self.unauthenticated.try_acquire() else {
+            tracing::debug!(%peer, "too many links being set up; dropped");
+            return;
+        };
+        let _ = tcp.set_nodelay(true);
+        let link = match tokio::time::timeout(LINK_SETUP_TIMEOUT, self.open_link(tcp, peer.ip())).await {
+            Ok(Ok(link)) => link,
+            Ok(Err(why)) => {
+                tracing::debug!(%peer, %why, "link refused");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "link setup timed out");
+                return;
+            }
+        };
+        drop(permit);
+        match self.acceptor.accept_from(link, peer.ip()).await {
+            Ok(Accepted::New(session)) => {
+                tracing::info!(%peer, "new session");
+                self.sessions
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(session.control());
+                self.serve_session(session).await;
+            }
+            Ok(Accepted::Resumed) => tracing::debug!(%peer, "link resumed a session"),
+            Ok(Accepted::Refused(refusal)) => tracing::debug!(%peer, %refusal, "resume refused"),
+            Err(err) => tracing::debug!(%peer, %err, "link dropped before its session opened"),
+        }
+    }
+
+    async fn open_link(&self, tcp: TcpStream, source: IpAddr) -> Result<Link, String> {
+        let mut link: Link = match &self.options.tls {
+            Some(config) => {
+                let acceptor = tokio_rustls::TlsAcceptor::from(config.clone());
+                Box::new(acceptor.accept(tcp).await.map_err(|err| format!("TLS: {err}"))?)
+            }
+            None => Box::new(tcp),
+        };
+        match self.gate.check(&mut link, source, &self.options.token).await {
+            Ok(()) => Ok(link),
+            Err(err) => {
+                if err != crate::auth::AuthError::NotATunnel {
+                    tracing::warn!(%source, %err, "link refused");
+                }
+                Err(err.to_string())
+            }
+        }
+    }
+
+    async fn serve_session(self: &Arc<Self>, session: Session) {
+        let reverse = Arc::new(Semaphore::new(MAX_REVERSE_PER_SESSION));
+        while let Some(stream) = session.accept().await {
+            let this = self.clone();
+            let control = session.control();
+            let reverse = reverse.clone();
+            tokio::spawn(async move { this.serve_stream(stream, control, reverse).await });
+        }
+        match session.closed().await {
+            Ok(()) => tracing::info!("session ended"),
+            Err(err) => tracing::info!(%err, "session ended"),
+        }
+    }
+
+    async fn serve_stream(
+        self: Arc<Self>,
+        mut stream: hawser_tokio::Stream,
+        control: Control,
+        reverse: Arc<Semaphore>,
+    ) {
+        let request = match tokio::time::timeout(REQUEST_TIMEOUT, Request::read(&mut stream)).await {
+            Ok(Ok(request)) => request,
+            Ok(Err(err)) => {
+                tracing::debug!(%err, "bad stream request");
+                stream.reset(codes::BAD_REQUEST);
+                return;
+            }
+            Err(_) => {
+                stream.reset(codes::BAD_REQUEST);
+                return;
+            }
+        };
+        match request {
+            Request::Connect(target) => self.connect(stream, target).await,
+            Request::Listen(address) => self.listen(stream, address, control, reverse).await,
+            Request::Reverse(_) => {
+                tracing::debug!("a client sent a server's request");
+                stream.reset(codes::BAD_REQUEST);
+            }
+        }
+    }
+
+    async fn connect(&self, mut stream: hawser_tokio::Stream, target: String) {
+        if !self.options.allows(&target) {
+            tracing::warn!(%target, "refused: not on the allow list");
+            let refusal = Refusal {
+                code: codes::NOT_ALLOWED,
+                message: format!("{target} is not on the server's --allow list"),
+            };
+            refuse(stream, refusal).await;
+            return;
+        }
+        let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&target)).await {
+            Ok(Ok(tcp)) => tcp,
+            Ok(Err(err)) => {
+                tracing::info!(%target, %err, "cannot reach the target");
+                let refusal = Refusal {
+                    code: codes::TARGET_UNREACHABLE,
+                    message: format!("the server cannot connect to {target}: {err}"),
+                };
+                refuse(stream, refusal).await;
+                return;
+            }
+            Err(_) => {
+                tracing::info!(%target, "the target did not answer in time");
+                let refusal = Refusal {
+                    code: codes::TARGET_TIMEOUT,
+                    message: format!("{target} did not answer within {} s", CONNECT_TIMEOUT.as_secs()),
+                };
+                refuse(stream, refusal).await;
+                return;
+            }
+        };
+        let _ = tcp.set_nodelay(true);
+        if wire::write_answer(&mut stream, &Ok(())).await.is_err() {
+            forward::reset_tcp(tcp);
+            return;
+        }
+        match forward::splice(tcp, stream, &self.counters).await {
+            forward::End::Clean => tracing::debug!(%target, "forwarded connection done"),
+            forward::End::Local(err) => tracing::debug!(%target, %err, "target connection failed; stream reset"),
+            forward::End::Remote(err) => {
+                tracing::debug!(%target, why = %forward::describe(&err), "stream failed; target connection reset")
+            }
+        }
+    }
+
+    async fn listen(
+        &self,
+        mut stream: hawser_tokio::Stream,
+        address: String,
+        control: Control,
+        reverse: Arc<Semaphore>,
+    ) {
+        let allowed = address
+            .parse::<SocketAddr>()
+            .ok()
+            .filter(|addr| self.options.allow_reverse.contains(addr));
+        let Some(addr) = allowed else {
+            tracing::warn!(%address, "refused: reverse listener not allowed");
+            let refusal = Refusal {
+                code: codes::NOT_ALLOWED,
+                message: format!("listening on {address} is not on the server's --allow-reverse list"),
+            };
+            refuse(stream, refusal).await;
+            return;
+        };
+        let Ok(_slot) = reverse.try_acquire() else {
+            let refusal = Refusal {
+                code: codes::NOT_ALLOWED,
+                message: format!("at most {MAX_REVERSE_PER_SESSION} reverse listeners per session"),
+            };
+            refuse(stream, refusal).await;
+            return;
+        };
+        let listener = match TcpListener::bind(addr).await {
+            Ok(listener) => listener,
+            Err(err) => {
+                let refusal = Refusal {
+                    code: codes::TARGET_UNREACHABLE,
+                    message: format!("the server cannot listen on {addr}: {err}"),
+                };
+                refuse(stream, refusal).await;
+                return;
+            }
+        };
+        if wire::write_answer(&mut stream, &Ok(())).await.is_err() {
+            return;
+        }
+        tracing::info!(%addr, "reverse listener open");
+        // The listener lives as long as the request's stream: until the client
+        // finishes it or the session ends.
+        let mut ignored = [0u8; 64];
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let Ok((tcp, peer)) = accepted else { continue };
+                    let _ = tcp.set_nodelay(true);
+                    let control = control.clone();
+                    let address = address.clone();
+                    let counters = self.counters.clone();
+                    tokio::spawn(async move {
+                        let mut stream = match control.open_stream().await {
+                            Ok(stream) => stream,
+                            Err(err) => {
+                                tracing::debug!(%peer, %err, "cannot open a stream for a reverse connection");
+                                forward::reset_tcp(tcp);
+                                return;
+                            }
+                        };
+                        if Request::Reverse(address).write(&mut stream).await.is_err() {
+                            forward::reset_tcp(tcp);
+                            return;
+                        }
+                        if let forward::End::Remote(err) = forward::splice(tcp, stream, &counters).await {
+                            tracing::debug!(%peer, why = %forward::describe(&err), "reverse connection reset");
+                        }
+                    });
+                }
+                read = stream.read(&mut ignored) => {
+                    if matches!(read, Ok(0) | Err(_)) {
+                        break;
+                    }
+                }
+            }
+        }
+        tracing::info!(%addr, "reverse listener closed");
+    }
+
+    /// Asks every live session to go away, and waits up to `drain` for them to end.
+    pub async fn shut_down(&self, drain: Duration) {
+        let sessions = self.live_sessions();
+        for control in &sessions {
+            let _ = control.go_away(GoAwayCode::NORMAL);
+        }
+        let all_closed = async {
+            for control in &sessions {
+                let _ = control.closed().await;
+            }
+        };
+        if tokio::time::timeout(drain, all_closed).await.is_err() {
+            for control in &sessions {
+                control.close(GoAwayCode::NORMAL);
+            }
+        }
+    }
+}
+
+/// Tells the client why, then finishes the stream.
+async fn refuse(mut stream: hawser_tokio::Stream, refusal: Refusal) {
+    if wire::write_answer(&mut stream, &Err(refusal)).await.is_ok() {
+        let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
+    }
+}

@@ -1,0 +1,205 @@
+//! Running the real `hawser` binary: files in a fresh directory, processes that
+//! are killed when dropped, their stdout lines, and loopback services.
+
+#![allow(dead_code)] // Each test binary uses a different part of this.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+pub const HAWSER: &str = env!("CARGO_BIN_EXE_hawser");
+
+/// A fresh directory for one test's files.
+pub fn scratch(name: &str) -> PathBuf {
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "hawser-tunnel-{name}-{}-{}",
+        std::process::id(),
+        COUNT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Certificate, key and token in `dir` (by `hawser keygen`); returns the fingerprint.
+pub fn keygen(dir: &Path) -> String {
+    let out = Command::new(HAWSER)
+        .args(["keygen", "--cert"])
+        .arg(dir.join("cert.pem"))
+        .arg("--key")
+        .arg(dir.join("key.pem"))
+        .arg("--token")
+        .arg(dir.join("token"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "keygen failed: {out:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let line = stdout.lines().find(|l| l.starts_with("fingerprint ")).unwrap();
+    line["fingerprint ".len()..].trim().to_string()
+}
+
+/// A running `hawser` process, killed when dropped; its stdout lines arrive on
+/// a channel, and its stderr is kept in a file.
+pub struct Process {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    stderr: PathBuf,
+}
+
+impl Process {
+    pub fn start(args: &[&str], stderr: PathBuf) -> Process {
+        let mut child = Command::new(HAWSER)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Process { child, lines, stderr }
+    }
+
+    /// The next stdout line that starts with `prefix` (the rest of it).
+    pub fn line(&self, prefix: &str) -> String {
+        loop {
+            match self.lines.recv_timeout(Duration::from_secs(20)) {
+                Ok(line) if line.starts_with(prefix) => return line[prefix.len()..].trim().to_string(),
+                Ok(_) => continue,
+                Err(_) => panic!("no {prefix:?} line; stderr:\n{}", self.stderr()),
+            }
+        }
+    }
+
+    /// Waits for the process to exit (at most 20 s) and returns its status code.
+    pub fn exit_code(&mut self) -> i32 {
+        for _ in 0..400 {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("the process did not exit; stderr:\n{}", self.stderr());
+    }
+
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A server on an ephemeral loopback port; returns it and its address.
+pub fn server(dir: &Path, extra: &[&str]) -> (Process, SocketAddr) {
+    server_on(dir, "127.0.0.1:0", extra)
+}
+
+pub fn server_on(dir: &Path, listen: &str, extra: &[&str]) -> (Process, SocketAddr) {
+    let (cert, key, token) = files(dir);
+    let mut args = vec![
+        "server",
+        "--listen",
+        listen,
+        "--token-file",
+        &token,
+        "--cert",
+        &cert,
+        "--key",
+        &key,
+    ];
+    args.extend_from_slice(extra);
+    let process = Process::start(&args, dir.join(format!("server-{}.log", unique())));
+    let addr = process.line("listening on ").parse().unwrap();
+    (process, addr)
+}
+
+fn unique() -> u64 {
+    static COUNT: AtomicU64 = AtomicU64::new(0);
+    COUNT.fetch_add(1, Ordering::Relaxed)
+}
+
+pub fn files(dir: &Path) -> (String, String, String) {
+    let path = |name: &str| dir.join(name).to_string_lossy().into_owned();
+    (path("cert.pem"), path("key.pem"), path("token"))
+}
+
+/// A client to `server` trusting `fingerprint`, with `extra` flags (-L, -R).
+pub fn client(dir: &Path, server: SocketAddr, fingerprint: &str, extra: &[&str]) -> Process {
+    let (_, _, token) = files(dir);
+    let server = server.to_string();
+    let mut args = vec![
+        "client",
+        "--connect",
+        &server,
+        "--token-file",
+        &token,
+        "--fingerprint",
+        fingerprint,
+    ];
+    args.extend_from_slice(extra);
+    Process::start(&args, dir.join(format!("client-{}.log", unique())))
+}
+
+/// An echo service on loopback.
+pub async fn echo_service() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (mut from, mut to) = tcp.into_split();
+                if tokio::io::copy(&mut from, &mut to).await.is_ok() {
+                    let _ = to.shutdown().await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A free loopback port (bound and let go; another process could take it in
+/// between, which on a test machine does not happen in practice).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Reads until end of file or error; returns what came and how it ended.
+pub async fn read_all(from: &mut (impl AsyncReadExt + Unpin)) -> (Vec<u8>, std::io::Result<()>) {
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match from.read(&mut buf).await {
+            Ok(0) => return (got, Ok(())),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(err) => return (got, Err(err)),
+        }
+    }
+}
