@@ -228,6 +228,28 @@ impl Client {
         }
     }
 
+    /// The session to open a stream on: the current one, or (between
+    /// sessions, or while an ended one is being replaced) the next, waited for
+    /// up to 30 s.
+    async fn usable_session(&self) -> Option<Control> {
+        let mut current = self.current.subscribe();
+        let waiting = async {
+            loop {
+                let session = current.borrow_and_update().clone();
+                if let Some(control) = session.filter(|control| !control.is_closed()) {
+                    return Some(control);
+                }
+                // A change comes when the supervisor has a new session; an
+                // ended one is polled for, since ending does not change it.
+                let _ = tokio::time::timeout(Duration::from_millis(100), current.changed()).await;
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(30), waiting)
+            .await
+            .ok()
+            .flatten()
+    }
+
     async fn serve_forward(self: Arc<Self>, listener: TcpListener, forward: Forward) {
         loop {
             let (tcp, peer) = match listener.accept().await {
@@ -246,10 +268,7 @@ impl Client {
     }
 
     async fn forward_one(&self, tcp: TcpStream, peer: SocketAddr, target: String) {
-        let mut current = self.current.subscribe();
-        // Between sessions, a new connection waits a while for the next one.
-        let waited = tokio::time::timeout(Duration::from_secs(30), current.wait_for(Option::is_some)).await;
-        let Some(control) = waited.ok().and_then(|ok| ok.ok()).and_then(|c| c.clone()) else {
+        let Some(control) = self.usable_session().await else {
             tracing::warn!(%peer, "no session to the server; connection reset");
             forward::reset_tcp(tcp);
             return;
