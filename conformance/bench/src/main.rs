@@ -16,6 +16,7 @@
 mod idle;
 mod mux;
 mod others;
+mod tunnel;
 mod workloads;
 
 use std::future::Future;
@@ -60,7 +61,7 @@ impl Sizes {
     }
 }
 
-const WORKLOADS: [&str; 6] = ["bulk-1", "bulk-100", "rr", "open", "idle", "core"];
+const WORKLOADS: [&str; 7] = ["bulk-1", "bulk-100", "rr", "open", "idle", "core", "tunnel"];
 
 struct Args {
     json: bool,
@@ -206,6 +207,27 @@ fn main() {
     let mut results = Vec::new();
     for workload in WORKLOADS {
         if args.workload.as_deref().is_some_and(|w| w != workload) {
+            continue;
+        }
+        if workload == "tunnel" {
+            for which in tunnel::IMPLS {
+                if args.skips(which) {
+                    continue;
+                }
+                let mut result = Result_::new("tunnel", which);
+                for _ in 0..args.reps {
+                    let runtime = build_runtime(args.multi_thread);
+                    let sizes = sizes.clone();
+                    let outcome = run_tokio(&runtime, || async move { tunnel::run(which, &sizes).await });
+                    runtime.shutdown_timeout(Duration::from_secs(1));
+                    result.add(outcome);
+                    if result.error.is_some() {
+                        break;
+                    }
+                }
+                report(&args, &result);
+                results.push(result);
+            }
             continue;
         }
         if workload == "core" {
@@ -354,6 +376,10 @@ fn print_ratios(results: &[Result_]) {
         ("rr", "p50", "hawser-tokio", "yamux", "p50"),
         ("open", "rate", "hawser-tokio", "yamux", "rate"),
         ("core", "throughput", "hawser-core", "hawser-core", "memcpy"),
+        ("tunnel", "bulk-1", "tunnel-tls", "direct-tcp", "bulk-1"),
+        ("tunnel", "bulk-1", "tunnel-plaintext", "direct-tcp", "bulk-1"),
+        ("tunnel", "bulk-100", "tunnel-tls", "direct-tcp", "bulk-100"),
+        ("tunnel", "bulk-100", "tunnel-plaintext", "direct-tcp", "bulk-100"),
     ];
     for (workload, metric, ours, theirs, their_metric) in targets {
         let label = if ours == theirs {

@@ -9,6 +9,10 @@ use tokio::net::TcpStream;
 
 use crate::wire::codes;
 
+/// Bytes one read takes from either side. 256 KiB measured no faster in the
+/// tunnel benchmark and would cost four times the memory per connection.
+const SPLICE_BUFFER: usize = 64 * 1024;
+
 /// Counters for the status line.
 #[derive(Default, Debug)]
 pub struct Counters {
@@ -60,7 +64,7 @@ pub async fn splice(mut tcp: TcpStream, mut stream: hawser_tokio::Stream, counte
         let (mut tcp_in, mut tcp_out) = tcp.split();
         let (mut stream_in, mut stream_out) = tokio::io::split(&mut stream);
         let up = async {
-            let mut buf = vec![0u8; 64 * 1024];
+            let mut buf = vec![0u8; SPLICE_BUFFER];
             loop {
                 let n = tcp_in.read(&mut buf).await.map_err(Failed::Local)?;
                 if n == 0 {
@@ -72,7 +76,7 @@ pub async fn splice(mut tcp: TcpStream, mut stream: hawser_tokio::Stream, counte
             }
         };
         let down = async {
-            let mut buf = vec![0u8; 64 * 1024];
+            let mut buf = vec![0u8; SPLICE_BUFFER];
             loop {
                 let n = stream_in.read(&mut buf).await.map_err(Failed::Remote)?;
                 if n == 0 {

@@ -1,0 +1,145 @@
+//! The `tunnel` workload: the same transfer straight to a sink over TCP, and
+//! through the hawser tunnel (a server and a client in this process, `-L` to
+//! the sink) with TLS and with `--insecure-plaintext`. One connection moving
+//! `bulk_one` bytes, and 100 connections moving `bulk_hundred` each.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use hawser_tunnel::auth::Token;
+use hawser_tunnel::client::{Client, ClientOptions, Forward};
+use hawser_tunnel::link::Dialer;
+use hawser_tunnel::server::{Server, ServerOptions};
+use hawser_tunnel::tls;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use crate::workloads::Figure;
+use crate::Sizes;
+
+/// The ways to reach the sink.
+pub const IMPLS: [&str; 3] = ["direct-tcp", "tunnel-tls", "tunnel-plaintext"];
+
+/// A sink: reads each connection to its end, then answers one byte, so that the
+/// sender knows everything arrived.
+async fn sink() -> io::Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 256 * 1024];
+                while matches!(tcp.read(&mut buf).await, Ok(n) if n > 0) {}
+                let _ = tcp.write_all(b"!").await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+fn other(err: impl ToString) -> io::Error {
+    io::Error::other(err.to_string())
+}
+
+/// A tunnel server and client to `target`; returns the client's local address
+/// (and the client, which must live as long as it is used).
+async fn tunnel(target: SocketAddr, with_tls: bool) -> io::Result<(SocketAddr, Arc<Client>)> {
+    let token = Token::parse(&Token::generate()?).map_err(other)?;
+    let (server_tls, client_tls) = if with_tls {
+        let (cert, key, fingerprint) = tls::self_signed(vec!["localhost".into()]).map_err(other)?;
+        let chain = vec![CertificateDer::from_pem_slice(cert.as_bytes()).map_err(other)?];
+        let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(other)?;
+        let server = tls::server_config(chain, key).map_err(other)?;
+        let client = tls::client_config(&tls::Trust::Fingerprint(fingerprint)).map_err(other)?;
+        let name = ServerName::try_from("localhost").map_err(other)?;
+        (Some(server), Some((client, name)))
+    } else {
+        (None, None)
+    };
+    let server = Server::new(ServerOptions {
+        token: token.clone(),
+        tls: server_tls,
+        allow: vec![target.to_string()],
+        allow_reverse: Vec::new(),
+        config: hawser_tunnel::session_config(),
+    })?;
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let server_addr = listener.local_addr()?;
+    tokio::spawn(server.serve(listener));
+    let client = Client::start(ClientOptions {
+        dialer: Dialer {
+            server: server_addr.to_string(),
+            tls: client_tls,
+            token,
+        },
+        forwards: vec![Forward {
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            target: target.to_string(),
+        }],
+        reverses: Vec::new(),
+        config: hawser_tunnel::session_config(),
+        retry: hawser_tokio::RetryPolicy::default(),
+    })
+    .await
+    .map_err(other)?;
+    let local = *client.local_addrs.first().ok_or_else(|| other("no local listener"))?;
+    Ok((local, client))
+}
+
+/// Sends `bytes` on each of `connections` connections to `addr`; MB/s in all.
+async fn send(addr: SocketAddr, connections: usize, bytes: usize) -> io::Result<f64> {
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..connections {
+        tasks.push(tokio::spawn(async move {
+            let mut tcp = TcpStream::connect(addr).await?;
+            tcp.set_nodelay(true)?;
+            let chunk = vec![0x5au8; 64 * 1024];
+            let mut left = bytes;
+            while left > 0 {
+                let n = left.min(chunk.len());
+                tcp.write_all(&chunk[..n]).await?;
+                left -= n;
+            }
+            tcp.shutdown().await?;
+            let mut done = [0u8; 1];
+            tcp.read_exact(&mut done).await?;
+            Ok::<_, io::Error>(())
+        }));
+    }
+    for task in tasks {
+        task.await.map_err(other)??;
+    }
+    Ok((connections * bytes) as f64 / 1e6 / started.elapsed().as_secs_f64())
+}
+
+/// One repetition for `which`.
+pub async fn run(which: &'static str, sizes: &Sizes) -> io::Result<Vec<Figure>> {
+    let target = sink().await?;
+    let (addr, client) = match which {
+        "direct-tcp" => (target, None),
+        "tunnel-tls" => tunnel(target, true).await.map(|(addr, client)| (addr, Some(client)))?,
+        _ => tunnel(target, false).await.map(|(addr, client)| (addr, Some(client)))?,
+    };
+    let bulk = send(addr, 1, sizes.bulk_one).await?;
+    let hundred = send(addr, 100, sizes.bulk_hundred).await?;
+    if let Some(client) = client {
+        client.shut_down(std::time::Duration::from_secs(1)).await;
+    }
+    Ok(vec![
+        Figure {
+            metric: "bulk-1",
+            value: bulk,
+            unit: "MB/s",
+        },
+        Figure {
+            metric: "bulk-100",
+            value: hundred,
+            unit: "MB/s",
+        },
+    ])
+}
