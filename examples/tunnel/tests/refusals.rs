@@ -162,3 +162,94 @@ async fn a_restarted_server_resets_cut_connections_and_new_ones_work_again() {
     assert!(ended.is_ok(), "{ended:?}\n{}", client.stderr());
     assert_eq!(got, b"after");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_lets_open_connections_finish_then_exits() {
+    let dir = scratch("ctrlc");
+    let fingerprint = keygen(&dir);
+    let echo = echo_service().await;
+    let allow = echo.to_string();
+    let (mut server, addr) = server(&dir, &["--allow", &allow, "--drain", "20s"]);
+    let spec = format!("0:{echo}");
+    let client = client(&dir, addr, &fingerprint, &["-L", &spec]);
+    let local: std::net::SocketAddr = client
+        .line("forwarding ")
+        .split(" -> ")
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let mut tcp = TcpStream::connect(local).await.unwrap();
+    tcp.write_all(b"first half ").await.unwrap();
+    let mut buf = [0u8; 11];
+    tcp.read_exact(&mut buf).await.unwrap();
+    // Ctrl-C to the server, while the connection is open.
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &server.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The open connection still works, and finishes cleanly.
+    tcp.write_all(b"second half").await.unwrap();
+    tcp.shutdown().await.unwrap();
+    let (rest, ended) = read_all(&mut tcp).await;
+    assert!(ended.is_ok(), "{ended:?}");
+    assert_eq!(rest, b"second half");
+    // With nothing left open, the server is done well before the drain deadline.
+    let code = tokio::task::spawn_blocking(move || server.exit_code()).await.unwrap();
+    assert_eq!(code, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ca_file_is_trusted_for_the_right_name_only() {
+    let dir = scratch("ca");
+    keygen(&dir); // for the token; the certificate is replaced by one a CA signed
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["tunnel.test".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca, &ca_key)
+        .unwrap();
+    std::fs::write(dir.join("cert.pem"), leaf.pem()).unwrap();
+    std::fs::write(dir.join("key.pem"), leaf_key.serialize_pem()).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    let echo = echo_service().await;
+    let allow = echo.to_string();
+    let (_server, addr) = server(&dir, &["--allow", &allow]);
+    let (_, _, token) = files(&dir);
+    let ca_file = dir.join("ca.pem").to_string_lossy().into_owned();
+    let (server_addr, spec) = (addr.to_string(), format!("0:{echo}"));
+    let start = |name: &str| {
+        Process::start(
+            &[
+                "client",
+                "--connect",
+                &server_addr,
+                "--token-file",
+                &token,
+                "--ca",
+                &ca_file,
+                "--server-name",
+                name,
+                "-L",
+                &spec,
+            ],
+            dir.join(format!("client-{name}.log")),
+        )
+    };
+    let good = start("tunnel.test");
+    let local: std::net::SocketAddr = good.line("forwarding ").split(" -> ").next().unwrap().parse().unwrap();
+    let mut tcp = TcpStream::connect(local).await.unwrap();
+    tcp.write_all(b"signed").await.unwrap();
+    tcp.shutdown().await.unwrap();
+    let (got, ended) = read_all(&mut tcp).await;
+    assert!(ended.is_ok());
+    assert_eq!(got, b"signed");
+    let mut wrong = start("other.test");
+    assert_eq!(wrong.exit_code(), 3, "{}", wrong.stderr());
+    assert!(wrong.stderr().contains("certificate"), "{}", wrong.stderr());
+}

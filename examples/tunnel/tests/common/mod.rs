@@ -97,6 +97,10 @@ impl Process {
         panic!("the process did not exit; stderr:\n{}", self.stderr());
     }
 
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
