@@ -58,13 +58,7 @@ async fn local_and_reverse_forwards_survive_ten_link_kills() {
     let local = format!("0:{echo}");
     let remote = format!("{reverse_port}:{echo}");
     let client = client(&dir, proxy.addr(), &fingerprint, &["-L", &local, "-R", &remote]);
-    let local_addr: std::net::SocketAddr = client
-        .line("forwarding ")
-        .split(" -> ")
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let local_addr = forwarded(&client);
     client.line("reverse ");
 
     let progress = Arc::new(AtomicU64::new(0));

@@ -86,13 +86,7 @@ async fn a_target_not_allowed_is_reset_with_the_reason_printed() {
     let (_server, addr) = server(&dir, &["--allow", "127.0.0.1:9"]);
     let spec = format!("0:{echo}");
     let client = client(&dir, addr, &fingerprint, &["-L", &spec]);
-    let local: std::net::SocketAddr = client
-        .line("forwarding ")
-        .split(" -> ")
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let local = forwarded(&client);
     // The reset can come so fast that it is what the connect itself reports.
     let err = match TcpStream::connect(local).await {
         Ok(mut tcp) => {
@@ -131,13 +125,7 @@ async fn a_restarted_server_resets_cut_connections_and_new_ones_work_again() {
     let (mut server, addr) = server(&dir, &["--allow", &allow]);
     let spec = format!("0:{echo}");
     let client = client(&dir, addr, &fingerprint, &["-L", &spec]);
-    let local: std::net::SocketAddr = client
-        .line("forwarding ")
-        .split(" -> ")
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let local = forwarded(&client);
 
     let mut tcp = TcpStream::connect(local).await.unwrap();
     tcp.write_all(b"before").await.unwrap();
@@ -172,13 +160,7 @@ async fn ctrl_c_lets_open_connections_finish_then_exits() {
     let (mut server, addr) = server(&dir, &["--allow", &allow, "--drain", "20s"]);
     let spec = format!("0:{echo}");
     let client = client(&dir, addr, &fingerprint, &["-L", &spec]);
-    let local: std::net::SocketAddr = client
-        .line("forwarding ")
-        .split(" -> ")
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let local = forwarded(&client);
     let mut tcp = TcpStream::connect(local).await.unwrap();
     tcp.write_all(b"first half ").await.unwrap();
     let mut buf = [0u8; 11];
@@ -242,7 +224,7 @@ async fn a_ca_file_is_trusted_for_the_right_name_only() {
         )
     };
     let good = start("tunnel.test");
-    let local: std::net::SocketAddr = good.line("forwarding ").split(" -> ").next().unwrap().parse().unwrap();
+    let local = forwarded(&good);
     let mut tcp = TcpStream::connect(local).await.unwrap();
     tcp.write_all(b"signed").await.unwrap();
     tcp.shutdown().await.unwrap();

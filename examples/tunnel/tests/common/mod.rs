@@ -168,6 +168,12 @@ pub fn client(dir: &Path, server: SocketAddr, fingerprint: &str, extra: &[&str])
     Process::start(&args, dir.join(format!("client-{}.log", unique())))
 }
 
+/// The local address of a client's next `-L` forward, from its stdout.
+pub fn forwarded(client: &Process) -> SocketAddr {
+    let line = client.line("forwarding ");
+    line.split(" -> ").next().unwrap().parse().unwrap()
+}
+
 /// An echo service on loopback.
 pub async fn echo_service() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
