@@ -35,9 +35,11 @@ pub struct Settings {
     /// How many streams the sender allows open at once (both directions counted);
     /// the receiver never has more than this many of its own streams open.
     pub max_streams: u32,
-    /// The sender's keepalive interval in milliseconds (0: none). Informational.
+    /// The sender's keepalive interval in milliseconds (0: none). Informational:
+    /// each side keeps its own keepalive, and the receiver does not act on it.
     pub keepalive_ms: u32,
-    /// Capability bits; none are defined in revision 1, unknown bits are ignored.
+    /// Capability bits: `0x1` says the sender can resume a session over a new
+    /// link (PROTOCOL.md section 12); unknown bits are ignored.
     pub capabilities: u32,
 }
 

@@ -48,13 +48,10 @@ impl<'a> Stream<'a> {
     /// [`Event::Readable`](crate::Event::Readable) follows when there is.
     pub fn read(&mut self, max: usize) -> Result<Option<Bytes>, ReadError> {
         let id = self.id.0;
-        if self.session.phase == Phase::Closed {
-            return self.read_after_close(max);
-        }
         let stream = match self.lookup() {
             Lookup::Live(stream) => stream,
             Lookup::Unknown => return Err(ReadError::UnknownStream),
-            Lookup::SessionClosed => return Err(ReadError::SessionClosed),
+            Lookup::SessionClosed => return self.read_after_close(max),
         };
         if let Some(code) = stream.reset {
             stream.reset_observed = true;

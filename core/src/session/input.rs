@@ -131,7 +131,7 @@ impl Session {
                             remaining,
                             sink,
                         };
-                    } else if let Err(err) = self.on_payload_end(now, header, sink) {
+                    } else if let Err(err) = self.on_payload_end(header, sink) {
                         self.fail_input(err);
                     }
                 }
@@ -176,7 +176,7 @@ impl Session {
                 let buf = Vec::with_capacity(header.length as usize);
                 self.expect_payload(header, Sink::Hello(buf));
                 if header.length == 0 {
-                    return self.on_payload_end(now, header, Sink::Hello(Vec::new()));
+                    return self.on_payload_end(header, Sink::Hello(Vec::new()));
                 }
                 Ok(())
             }
@@ -219,7 +219,7 @@ impl Session {
         }
     }
 
-    fn on_payload_end(&mut self, now: Instant, header: Header, sink: Sink) -> Result<(), InputError> {
+    fn on_payload_end(&mut self, header: Header, sink: Sink) -> Result<(), InputError> {
         match sink {
             Sink::Hello(payload) => {
                 let settings = Settings::decode(&payload).map_err(InputError::Handshake)?;
@@ -228,7 +228,7 @@ impl Session {
             }
             Sink::Stream(id) => {
                 if header.flags.contains(Flags::FIN) {
-                    self.on_fin(now, id);
+                    self.on_fin(id);
                 }
                 Ok(())
             }
@@ -360,7 +360,7 @@ impl Session {
             self.stats.payload_in += u64::from(len);
             self.expect_payload(header, Sink::Stream(id));
         } else if header.flags.contains(Flags::FIN) {
-            self.on_fin(now, id);
+            self.on_fin(id);
         }
         Ok(())
     }
@@ -392,7 +392,7 @@ impl Session {
             self.queue_send(id);
         }
         if header.flags.contains(Flags::FIN) {
-            self.on_fin(now, id);
+            self.on_fin(id);
         }
         Ok(())
     }
@@ -516,7 +516,7 @@ impl Session {
         Ok(())
     }
 
-    fn on_fin(&mut self, now: Instant, id: u32) {
+    fn on_fin(&mut self, id: u32) {
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
         };
@@ -529,7 +529,6 @@ impl Session {
             self.close_deadlines.remove(&(deadline, id));
         }
         self.notify_readable(id);
-        let _ = now;
     }
 
     fn deliver(&mut self, id: u32, chunk: Bytes) {

@@ -323,6 +323,7 @@ impl Session {
     ///
     /// Use [`GoAwayCode::NORMAL`] to drain: a peer that receives an error code
     /// (anything else) ends the session at once, as yamux peers do for every code.
+    /// It fails only with [`ClosedError::SessionClosed`], once the session has ended.
     pub fn go_away(&mut self, now: Instant, code: GoAwayCode) -> Result<(), ClosedError> {
         if self.phase == Phase::Closed {
             return Err(ClosedError::SessionClosed);
