@@ -61,6 +61,9 @@ pub(crate) struct StreamState {
     pub reset_observed: bool,
     pub want_readable: bool,
     pub want_writable: bool,
+    /// Whether the stream waits in the session's list of writers blocked on the
+    /// session-wide send buffer (so that it is listed once, however often it polls).
+    pub in_write_blocked: bool,
     pub open_deadline: Option<Instant>,
     pub close_deadline: Option<Instant>,
     /// When payload last arrived; the close timer counts from here.
@@ -91,6 +94,7 @@ impl StreamState {
             reset_observed: false,
             want_readable: true,
             want_writable: false,
+            in_write_blocked: false,
             open_deadline: None,
             close_deadline: None,
             last_received: None,

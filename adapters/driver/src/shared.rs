@@ -203,8 +203,17 @@ impl Shared {
         }
     }
 
+    /// A stream has one writer, so one waker per stream: a flush polled again
+    /// replaces its waker instead of queueing another.
     pub(crate) fn register_flush(&mut self, id: StreamId, waker: &Waker) {
-        self.flush_wakers.push((id, waker.clone()));
+        match self.flush_wakers.iter_mut().find(|(waiting, _)| *waiting == id) {
+            Some((_, existing)) => {
+                if !existing.will_wake(waker) {
+                    existing.clone_from(waker);
+                }
+            }
+            None => self.flush_wakers.push((id, waker.clone())),
+        }
     }
 
     /// Wakes the tasks flushing streams whose written data has all gone out; a
@@ -452,5 +461,25 @@ impl Drop for Shared {
 fn wake_all(wakers: &mut Vec<Waker>) {
     for waker in wakers.drain(..) {
         waker.wake();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flush_polled_again_and_again_keeps_one_waker() {
+        let shared = Shared::new(hawser_core::Role::Client, hawser_core::Config::default()).expect("valid config");
+        let mut guard = Shared::lock(&shared);
+        let waker = Waker::noop();
+        let now = guard.now();
+        let first = guard.session().open(now).expect("room for a stream");
+        let second = guard.session().open(now).expect("room for a stream");
+        for _ in 0..1000 {
+            guard.register_flush(first, waker);
+        }
+        guard.register_flush(second, waker);
+        assert_eq!(guard.flush_wakers.len(), 2, "one waker per stream being flushed");
     }
 }

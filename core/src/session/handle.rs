@@ -143,7 +143,8 @@ impl<'a> Stream<'a> {
         let room = stream_room.min(session_room);
         if room == 0 {
             stream.want_writable = true;
-            if session_room == 0 {
+            if session_room == 0 && !stream.in_write_blocked {
+                stream.in_write_blocked = true;
                 self.session.write_blocked.push(id);
             }
             return Err(WriteError::Blocked);

@@ -581,6 +581,7 @@ impl Session {
         for stream in self.streams.values_mut() {
             stream.send_buf.clear();
             stream.send_buffered = 0;
+            stream.in_write_blocked = false;
         }
         self.accept_queue.clear();
         self.stream_control.clear();
@@ -706,6 +707,26 @@ impl Session {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_writer_blocked_on_the_session_buffer_is_queued_once_however_often_it_polls() {
+        let config = Config {
+            stream_send_buffer: 64 * 1024,
+            session_send_buffer: 64 * 1024,
+            keepalive_interval: None,
+            ..Config::yamux()
+        };
+        let mut session = Session::new(Role::Client, config, Instant::ZERO).expect("valid config");
+        let full = session.open(Instant::ZERO).expect("room for a stream");
+        let blocked = session.open(Instant::ZERO).expect("room for a stream");
+        let written = session.stream(full).write(Bytes::from(alloc::vec![0u8; 64 * 1024]));
+        assert_eq!(written, Ok(64 * 1024));
+        for _ in 0..1000 {
+            let again = session.stream(blocked).write(Bytes::from_static(b"x"));
+            assert_eq!(again, Err(crate::error::WriteError::Blocked));
+        }
+        assert_eq!(session.write_blocked.len(), 1, "one entry per blocked stream");
+    }
 
     #[test]
     fn id_hasher_spreads_sequential_ids() {

@@ -315,6 +315,7 @@ impl Session {
         let stream_limit = self.config.stream_send_buffer;
         for id in core::mem::take(&mut self.write_blocked) {
             if let Some(stream) = self.streams.get_mut(&id) {
+                stream.in_write_blocked = false;
                 if stream.want_writable && stream.send_buffered < stream_limit {
                     stream.want_writable = false;
                     self.events.push_back(Event::Writable(StreamId(id)));
