@@ -292,6 +292,7 @@ mod tests {
         };
         let bytes = request.encode();
         for cut in 0..bytes.len() {
+            // `cut` < `bytes.len()`: the slice is in bounds.
             assert!(matches!(parse_opening(&bytes[..cut]), Ok(None)), "cut at {cut}");
         }
         let opening = parse_opening(&bytes);

@@ -191,6 +191,18 @@ where
     })
 }
 
+/// One repetition on a fresh runtime: nothing left over from the last.
+fn on_fresh_runtime<F, Fut>(multi_thread: bool, make: F) -> io::Result<Vec<Figure>>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = io::Result<Vec<Figure>>> + Send + 'static,
+{
+    let runtime = build_runtime(multi_thread);
+    let outcome = run_tokio(&runtime, make);
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    outcome
+}
+
 fn main() {
     let mut raw = std::env::args().skip(1);
     if let Some(side @ ("--idle-server" | "--idle-client")) = raw.next().as_deref() {
@@ -216,11 +228,10 @@ fn main() {
                 }
                 let mut result = Result_::new("tunnel", which);
                 for _ in 0..args.reps {
-                    let runtime = build_runtime(args.multi_thread);
                     let sizes = sizes.clone();
-                    let outcome = run_tokio(&runtime, || async move { tunnel::run(which, &sizes).await });
-                    runtime.shutdown_timeout(Duration::from_secs(1));
-                    result.add(outcome);
+                    result.add(on_fresh_runtime(args.multi_thread, || async move {
+                        tunnel::run(which, &sizes).await
+                    }));
                     if result.error.is_some() {
                         break;
                     }
@@ -258,10 +269,8 @@ fn main() {
                     }
                     continue;
                 }
-                // A fresh runtime per repetition: nothing left over from the last.
-                let runtime = build_runtime(args.multi_thread);
                 let sizes = sizes.clone();
-                let outcome = run_tokio(&runtime, || async move {
+                result.add(on_fresh_runtime(args.multi_thread, || async move {
                     match workload {
                         "bulk-1" => workloads::bulk_one(which, &sizes).await,
                         "bulk-100" => workloads::bulk_hundred(which, &sizes).await,
@@ -269,9 +278,7 @@ fn main() {
                         "open" => workloads::open_close(which, &sizes).await,
                         _ => unreachable!("idle runs in child processes"),
                     }
-                });
-                runtime.shutdown_timeout(Duration::from_secs(1));
-                result.add(outcome);
+                }));
                 if result.error.is_some() {
                     break;
                 }

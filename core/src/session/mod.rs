@@ -716,6 +716,8 @@ mod tests {
             keepalive_interval: None,
             ..Config::yamux()
         };
+        // Test code, not peer input: the config is valid and a new session has
+        // room for two streams, so these cannot fail.
         let mut session = Session::new(Role::Client, config, Instant::ZERO).expect("valid config");
         let full = session.open(Instant::ZERO).expect("room for a stream");
         let blocked = session.open(Instant::ZERO).expect("room for a stream");

@@ -125,7 +125,7 @@ pub async fn write_answer<W: AsyncWrite + Unpin>(out: &mut W, answer: &Result<()
         Ok(()) => (0u8, 0u32, ""),
         Err(refusal) => (1, refusal.code.0, refusal.message.as_str()),
     };
-    let message = &message.as_bytes()[..message.len().min(MAX_TEXT)];
+    let message = bounded(message);
     let mut frame = Vec::with_capacity(7 + message.len());
     frame.push(status);
     frame.extend_from_slice(&code.to_be_bytes());
@@ -146,8 +146,18 @@ pub async fn read_answer<R: AsyncRead + Unpin>(input: &mut R) -> io::Result<Resu
     Ok(Err(Refusal { code, message: text }))
 }
 
+/// `text` cut to at most [`MAX_TEXT`] bytes, at a character boundary, so that
+/// what is sent is still UTF-8.
+fn bounded(text: &str) -> &[u8] {
+    let mut end = text.len().min(MAX_TEXT);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.as_bytes().get(..end).unwrap_or_default()
+}
+
 async fn write_text<W: AsyncWrite + Unpin>(out: &mut W, kind: u8, text: &str) -> io::Result<()> {
-    let text = &text.as_bytes()[..text.len().min(MAX_TEXT)];
+    let text = bounded(text);
     let mut frame = Vec::with_capacity(3 + text.len());
     frame.push(kind);
     frame.extend_from_slice(&(text.len() as u16).to_be_bytes());
@@ -211,6 +221,16 @@ mod tests {
             Request::read(&mut &long[..]).await.map_err(|e| e.kind()),
             Err(io::ErrorKind::InvalidData)
         );
+        // A long message is cut at a character boundary, and still reads.
+        let mut buf = Vec::new();
+        let long = Refusal {
+            code: codes::NOT_ALLOWED,
+            // Two-byte characters after one byte: byte MAX_TEXT falls inside one.
+            message: format!("a{}", "é".repeat(MAX_TEXT)),
+        };
+        write_answer(&mut buf, &Err(long)).await.expect("write");
+        let read = read_answer(&mut &buf[..]).await.expect("still UTF-8");
+        assert_eq!(read.map_err(|r| r.message.len()), Err(MAX_TEXT - 1));
         let bad_utf8 = [1u8, 0, 1, 0xff];
         assert!(Request::read(&mut &bad_utf8[..]).await.is_err());
         assert!(Request::read(&mut &[9u8, 0, 0][..]).await.is_err());
