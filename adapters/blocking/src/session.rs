@@ -350,9 +350,14 @@ impl<L: BlockingLink> Writer<L> {
                     tracing::debug!(%err, "link write failed");
                     out.clear();
                     let mut guard = Shared::lock(&self.shared);
-                    let now = guard.now();
-                    guard.session().handle_link_lost(now);
-                    guard.dispatch_events();
+                    if !guard.link_dropped() {
+                        // Unless the session has already left this link (an
+                        // acceptor resumed it over a new one meanwhile): then the
+                        // old link's failure must not detach it from the new one.
+                        let now = guard.now();
+                        guard.session().handle_link_lost(now);
+                        guard.dispatch_events();
+                    }
                     let _ = guard.take_drop_link();
                     drop(guard);
                     self.drop_link();

@@ -211,6 +211,16 @@ impl<L: Link + Unpin, T: Timer + Unpin> Driver<L, T> {
         self.read_size = MIN_READ;
         self.read_closed = true;
         let mut shared = Shared::lock(&self.shared);
+        if shared.link_events.drop_link {
+            // The session has already left this link: it was resumed over a new
+            // one while this read or write was under way (a takeover), or it
+            // detached. This link's failure says nothing about the session, and
+            // telling the session would detach it from the link it now uses.
+            shared.link_events.drop_link = false;
+            drop(shared);
+            self.release_link();
+            return;
+        }
         let now = shared.now();
         shared.session().handle_link_lost(now);
         shared.dispatch_events();

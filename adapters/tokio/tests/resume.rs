@@ -25,6 +25,14 @@ fn config() -> Config {
     }
 }
 
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// Serves every stream of every session: echoes until the end.
 async fn serve(listener: TcpListener, acceptor: Acceptor<TcpStream>) {
     while let Ok((tcp, _)) = listener.accept().await {
@@ -46,11 +54,7 @@ async fn serve(listener: TcpListener, acceptor: Acceptor<TcpStream>) {
 
 #[test]
 fn a_hundred_streams_survive_twenty_link_kills() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     runtime.block_on(async {
         tokio::time::timeout(Duration::from_secs(60), scenario())
             .await
@@ -179,11 +183,7 @@ fn bad_resume_attempts_are_refused_and_do_not_disturb_the_session() {
     use hawser_core::resume::{ResumeRequest, ResumeToken, Ticket};
     use hawser_tokio::GoAwayCode;
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     runtime.block_on(async {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -256,11 +256,7 @@ fn bad_resume_attempts_are_refused_and_do_not_disturb_the_session() {
 
 #[test]
 fn a_loss_only_the_client_sees_is_resumed_at_once_by_taking_over() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     runtime.block_on(async {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let server_addr = listener.local_addr().unwrap();
@@ -305,5 +301,215 @@ fn a_loss_only_the_client_sees_is_resumed_at_once_by_taking_over() {
         let stats = acceptor.stats();
         assert_eq!((stats.sessions, stats.detached, stats.refused), (1, 0, 0), "{stats:?}");
         session.close(hawser_tokio::GoAwayCode::NORMAL);
+    });
+}
+
+/// A link for the takeover race below: one end of an in-memory pipe whose
+/// reads and writes the test can hold (pending), fail, or precede with a step
+/// of its own, run inside the driver's poll.
+struct GatedLink {
+    prefix: Vec<u8>,
+    inner: tokio::io::DuplexStream,
+    gate: Arc<std::sync::Mutex<Gate>>,
+}
+
+#[derive(Default)]
+struct Gate {
+    hold: bool,
+    fail: bool,
+    waker: Option<std::task::Waker>,
+    before_next_io: Option<Box<dyn FnOnce() + Send>>,
+}
+
+impl Gate {
+    fn wake(&mut self) {
+        if let Some(waker) = self.waker.take() {
+            waker.wake();
+        }
+    }
+}
+
+impl GatedLink {
+    fn pair() -> (GatedLink, GatedLink) {
+        let (a, b) = tokio::io::duplex(1 << 20);
+        let link = |inner| GatedLink {
+            prefix: Vec::new(),
+            inner,
+            gate: Arc::default(),
+        };
+        (link(a), link(b))
+    }
+
+    /// Held: pending. Failed: an error. Otherwise the step the test set runs
+    /// first, and the I/O goes ahead.
+    fn check(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<std::io::Result<()>> {
+        let mut gate = self.gate.lock().unwrap();
+        if gate.fail {
+            return std::task::Poll::Ready(Err(std::io::ErrorKind::ConnectionReset.into()));
+        }
+        if gate.hold {
+            gate.waker = Some(cx.waker().clone());
+            return std::task::Poll::Pending;
+        }
+        let step = gate.before_next_io.take();
+        drop(gate);
+        if let Some(step) = step {
+            step();
+        }
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+impl tokio::io::AsyncRead for GatedLink {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::ready!(self.check(cx))?;
+        if !self.prefix.is_empty() {
+            let n = self.prefix.len().min(buf.remaining());
+            buf.put_slice(&self.prefix[..n]);
+            self.prefix.drain(..n);
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for GatedLink {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::task::ready!(self.check(cx))?;
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, data)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+async fn echo_round(
+    writer: &mut (impl AsyncWriteExt + Unpin),
+    reader: &mut (impl AsyncReadExt + Unpin),
+    chunk: &[u8],
+    buf: &mut [u8],
+) -> std::io::Result<()> {
+    writer.write_all(chunk).await?;
+    reader.read_exact(buf).await?;
+    Ok(())
+}
+
+/// Polls `future` once, outside any executor: for a step that must complete
+/// at once (everything it reads is already there).
+fn complete_now<F: std::future::Future>(future: F) -> F::Output {
+    struct NoWake;
+    impl std::task::Wake for NoWake {
+        fn wake(self: Arc<Self>) {}
+    }
+    let waker = std::task::Waker::from(Arc::new(NoWake));
+    let mut cx = std::task::Context::from_waker(&waker);
+    match std::pin::pin!(future).poll(&mut cx) {
+        std::task::Poll::Ready(output) => output,
+        std::task::Poll::Pending => panic!("the step could not complete at once"),
+    }
+}
+
+/// The race the attack soak once hit: the server has not yet noticed that a
+/// link died when the client's resume takes the session over onto a new link;
+/// the old link's failure then shows up in a read already under way. That
+/// failure must not detach the session from the link it now uses.
+#[test]
+fn an_old_link_failing_after_a_takeover_leaves_the_resumed_session_alone() {
+    let runtime = runtime();
+    runtime.block_on(async {
+        let acceptor = Acceptor::<GatedLink>::new(config()).unwrap();
+        // Each dial makes a pipe; the server's ends (and the client's gates) come here.
+        let (dialled_tx, mut dialled) =
+            tokio::sync::mpsc::unbounded_channel::<(GatedLink, Arc<std::sync::Mutex<Gate>>)>();
+        let dial = move || {
+            let (client_end, server_end) = GatedLink::pair();
+            let _ = dialled_tx.send((server_end, client_end.gate.clone()));
+            async move { Ok(client_end) }
+        };
+        let connecting = tokio::spawn(Session::connect_resumable(dial, config(), RetryPolicy::default()));
+        let (first_link, first_client_gate) = dialled.recv().await.unwrap();
+        let first_server_gate = first_link.gate.clone();
+        let Ok(Accepted::New(server)) = acceptor.accept(first_link).await else {
+            panic!("the first link starts a session");
+        };
+        tokio::spawn(async move {
+            while let Some(stream) = server.accept().await {
+                tokio::spawn(async move {
+                    let (mut reader, mut writer) = tokio::io::split(stream);
+                    let _ = tokio::io::copy(&mut reader, &mut writer).await;
+                });
+            }
+        });
+        let client = connecting.await.unwrap().unwrap();
+        let stream = client.open_stream().await.unwrap();
+        let (mut reader, mut writer) = tokio::io::split(stream);
+        let mut pattern = Pattern::new(3);
+        let mut check = Pattern::new(3);
+        let mut buf = vec![0u8; 4096];
+        echo_round(&mut writer, &mut reader, &pattern.take(buf.len()), &mut buf)
+            .await
+            .unwrap();
+        check.check(&buf).unwrap();
+
+        // The server's end of the first link goes quiet; the client's fails.
+        first_server_gate.lock().unwrap().hold = true;
+        {
+            let mut gate = first_client_gate.lock().unwrap();
+            gate.fail = true;
+            gate.wake();
+        }
+        // The client redials and asks to resume; the request is read here, so
+        // that the acceptor can take it in one step.
+        let (mut second_link, _) = dialled.recv().await.unwrap();
+        let mut request = vec![0u8; 12];
+        second_link.inner.read_exact(&mut request).await.unwrap();
+        let payload = u32::from_be_bytes(request[8..12].try_into().unwrap()) as usize;
+        request.resize(12 + payload, 0);
+        second_link.inner.read_exact(&mut request[12..]).await.unwrap();
+        second_link.prefix = request;
+
+        // The server's driver is about to read the first link when the resume
+        // takes the session over; then that read finds the link dead.
+        {
+            let mut gate = first_server_gate.lock().unwrap();
+            let acceptor = acceptor.clone();
+            gate.before_next_io = Some(Box::new(move || {
+                let accepted = complete_now(acceptor.accept(second_link)).unwrap();
+                assert!(matches!(accepted, Accepted::Resumed));
+            }));
+            gate.hold = false;
+            gate.wake();
+        }
+        let chunk = pattern.take(buf.len());
+        let round = echo_round(&mut writer, &mut reader, &chunk, &mut buf);
+        tokio::time::timeout(Duration::from_secs(20), round)
+            .await
+            .expect("the resumed session carries on")
+            .unwrap();
+        check.check(&buf).unwrap();
+        assert_eq!(client.stats().resumes, 1);
+        assert_eq!(client.reconnects(), 1, "one redial was enough");
+        let stats = acceptor.stats();
+        assert_eq!((stats.sessions, stats.detached), (1, 0), "{stats:?}");
+        client.close(hawser_tokio::GoAwayCode::NORMAL);
     });
 }
