@@ -526,6 +526,39 @@ fn without_resumption_on_both_sides_a_lost_link_ends_the_session() {
 }
 
 #[test]
+fn a_resumable_server_serves_a_client_that_cannot_resume() {
+    // The ticket is set at once, as an acceptor does, before the client's hello
+    // has said whether it can resume: it must not reach a client that cannot.
+    let mut pair = Pair::new(Config::default(), resumable(64 * 1024), SimConfig::default());
+    pair.server.set_resume_ticket(TICKET);
+    pair.drive();
+    let id = pair.client.open(pair.now).unwrap();
+    let mut sent = 0;
+    send(&mut pair.client, id, b"hello", &mut sent);
+    pair.drive();
+    let accepted = pair.server.accept().expect("the stream arrives");
+    assert_eq!(
+        pair.server.stream(accepted).read(64).unwrap(),
+        Some(Bytes::from_static(b"hello"))
+    );
+    assert_eq!(pair.client.close_reason(), None);
+    assert_eq!(pair.server.close_reason(), None);
+    assert!(!pair.server.is_resumable());
+    assert!(pair.client.resume_ticket().is_none());
+}
+
+#[test]
+fn a_ticket_set_after_the_clients_hello_still_reaches_it() {
+    let mut pair = Pair::new(resumable(64 * 1024), resumable(64 * 1024), SimConfig::default());
+    pair.drive();
+    assert!(pair.client.resume_ticket().is_none());
+    pair.server.set_resume_ticket(TICKET);
+    pair.drive();
+    assert!(same_ticket(pair.client.resume_ticket(), Some(TICKET)));
+    assert!(pair.client.is_resumable() && pair.server.is_resumable());
+}
+
+#[test]
 fn a_dead_link_found_by_keepalive_detaches_instead_of_closing() {
     let config = Config {
         keepalive_interval: Some(Duration::from_secs(1)),

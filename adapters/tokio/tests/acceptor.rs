@@ -56,3 +56,28 @@ async fn a_silent_and_a_garbage_client_do_not_delay_a_good_one() {
     let still_open = tokio::time::timeout(Duration::from_millis(50), silent.read(&mut byte)).await;
     assert!(still_open.is_err(), "the silent link was closed: {still_open:?}");
 }
+
+#[tokio::test]
+async fn a_resumable_acceptor_serves_a_client_that_cannot_resume() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut incoming = Acceptor::<TcpStream>::new(resumable()).unwrap().serve(listener);
+    let client = Session::client(TcpStream::connect(addr).await.unwrap(), Config::default()).unwrap();
+    let mut stream = client.open_stream().await.unwrap();
+    stream.write_all(b"hello").await.unwrap();
+    let session = tokio::time::timeout(Duration::from_secs(10), incoming.next())
+        .await
+        .expect("the client is served")
+        .expect("the loop runs");
+    let mut inbound = session.accept().await.expect("the stream arrives");
+    let mut got = [0u8; 5];
+    inbound.read_exact(&mut got).await.unwrap();
+    assert_eq!(&got, b"hello");
+    inbound.write_all(b"world").await.unwrap();
+    inbound.shutdown().await.unwrap();
+    let mut back = Vec::new();
+    stream.read_to_end(&mut back).await.unwrap();
+    assert_eq!(back, b"world");
+    assert!(client.close_reason().is_none() && session.close_reason().is_none());
+    assert!(!session.is_resumable());
+}

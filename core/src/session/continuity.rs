@@ -195,9 +195,10 @@ impl Continuity {
 impl Session {
     /// Server, resumption: the ticket the client will need to resume this session,
     /// made by the caller from 128 bits of entropy and an id it can look the
-    /// session up by. Call it right after [`Session::new`]; the ticket is sent to
-    /// the client after the hello. Ignored without [`Config::resumption`](crate::Config::resumption)
-    /// or on a client.
+    /// session up by. Call it right after [`Session::new`]; the ticket is sent
+    /// once the client's hello shows that it can resume (a client that cannot
+    /// would take the frame for a protocol error), and never otherwise. Ignored
+    /// without [`Config::resumption`](crate::Config::resumption) or on a client.
     pub fn set_resume_ticket(&mut self, ticket: Ticket) {
         if self.role != crate::Role::Server {
             return;
@@ -206,6 +207,12 @@ impl Session {
             return;
         };
         continuity.ticket = Some(ticket);
+        if continuity.peer_capable == Some(true) {
+            self.send_ticket(ticket);
+        }
+    }
+
+    fn send_ticket(&mut self, ticket: Ticket) {
         let header = Header::new(FrameType::Resume, Flags::NONE, 0, Ticket::ENCODED_LEN as u32);
         self.push_control(header, Bytes::copy_from_slice(&ticket.encode()));
     }
@@ -634,6 +641,12 @@ impl Session {
         if !capable {
             tracing::debug!("the peer cannot resume; resumption is off for this session");
             self.continuity = None;
+            return;
+        }
+        if self.role == crate::Role::Server {
+            if let Some(ticket) = continuity.ticket {
+                self.send_ticket(ticket);
+            }
         }
     }
 }
