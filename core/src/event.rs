@@ -19,11 +19,20 @@ pub enum Event {
     IncomingStream,
     /// The peer acknowledged a stream this side opened.
     StreamAcknowledged(StreamId),
-    /// Data, end-of-stream or a reset can be read on this stream.
+    /// Data or the end of the stream can be read on this stream. It also
+    /// follows [`Session::accept`](crate::Session::accept) when data or the end
+    /// arrived before the stream was accepted. A reset is announced by
+    /// [`Event::StreamReset`] instead.
     Readable(StreamId),
     /// This stream can take more data.
     Writable(StreamId),
-    /// The stream was reset: by the peer, or by this side's open/close/drain timers.
+    /// The stream was reset: by the peer, or by this side's open/close/drain
+    /// timers. Raised only for streams the application holds (opened or
+    /// accepted). Delivering it releases the stream's slot (a
+    /// [`StreamClosed`](Event::StreamClosed) follows once its RST is out), so
+    /// an application may forget the stream here; reads, writes and finishes
+    /// on it still return the reset's code afterwards, for the last 256 streams
+    /// released this way, and `UnknownStream` for older ones.
     StreamReset {
         /// The stream.
         id: StreamId,

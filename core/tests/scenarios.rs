@@ -860,3 +860,110 @@ fn data_that_arrived_before_the_link_was_lost_can_still_be_read() {
         Err(WriteError::SessionClosed)
     );
 }
+
+#[test]
+fn delivering_a_reset_is_enough_to_release_the_stream() {
+    // An embedder that forgets a stream on `StreamReset` and never touches it
+    // again: the slot must still come back, or after `max_streams` such resets
+    // every open would be refused.
+    for profile in profiles() {
+        let server_config = Config {
+            max_streams: 4,
+            ..config(profile)
+        };
+        let mut pair = Pair::new(config(profile), server_config, SimConfig::default());
+        for round in 0..20u32 {
+            let id = pair.client.open(pair.now).unwrap();
+            write_all_now(&mut pair.client, id, b"request");
+            pair.drive();
+            let accepted = accept_all(&mut pair, Side::Server);
+            assert_eq!(accepted, vec![id], "{profile:?} round {round}: the open got through");
+            pair.client.stream(id).reset(ResetCode(0x300)).unwrap();
+            pair.drive();
+            let code = match profile {
+                Profile::Native => ResetCode(0x300),
+                Profile::Yamux => ResetCode::CANCEL,
+            };
+            assert!(has_event(&pair, Side::Server, &Event::StreamReset { id, code }));
+            assert!(has_event(&pair, Side::Server, &Event::StreamClosed(id)));
+            assert_eq!(pair.server.stream_count(), 0, "{profile:?} round {round}");
+            pair.take_events(Side::Server);
+        }
+        assert_eq!(pair.server.stats().streams_refused, 0);
+    }
+}
+
+#[test]
+fn a_released_reset_stream_still_reports_its_code() {
+    let mut pair = pair(Profile::Native);
+    let id = pair.client.open(pair.now).unwrap();
+    write_all_now(&mut pair.client, id, b"abc");
+    pair.drive();
+    accept_all(&mut pair, Side::Server);
+    pair.server.stream(id).reset(ResetCode(0x1234)).unwrap();
+    pair.drive();
+    let code = ResetCode(0x1234);
+    assert!(has_event(&pair, Side::Client, &Event::StreamReset { id, code }));
+    assert_eq!(
+        pair.client.stream_count(),
+        0,
+        "delivering the reset released the stream"
+    );
+    assert_eq!(pair.client.stream(id).read(10), Err(ReadError::Reset(code)));
+    assert_eq!(
+        pair.client.stream(id).write(Bytes::from_static(b"x")),
+        Err(WriteError::Reset(code))
+    );
+    assert_eq!(
+        pair.client.stream(id).finish(),
+        Err(hawser_core::FinishError::Reset(code))
+    );
+    assert_eq!(pair.client.stream(id).reset(ResetCode(1)), Ok(()));
+}
+
+#[test]
+fn data_and_fin_that_arrived_before_the_accept_raise_readable_after_it() {
+    for profile in profiles() {
+        let mut pair = pair(profile);
+        // Data and FIN before the accept.
+        let early = pair.client.open(pair.now).unwrap();
+        write_all_now(&mut pair.client, early, b"early");
+        pair.client.stream(early).finish().unwrap();
+        // Only a FIN before the accept.
+        let empty = pair.client.open(pair.now).unwrap();
+        pair.client.stream(empty).finish().unwrap();
+        pair.drive();
+        assert!(!has_event(&pair, Side::Server, &Event::Readable(early)));
+        assert_eq!(accept_all(&mut pair, Side::Server), vec![early, empty]);
+        pair.drive();
+        assert!(has_event(&pair, Side::Server, &Event::Readable(early)), "{profile:?}");
+        assert!(has_event(&pair, Side::Server, &Event::Readable(empty)), "{profile:?}");
+        assert_eq!(read_available(&mut pair.server, early), (b"early".to_vec(), true));
+        assert_eq!(read_available(&mut pair.server, empty), (Vec::new(), true));
+    }
+}
+
+#[test]
+fn data_after_the_accept_raises_readable_and_so_does_each_blocked_read() {
+    for profile in profiles() {
+        let mut pair = pair(profile);
+        let id = pair.client.open(pair.now).unwrap();
+        pair.drive();
+        assert_eq!(accept_all(&mut pair, Side::Server), vec![id]);
+        pair.drive();
+        assert_eq!(pair.server.stream(id).read(10), Err(ReadError::Blocked));
+        pair.take_events(Side::Server);
+        write_all_now(&mut pair.client, id, b"first");
+        pair.drive();
+        assert!(has_event(&pair, Side::Server, &Event::Readable(id)), "{profile:?}");
+        assert_eq!(read_available(&mut pair.server, id), (b"first".to_vec(), false));
+        pair.take_events(Side::Server);
+        pair.client.stream(id).finish().unwrap();
+        pair.drive();
+        assert!(
+            has_event(&pair, Side::Server, &Event::Readable(id)),
+            "{profile:?}: the FIN wakes the reader"
+        );
+        assert_eq!(read_available(&mut pair.server, id), (Vec::new(), true));
+    }
+}

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
 use std::time::{Duration, Instant as StdInstant};
 
-use hawser_core::{Config, Event, Instant, Role, Session, SessionError, StreamId};
+use hawser_core::{Config, Event, Instant, ResetCode, Role, Session, SessionError, StreamId};
 
 use crate::health::{HealthEvent, HealthLog, Status};
 use crate::pool::SlabBuf;
@@ -36,10 +36,14 @@ pub struct Health {
     pub missed_pings: u32,
 }
 
+/// What the driver keeps for a stream whose handle is alive.
 #[derive(Default)]
 struct StreamWakers {
     read: Option<Waker>,
     write: Option<Waker>,
+    /// The code of a reset the session announced: the session releases the
+    /// stream on announcing it, so the handle learns the code from here.
+    reset: Option<ResetCode>,
 }
 
 /// A core session plus the wakers of everything waiting on it.
@@ -179,6 +183,12 @@ impl Shared {
     /// The error every operation reports once the session is closed.
     pub fn closed_error(&self) -> std::io::Error {
         crate::session_closed_error(self.session.close_reason())
+    }
+
+    /// The code of the reset the session announced for stream `id`, whose
+    /// handle is alive.
+    pub(crate) fn announced_reset(&self, id: StreamId) -> Option<ResetCode> {
+        self.wakers.get(&id).and_then(|wakers| wakers.reset)
     }
 
     pub(crate) fn register_read(&mut self, id: StreamId, waker: &Waker) {
@@ -343,9 +353,13 @@ impl Shared {
                     self.wake_stream(id, true, false);
                 }
                 Event::Writable(id) => self.wake_stream(id, false, true),
-                Event::StreamReset { id, .. } => {
-                    // A detached stream observes its reset by reading, which releases it.
-                    drain |= self.detached.contains(&id);
+                Event::StreamReset { id, code } => {
+                    if self.detached.contains(&id) {
+                        // Nobody holds it: delivering the event released it.
+                        self.detached.retain(|d| *d != id);
+                    } else {
+                        self.wakers.entry(id).or_default().reset = Some(code);
+                    }
                     self.wake_stream(id, true, true);
                 }
                 Event::StreamClosed(id) => {

@@ -69,6 +69,9 @@ impl StreamCore {
             return Poll::Ready(Err(ReadError::Reset(code).into()));
         }
         let mut shared = Shared::lock(&self.shared);
+        if let Some(code) = Self::announced_reset(&shared, self.id, &mut self.reset) {
+            return Poll::Ready(Err(ReadError::Reset(code).into()));
+        }
         let result = shared.session().stream(self.id).read(max);
         match result {
             Ok(Some(chunk)) => {
@@ -102,6 +105,9 @@ impl StreamCore {
             return Poll::Ready(Err(WriteError::Reset(code).into()));
         }
         let mut shared = Shared::lock(&self.shared);
+        if let Some(code) = Self::announced_reset(&shared, self.id, &mut self.reset) {
+            return Poll::Ready(Err(WriteError::Reset(code).into()));
+        }
         let room = shared.session().stream(self.id).writable_bytes();
         let take = data.len().min(room.max(1));
         let copy = shared.copy_in(&data[..take]);
@@ -115,8 +121,19 @@ impl StreamCore {
             return Poll::Ready(Err(WriteError::Reset(code).into()));
         }
         let mut shared = Shared::lock(&self.shared);
+        if let Some(code) = Self::announced_reset(&shared, self.id, &mut self.reset) {
+            return Poll::Ready(Err(WriteError::Reset(code).into()));
+        }
         let result = shared.session().stream(self.id).write(data.clone());
         Self::finish_write(&mut shared, self.id, cx, result, &mut self.reset)
+    }
+
+    /// A reset the session announced (and released the stream on): from now
+    /// on this handle reports it without asking the session.
+    fn announced_reset(shared: &Shared, id: StreamId, reset: &mut Option<ResetCode>) -> Option<ResetCode> {
+        let code = shared.announced_reset(id)?;
+        *reset = Some(code);
+        Some(code)
     }
 
     fn finish_write(
@@ -178,6 +195,9 @@ impl StreamCore {
             return Err(WriteError::Reset(code).into());
         }
         let mut shared = Shared::lock(&self.shared);
+        if let Some(code) = Self::announced_reset(&shared, self.id, &mut self.reset) {
+            return Err(WriteError::Reset(code).into());
+        }
         let result = shared.session().stream(self.id).finish();
         match result {
             Ok(()) | Err(FinishError::Finished) => {
@@ -217,6 +237,7 @@ impl StreamCore {
     /// What dropping the stream does to it, before the handle count goes down.
     fn release(&mut self, shared: &mut Shared) {
         if self.reset.is_some() || shared.closed().is_some() {
+            shared.forget(self.id);
             return;
         }
         // Graceful: what was written still goes out, then the FIN.

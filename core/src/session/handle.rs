@@ -16,6 +16,8 @@ pub struct Stream<'a> {
 /// How an operation found the stream.
 enum Lookup<'s> {
     Live(&'s mut StreamState),
+    /// Released when its reset was delivered as an event.
+    Reset(ResetCode),
     Unknown,
     SessionClosed,
 }
@@ -29,7 +31,14 @@ impl<'a> Stream<'a> {
         if self.session.phase == Phase::Closed {
             return Lookup::SessionClosed;
         }
-        match self.session.streams.get_mut(&self.id.0) {
+        let id = self.id.0;
+        if !self.session.streams.contains_key(&id) {
+            return match self.session.tombstone(id) {
+                Some(code) => Lookup::Reset(code),
+                None => Lookup::Unknown,
+            };
+        }
+        match self.session.streams.get_mut(&id) {
             // Inbound streams belong to the application only once accepted.
             Some(stream) if stream.accepted => Lookup::Live(stream),
             _ => Lookup::Unknown,
@@ -50,6 +59,7 @@ impl<'a> Stream<'a> {
         let id = self.id.0;
         let stream = match self.lookup() {
             Lookup::Live(stream) => stream,
+            Lookup::Reset(code) => return Err(ReadError::Reset(code)),
             Lookup::Unknown => return Err(ReadError::UnknownStream),
             Lookup::SessionClosed => return self.read_after_close(max),
         };
@@ -125,6 +135,7 @@ impl<'a> Stream<'a> {
             .saturating_sub(self.session.send_buffered_total);
         let stream = match self.lookup() {
             Lookup::Live(stream) => stream,
+            Lookup::Reset(code) => return Err(WriteError::Reset(code)),
             Lookup::Unknown => return Err(WriteError::UnknownStream),
             Lookup::SessionClosed => return Err(WriteError::SessionClosed),
         };
@@ -187,6 +198,7 @@ impl<'a> Stream<'a> {
         let id = self.id.0;
         let stream = match self.lookup() {
             Lookup::Live(stream) => stream,
+            Lookup::Reset(code) => return Err(FinishError::Reset(code)),
             Lookup::Unknown => return Err(FinishError::UnknownStream),
             Lookup::SessionClosed => return Err(FinishError::SessionClosed),
         };
@@ -209,6 +221,8 @@ impl<'a> Stream<'a> {
     pub fn reset(&mut self, code: ResetCode) -> Result<(), ClosedError> {
         match self.lookup() {
             Lookup::Live(_) => {}
+            // Already reset and released: nothing more to do.
+            Lookup::Reset(_) => return Ok(()),
             Lookup::Unknown => return Err(ClosedError::UnknownStream),
             Lookup::SessionClosed => return Err(ClosedError::SessionClosed),
         }

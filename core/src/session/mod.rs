@@ -63,6 +63,10 @@ impl Hasher for IdHasher {
     }
 }
 
+/// How many streams released on the delivery of their reset keep their code
+/// for later operations: 8 bytes each at most.
+const RESET_TOMBSTONES: usize = 256;
+
 /// Streams by id. Boxed: the table has room for up to twice the streams it
 /// holds, and an empty slot then costs a pointer rather than a whole state.
 type StreamMap = HashMap<u32, Box<StreamState>, BuildHasherDefault<IdHasher>>;
@@ -121,6 +125,10 @@ pub struct Session {
     write_blocked: Vec<u32>,
 
     events: VecDeque<Event>,
+    /// Streams released when their reset was delivered as an event, with the
+    /// code, so that an operation on one afterwards still reports the reset
+    /// (bounded: the oldest are forgotten first).
+    reset_tombstones: VecDeque<(u32, ResetCode)>,
     want_incoming_event: bool,
     want_can_open_event: bool,
 
@@ -189,6 +197,7 @@ impl Session {
             send_queue: VecDeque::new(),
             write_blocked: Vec::new(),
             events: VecDeque::new(),
+            reset_tombstones: VecDeque::new(),
             want_incoming_event: true,
             want_can_open_event: false,
             pings: SmallVec::new(),
@@ -292,6 +301,12 @@ impl Session {
         stream.accepted = true;
         stream.acknowledged = true;
         stream.ack_pending = true;
+        // What arrived before the accept raised no event (the stream was not the
+        // application's yet): announce it now, as if it had just arrived.
+        if stream.want_readable && (!stream.recv_buf.is_empty() || stream.fin_received) {
+            stream.want_readable = false;
+            self.events.push_back(Event::Readable(id));
+        }
         self.stats.streams_accepted += 1;
         self.queue_control(id.0);
         Some(id)
@@ -368,7 +383,40 @@ impl Session {
 
     /// The next event, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
-        self.events.pop_front()
+        let event = self.events.pop_front()?;
+        if let Event::StreamReset { id, code } = event {
+            self.reset_delivered(id.0, code);
+        }
+        Some(event)
+    }
+
+    /// The application has been told of a stream's reset: that is all it needs
+    /// to know, so the stream's slot is released now rather than when the
+    /// application next touches it (an embedder that forgets the stream on
+    /// this event would otherwise leak the slot).
+    fn reset_delivered(&mut self, id: u32, code: ResetCode) {
+        let Some(stream) = self.streams.get_mut(&id) else {
+            return;
+        };
+        if stream.reset_observed {
+            return;
+        }
+        stream.reset_observed = true;
+        if self.reset_tombstones.len() >= RESET_TOMBSTONES {
+            self.reset_tombstones.pop_front();
+        }
+        self.reset_tombstones.push_back((id, code));
+        self.maybe_release(id);
+    }
+
+    /// The code of a stream released when its reset was delivered, if it is
+    /// among the last [`RESET_TOMBSTONES`] such streams.
+    pub(super) fn tombstone(&self, id: u32) -> Option<ResetCode> {
+        self.reset_tombstones
+            .iter()
+            .rev()
+            .find(|(released, _)| *released == id)
+            .map(|(_, code)| *code)
     }
 
     // ----- getters ------------------------------------------------------------------
