@@ -153,6 +153,66 @@ pub async fn reset_code_reaches_the_peer<H: Harness>() -> Outcome {
     Ok(())
 }
 
+/// A stream whose handle is dropped while the peer keeps sending is drained
+/// for a while, then reset with `CANCEL`: the peer's writes fail with that
+/// code instead of going on forever, and the session carries on.
+pub async fn a_dropped_stream_whose_peer_keeps_sending_is_reset<H: Harness>() -> Outcome {
+    let (client, server) = H::pair(Config::default(), Config::default())
+        .await
+        .map_err(fail("connect"))?;
+    let mut stream = client.open().await.map_err(fail("open"))?;
+    stream.write_all(b"download").await.map_err(fail("write"))?;
+    let mut inbound = server.accept().await.ok_or("no inbound stream")?;
+    let serving = H::spawn(echo_server::<H>(server.clone()));
+    let mut first = [0u8; 8];
+    let mut got = 0;
+    while got < first.len() {
+        match inbound.read(&mut first[got..]).await.map_err(fail("server read"))? {
+            0 => return Err("the request ended early".into()),
+            n => got += n,
+        }
+    }
+    let mut partial = [0u8; 1024];
+    let pusher = async move {
+        let chunk = data(9, 64 * 1024);
+        let mut pushed = 0u64;
+        loop {
+            match inbound.write_all(&chunk).await {
+                Ok(()) => pushed += chunk.len() as u64,
+                Err(err) => return (pushed, err),
+            }
+            if pushed > 256 * 1024 * 1024 {
+                return (pushed, io::Error::other("never reset"));
+            }
+        }
+    };
+    let ending = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let pushed_to = ending.clone();
+    let pushing = H::spawn(async move {
+        let ended = pusher.await;
+        *pushed_to.lock().unwrap_or_else(|p| p.into_inner()) = Some(ended);
+    });
+    // Read a little of the download, then drop the stream.
+    let n = stream.read(&mut partial).await.map_err(fail("client read"))?;
+    if n == 0 {
+        return Err("the download ended at once".into());
+    }
+    drop(stream);
+    pushing.await;
+    let ended = ending.lock().unwrap_or_else(|p| p.into_inner()).take();
+    let (pushed, err) = ended.ok_or("the pushing task ended without a result")?;
+    if hawser_driver::reset_code(&err) != Some(ResetCode::CANCEL) {
+        return Err(format!(
+            "after {pushed} bytes the push ended with {err:?}, not a CANCEL reset"
+        ));
+    }
+    round_trip(&client, b"still here").await?;
+    drop(client);
+    drop(server);
+    serving.await;
+    Ok(())
+}
+
 /// One stream's reader stops; another stream moves 4 MiB; memory stays bounded.
 pub async fn slow_reader_does_not_stop_other_streams<H: Harness>() -> Outcome {
     let (client, server) = H::pair(Config::default(), Config::default())

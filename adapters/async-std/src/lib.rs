@@ -47,7 +47,9 @@
 //!
 //! The driver reads the link, answers pings, grants windows and queues inbound
 //! streams whether or not anyone accepts; dropping a [`Stream`] finishes it
-//! (written data still goes out, then a FIN), and dropping the last handle of a
+//! (written data still goes out, then a FIN; what the peer still sends is
+//! discarded, up to 1 MiB or for 10 s, then the stream is reset with
+//! `ResetCode::CANCEL`), and dropping the last handle of a
 //! session (every `Session`, `Control` and `Stream`) makes it go away with
 //! `NORMAL`, drain and close. Errors are `io::Error`s whose kind
 //! says what happened and whose source carries the hawser error and code;

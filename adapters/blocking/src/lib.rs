@@ -39,7 +39,9 @@
 //! waits in its acceptor, whose one thread keeps the timers of all such sessions
 //! and starts a writer again when a session's next link arrives. Neither holds the session's lock during a socket call, and no thread
 //! busy-waits: callers blocked on a stream park until the session wakes them.
-//! Dropping a [`Stream`] finishes it (written data still goes out, then a FIN).
+//! Dropping a [`Stream`] finishes it (written data still goes out, then a FIN);
+//! what the peer still sends is discarded, up to 1 MiB or for 10 s, then the
+//! stream is reset with `ResetCode::CANCEL`.
 //! Dropping the last handle of a session (the [`Session`] and every `Stream`)
 //! makes it go away with `NORMAL`, drain and close; both threads then end.
 //!

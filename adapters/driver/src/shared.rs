@@ -36,6 +36,21 @@ pub struct Health {
     pub missed_pings: u32,
 }
 
+/// How much a peer may still send on a stream whose handle was dropped before
+/// the stream is reset: a response already in flight is drained, a peer that
+/// keeps sending is stopped.
+const ABANDONED_DRAIN_BYTES: u64 = 1024 * 1024;
+/// How long after its handle was dropped a stream may stay open on the peer's
+/// side before it is reset (checked as data arrives; a silent peer meets the
+/// session's close timeout instead).
+const ABANDONED_GRACE: Duration = Duration::from_secs(10);
+
+/// A stream whose handle was dropped before the peer finished it.
+struct Abandoned {
+    since: Instant,
+    drained: u64,
+}
+
 /// What the driver keeps for a stream whose handle is alive.
 #[derive(Default)]
 struct StreamWakers {
@@ -55,9 +70,10 @@ pub struct Shared {
     open_wakers: Vec<Waker>,
     flush_wakers: Vec<(StreamId, Waker)>,
     driver_waker: Option<Waker>,
-    /// Streams whose handle was dropped after finishing: the driver drains their
-    /// inbound data so that the peer is never stuck on a window nobody reads.
-    detached: Vec<StreamId>,
+    /// Streams whose handle was dropped before the peer finished: their inbound
+    /// data is read and dropped (so the peer is never stuck on a window nobody
+    /// reads), within a byte and time grace, then they are reset.
+    abandoned: HashMap<StreamId, Abandoned>,
     /// Resumption: link events for the application, and the driver's cue to drop
     /// its link.
     pub(crate) link_events: LinkEvents,
@@ -91,7 +107,7 @@ impl Shared {
             open_wakers: Vec::new(),
             flush_wakers: Vec::new(),
             driver_waker: None,
-            detached: Vec::new(),
+            abandoned: HashMap::new(),
             link_events: LinkEvents::default(),
             write_slab: SlabBuf::default(),
             health_log: HealthLog::default(),
@@ -290,26 +306,48 @@ impl Shared {
         self.wake_driver();
     }
 
-    pub(crate) fn detach(&mut self, id: StreamId) {
+    /// The handle of stream `id` was dropped before the peer finished it.
+    pub(crate) fn abandon(&mut self, id: StreamId) {
         self.wakers.remove(&id);
-        self.detached.push(id);
-        self.drain_detached();
+        let since = self.now();
+        self.abandoned.insert(id, Abandoned { since, drained: 0 });
+        self.drain_abandoned(id);
     }
 
     pub(crate) fn forget(&mut self, id: StreamId) {
         self.wakers.remove(&id);
     }
 
-    /// Reads and drops whatever arrived on streams nobody holds any more.
-    fn drain_detached(&mut self) {
-        let session = &mut self.session;
-        self.detached.retain(|&id| loop {
-            match session.stream(id).read(usize::MAX) {
-                Ok(Some(_)) => continue,
-                Err(hawser_core::ReadError::Blocked) => break true,
-                Ok(None) | Err(_) => break false,
+    /// Reads and drops what arrived on a stream nobody holds any more; resets
+    /// it once the peer has sent more than [`ABANDONED_DRAIN_BYTES`] or kept
+    /// it open past [`ABANDONED_GRACE`] since the handle went.
+    fn drain_abandoned(&mut self, id: StreamId) {
+        let now = self.now();
+        let Some(abandoned) = self.abandoned.get_mut(&id) else {
+            return;
+        };
+        let mut stream = self.session.stream(id);
+        loop {
+            match stream.read(usize::MAX) {
+                Ok(Some(chunk)) => abandoned.drained += chunk.len() as u64,
+                Err(hawser_core::ReadError::Blocked) => break,
+                Ok(None) | Err(_) => {
+                    self.abandoned.remove(&id);
+                    return;
+                }
             }
-        });
+        }
+        let overdue = now.saturating_duration_since(abandoned.since) >= ABANDONED_GRACE;
+        if abandoned.drained > ABANDONED_DRAIN_BYTES || overdue {
+            tracing::debug!(
+                stream = %id,
+                drained = abandoned.drained,
+                "the peer kept sending on a stream nobody holds: resetting it"
+            );
+            let _ = stream.reset(hawser_core::ResetCode::CANCEL);
+            self.abandoned.remove(&id);
+            self.wake_driver();
+        }
     }
 
     /// Resumption: takes the cue to drop the current link (the session detached,
@@ -345,26 +383,26 @@ impl Shared {
 
     /// Delivers the session's events to the tasks waiting on them.
     pub fn dispatch_events(&mut self) {
-        let mut drain = false;
+        // Rarely non-empty; an empty Vec does not allocate.
+        let mut drain: Vec<StreamId> = Vec::new();
         while let Some(event) = self.session.poll_event() {
             match event {
                 Event::Readable(id) => {
-                    drain |= self.detached.contains(&id);
+                    if self.abandoned.contains_key(&id) {
+                        drain.push(id);
+                    }
                     self.wake_stream(id, true, false);
                 }
                 Event::Writable(id) => self.wake_stream(id, false, true),
                 Event::StreamReset { id, code } => {
-                    if self.detached.contains(&id) {
-                        // Nobody holds it: delivering the event released it.
-                        self.detached.retain(|d| *d != id);
-                    } else {
+                    if self.abandoned.remove(&id).is_none() {
                         self.wakers.entry(id).or_default().reset = Some(code);
                     }
                     self.wake_stream(id, true, true);
                 }
                 Event::StreamClosed(id) => {
                     self.wake_stream(id, true, true);
-                    self.detached.retain(|d| *d != id);
+                    self.abandoned.remove(&id);
                 }
                 Event::IncomingStream => {
                     wake_all(&mut self.accept_wakers);
@@ -428,8 +466,8 @@ impl Shared {
                 }
             }
         }
-        if drain {
-            self.drain_detached();
+        for id in drain {
+            self.drain_abandoned(id);
         }
         if !self.lifecycle_wakers.is_empty() && (self.session.is_resumable() || self.session.is_closed()) {
             wake_all(&mut self.lifecycle_wakers);

@@ -11,7 +11,8 @@ use crate::shared::{Shared, SharedRef};
 
 /// One stream of a shared session: the operations every adapter's stream type
 /// wraps. Dropping it finishes the stream (queued data still goes out, then a
-/// FIN) and discards whatever the peer still sends.
+/// FIN) and discards whatever the peer still sends, up to 1 MiB or for 10 s;
+/// then the stream is reset with `ResetCode::CANCEL`.
 pub struct StreamCore {
     shared: SharedRef,
     id: StreamId,
@@ -247,7 +248,7 @@ impl StreamCore {
         if self.read_done {
             shared.forget(self.id);
         } else {
-            shared.detach(self.id);
+            shared.abandon(self.id);
         }
         shared.wake_driver();
     }

@@ -43,8 +43,10 @@
 //!
 //! ## Dropping
 //! - Dropping a [`Stream`] finishes it: data already written is still sent, then
-//!   the FIN; whatever the peer still sends is read and discarded. Use
-//!   [`Stream::reset`] to abandon a stream instead.
+//!   the FIN; whatever the peer still sends is read and discarded, up to 1 MiB
+//!   or for 10 s, after which the stream is reset with `ResetCode::CANCEL` (a
+//!   peer that keeps sending cannot hold it forever). Use [`Stream::reset`] to
+//!   abandon a stream at once instead.
 //! - Dropping the last handle of a session (every [`Session`], [`Control`] and
 //!   [`Stream`]) ends it: it goes away with `NORMAL`, the streams still draining
 //!   finish, and the link is shut. [`ControlCore::close`] ends it at once.
