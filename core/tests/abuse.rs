@@ -97,6 +97,34 @@ fn empty_frame_flood_exceeds_its_budget() {
 }
 
 #[test]
+fn window_updates_for_streams_that_are_gone_exceed_the_empty_frame_budget() {
+    // A non-zero delta for a stream that no longer exists changes nothing: it
+    // costs the peer 12 bytes and must be budgeted like an empty frame.
+    let mut server = yamux_server(Limits::default());
+    let mut input = frame(FrameType::WindowUpdate, Flags::SYN, 1, 0, Profile::Yamux);
+    input.extend(frame(FrameType::WindowUpdate, Flags::RST, 1, 0, Profile::Yamux));
+    for _ in 0..2000 {
+        input.extend(frame(FrameType::WindowUpdate, Flags::NONE, 1, 1000, Profile::Yamux));
+    }
+    server.handle_input_slice(Instant::ZERO, &input);
+    assert_eq!(
+        protocol_error(&server),
+        Some(ProtocolError::LimitExceeded("empty frames"))
+    );
+}
+
+#[test]
+fn window_updates_for_a_live_stream_are_not_budgeted() {
+    let mut server = yamux_server(Limits::default());
+    let mut input = frame(FrameType::WindowUpdate, Flags::SYN, 1, 0, Profile::Yamux);
+    for _ in 0..2000 {
+        input.extend(frame(FrameType::WindowUpdate, Flags::NONE, 1, 1000, Profile::Yamux));
+    }
+    server.handle_input_slice(Instant::ZERO, &input);
+    assert!(!server.is_closed(), "{:?}", server.close_reason());
+}
+
+#[test]
 fn open_and_reset_flood_exceeds_the_reset_budget() {
     let mut server = yamux_server(Limits::default());
     let mut input = Vec::new();

@@ -368,7 +368,8 @@ impl Session {
     fn on_window_update(&mut self, now: Instant, header: Header) -> Result<(), InputError> {
         let effects = self.input_effects;
         let result = self.on_window_update_frame(now, header);
-        if header.length == 0 && self.input_effects == effects {
+        // A delta for a stream that is gone changes nothing either.
+        if self.input_effects == effects {
             self.spend_empty_frame(now)?;
         }
         result
