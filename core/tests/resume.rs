@@ -559,6 +559,43 @@ fn a_ticket_set_after_the_clients_hello_still_reaches_it() {
 }
 
 #[test]
+fn a_one_way_trickle_does_not_grow_the_receivers_tail_with_acks() {
+    // The receiver's application never reads (so it sends no window updates)
+    // and keepalive is off: the receiver's only frames are Acks, which are part
+    // of its sequence too. They must get acknowledged now and then, or its
+    // unacknowledged tail grows by one Ack per trickle until the session fails.
+    let config = Config {
+        keepalive_interval: None,
+        ..resumable(16 * 1024)
+    };
+    let mut pair = Pair::new(config.clone(), config, SimConfig::default());
+    pair.server.set_resume_ticket(TICKET);
+    pair.drive();
+    let id = pair.client.open(pair.now).unwrap();
+    pair.drive();
+    // Accepted (or the open would time out), never read.
+    assert_eq!(pair.server.accept(), Some(id));
+    let ack_delay = Resumption::default().ack_delay;
+    let mut tail_peak = 0;
+    for round in 0..6000 {
+        if let Err(err) = pair.client.stream(id).write(Bytes::from_static(b"x")) {
+            panic!(
+                "round {round}: {err}; the server ended with {:?}",
+                pair.server.close_reason()
+            );
+        }
+        pair.drive_for(ack_delay * 2);
+        tail_peak = tail_peak.max(pair.server.replay_buffered());
+    }
+    assert_eq!(pair.server.close_reason(), None);
+    assert_eq!(pair.client.close_reason(), None);
+    assert!(
+        tail_peak < 2048,
+        "the receiver kept {tail_peak} bytes of Acks unacknowledged"
+    );
+}
+
+#[test]
 fn a_dead_link_found_by_keepalive_detaches_instead_of_closing() {
     let config = Config {
         keepalive_interval: Some(Duration::from_secs(1)),

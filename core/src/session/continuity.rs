@@ -24,6 +24,11 @@ use core::time::Duration;
 /// Capability bit in the hello: this side can resume. Both must set it.
 pub(crate) const CAPABILITY_RESUME: u32 = 0x1;
 
+/// How many bytes of the peer's Acks (20 bytes each) may go unacknowledged
+/// before they are acknowledged: a small part of the smallest replay buffer
+/// (16 KiB), and enough Acks that answering them cannot turn into ping-pong.
+const UNANSWERED_ACKS: u64 = 1024;
+
 /// The server's answer to a resume request: its received offset and the new token.
 const ANSWER_LEN: usize = 8 + 16;
 
@@ -77,6 +82,9 @@ pub(super) struct Continuity {
     pub(super) counting: bool,
     /// The offset last acknowledged to the peer.
     acked: u64,
+    /// Bytes of the peer's Acks let go unacknowledged since this side last
+    /// sent an Ack (see `on_ack_received`).
+    unanswered_acks: u64,
     ack_deadline: Option<Instant>,
     /// Client, while resuming: the server's answer as it arrives.
     answer: [u8; HEADER_LEN + ANSWER_LEN],
@@ -102,6 +110,7 @@ impl Continuity {
             received: 0,
             counting: false,
             acked: 0,
+            unanswered_acks: 0,
             ack_deadline: None,
             answer: [0; HEADER_LEN + ANSWER_LEN],
             answer_filled: 0,
@@ -554,13 +563,17 @@ impl Session {
     }
 
     /// An acknowledgement frame of `frame_len` bytes was received whole.
-    /// Acknowledgements are not themselves acknowledged unless something else
-    /// needs it, or the two sides would trade acknowledgements forever.
+    /// One Ack alone does not call for an Ack, or the two sides would trade
+    /// acknowledgements forever; but Acks are part of the peer's sequence, kept
+    /// for replay until acknowledged, so once [`UNANSWERED_ACKS`] bytes of
+    /// them have piled up they are acknowledged like anything else (a peer
+    /// whose only frames are Acks would otherwise fill its replay buffer).
     pub(super) fn on_ack_received(&mut self, offset: u64, frame_len: u64) -> Result<(), ProtocolError> {
         let Some(continuity) = self.continuity.as_mut() else {
             return Err(ProtocolError::Resumption("an acknowledgement without resumption"));
         };
-        if continuity.acked + frame_len == continuity.received {
+        if continuity.acked + frame_len == continuity.received && continuity.unanswered_acks < UNANSWERED_ACKS {
+            continuity.unanswered_acks += frame_len;
             continuity.acked = continuity.received;
         }
         continuity.on_ack(offset)
@@ -590,6 +603,7 @@ impl Session {
             return;
         };
         continuity.acked = continuity.received;
+        continuity.unanswered_acks = 0;
         continuity.ack_deadline = None;
         let payload = Bytes::copy_from_slice(&continuity.received.to_be_bytes());
         self.push_control(Header::new(FrameType::Ack, Flags::NONE, 0, 8), payload);
