@@ -181,8 +181,9 @@ pub struct Header {
     pub flags: Flags,
     /// The stream the frame belongs to; 0 for session frames.
     pub stream_id: u32,
-    /// Payload length (Data, Hello), window delta (WindowUpdate), opaque value (Ping),
-    /// go-away code (GoAway), or reset code (native WindowUpdate with RST).
+    /// Payload length (Data, Hello, Ack, Resume), window delta (WindowUpdate),
+    /// opaque value (Ping), go-away code (GoAway), or reset code (native
+    /// WindowUpdate with RST).
     pub length: u32,
 }
 
@@ -270,7 +271,7 @@ pub enum FrameError {
     UnknownFlags(u16),
     /// A stream frame (Data, WindowUpdate) named stream 0.
     SessionStreamId(FrameType),
-    /// A session frame (Ping, GoAway, Hello) named a stream other than 0.
+    /// A session frame (Ping, GoAway, Hello, Ack, Resume) named a stream other than 0.
     StreamIdOnSessionFrame(FrameType),
     /// A ping must carry exactly one of SYN (request) and ACK (reply).
     PingFlags(Flags),
