@@ -92,7 +92,11 @@
 //!   peer can grow has a budget in [`Limits`].
 //! - Received payload is handed out as [`bytes::Bytes`] slices of the input
 //!   (pieces under 512 bytes are copied and coalesced instead); outgoing frames
-//!   are a header plus the application's own `Bytes`.
+//!   are a header plus the application's own `Bytes`. A slice keeps its whole
+//!   input buffer alive, so a piece still unread after `2 × max_stream_window`
+//!   more bytes of input is copied into memory of its own: the input buffers a
+//!   session keeps alive are those of its recent input, whatever the peer
+//!   sends ([`Stats::bytes_compacted`] counts the copies).
 //! - Deterministic: no randomness, no clock, no random hashing.
 
 #![no_std]

@@ -17,6 +17,10 @@ pub struct Stats {
     pub payload_in: u64,
     /// Stream payload bytes sent.
     pub payload_out: u64,
+    /// Received payload bytes copied out of the input because they stayed
+    /// unread while much more input arrived (they would have kept the input
+    /// buffers they were cut from alive).
+    pub bytes_compacted: u64,
     /// Streams this side opened.
     pub streams_opened: u64,
     /// Inbound streams the application accepted.

@@ -138,29 +138,49 @@ pub(crate) const COPY_BELOW: usize = 512;
 /// pieces, one growing buffer for runs of small ones.
 #[derive(Debug, Default)]
 pub(crate) struct RecvBuffer {
-    chunks: VecDeque<Bytes>,
+    /// Pieces in arrival order.
+    chunks: VecDeque<Piece>,
+    /// Small pieces, copied and coalesced.
     tail: BytesMut,
 }
 
+/// A received piece and whether it still shares the input's memory.
+#[derive(Debug)]
+struct Piece {
+    bytes: Bytes,
+    /// For a slice of the input (zero-copy): the session's input count when it
+    /// arrived. Such a piece keeps its whole input buffer alive, which may be
+    /// far larger than the piece; `None` once the piece has memory of its own.
+    shared_since: Option<u64>,
+}
+
 impl RecvBuffer {
-    pub(crate) fn push(&mut self, chunk: Bytes) {
+    /// Appends `chunk`, a slice of the input; `input_mark` is the session's
+    /// input count now.
+    pub(crate) fn push(&mut self, chunk: Bytes, input_mark: u64) {
         if chunk.len() < COPY_BELOW {
             self.tail.extend_from_slice(&chunk);
             return;
         }
         if !self.tail.is_empty() {
-            self.chunks.push_back(self.tail.split().freeze());
+            self.chunks.push_back(Piece {
+                bytes: self.tail.split().freeze(),
+                shared_since: None,
+            });
         }
-        self.chunks.push_back(chunk);
+        self.chunks.push_back(Piece {
+            bytes: chunk,
+            shared_since: Some(input_mark),
+        });
     }
 
     /// Up to `max` (at least 1) bytes from the front, or `None` when empty.
     pub(crate) fn pop(&mut self, max: usize) -> Option<Bytes> {
         if let Some(front) = self.chunks.front_mut() {
-            if front.len() > max {
-                return Some(front.split_to(max));
+            if front.bytes.len() > max {
+                return Some(front.bytes.split_to(max));
             }
-            let chunk = self.chunks.pop_front();
+            let chunk = self.chunks.pop_front().map(|piece| piece.bytes);
             if self.chunks.is_empty() {
                 // An idle stream keeps no allocation of its own.
                 self.chunks = VecDeque::new();
@@ -176,6 +196,42 @@ impl RecvBuffer {
             self.tail = BytesMut::new();
         }
         Some(chunk)
+    }
+
+    /// Copies the pieces that arrived at or before input count `horizon` and
+    /// still share the input's memory into memory of their own (a run of them
+    /// into one allocation), so that they no longer keep input buffers alive.
+    /// Returns the bytes copied. Each piece is copied at most once.
+    pub(crate) fn compact_older_than(&mut self, horizon: u64) -> usize {
+        let mut copied = 0;
+        let mut at = 0;
+        while at < self.chunks.len() {
+            match self.chunks[at].shared_since {
+                // Arrival order: everything from here on is younger.
+                Some(since) if since > horizon => break,
+                None => at += 1,
+                Some(_) => {
+                    let run_end = (at..self.chunks.len())
+                        .find(|&i| self.chunks[i].shared_since.map_or(true, |since| since > horizon))
+                        .unwrap_or(self.chunks.len());
+                    let len: usize = (at..run_end).map(|i| self.chunks[i].bytes.len()).sum();
+                    let mut owned = BytesMut::with_capacity(len);
+                    for piece in self.chunks.drain(at..run_end) {
+                        owned.extend_from_slice(&piece.bytes);
+                    }
+                    copied += len;
+                    self.chunks.insert(
+                        at,
+                        Piece {
+                            bytes: owned.freeze(),
+                            shared_since: None,
+                        },
+                    );
+                    at += 1;
+                }
+            }
+        }
+        copied
     }
 
     pub(crate) fn is_empty(&self) -> bool {
@@ -195,9 +251,9 @@ mod tests {
     #[test]
     fn a_drained_receive_buffer_keeps_no_allocation() {
         let mut buf = RecvBuffer::default();
-        buf.push(Bytes::from_static(b"small"));
-        buf.push(Bytes::from(alloc::vec![1u8; COPY_BELOW * 2]));
-        buf.push(Bytes::from_static(b"tail"));
+        buf.push(Bytes::from_static(b"small"), 0);
+        buf.push(Bytes::from(alloc::vec![1u8; COPY_BELOW * 2]), 0);
+        buf.push(Bytes::from_static(b"tail"), 0);
         let mut read = alloc::vec::Vec::new();
         while let Some(chunk) = buf.pop(100) {
             read.extend_from_slice(&chunk);
@@ -207,5 +263,31 @@ mod tests {
         assert!(buf.is_empty());
         assert_eq!(buf.chunks.capacity(), 0);
         assert_eq!(buf.tail.capacity(), 0);
+    }
+
+    #[test]
+    fn compaction_copies_old_shared_pieces_once_and_keeps_the_bytes_in_order() {
+        let mut buf = RecvBuffer::default();
+        let input = Bytes::from(alloc::vec![7u8; COPY_BELOW * 8]);
+        buf.push(input.slice(..COPY_BELOW), 10);
+        buf.push(Bytes::from_static(b"small"), 20);
+        buf.push(input.slice(COPY_BELOW..COPY_BELOW * 3), 30);
+        buf.push(input.slice(COPY_BELOW * 3..COPY_BELOW * 4), 40);
+        buf.push(input.slice(COPY_BELOW * 4..), 100);
+        // Everything up to input count 40 is old; the last piece is not.
+        assert_eq!(buf.compact_older_than(40), COPY_BELOW * 4);
+        assert_eq!(buf.compact_older_than(40), 0, "copied once");
+        let shared: alloc::vec::Vec<_> = buf.chunks.iter().map(|piece| piece.shared_since).collect();
+        // The small piece (copied on arrival) stays apart; the two old pieces
+        // after it became one.
+        assert_eq!(shared, [None, None, None, Some(100)]);
+        let mut read = alloc::vec::Vec::new();
+        while let Some(chunk) = buf.pop(usize::MAX) {
+            read.extend_from_slice(&chunk);
+        }
+        let mut expected = alloc::vec![7u8; COPY_BELOW];
+        expected.extend_from_slice(b"small");
+        expected.extend(core::iter::repeat(7u8).take(COPY_BELOW * 7));
+        assert_eq!(read, expected);
     }
 }

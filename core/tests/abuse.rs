@@ -305,3 +305,56 @@ fn frames_that_change_nothing_are_budgeted_even_with_flags() {
         Some(ProtocolError::LimitExceeded("empty frames"))
     );
 }
+
+#[test]
+fn unread_pieces_do_not_keep_the_input_buffers_they_came_from_alive() {
+    // Each input buffer carries a small frame for stream 1, which nobody reads,
+    // and a large one for stream 3, which the application reads at once. Kept
+    // as slices, the small pieces would keep every whole buffer alive (here
+    // 100 times their size; a driver's read slab, 500 times).
+    let config = Config {
+        max_stream_window: 256 * 1024,
+        keepalive_interval: None,
+        ..Config::yamux()
+    };
+    // Input that arrives after an unread piece before it is copied out.
+    let horizon = 2 * 256 * 1024;
+    let mut server = Session::new(Role::Server, config, Instant::ZERO).unwrap();
+    let mut opens = frame(FrameType::WindowUpdate, Flags::SYN, 1, 0, Profile::Yamux);
+    opens.extend(frame(FrameType::WindowUpdate, Flags::SYN, 3, 0, Profile::Yamux));
+    server.handle_input_slice(Instant::ZERO, &opens);
+    let (parked, read) = (server.accept().unwrap(), server.accept().unwrap());
+    const INPUT: usize = 64 * 1024;
+    const PARKED: usize = 640;
+    let mut inputs = Vec::new();
+    let mut parked_sent = Vec::new();
+    for round in 0..40u8 {
+        let mut input = frame(FrameType::Data, Flags::NONE, 1, PARKED as u32, Profile::Yamux);
+        input.extend(std::iter::repeat(round).take(PARKED));
+        parked_sent.extend(std::iter::repeat(round).take(PARKED));
+        let big = INPUT - input.len() - 12;
+        input.extend(frame(FrameType::Data, Flags::NONE, 3, big as u32, Profile::Yamux));
+        input.resize(INPUT, 0xee);
+        let input = bytes::Bytes::from(input);
+        inputs.push(input.clone());
+        server.handle_input(Instant::ZERO, input);
+        while let Ok(Some(_)) = server.stream(read).read(usize::MAX) {}
+        while server.poll_transmit(Instant::ZERO).is_some() {}
+        assert!(!server.is_closed(), "{:?}", server.close_reason());
+    }
+    // Only the inputs of the last 1.25 horizons may still be shared.
+    let recent = (horizon + horizon / 4) / INPUT + 1;
+    let still_shared = inputs.iter().filter(|input| !input.is_unique()).count();
+    assert!(
+        still_shared <= recent,
+        "{still_shared} of {} input buffers kept alive by unread pieces",
+        inputs.len()
+    );
+    assert!(server.stats().bytes_compacted > 0);
+    // And the parked stream still reads every byte it was sent, in order.
+    let mut parked_read = Vec::new();
+    while let Ok(Some(chunk)) = server.stream(parked).read(usize::MAX) {
+        parked_read.extend_from_slice(&chunk);
+    }
+    assert_eq!(parked_read, parked_sent);
+}

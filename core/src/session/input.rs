@@ -138,6 +138,39 @@ impl Session {
             }
         }
         self.schedule_ack(now);
+        self.compact_old_pieces();
+    }
+
+    /// Received pieces kept as slices of the input keep the whole buffer they
+    /// were cut from alive (a driver's read buffer may be hundreds of times the
+    /// piece). Every quarter of [`pin_horizon`](Self::pin_horizon) bytes of
+    /// input, the pieces still unread that arrived more than `pin_horizon`
+    /// bytes ago are copied into memory of their own: the input buffers kept
+    /// alive are then at most those of the last 1.25 × `pin_horizon` bytes of
+    /// input, whatever the peer does. A scan of the streams per quarter
+    /// horizon costs nothing next to the input it follows.
+    fn compact_old_pieces(&mut self) {
+        if self.stats.bytes_in < self.next_compaction {
+            return;
+        }
+        let horizon = self.pin_horizon();
+        self.next_compaction = self.stats.bytes_in + horizon / 4;
+        let Some(old) = self.stats.bytes_in.checked_sub(horizon) else {
+            return;
+        };
+        for stream in self.streams.values_mut() {
+            if !stream.recv_buf.is_empty() {
+                let copied = stream.recv_buf.compact_older_than(old);
+                self.stats.bytes_compacted += copied as u64;
+            }
+        }
+    }
+
+    /// How much input may arrive after an unread zero-copy piece before it is
+    /// copied out: twice the largest stream window, so that a reader that
+    /// keeps up with its window never pays for the copy.
+    fn pin_horizon(&self) -> u64 {
+        2 * u64::from(self.config.max_stream_window)
     }
 
     /// A slice-taking convenience over [`handle_input`](Self::handle_input); it
@@ -539,7 +572,7 @@ impl Session {
         if stream.reset.is_some() {
             return;
         }
-        stream.recv_buf.push(chunk);
+        stream.recv_buf.push(chunk, self.stats.bytes_in);
         self.notify_readable(id);
     }
 

@@ -129,6 +129,9 @@ pub struct Session {
     /// code, so that an operation on one afterwards still reports the reset
     /// (bounded: the oldest are forgotten first).
     reset_tombstones: VecDeque<(u32, ResetCode)>,
+    /// The input count at which old received pieces are next looked at (see
+    /// `compact_old_pieces`).
+    next_compaction: u64,
     want_incoming_event: bool,
     want_can_open_event: bool,
 
@@ -198,6 +201,7 @@ impl Session {
             write_blocked: Vec::new(),
             events: VecDeque::new(),
             reset_tombstones: VecDeque::new(),
+            next_compaction: 0,
             want_incoming_event: true,
             want_can_open_event: false,
             pings: SmallVec::new(),
