@@ -113,6 +113,7 @@ pub mod error;
 pub mod event;
 mod flow;
 pub mod frame;
+mod ids;
 pub mod resume;
 mod session;
 pub mod settings;

@@ -1,34 +1,13 @@
-//! Stream identity and per-stream state.
+//! Per-stream state.
 
 use alloc::collections::VecDeque;
 use bytes::{Bytes, BytesMut};
-use core::fmt;
 
-use crate::error::ResetCode;
 use crate::flow::RecvWindow;
+use crate::ids::ResetCode;
 use crate::time::Instant;
 
-/// A stream's id: odd for streams the client opened, even for the server's.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct StreamId(pub(crate) u32);
-
-impl StreamId {
-    /// The id as it appears on the wire.
-    pub const fn raw(self) -> u32 {
-        self.0
-    }
-
-    /// Whether the client side opened this stream.
-    pub const fn is_client_initiated(self) -> bool {
-        self.0 % 2 == 1
-    }
-}
-
-impl fmt::Display for StreamId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
+pub use crate::ids::StreamId;
 
 /// Everything the session knows about one stream.
 #[derive(Debug)]

@@ -5,8 +5,8 @@ use std::task::{Context, Poll};
 
 use hawser_core::{GoAwayCode, OpenError, SessionError, Stats, StreamId};
 
+use crate::events::LinkEvent;
 use crate::health::{HealthEvent, Status};
-use crate::resume::LinkEvent;
 use crate::shared::{Health, Shared, SharedRef};
 
 /// The session-wide operations (open, accept, go away, health) in poll form.

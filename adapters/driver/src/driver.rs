@@ -8,47 +8,12 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant as StdInstant;
 
-use bytes::BytesMut;
-
 use hawser_core::Role;
 
 use crate::frames::{FrameQueue, MAX_SLICES};
+use crate::link::{Link, LinkSource, Timer};
 use crate::pool::SlabBuf;
-use crate::resume::LinkSource;
 use crate::shared::{Shared, SharedRef};
-
-/// A byte link in poll form; each adapter implements it for its runtime's I/O traits.
-pub trait Link {
-    /// Reads into `buf`; `Ok(0)` is end of file.
-    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>>;
-    /// Reads at most `want` bytes (more if the link can read without zeroing
-    /// first) and appends them to `buf`; `Ok(0)` is end of file. The provided
-    /// version zeroes the room and calls [`Link::poll_read`]; a link that can
-    /// read into uninitialised memory overrides it to skip the zeroing.
-    fn poll_read_buf(&mut self, cx: &mut Context<'_>, buf: &mut BytesMut, want: usize) -> Poll<io::Result<usize>> {
-        let start = buf.len();
-        buf.resize(start + want, 0);
-        let result = self.poll_read(cx, &mut buf[start..]);
-        let kept = match &result {
-            Poll::Ready(Ok(n)) => *n,
-            _ => 0,
-        };
-        buf.truncate(start + kept);
-        result
-    }
-    /// Writes from `bufs` in order, returning how many bytes were taken.
-    fn poll_write_vectored(&mut self, cx: &mut Context<'_>, bufs: &[IoSlice<'_>]) -> Poll<io::Result<usize>>;
-    /// Flushes buffered output.
-    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
-    /// Shuts the write side down.
-    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>>;
-}
-
-/// A timer in poll form; each adapter implements it with its runtime's sleep.
-pub trait Timer {
-    /// Ready once `deadline` has passed.
-    fn poll_until(&mut self, cx: &mut Context<'_>, deadline: StdInstant) -> Poll<()>;
-}
 
 /// How many bytes one read asks for at most.
 const READ_BUFFER: usize = crate::pool::SLAB;

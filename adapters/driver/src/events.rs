@@ -1,5 +1,6 @@
-//! A bounded queue of events for the application, with the waker of the task
-//! waiting for the next one: link events and health events both use it.
+//! The events an application can watch: a bounded queue with the waker of the
+//! task waiting for the next one (link events and health events both use it),
+//! and the link events of a resumable session.
 
 use std::collections::VecDeque;
 use std::task::{Context, Poll, Waker};
@@ -53,5 +54,58 @@ impl<T> EventQueue<T> {
     #[cfg(test)]
     pub(crate) fn drain(&mut self) -> impl Iterator<Item = T> + '_ {
         self.queue.drain(..)
+    }
+}
+
+/// What happened to a resumable session's link, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkEvent {
+    /// The link failed; the session is detached and its streams wait.
+    Lost,
+    /// Client: dialling a new link, attempt `attempt` (from 1) since the loss.
+    Reconnecting {
+        /// Which attempt.
+        attempt: u32,
+    },
+    /// The session continues over a new link.
+    Resumed {
+        /// Bytes this side sent again.
+        replayed: u64,
+    },
+    /// Client: the retry policy is exhausted; the session has ended.
+    GaveUp,
+    /// The session has ended; the last event. `reason` is why (`None` for an
+    /// orderly end): `SessionError::Expired` when no new link resumed it within
+    /// `detached_timeout`, `SessionError::ResumeRefused` when the server could
+    /// not resume it (it restarted, or forgot the session). Build a new session
+    /// for new work.
+    Ended {
+        /// Why the session ended.
+        reason: Option<hawser_core::SessionError>,
+    },
+}
+
+/// Link events queued for the application, and the driver's cues.
+#[derive(Default)]
+pub(crate) struct LinkEvents {
+    events: EventQueue<LinkEvent>,
+    /// The driver must drop its link (the session detached or a resume attempt
+    /// on it failed).
+    pub(crate) drop_link: bool,
+    /// Reconnect attempts made, in all.
+    pub(crate) reconnects: u64,
+}
+
+impl LinkEvents {
+    pub(crate) fn push(&mut self, event: LinkEvent) {
+        self.events.push(event);
+    }
+
+    pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>, closed: bool) -> Poll<Option<LinkEvent>> {
+        self.events.poll_next(cx, closed)
+    }
+
+    pub(crate) fn wake(&mut self) {
+        self.events.wake();
     }
 }

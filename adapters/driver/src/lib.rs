@@ -23,6 +23,7 @@ mod errors;
 mod events;
 mod frames;
 mod health;
+mod link;
 pub mod pool;
 mod registry;
 mod resume;
@@ -30,14 +31,14 @@ mod shared;
 mod stream;
 
 pub use control::ControlCore;
-pub use driver::{next_read_size, Driver, Link, Timer};
+pub use driver::{next_read_size, Driver};
 pub use errors::{reset_code, session_error};
+pub use events::LinkEvent;
 pub use frames::{FrameQueue, MAX_SLICES, WRITE_BATCH};
 pub use health::{HealthEvent, Status};
+pub use link::{Link, LinkSource, Timer};
 pub use registry::{AcceptorStats, Registry, SessionSlot, Source};
-pub use resume::{
-    check_config, check_resumable, entropy, resumable_client, Dial, LinkEvent, LinkSource, Redial, RetryPolicy,
-};
+pub use resume::{check_config, check_resumable, entropy, resumable_client, Dial, Redial, RetryPolicy};
 pub use shared::{live_sessions, Health, Shared, SharedRef};
 pub use stream::StreamCore;
 

@@ -20,7 +20,8 @@ use bytes::Bytes;
 use hawser_core::resume::{ResumeRefusal, ResumeRequest, ResumeToken, Ticket};
 use hawser_core::Resumption;
 
-use crate::resume::{entropy, LinkSource};
+use crate::link::LinkSource;
+use crate::resume::entropy;
 use crate::shared::{Shared, SharedRef};
 
 /// Where a link came from, for the per-source budgets: an IPv4 address, or the

@@ -1,6 +1,6 @@
-//! What the adapters share for resumable sessions: where a detached session's
-//! next link comes from, the retry policy of a reconnecting client, the link
-//! events an application can watch. The server's side is in `registry`.
+//! What the adapters share for resumable sessions: the retry policy of a
+//! reconnecting client and its redial loop. The server's side is in `registry`;
+//! the link events an application watches are in `events`.
 
 use std::future::Future;
 use std::io;
@@ -8,69 +8,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use crate::driver::Timer;
-use crate::events::EventQueue;
+use crate::link::{Link, LinkSource, Timer};
 use crate::shared::{Shared, SharedRef};
-
-/// Where a detached session's next link comes from. The driver polls it only
-/// while the session is detached.
-pub trait LinkSource<L> {
-    /// The next link; `Ready(None)` when there will be none (the client gave up).
-    fn poll_link(&mut self, cx: &mut Context<'_>) -> Poll<Option<L>>;
-}
-
-/// What happened to a resumable session's link, in order.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LinkEvent {
-    /// The link failed; the session is detached and its streams wait.
-    Lost,
-    /// Client: dialling a new link, attempt `attempt` (from 1) since the loss.
-    Reconnecting {
-        /// Which attempt.
-        attempt: u32,
-    },
-    /// The session continues over a new link.
-    Resumed {
-        /// Bytes this side sent again.
-        replayed: u64,
-    },
-    /// Client: the retry policy is exhausted; the session has ended.
-    GaveUp,
-    /// The session has ended; the last event. `reason` is why (`None` for an
-    /// orderly end): `SessionError::Expired` when no new link resumed it within
-    /// `detached_timeout`, `SessionError::ResumeRefused` when the server could
-    /// not resume it (it restarted, or forgot the session). Build a new session
-    /// for new work.
-    Ended {
-        /// Why the session ended.
-        reason: Option<hawser_core::SessionError>,
-    },
-}
-
-/// Link events queued for the application, and the driver's cues.
-#[derive(Default)]
-pub(crate) struct LinkEvents {
-    events: EventQueue<LinkEvent>,
-    /// The driver must drop its link (the session detached or a resume attempt
-    /// on it failed).
-    pub(crate) drop_link: bool,
-    /// Reconnect attempts made, in all.
-    pub(crate) reconnects: u64,
-}
-
-impl LinkEvents {
-    pub(crate) fn push(&mut self, event: LinkEvent) {
-        self.events.push(event);
-    }
-
-    pub(crate) fn poll_next(&mut self, cx: &mut Context<'_>, closed: bool) -> Poll<Option<LinkEvent>> {
-        self.events.poll_next(cx, closed)
-    }
-
-    pub(crate) fn wake(&mut self) {
-        self.events.wake();
-    }
-}
 
 /// How a client retries after losing its link: exponential backoff with jitter,
 /// bounded by a number of attempts and a total time (the session's own
@@ -244,7 +183,7 @@ pub fn resumable_client<L, T>(
     retry: RetryPolicy,
 ) -> io::Result<(SharedRef, crate::Driver<L, T>)>
 where
-    L: crate::Link + Unpin + Send + 'static,
+    L: Link + Unpin + Send + 'static,
     T: Timer + Unpin + Default + Send + 'static,
 {
     check_resumable(&config)?;

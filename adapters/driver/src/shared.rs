@@ -8,9 +8,9 @@ use std::time::{Duration, Instant as StdInstant};
 
 use hawser_core::{Config, Event, Instant, ResetCode, Role, Session, SessionError, StreamId};
 
+use crate::events::{LinkEvent, LinkEvents};
 use crate::health::{HealthEvent, HealthLog, Status};
 use crate::pool::SlabBuf;
-use crate::resume::{LinkEvent, LinkEvents};
 
 /// The shared state behind a mutex.
 pub type SharedRef = Arc<Mutex<Shared>>;

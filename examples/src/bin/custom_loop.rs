@@ -1,6 +1,10 @@
 //! Driving hawser-core from your own event loop: one thread, non-blocking sockets
 //! (mio), several sessions at once, no runtime. The loop serves echo; it is what an
-//! embedder with a poll loop of its own would write.
+//! embedder with a poll loop of its own would write. It touches only the sessions
+//! that have something to do: those whose socket is ready, and those whose timer
+//! is due (a heap of deadlines, so a wake costs nothing per idle session). Frames
+//! go out as the session hands them over, header and payload in one vectored
+//! write, with no copy or allocation per frame.
 //!
 //! ```text
 //! cargo run --release -p hawser-examples --bin custom_loop                     # self-test
@@ -10,13 +14,14 @@
 //! Without flags it listens on an ephemeral loopback port, lets three client
 //! sessions (hawser-blocking, in other threads) echo through it, and exits.
 
-use std::collections::{HashMap, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::io::{self, IoSlice, Read, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant as StdInstant};
 
-use bytes::{Buf, Bytes};
-use hawser_core::{Config, Event, Instant, ReadError, Role, Session, StreamId, WriteError};
+use bytes::Bytes;
+use hawser_core::{Config, Event, Instant, ReadError, Role, Session, StreamId, Transmit, WriteError};
 use hawser_examples::{blocking_round_trip, checksum, payload};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
@@ -33,10 +38,17 @@ struct Echo {
 struct Connection {
     tcp: TcpStream,
     session: Session,
-    /// Frames taken from the session, not yet written to the socket.
-    out: VecDeque<Bytes>,
+    /// Frames taken from the session, not yet wholly written to the socket...
+    out: VecDeque<Transmit>,
+    /// ...of which the first has this many bytes out already.
+    written: usize,
+    /// The deadline this connection has in the timer heap, if any.
+    armed: Option<Instant>,
     echoes: HashMap<StreamId, Echo>,
 }
+
+/// Frames a vectored write takes at most (two slices each).
+const WRITE_FRAMES: usize = 64;
 
 impl Connection {
     /// Reads until the socket would block, feeding the session.
@@ -52,9 +64,12 @@ impl Connection {
         }
     }
 
-    /// The application: echo every stream.
-    fn serve(&mut self) {
+    /// The application: echo every stream. Returns whether there was anything
+    /// to do.
+    fn serve(&mut self) -> bool {
+        let mut any = false;
         while let Some(event) = self.session.poll_event() {
+            any = true;
             match event {
                 Event::IncomingStream => {
                     while let Some(id) = self.session.accept() {
@@ -69,6 +84,7 @@ impl Connection {
                 _ => {}
             }
         }
+        any
     }
 
     /// Moves what arrived on a stream back out, as far as the buffers allow.
@@ -106,40 +122,68 @@ impl Connection {
     /// Writes queued frames until the socket would block.
     fn write_link(&mut self, now: Instant) {
         loop {
-            while self.out.len() < 64 {
+            while self.out.len() < WRITE_FRAMES {
                 let Some(transmit) = self.session.poll_transmit(now) else {
                     break;
                 };
-                let (header, payload) = transmit.into_parts();
-                self.out.push_back(Bytes::copy_from_slice(&header));
-                if !payload.is_empty() {
-                    self.out.push_back(payload);
-                }
+                self.out.push_back(transmit);
             }
             if self.out.is_empty() {
                 return;
             }
-            let slices: Vec<IoSlice<'_>> = self.out.iter().map(|b| IoSlice::new(b)).collect();
-            match self.tcp.write_vectored(&slices) {
-                Ok(mut written) => {
-                    while written > 0 {
-                        let Some(front) = self.out.front_mut() else { break };
-                        if front.len() <= written {
-                            written -= front.len();
-                            self.out.pop_front();
-                        } else {
-                            front.advance(written);
-                            written = 0;
-                        }
-                    }
+            let mut slices = [IoSlice::new(&[]); 2 * WRITE_FRAMES];
+            let mut count = 0;
+            for (index, frame) in self.out.iter().enumerate() {
+                let skip = if index == 0 { self.written } else { 0 };
+                let header = frame.header();
+                let payload = frame.payload();
+                let parts: [&[u8]; 2] = if skip < header.len() {
+                    [&header[skip..], payload]
+                } else {
+                    [&[], &payload[skip - header.len()..]]
+                };
+                for part in parts.into_iter().filter(|part| !part.is_empty()) {
+                    slices[count] = IoSlice::new(part);
+                    count += 1;
                 }
+            }
+            match self.tcp.write_vectored(&slices[..count]) {
+                Ok(written) => self.advance(written),
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => {
                     self.out.clear();
+                    self.written = 0;
                     return self.session.handle_link_lost(now);
                 }
             }
+        }
+    }
+
+    /// Drops what the socket took from the front of the queue.
+    fn advance(&mut self, mut written: usize) {
+        while let Some(front) = self.out.front() {
+            let left = front.len() - self.written;
+            if written < left {
+                self.written += written;
+                return;
+            }
+            written -= left;
+            self.written = 0;
+            self.out.pop_front();
+        }
+    }
+
+    /// Puts the session's next deadline in the heap, unless an earlier entry for
+    /// this connection is there already (it will find the real deadline when it
+    /// comes due, and come back here): each connection has one or two entries.
+    fn arm(&mut self, token: Token, timers: &mut BinaryHeap<Reverse<(Instant, Token)>>) {
+        let Some(at) = self.session.poll_timeout() else {
+            return;
+        };
+        if self.armed.map_or(true, |armed| at < armed) {
+            timers.push(Reverse((at, token)));
+            self.armed = Some(at);
         }
     }
 }
@@ -150,14 +194,15 @@ fn run_loop(listener: &mut TcpListener, stop_after: Option<usize>) -> io::Result
     let epoch = StdInstant::now();
     let clock = || Instant::from_nanos(epoch.elapsed().as_nanos() as u64);
     let mut connections: HashMap<Token, Connection> = HashMap::new();
+    let mut timers: BinaryHeap<Reverse<(Instant, Token)>> = BinaryHeap::new();
+    let mut touched: Vec<Token> = Vec::new();
     let mut next_token = 1;
     let mut events = Events::with_capacity(256);
     let mut buf = vec![0u8; 256 * 1024];
     let mut served = 0;
     loop {
         let now = clock();
-        let next_deadline = connections.values().filter_map(|c| c.session.poll_timeout()).min();
-        let timeout = next_deadline.map(|at| at.saturating_duration_since(now));
+        let timeout = timers.peek().map(|Reverse((at, _))| at.saturating_duration_since(now));
         poll.poll(&mut events, timeout)?;
         let now = clock();
         for event in events.iter() {
@@ -177,9 +222,13 @@ fn run_loop(listener: &mut TcpListener, stop_after: Option<usize>) -> io::Result
                                     tcp,
                                     session,
                                     out: VecDeque::new(),
+                                    written: 0,
+                                    armed: None,
                                     echoes: HashMap::new(),
                                 },
                             );
+                            // Its hello goes out, its handshake timer starts.
+                            touched.push(token);
                         }
                         Err(err) if err.kind() == io::ErrorKind::WouldBlock => break,
                         Err(err) => return Err(err),
@@ -189,18 +238,44 @@ fn run_loop(listener: &mut TcpListener, stop_after: Option<usize>) -> io::Result
                 if event.is_readable() || event.is_read_closed() {
                     connection.read_link(now, &mut buf);
                 }
+                touched.push(event.token());
             }
         }
-        for connection in connections.values_mut() {
-            if connection.session.poll_timeout().is_some_and(|at| at <= now) {
-                connection.session.handle_timeout(now);
+        while let Some(&Reverse((at, token))) = timers.peek() {
+            if at > now {
+                break;
             }
+            timers.pop();
+            if let Some(connection) = connections.get_mut(&token) {
+                connection.armed = None;
+                if connection.session.poll_timeout().is_some_and(|due| due <= now) {
+                    connection.session.handle_timeout(now);
+                }
+                touched.push(token);
+            }
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        for token in touched.drain(..) {
+            let Some(connection) = connections.get_mut(&token) else {
+                continue;
+            };
             connection.serve();
-            connection.write_link(now);
+            // Handing frames to the socket frees send buffers, which makes
+            // streams writable again: serve those too, until nothing is left.
+            loop {
+                connection.write_link(now);
+                if !connection.serve() {
+                    break;
+                }
+            }
+            if connection.session.is_closed() && connection.out.is_empty() {
+                connections.remove(&token);
+                served += 1;
+            } else {
+                connection.arm(token, &mut timers);
+            }
         }
-        let before = connections.len();
-        connections.retain(|_, c| !(c.session.is_closed() && c.out.is_empty()));
-        served += before - connections.len();
         if let Some(limit) = stop_after {
             if served >= limit {
                 println!("custom_loop: served {served} sessions on one thread");
