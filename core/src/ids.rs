@@ -78,6 +78,10 @@ impl ResetCode {
     pub const CLOSE_TIMEOUT: ResetCode = ResetCode(3);
     /// The go-away drain deadline passed with the stream still open.
     pub const DRAIN_TIMEOUT: ResetCode = ResetCode(4);
+    /// Request/response helpers: a message longer than the receiver's maximum.
+    pub const MESSAGE_TOO_LARGE: ResetCode = ResetCode(5);
+    /// Request/response helpers: a message cut short, or data after it.
+    pub const MALFORMED_MESSAGE: ResetCode = ResetCode(6);
     /// The first code reserved for applications.
     pub const APPLICATION_MIN: u32 = 0x100;
 }
@@ -90,6 +94,8 @@ impl fmt::Display for ResetCode {
             ResetCode::OPEN_TIMEOUT => "open timeout",
             ResetCode::CLOSE_TIMEOUT => "close timeout",
             ResetCode::DRAIN_TIMEOUT => "drain timeout",
+            ResetCode::MESSAGE_TOO_LARGE => "message too large",
+            ResetCode::MALFORMED_MESSAGE => "malformed message",
             _ => return write!(f, "code {}", self.0),
         };
         write!(f, "{name} ({})", self.0)

@@ -67,6 +67,7 @@
 
 #[cfg(feature = "async-std")]
 mod net;
+mod request;
 mod resume;
 mod session;
 mod stream;
@@ -75,6 +76,7 @@ pub use hawser_core::{
     Config, ConfigError, FinishError, GoAwayCode, HandshakeError, Limits, OpenError, Profile, ProtocolError, ReadError,
     ResetCode, ResumeRefusal, Resumption, Role, SessionError, Stats, StreamId, WriteError,
 };
+pub use hawser_driver::RequestOptions;
 pub use hawser_driver::{
     live_sessions, reset_code, session_error, AcceptorStats, ControlCore, Health, HealthEvent, LinkEvent, RetryPolicy,
     Status,

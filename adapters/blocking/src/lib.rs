@@ -64,6 +64,7 @@
 mod link;
 mod net;
 mod park;
+mod request;
 mod resume;
 mod session;
 mod stream;
@@ -73,6 +74,7 @@ pub use hawser_core::{
     Config, ConfigError, FinishError, GoAwayCode, HandshakeError, Limits, OpenError, Profile, ProtocolError, ReadError,
     ResetCode, ResumeRefusal, Resumption, Role, SessionError, Stats, StreamId, WriteError,
 };
+pub use hawser_driver::RequestOptions;
 pub use hawser_driver::{
     live_sessions, reset_code, session_error, AcceptorStats, ControlCore, Health, HealthEvent, LinkEvent, RetryPolicy,
     Status,
