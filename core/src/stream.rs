@@ -182,34 +182,36 @@ impl RecvBuffer {
     /// into one allocation), so that they no longer keep input buffers alive.
     /// Returns the bytes copied. Each piece is copied at most once.
     pub(crate) fn compact_older_than(&mut self, horizon: u64) -> usize {
-        let mut copied = 0;
-        let mut at = 0;
-        while at < self.chunks.len() {
-            match self.chunks[at].shared_since {
-                // Arrival order: everything from here on is younger.
-                Some(since) if since > horizon => break,
-                None => at += 1,
-                Some(_) => {
-                    let run_end = (at..self.chunks.len())
-                        .find(|&i| self.chunks[i].shared_since.map_or(true, |since| since > horizon))
-                        .unwrap_or(self.chunks.len());
-                    let len: usize = (at..run_end).map(|i| self.chunks[i].bytes.len()).sum();
-                    let mut owned = BytesMut::with_capacity(len);
-                    for piece in self.chunks.drain(at..run_end) {
-                        owned.extend_from_slice(&piece.bytes);
-                    }
-                    copied += len;
-                    self.chunks.insert(
-                        at,
-                        Piece {
-                            bytes: owned.freeze(),
-                            shared_since: None,
-                        },
-                    );
-                    at += 1;
-                }
-            }
+        let is_old = |piece: &Piece| piece.shared_since.is_some_and(|since| since <= horizon);
+        if !self.chunks.iter().any(is_old) {
+            return 0;
         }
+        // One pass into a new queue: splicing runs in place would shift the
+        // rest of the queue once per run.
+        let mut copied = 0;
+        let mut kept = VecDeque::with_capacity(self.chunks.len());
+        let mut run: Option<BytesMut> = None;
+        for piece in core::mem::take(&mut self.chunks) {
+            if is_old(&piece) {
+                copied += piece.bytes.len();
+                run.get_or_insert_with(BytesMut::new).extend_from_slice(&piece.bytes);
+                continue;
+            }
+            if let Some(owned) = run.take() {
+                kept.push_back(Piece {
+                    bytes: owned.freeze(),
+                    shared_since: None,
+                });
+            }
+            kept.push_back(piece);
+        }
+        if let Some(owned) = run.take() {
+            kept.push_back(Piece {
+                bytes: owned.freeze(),
+                shared_since: None,
+            });
+        }
+        self.chunks = kept;
         copied
     }
 

@@ -114,6 +114,27 @@ fn window_updates_for_streams_that_are_gone_exceed_the_empty_frame_budget() {
 }
 
 #[test]
+fn late_window_updates_for_streams_just_closed_are_not_a_flood() {
+    // A peer that reads each stream's last data grants window for it after it
+    // was released here: a busy server sees thousands of these a second.
+    let mut server = yamux_server(Limits::default());
+    let now = Instant::ZERO;
+    for i in 0..3000u32 {
+        let id = 2 * i + 1;
+        let open_and_finish = frame(FrameType::WindowUpdate, Flags::SYN | Flags::FIN, id, 0, Profile::Yamux);
+        server.handle_input_slice(now, &open_and_finish);
+        let accepted = server.accept().expect("the stream arrives");
+        assert_eq!(server.stream(accepted).read(16), Ok(None));
+        server.stream(accepted).finish().unwrap();
+        while server.poll_transmit(now).is_some() {}
+        assert_eq!(server.stream_count(), 0, "released");
+        let late = frame(FrameType::WindowUpdate, Flags::NONE, id, 64 * 1024, Profile::Yamux);
+        server.handle_input_slice(now, &late);
+        assert!(!server.is_closed(), "stream {id}: {:?}", server.close_reason());
+    }
+}
+
+#[test]
 fn window_updates_for_a_live_stream_are_not_budgeted() {
     let mut server = yamux_server(Limits::default());
     let mut input = frame(FrameType::WindowUpdate, Flags::SYN, 1, 0, Profile::Yamux);
@@ -357,4 +378,19 @@ fn unread_pieces_do_not_keep_the_input_buffers_they_came_from_alive() {
         parked_read.extend_from_slice(&chunk);
     }
     assert_eq!(parked_read, parked_sent);
+}
+
+#[test]
+fn a_stream_released_on_announcing_its_reset_cannot_be_reopened_at_once() {
+    // The application may still hold a handle naming the id: a new stream
+    // under it would receive that handle's operations.
+    let mut server = yamux_server(Limits::default());
+    let now = Instant::ZERO;
+    server.handle_input_slice(now, &frame(FrameType::WindowUpdate, Flags::SYN, 1, 0, Profile::Yamux));
+    let id = server.accept().unwrap();
+    server.handle_input_slice(now, &frame(FrameType::WindowUpdate, Flags::RST, 1, 0, Profile::Yamux));
+    while server.poll_event().is_some() {}
+    assert_eq!(server.stream_count(), 0, "delivering the reset released it");
+    server.handle_input_slice(now, &frame(FrameType::WindowUpdate, Flags::SYN, 1, 0, Profile::Yamux));
+    assert_eq!(protocol_error(&server), Some(ProtocolError::StreamReuse(id)));
 }

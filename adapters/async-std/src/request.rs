@@ -152,6 +152,17 @@ impl Control {
     }
 }
 
+/// A concurrency token of `serve_requests`, handed back when dropped.
+#[cfg(feature = "async-std")]
+struct Token(async_std::channel::Receiver<()>);
+
+#[cfg(feature = "async-std")]
+impl Drop for Token {
+    fn drop(&mut self) {
+        let _ = self.0.try_recv();
+    }
+}
+
 #[cfg(feature = "async-std")]
 impl Session {
     /// Answers every request that arrives on this session with `handler`, at
@@ -181,9 +192,12 @@ impl Session {
             let options = options.clone();
             let done = done.clone();
             async_std::task::spawn(async move {
-                let outcome = match read_message(&mut stream, max_message).await {
-                    Ok(request) => options.reply(handler(Bytes::from(request)).await),
-                    Err(err) => Err(err.responder_reset(max_message).unwrap_or(ResetCode::CANCEL)),
+                // Hands the token back however the task ends (a handler may panic).
+                let _token = Token(done);
+                let outcome = match within(options.read_timeout, read_message(&mut stream, max_message)).await {
+                    Some(Ok(request)) => options.reply(handler(Bytes::from(request)).await),
+                    Some(Err(err)) => Err(err.responder_reset(max_message).unwrap_or(ResetCode::CANCEL)),
+                    None => Err(ResetCode::CANCEL),
                 };
                 match outcome {
                     Ok(answer) => {
@@ -193,7 +207,6 @@ impl Session {
                     }
                     Err(code) => stream.reset(code),
                 }
-                let _ = done.try_recv();
             });
         }
     }

@@ -14,6 +14,7 @@ fn options() -> RequestOptions {
     RequestOptions {
         max_message: MAX,
         concurrency: 32,
+        ..RequestOptions::default()
     }
 }
 

@@ -66,9 +66,17 @@ fn read_message(stream: &mut Stream, max_message: usize, deadline: Option<Instan
 fn write_message(stream: &mut Stream, message: &[u8], deadline: Option<Instant>) -> io::Result<()> {
     let len =
         u32::try_from(message.len()).map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "message too long"))?;
-    stream.set_write_timeout(left(deadline)?);
-    stream.write_all(&len.to_be_bytes())?;
-    stream.write_all(message)?;
+    for part in [&len.to_be_bytes()[..], message] {
+        let mut written = 0;
+        while written < part.len() {
+            // Each write may wait only for what is left of the deadline.
+            stream.set_write_timeout(left(deadline)?);
+            match stream.write(&part[written..])? {
+                0 => return Err(io::ErrorKind::WriteZero.into()),
+                n => written += n,
+            }
+        }
+    }
     stream.finish()
 }
 
@@ -161,8 +169,16 @@ where
     H: Fn(Vec<u8>) -> Result<Vec<u8>, ResetCode>,
 {
     let max_message = options.max_message;
-    let outcome = match read_message(&mut stream, max_message, None) {
-        Ok(request) => options.reply(handler(request)),
+    let deadline = Some(Instant::now() + options.read_timeout);
+    let outcome = match read_message(&mut stream, max_message, deadline) {
+        // A handler that panics costs its request, not the worker thread.
+        Ok(request) => match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(request))) {
+            Ok(outcome) => options.reply(outcome),
+            Err(_) => {
+                tracing::warn!("a request handler panicked");
+                Err(ResetCode::CANCEL)
+            }
+        },
         Err(err) => Err(err.responder_reset(max_message).unwrap_or(ResetCode::CANCEL)),
     };
     match outcome {

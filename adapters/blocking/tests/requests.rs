@@ -13,6 +13,7 @@ fn options() -> RequestOptions {
     RequestOptions {
         max_message: MAX,
         concurrency: 16,
+        ..RequestOptions::default()
     }
 }
 

@@ -18,6 +18,10 @@ pub struct RequestOptions {
     /// `serve_requests`: how many requests are handled at once (64 by
     /// default); further streams wait in the session's accept backlog.
     pub concurrency: usize,
+    /// `serve_requests`: how long a request may take to arrive whole (30 s by
+    /// default); a slower one is reset with `CANCEL`, so that peers trickling
+    /// requests cannot hold every handler slot.
+    pub read_timeout: std::time::Duration,
 }
 
 impl Default for RequestOptions {
@@ -25,6 +29,7 @@ impl Default for RequestOptions {
         RequestOptions {
             max_message: 1024 * 1024,
             concurrency: 64,
+            read_timeout: std::time::Duration::from_secs(30),
         }
     }
 }

@@ -36,9 +36,9 @@ pub struct Health {
     pub missed_pings: u32,
 }
 
-/// How much a peer may still send on a stream whose handle was dropped before
-/// the stream is reset: a response already in flight is drained, a peer that
-/// keeps sending is stopped.
+/// How much a peer may still send on a stream whose handle was dropped (after
+/// the drop) before the stream is reset, once this side's own data is out: a
+/// response already in flight is drained, a peer that keeps sending is stopped.
 const ABANDONED_DRAIN_BYTES: u64 = 1024 * 1024;
 /// How long after its handle was dropped a stream may stay open on the peer's
 /// side before it is reset (checked as data arrives; a silent peer meets the
@@ -48,6 +48,9 @@ const ABANDONED_GRACE: Duration = Duration::from_secs(10);
 /// A stream whose handle was dropped before the peer finished it.
 struct Abandoned {
     since: Instant,
+    /// Bytes that had arrived before the handle went (they do not count).
+    already_here: u64,
+    /// Bytes the peer sent after.
     drained: u64,
 }
 
@@ -306,11 +309,27 @@ impl Shared {
         self.wake_driver();
     }
 
+    /// A handle for stream `id` was made: it owns the stream's entry (wakers
+    /// and an announced reset) until it is dropped (`forget` or `abandon`).
+    pub(crate) fn adopt(&mut self, id: StreamId) {
+        self.wakers.insert(id, StreamWakers::default());
+    }
+
     /// The handle of stream `id` was dropped before the peer finished it.
     pub(crate) fn abandon(&mut self, id: StreamId) {
         self.wakers.remove(&id);
         let since = self.now();
-        self.abandoned.insert(id, Abandoned { since, drained: 0 });
+        // What had arrived before the handle went does not count: only what
+        // the peer sends after.
+        let already_here = self.session.stream(id).buffered_receive();
+        self.abandoned.insert(
+            id,
+            Abandoned {
+                since,
+                already_here,
+                drained: 0,
+            },
+        );
         self.drain_abandoned(id);
     }
 
@@ -329,7 +348,12 @@ impl Shared {
         let mut stream = self.session.stream(id);
         loop {
             match stream.read(usize::MAX) {
-                Ok(Some(chunk)) => abandoned.drained += chunk.len() as u64,
+                Ok(Some(chunk)) => {
+                    let len = chunk.len() as u64;
+                    let old = len.min(abandoned.already_here);
+                    abandoned.already_here -= old;
+                    abandoned.drained += len - old;
+                }
                 Err(hawser_core::ReadError::Blocked) => break,
                 Ok(None) | Err(_) => {
                     self.abandoned.remove(&id);
@@ -338,7 +362,11 @@ impl Shared {
             }
         }
         let overdue = now.saturating_duration_since(abandoned.since) >= ABANDONED_GRACE;
-        if abandoned.drained > ABANDONED_DRAIN_BYTES || overdue {
+        // A reset drops what this side still has to send: past the byte limit
+        // the stream is reset only once its own data is out (the time limit
+        // holds regardless).
+        let over = abandoned.drained > ABANDONED_DRAIN_BYTES && stream.buffered_send() == 0;
+        if over || overdue {
             tracing::debug!(
                 stream = %id,
                 drained = abandoned.drained,
@@ -395,8 +423,11 @@ impl Shared {
                 }
                 Event::Writable(id) => self.wake_stream(id, false, true),
                 Event::StreamReset { id, code } => {
-                    if self.abandoned.remove(&id).is_none() {
-                        self.wakers.entry(id).or_default().reset = Some(code);
+                    self.abandoned.remove(&id);
+                    // Only a live handle has an entry (see `adopt`); nobody
+                    // else needs the code.
+                    if let Some(wakers) = self.wakers.get_mut(&id) {
+                        wakers.reset = Some(code);
                     }
                     self.wake_stream(id, true, true);
                 }

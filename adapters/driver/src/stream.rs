@@ -27,7 +27,11 @@ pub struct StreamCore {
 impl StreamCore {
     /// A handle for stream `id` of `shared`.
     pub fn new(shared: SharedRef, id: StreamId) -> Self {
-        Shared::lock(&shared).acquire_handle();
+        {
+            let mut locked = Shared::lock(&shared);
+            locked.acquire_handle();
+            locked.adopt(id);
+        }
         StreamCore {
             shared,
             id,
@@ -237,7 +241,8 @@ impl Drop for StreamCore {
 impl StreamCore {
     /// What dropping the stream does to it, before the handle count goes down.
     fn release(&mut self, shared: &mut Shared) {
-        if self.reset.is_some() || shared.closed().is_some() {
+        if self.reset.is_some() || shared.closed().is_some() || shared.announced_reset(self.id).is_some() {
+            // Over already: nothing to finish or drain.
             shared.forget(self.id);
             return;
         }

@@ -160,10 +160,12 @@ impl Session {
             let options = options.clone();
             tokio::spawn(async move {
                 let _permit = permit;
-                let outcome = match read_message(&mut stream, max_message).await {
-                    Ok(request) => options.reply(handler(request).await),
-                    Err(err) => Err(err.responder_reset(max_message).unwrap_or(ResetCode::CANCEL)),
-                };
+                let outcome =
+                    match tokio::time::timeout(options.read_timeout, read_message(&mut stream, max_message)).await {
+                        Ok(Ok(request)) => options.reply(handler(request).await),
+                        Ok(Err(err)) => Err(err.responder_reset(max_message).unwrap_or(ResetCode::CANCEL)),
+                        Err(_) => Err(ResetCode::CANCEL),
+                    };
                 match outcome {
                     Ok(answer) => {
                         if let Err(err) = write_message(&mut stream, answer, max_message).await {

@@ -34,13 +34,18 @@ impl Stream {
 
 impl AsyncRead for Stream {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        let unfilled = buf.initialize_unfilled();
-        match this.core.poll_read(cx, unfilled) {
-            Poll::Ready(Ok(n)) => {
-                buf.advance(n);
+        if buf.remaining() == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        // Copied straight into the caller's buffer: zeroing its unfilled part
+        // first would cost as much as the copy, on every poll, however little
+        // arrived (a reader with a 1 MiB buffer and a trickling peer).
+        match self.get_mut().core.poll_read_chunk(cx, buf.remaining()) {
+            Poll::Ready(Ok(Some(chunk))) => {
+                buf.put_slice(&chunk);
                 Poll::Ready(Ok(()))
             }
+            Poll::Ready(Ok(None)) => Poll::Ready(Ok(())),
             Poll::Ready(Err(err)) => Poll::Ready(Err(err)),
             Poll::Pending => Poll::Pending,
         }

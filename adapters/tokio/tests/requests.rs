@@ -14,6 +14,7 @@ fn options() -> RequestOptions {
     RequestOptions {
         max_message: MAX,
         concurrency: 32,
+        ..RequestOptions::default()
     }
 }
 
@@ -137,4 +138,28 @@ async fn a_request_that_waits_too_long_times_out_and_cancels() {
         .await
         .expect("the handler ran to its end");
     assert!(!client.is_closed());
+}
+
+#[tokio::test]
+async fn a_request_that_trickles_in_too_slowly_is_cancelled() {
+    let listener = Listener::bind("127.0.0.1:0", Config::default()).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (session, _) = listener.accept().await.unwrap();
+        let options = RequestOptions {
+            read_timeout: Duration::from_millis(200),
+            ..options()
+        };
+        session.serve_requests(options, reverse).await
+    });
+    let client = Session::connect(addr, Config::default()).await.unwrap();
+    let mut stream = client.open_stream().await.unwrap();
+    // Half a length prefix, then nothing: the handler slot must not be held.
+    stream.write_all(&[0, 0]).await.unwrap();
+    let mut byte = [0u8; 1];
+    let err = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut byte))
+        .await
+        .expect("the responder gives up on its own")
+        .unwrap_err();
+    assert_eq!(reset_code(&err), Some(ResetCode::CANCEL), "{err}");
 }

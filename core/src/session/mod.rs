@@ -67,6 +67,9 @@ impl Hasher for IdHasher {
 /// for later operations: 8 bytes each at most.
 const RESET_TOMBSTONES: usize = 256;
 
+/// The most window updates for released streams let through unbudgeted.
+const LATE_UPDATES: u32 = 4096;
+
 /// Streams by id. Boxed: the table has room for up to twice the streams it
 /// holds, and an empty slot then costs a pointer rather than a whole state.
 type StreamMap = HashMap<u32, Box<StreamState>, BuildHasherDefault<IdHasher>>;
@@ -132,6 +135,11 @@ pub struct Session {
     /// The input count at which old received pieces are next looked at (see
     /// `compact_old_pieces`).
     next_compaction: u64,
+    /// Window updates a well-behaved peer may still send for streams already
+    /// released (it grants window as it reads what this side sent last) before
+    /// such updates count against the empty-frame budget: two per released
+    /// stream, at most `LATE_UPDATES`.
+    late_updates: u32,
     want_incoming_event: bool,
     want_can_open_event: bool,
 
@@ -202,6 +210,7 @@ impl Session {
             events: VecDeque::new(),
             reset_tombstones: VecDeque::new(),
             next_compaction: 0,
+            late_updates: 0,
             want_incoming_event: true,
             want_can_open_event: false,
             pings: SmallVec::new(),
@@ -402,7 +411,7 @@ impl Session {
         let Some(stream) = self.streams.get_mut(&id) else {
             return;
         };
-        if stream.reset_observed {
+        if stream.reset.is_none() || stream.reset_observed {
             return;
         }
         stream.reset_observed = true;
@@ -728,6 +737,7 @@ impl Session {
         } else {
             self.events.push_back(Event::StreamClosed(StreamId(id)));
         }
+        self.late_updates = (self.late_updates + 2).min(LATE_UPDATES);
         tracing::trace!(stream = id, "released stream");
         self.notify_can_open();
         self.check_drained();

@@ -102,10 +102,9 @@ impl Connection {
         while let Some(chunk) = echo.pending.pop_front() {
             match stream.write(chunk.clone()) {
                 Ok(n) if n == chunk.len() => {}
-                Ok(n) => {
-                    echo.pending.push_front(chunk.slice(n..));
-                    return;
-                }
+                // Part of it fit: try the rest, until the stream says Blocked
+                // (only that promises a Writable event later).
+                Ok(n) => echo.pending.push_front(chunk.slice(n..)),
                 Err(WriteError::Blocked) => {
                     echo.pending.push_front(chunk);
                     return;
@@ -148,6 +147,11 @@ impl Connection {
                 }
             }
             match self.tcp.write_vectored(&slices[..count]) {
+                Ok(0) => {
+                    self.out.clear();
+                    self.written = 0;
+                    return self.session.handle_link_lost(now);
+                }
                 Ok(written) => self.advance(written),
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => return,
                 Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
