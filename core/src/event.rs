@@ -29,7 +29,8 @@ pub enum Event {
     /// The stream was reset: by the peer, or by this side's open/close/drain
     /// timers. Raised only for streams the application holds (opened or
     /// accepted). Delivering it releases the stream's slot (a
-    /// [`StreamClosed`](Event::StreamClosed) follows once its RST is out), so
+    /// [`StreamClosed`](Event::StreamClosed) follows: at once for the peer's
+    /// reset, once the RST is out for this side's own), so
     /// an application may forget the stream here; reads, writes and finishes
     /// on it still return the reset's code afterwards, for the last 256 streams
     /// released this way, and `UnknownStream` for older ones.

@@ -408,13 +408,15 @@ impl Session {
     /// application next touches it (an embedder that forgets the stream on
     /// this event would otherwise leak the slot).
     fn reset_delivered(&mut self, id: u32, code: ResetCode) {
-        let Some(stream) = self.streams.get_mut(&id) else {
-            return;
-        };
-        if stream.reset.is_none() || stream.reset_observed {
-            return;
+        if let Some(stream) = self.streams.get_mut(&id) {
+            if stream.reset.is_none() {
+                // Not the stream this event was about.
+                return;
+            }
+            stream.reset_observed = true;
         }
-        stream.reset_observed = true;
+        // Kept even when the stream is gone already (a drain timeout releases
+        // it as its RST goes out): later operations still report the code.
         if self.reset_tombstones.len() >= RESET_TOMBSTONES {
             self.reset_tombstones.pop_front();
         }
