@@ -2,29 +2,11 @@
 //! neither. Parsing never panics, never claims more bytes than it was given, and
 //! a request it accepts survives an encode/parse round trip (the reserved field
 //! is not checked on receipt, so the bytes themselves may differ there).
+//!
+//! The body is `hawser_fuzzing::opening::run`, which `cargo test` also runs on the
+//! committed seeds.
 #![no_main]
 
-use hawser_core::resume::{parse_opening, Opening};
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| {
-    // Parsed as an acceptor does, one more byte at a time until it decides.
-    for end in 0..=data.len() {
-        match parse_opening(&data[..end]) {
-            Ok(None) => continue,
-            Ok(Some(Opening::Hello)) => return,
-            Ok(Some(Opening::Resume { request, consumed })) => {
-                assert!(consumed <= end, "consumed {consumed} of {end} bytes");
-                let encoded = request.encode();
-                assert_eq!(encoded.len(), consumed);
-                let Ok(Some(Opening::Resume { request: again, .. })) = parse_opening(&encoded) else {
-                    panic!("an accepted request does not parse once re-encoded");
-                };
-                assert_eq!((again.ticket.id, again.received), (request.ticket.id, request.received));
-                assert!(again.ticket.token.ct_eq(&request.ticket.token));
-                return;
-            }
-            Err(_) => return,
-        }
-    }
-});
+fuzz_target!(|data: &[u8]| hawser_fuzzing::opening::run(data));

@@ -38,7 +38,11 @@ pub fn assert_bounded(session: &Session, config: &Config) {
     if let Some(resumption) = &config.resumption {
         // The whole unacknowledged tail, control frames included (PROTOCOL.md 12.1).
         let bound = resumption.replay_buffer as u64 + 64 * 1024 + 64;
-        assert!(session.replay_buffered() <= bound, "replay {} > {bound}", session.replay_buffered());
+        assert!(
+            session.replay_buffered() <= bound,
+            "replay {} > {bound}",
+            session.replay_buffered()
+        );
     }
 }
 
