@@ -16,7 +16,9 @@ pub struct RequestOptions {
     /// is refused with [`ResetCode::MESSAGE_TOO_LARGE`] before it is read.
     pub max_message: usize,
     /// `serve_requests`: how many requests are handled at once (64 by
-    /// default); further streams wait in the session's accept backlog.
+    /// default); further streams wait in the session's accept backlog. A
+    /// request in hand may hold up to `max_message` bytes as it arrives, so a
+    /// session's requests hold at most `concurrency × max_message`.
     pub concurrency: usize,
     /// `serve_requests`: how long a request may take to arrive whole (30 s by
     /// default); a slower one is reset with `CANCEL`, so that peers trickling

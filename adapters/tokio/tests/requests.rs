@@ -120,7 +120,7 @@ async fn a_failing_handler_resets_with_the_code_the_caller_sees() {
 }
 
 #[tokio::test]
-async fn a_request_that_waits_too_long_times_out_and_cancels() {
+async fn a_request_that_waits_too_long_times_out_and_the_session_carries_on() {
     let (cancelled_tx, mut cancelled) = tokio::sync::mpsc::unbounded_channel();
     let client = serve(move |_request: Bytes| {
         let cancelled_tx = cancelled_tx.clone();
