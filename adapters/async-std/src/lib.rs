@@ -67,6 +67,8 @@
 
 #[cfg(feature = "async-std")]
 mod net;
+#[cfg(feature = "async-std")]
+mod pool;
 mod request;
 mod resume;
 mod session;
@@ -76,6 +78,7 @@ pub use hawser_core::{
     Config, ConfigError, FinishError, GoAwayCode, HandshakeError, Limits, OpenError, Profile, ProtocolError, ReadError,
     ResetCode, ResumeRefusal, Resumption, Role, SessionError, Stats, StreamId, WriteError,
 };
+pub use hawser_driver::session_pool::{PoolConfig, PoolConfigError, PoolStats};
 pub use hawser_driver::RequestOptions;
 pub use hawser_driver::{
     live_sessions, reset_code, session_error, AcceptorStats, ControlCore, Health, HealthEvent, LinkEvent, RetryPolicy,
@@ -83,6 +86,8 @@ pub use hawser_driver::{
 };
 #[cfg(feature = "async-std")]
 pub use net::Listener;
+#[cfg(feature = "async-std")]
+pub use pool::{Pool, PoolStream};
 #[cfg(feature = "async-std")]
 pub use resume::Incoming;
 pub use resume::{Accepted, Acceptor};

@@ -65,6 +65,8 @@ pub struct Status {
     pub pending_accepts: usize,
     /// Whether the session is waiting for a new link (resumption).
     pub detached: bool,
+    /// Whether a go-away was sent or received: no new streams on this session.
+    pub draining: bool,
     /// Whether the session has ended.
     pub closed: bool,
 }

@@ -9,7 +9,9 @@
 //!   keeps the session's timers with a [`Timer`]; the async adapters spawn it;
 //! - [`pool`]: recycled 256 KiB slabs that stream writes are copied into and link
 //!   reads fill, so that a fast link does not make the allocator fault memory in
-//!   afresh; up to 8 MiB of used slabs wait for reuse, process-wide.
+//!   afresh; up to 8 MiB of used slabs wait for reuse, process-wide;
+//! - [`session_pool`]: the policy of a pool of sessions (which session a stream
+//!   goes to, when to dial, which sessions to take out), for the adapters' pools.
 //!
 //! The lock is never held across I/O: the driver takes what the session wants to
 //! send under the lock, releases it, and writes.
@@ -28,6 +30,7 @@ pub mod pool;
 mod registry;
 mod request;
 mod resume;
+pub mod session_pool;
 mod shared;
 mod stream;
 

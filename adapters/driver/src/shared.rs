@@ -184,6 +184,7 @@ impl Shared {
             streams_open: session.stream_count(),
             pending_accepts: session.pending_accepts(),
             detached: session.is_detached(),
+            draining: session.is_draining(),
             closed: session.is_closed(),
         }
     }

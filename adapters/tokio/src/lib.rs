@@ -151,6 +151,7 @@
 #![warn(missing_docs)]
 
 mod net;
+mod pool;
 mod request;
 mod resume;
 mod session;
@@ -160,12 +161,14 @@ pub use hawser_core::{
     Config, ConfigError, FinishError, GoAwayCode, HandshakeError, Limits, OpenError, Profile, ProtocolError, ReadError,
     ResetCode, ResumeRefusal, Resumption, Role, SessionError, Stats, StreamId, WriteError,
 };
+pub use hawser_driver::session_pool::{PoolConfig, PoolConfigError, PoolStats};
 pub use hawser_driver::RequestOptions;
 pub use hawser_driver::{
     live_sessions, reset_code, session_error, AcceptorStats, ControlCore, Health, HealthEvent, LinkEvent, RetryPolicy,
     Status,
 };
 pub use net::Listener;
+pub use pool::{Pool, PoolStream};
 pub use resume::{Accepted, Acceptor, Incoming};
 pub use session::{Control, Session};
 pub use stream::Stream;

@@ -1,0 +1,114 @@
+//! A pool of sessions to one service, on async-std.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use futures_io::{AsyncRead, AsyncWrite};
+use hawser_driver::session_pool::PoolRuntime;
+use hawser_driver::ControlCore;
+
+use crate::session::{Control, Session};
+use crate::stream::Stream;
+
+#[derive(Clone)]
+struct AsyncStd {
+    dial: Arc<dyn Fn() -> DialFuture + Send + Sync>,
+}
+
+impl PoolRuntime for AsyncStd {
+    type Session = Control;
+    type Stream = Stream;
+
+    async fn dial(&self) -> io::Result<(Control, ControlCore)> {
+        let session = (self.dial)().await?;
+        let control = session.control();
+        let core = (*control).clone();
+        Ok((control, core))
+    }
+
+    fn open(session: &Control) -> impl Future<Output = io::Result<Stream>> + Send {
+        session.open_stream()
+    }
+
+    fn spawn(task: impl Future<Output = ()> + Send + 'static) {
+        async_std::task::spawn(task);
+    }
+
+    async fn sleep_until(deadline: Instant) {
+        async_io::Timer::at(deadline).await;
+    }
+}
+
+hawser_driver::declare_pool! {
+    /// A pool of sessions to one service, with the same policy as hawser-tokio's
+    /// `Pool`: streams go to the least-loaded healthy session, another session is
+    /// dialled when all are full (up to `max_sessions`), and sessions that go
+    /// unhealthy, draining or closed are taken out at once and replaced in the
+    /// background, with backoff. Detached resumable sessions get no new streams
+    /// until they have resumed; sessions beyond `min_sessions` are closed after
+    /// `idle_timeout` without streams. Needs the `async-std` feature: the pool's
+    /// dials and upkeep run on async-std tasks.
+    ///
+    /// ```
+    /// use hawser_async_std::{Config, Listener, Pool, PoolConfig, Session};
+    /// use futures::{AsyncReadExt, AsyncWriteExt};
+    ///
+    /// # async_std::task::block_on(async {
+    /// // An echo service.
+    /// let listener = Listener::bind("127.0.0.1:0", Config::default()).await?;
+    /// let addr = listener.local_addr()?;
+    /// async_std::task::spawn(async move {
+    ///     while let Ok((session, _)) = listener.accept().await {
+    ///         async_std::task::spawn(async move {
+    ///             while let Some(stream) = session.accept().await {
+    ///                 async_std::task::spawn(async move {
+    ///                     let (from, mut to) = stream.split();
+    ///                     futures::io::copy(from, &mut to).await?;
+    ///                     to.close().await
+    ///                 });
+    ///             }
+    ///         });
+    ///     }
+    /// });
+    ///
+    /// let config = PoolConfig { min_sessions: 2, ..PoolConfig::default() };
+    /// let pool = Pool::new(config, move || Session::connect(addr, Config::default()))?;
+    /// pool.warmup().await?;
+    /// let mut stream = pool.open_stream().await?;
+    /// stream.write_all(b"pooled").await?;
+    /// stream.close().await?;
+    /// let mut reply = Vec::new();
+    /// stream.read_to_end(&mut reply).await?;
+    /// assert_eq!(reply, b"pooled");
+    /// assert_eq!(pool.stats().live, 2);
+    /// # std::io::Result::Ok(()) }).unwrap();
+    /// ```
+    runtime: AsyncStd,
+    session: Session,
+    control: Control,
+    stream: Stream,
+}
+
+impl AsyncRead for PoolStream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for PoolStream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_close(cx)
+    }
+}

@@ -1,0 +1,125 @@
+//! A pool of sessions to one service, on tokio.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use hawser_driver::session_pool::PoolRuntime;
+use hawser_driver::ControlCore;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::session::{Control, Session};
+use crate::stream::Stream;
+
+#[derive(Clone)]
+struct Tokio {
+    dial: Arc<dyn Fn() -> DialFuture + Send + Sync>,
+}
+
+impl PoolRuntime for Tokio {
+    type Session = Control;
+    type Stream = Stream;
+
+    async fn dial(&self) -> io::Result<(Control, ControlCore)> {
+        let session = (self.dial)().await?;
+        let control = session.control();
+        let core = (*control).clone();
+        Ok((control, core))
+    }
+
+    fn open(session: &Control) -> impl Future<Output = io::Result<Stream>> + Send {
+        session.open_stream()
+    }
+
+    fn spawn(task: impl Future<Output = ()> + Send + 'static) {
+        tokio::spawn(task);
+    }
+
+    async fn sleep_until(deadline: Instant) {
+        tokio::time::sleep_until(deadline.into()).await
+    }
+}
+
+hawser_driver::declare_pool! {
+    /// A pool of sessions to one service: streams go to the least-loaded healthy
+    /// session, another session is dialled when all are full (up to
+    /// `max_sessions`), and sessions that go unhealthy (missed pings), draining
+    /// (go-away) or closed are taken out at once and replaced in the background,
+    /// with backoff. Resumable sessions that are detached get no new streams until
+    /// they have resumed. Sessions beyond `min_sessions` are closed after
+    /// `idle_timeout` without streams.
+    ///
+    /// The pool counts the streams opened through it (a [`PoolStream`] holds its
+    /// place until dropped); streams the peer opens on a pool session are not
+    /// accepted by anyone and are refused once the accept backlog is full.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hawser_tokio::{Config, Listener, Pool, PoolConfig, Session};
+    /// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// // An echo service.
+    /// let listener = Listener::bind("127.0.0.1:0", Config::default()).await?;
+    /// let addr = listener.local_addr()?;
+    /// tokio::spawn(async move {
+    ///     while let Ok((session, _)) = listener.accept().await {
+    ///         tokio::spawn(async move {
+    ///             while let Some(stream) = session.accept().await {
+    ///                 tokio::spawn(async move {
+    ///                     let (mut from, mut to) = tokio::io::split(stream);
+    ///                     tokio::io::copy(&mut from, &mut to).await?;
+    ///                     to.shutdown().await
+    ///                 });
+    ///             }
+    ///         });
+    ///     }
+    /// });
+    ///
+    /// let config = PoolConfig {
+    ///     min_sessions: 2,
+    ///     max_sessions: 4,
+    ///     streams_per_session: 16,
+    ///     open_timeout: Duration::from_secs(5),
+    ///     ..PoolConfig::default()
+    /// };
+    /// let pool = Pool::new(config, move || Session::connect(addr, Config::default()))?;
+    /// pool.warmup().await?; // two sessions dialled
+    /// let mut stream = pool.open_stream().await?;
+    /// stream.write_all(b"pooled").await?;
+    /// stream.shutdown().await?;
+    /// let mut reply = Vec::new();
+    /// stream.read_to_end(&mut reply).await?;
+    /// assert_eq!(reply, b"pooled");
+    /// assert_eq!(pool.stats().live, 2);
+    /// # Ok(()) }
+    /// ```
+    runtime: Tokio,
+    session: Session,
+    control: Control,
+    stream: Stream,
+}
+
+impl AsyncRead for PoolStream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for PoolStream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
