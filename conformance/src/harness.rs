@@ -79,6 +79,8 @@ pub trait HarnessStream: Send + 'static {
     fn finish(&mut self) -> impl Future<Output = io::Result<()>> + Send;
     /// Resets the stream with `code`.
     fn reset(self, code: ResetCode);
+    /// Resets the stream with `code` and `reason`.
+    fn reset_with_reason(self, code: ResetCode, reason: &str);
 }
 
 /// A raw byte link, for playing a broken or silent peer.
@@ -111,7 +113,7 @@ macro_rules! conformance_tests {
         mod conformance {
             use super::*;
             $crate::conformance_tests!(@each $harness, $run;
-                echo, hundred_streams_both_ways_with_checksums, half_close, reset_code_reaches_the_peer, a_dropped_stream_whose_peer_keeps_sending_is_reset,
+                echo, hundred_streams_both_ways_with_checksums, half_close, reset_code_reaches_the_peer, reasons_reach_the_peer, a_dropped_stream_whose_peer_keeps_sending_is_reset,
                 slow_reader_does_not_stop_other_streams, backlog_overflow_is_refused, max_streams_is_enforced, go_away_drains,
                 silent_peer_is_declared_dead, health_events_and_status, missed_pings_are_health_events, link_eof_mid_transfer_fails_streams, link_error_mid_transfer_fails_streams, garbage_from_the_peer_is_a_clear_error,
                 many_sessions_at_once);

@@ -126,14 +126,7 @@ pub async fn reset_code_reaches_the_peer<H: Harness>() -> Outcome {
     stream.write_all(b"x").await.map_err(fail("write"))?;
     let inbound = server.accept().await.ok_or("no inbound stream")?;
     inbound.reset(ResetCode(0x1234));
-    let mut buf = [0u8; 16];
-    let err = loop {
-        match stream.read(&mut buf).await {
-            Ok(0) => return Err("read end-of-stream instead of the reset".into()),
-            Ok(_) => continue,
-            Err(err) => break err,
-        }
-    };
+    let err = read_until_reset(&mut stream).await?;
     if err.kind() != io::ErrorKind::ConnectionReset {
         return Err(format!("reset read as {:?}", err.kind()));
     }
@@ -151,6 +144,49 @@ pub async fn reset_code_reaches_the_peer<H: Harness>() -> Outcome {
         return Err(format!("a write after the reset does not carry the code: {err:?}"));
     }
     Ok(())
+}
+
+/// Reads `stream` until an operation fails, as a reset makes it.
+async fn read_until_reset<S: HarnessStream>(stream: &mut S) -> Result<io::Error, String> {
+    let mut buf = [0u8; 16];
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) => return Err("read end-of-stream instead of the reset".into()),
+            Ok(_) => continue,
+            Err(err) => return Ok(err),
+        }
+    }
+}
+
+/// A reset and a go-away with reasons (native profile): the peer's read error
+/// carries the code and the reason, and its control gives the go-away's reason.
+pub async fn reasons_reach_the_peer<H: Harness>() -> Outcome {
+    let (client, server) = H::pair(Config::default(), Config::default())
+        .await
+        .map_err(fail("connect"))?;
+    let mut stream = client.open().await.map_err(fail("open"))?;
+    stream.write_all(b"GET /missing").await.map_err(fail("write"))?;
+    let inbound = server.accept().await.ok_or("no inbound stream")?;
+    inbound.reset_with_reason(ResetCode(0x404), "no such file: /missing");
+    let err = read_until_reset(&mut stream).await?;
+    let got = (hawser_driver::reset_code(&err), hawser_driver::reset_reason(&err));
+    if got != (Some(ResetCode(0x404)), Some("no such file: /missing")) {
+        return Err(format!("the error does not carry code and reason: {err:?}"));
+    }
+    server
+        .control()
+        .go_away_with_reason(GoAwayCode::NORMAL, "restarting")
+        .map_err(fail("go away"))?;
+    for _ in 0..500 {
+        if let Some(reason) = client.control().peer_go_away_reason() {
+            return match reason.as_str() {
+                "restarting" => Ok(()),
+                other => Err(format!("go-away reason {other:?}")),
+            };
+        }
+        H::sleep(Duration::from_millis(10)).await;
+    }
+    Err("no go-away reason within 5 s".into())
 }
 
 /// A stream whose handle is dropped while the peer keeps sending is drained

@@ -45,12 +45,16 @@ pub enum ProtocolError {
     LimitExceeded(&'static str),
     /// Resumption: a frame or value the resumption protocol does not allow here.
     Resumption(&'static str),
+    /// Native: a Reason frame with flags, a length outside 4 ..= 260, or a
+    /// reason that is not UTF-8.
+    BadReason(&'static str),
 }
 
 impl fmt::Display for ProtocolError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ProtocolError::Frame(err) => write!(f, "malformed frame: {err}"),
+            ProtocolError::BadReason(what) => write!(f, "malformed reason frame: {what}"),
             ProtocolError::FrameTooLarge { length, max } => {
                 write!(f, "data frame of {length} bytes exceeds the max frame size {max}")
             }

@@ -53,7 +53,14 @@ pub enum FrameType {
     /// Native only, resumption: the server's ticket (no flags), a resume request
     /// (SYN) or the server's answer (ACK); see `PROTOCOL.md`.
     Resume,
+    /// Native only: a reset (stream id ≠ 0) or a go-away (stream id 0) with a
+    /// reason: `length` bytes follow, a 4-byte code and up to
+    /// [`MAX_REASON`] bytes of UTF-8.
+    Reason,
 }
+
+/// The longest reason a [`FrameType::Reason`] frame may carry, in bytes.
+pub const MAX_REASON: usize = 256;
 
 impl FrameType {
     /// The wire value of this type.
@@ -66,6 +73,7 @@ impl FrameType {
             FrameType::Hello => 4,
             FrameType::Ack => 5,
             FrameType::Resume => 6,
+            FrameType::Reason => 7,
         }
     }
 
@@ -78,6 +86,7 @@ impl FrameType {
             (4, Profile::Native) => Some(FrameType::Hello),
             (5, Profile::Native) => Some(FrameType::Ack),
             (6, Profile::Native) => Some(FrameType::Resume),
+            (7, Profile::Native) => Some(FrameType::Reason),
             _ => None,
         }
     }
@@ -242,6 +251,8 @@ impl Header {
                     return Err(FrameError::StreamIdOnSessionFrame(ty));
                 }
             }
+            // Either: the stream id says whether it resets a stream or goes away.
+            FrameType::Reason => {}
         }
         if ty == FrameType::Ping && flags.contains(Flags::SYN) == flags.contains(Flags::ACK) {
             return Err(FrameError::PingFlags(flags));

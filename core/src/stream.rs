@@ -37,6 +37,9 @@ pub(crate) struct StreamState {
     pub eof_read: bool,
 
     pub reset: Option<ResetCode>,
+    /// The reason that came with the reset, this side's or the peer's
+    /// (native profile, at most `MAX_REASON` bytes).
+    pub reason: Option<alloc::boxed::Box<str>>,
     pub reset_observed: bool,
     pub want_readable: bool,
     pub want_writable: bool,
@@ -70,6 +73,7 @@ impl StreamState {
             fin_received: false,
             eof_read: false,
             reset: None,
+            reason: None,
             reset_observed: false,
             want_readable: true,
             want_writable: false,

@@ -30,6 +30,13 @@ impl Stream {
     pub fn reset(mut self, code: ResetCode) {
         self.core.reset(code);
     }
+
+    /// [`reset`](Self::reset) with a reason the peer reads in its error
+    /// ([`reset_reason`](crate::reset_reason)); native profile only, at most
+    /// 256 bytes (a longer one is cut at a character boundary).
+    pub fn reset_with_reason(mut self, code: ResetCode, reason: &str) {
+        self.core.reset_with_reason(code, reason);
+    }
 }
 
 impl AsyncRead for Stream {

@@ -76,8 +76,8 @@ pub use hawser_core::{
 };
 pub use hawser_driver::RequestOptions;
 pub use hawser_driver::{
-    live_sessions, reset_code, session_error, AcceptorStats, ControlCore, Health, HealthEvent, LinkEvent, RetryPolicy,
-    Status,
+    live_sessions, reset_code, reset_reason, session_error, AcceptorStats, ControlCore, Health, HealthEvent, LinkEvent,
+    RetryPolicy, Status,
 };
 pub use link::BlockingLink;
 pub use net::Listener;

@@ -55,6 +55,13 @@ impl Stream {
         self.core.reset(code);
     }
 
+    /// [`reset`](Self::reset) with a reason the peer reads in its error
+    /// ([`reset_reason`](crate::reset_reason)); native profile only, at most
+    /// 256 bytes (a longer one is cut at a character boundary).
+    pub fn reset_with_reason(mut self, code: ResetCode, reason: &str) {
+        self.core.reset_with_reason(code, reason);
+    }
+
     /// Splits the stream into a reading and a writing half, so that one thread can
     /// read while another writes. Reading and writing from one thread in turn can
     /// deadlock an echo: the writer waits for window the peer grants only once it
@@ -168,6 +175,12 @@ impl WriteHalf {
     /// directions; the read half's reads fail from now on.
     pub fn reset(self, code: ResetCode) {
         lock(&self.core).reset(code);
+    }
+
+    /// [`reset`](Self::reset) with a reason, as for
+    /// [`Stream::reset_with_reason`].
+    pub fn reset_with_reason(self, code: ResetCode, reason: &str) {
+        lock(&self.core).reset_with_reason(code, reason);
     }
 }
 

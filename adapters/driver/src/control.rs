@@ -67,9 +67,16 @@ impl ControlCore {
 
     /// Starts a graceful shutdown (see [`hawser_core::Session::go_away`]).
     pub fn go_away(&self, code: GoAwayCode) -> io::Result<()> {
+        self.go_away_with_reason(code, "")
+    }
+
+    /// [`go_away`](Self::go_away) with a reason the peer can read (native
+    /// profile; at most 256 bytes, a longer one is cut at a character
+    /// boundary; the yamux profile sends the code alone).
+    pub fn go_away_with_reason(&self, code: GoAwayCode, reason: &str) -> io::Result<()> {
         let mut shared = Shared::lock(&self.shared);
         let now = shared.now();
-        let result = shared.session().go_away(now, code);
+        let result = shared.session().go_away_with_reason(now, code, reason);
         shared.dispatch_events();
         shared.wake_driver();
         result.map_err(|err| io::Error::new(io::ErrorKind::NotConnected, err))
@@ -77,10 +84,26 @@ impl ControlCore {
 
     /// Closes the session at once with `code`.
     pub fn close(&self, code: GoAwayCode) {
+        self.close_with_reason(code, "");
+    }
+
+    /// [`close`](Self::close) with a reason, as for
+    /// [`go_away_with_reason`](Self::go_away_with_reason).
+    pub fn close_with_reason(&self, code: GoAwayCode, reason: &str) {
         let mut shared = Shared::lock(&self.shared);
-        shared.session().close(code);
+        shared.session().close_with_reason(code, reason);
         shared.dispatch_events();
         shared.wake_driver();
+    }
+
+    /// The reason the peer gave with its go-away, if it sent one with a
+    /// reason (native profile); its code is in `HealthEvent::GoAwayReceived`
+    /// and, for an error code, in the session's end.
+    pub fn peer_go_away_reason(&self) -> Option<String> {
+        Shared::lock(&self.shared)
+            .session_ref()
+            .peer_go_away_reason()
+            .map(String::from)
     }
 
     /// Sends a ping now; the RTT shows up in [`health`](Self::health).

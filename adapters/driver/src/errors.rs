@@ -27,6 +27,9 @@ use hawser_core::{FinishError, ReadError, ResetCode, SessionError, WriteError};
 /// ```
 pub fn reset_code(err: &io::Error) -> Option<ResetCode> {
     let source = err.get_ref()?;
+    if let Some(reset) = source.downcast_ref::<StreamReset>() {
+        return Some(reset.code);
+    }
     if let Some(ReadError::Reset(code)) = source.downcast_ref::<ReadError>() {
         return Some(*code);
     }
@@ -37,6 +40,52 @@ pub fn reset_code(err: &io::Error) -> Option<ResetCode> {
         return Some(*code);
     }
     None
+}
+
+/// The reason that came with the reset `err` reports, if the peer gave one
+/// (native profile: see `ResetCode` and PROTOCOL.md 8.2).
+///
+/// ```
+/// use std::io;
+/// use hawser_driver::{reset_code, reset_reason};
+///
+/// let err = io::Error::other("not a reset");
+/// assert_eq!((reset_code(&err), reset_reason(&err)), (None, None));
+/// ```
+pub fn reset_reason(err: &io::Error) -> Option<&str> {
+    Some(&err.get_ref()?.downcast_ref::<StreamReset>()?.reason)
+}
+
+/// A stream reset with a reason: the source of the `io::Error` a stream
+/// operation fails with when the reset came with one.
+#[derive(Debug)]
+struct StreamReset {
+    code: ResetCode,
+    reason: Box<str>,
+}
+
+impl std::fmt::Display for StreamReset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "stream reset: {}: {}", self.code, self.reason)
+    }
+}
+
+impl std::error::Error for StreamReset {}
+
+/// `err` (a reset, as a core error) as an `io::Error`, with `reason` when
+/// there is one.
+pub(crate) fn with_reason(err: impl Into<io::Error>, reason: &Option<Box<str>>) -> io::Error {
+    let err = err.into();
+    match (reset_code(&err), reason) {
+        (Some(code), Some(reason)) => io::Error::new(
+            err.kind(),
+            StreamReset {
+                code,
+                reason: reason.clone(),
+            },
+        ),
+        _ => err,
+    }
 }
 
 /// Why the session ended, if `err` reports an operation on a session that ended

@@ -36,7 +36,7 @@ mod stream;
 
 pub use control::ControlCore;
 pub use driver::{next_read_size, Driver};
-pub use errors::{reset_code, session_error};
+pub use errors::{reset_code, reset_reason, session_error};
 pub use events::LinkEvent;
 pub use frames::{FrameQueue, MAX_SLICES, WRITE_BATCH};
 pub use health::{HealthEvent, Status};

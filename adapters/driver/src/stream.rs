@@ -7,6 +7,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use hawser_core::{FinishError, ReadError, ResetCode, StreamId, WriteError};
 
+use crate::errors::with_reason;
 use crate::shared::{Shared, SharedRef};
 
 /// One stream of a shared session: the operations every adapter's stream type
@@ -22,6 +23,8 @@ pub struct StreamCore {
     /// this side reset it): the session may release a reset stream, and every
     /// later operation must still report the reset, not an unknown stream.
     reset: Option<ResetCode>,
+    /// The reason that came with the reset (native profile), kept with it.
+    reason: Option<Box<str>>,
 }
 
 impl StreamCore {
@@ -38,6 +41,7 @@ impl StreamCore {
             read_done: false,
             write_done: false,
             reset: None,
+            reason: None,
         }
     }
 
@@ -71,11 +75,11 @@ impl StreamCore {
             return Poll::Ready(Ok(None));
         }
         if let Some(code) = self.reset {
-            return Poll::Ready(Err(ReadError::Reset(code).into()));
+            return Poll::Ready(Err(with_reason(ReadError::Reset(code), &self.reason)));
         }
         let mut shared = Shared::lock(&self.shared);
-        if let Some(code) = Self::announced_reset(&shared, self.id, &mut self.reset) {
-            return Poll::Ready(Err(ReadError::Reset(code).into()));
+        if let Some(code) = Self::announced_reset(&shared, self.id, &mut self.reset, &mut self.reason) {
+            return Poll::Ready(Err(with_reason(ReadError::Reset(code), &self.reason)));
         }
         let result = shared.session().stream(self.id).read(max);
         match result {
@@ -94,9 +98,9 @@ impl StreamCore {
             Err(ReadError::SessionClosed) => Poll::Ready(Err(shared.closed_error())),
             Err(err) => {
                 if let ReadError::Reset(code) = err {
-                    self.reset = Some(code);
+                    Self::note_reset(&shared, self.id, code, &mut self.reset, &mut self.reason);
                 }
-                Poll::Ready(Err(err.into()))
+                Poll::Ready(Err(with_reason(err, &self.reason)))
             }
         }
     }
@@ -107,38 +111,57 @@ impl StreamCore {
             return Poll::Ready(Ok(0));
         }
         if let Some(code) = self.reset {
-            return Poll::Ready(Err(WriteError::Reset(code).into()));
+            return Poll::Ready(Err(with_reason(WriteError::Reset(code), &self.reason)));
         }
         let mut shared = Shared::lock(&self.shared);
-        if let Some(code) = Self::announced_reset(&shared, self.id, &mut self.reset) {
-            return Poll::Ready(Err(WriteError::Reset(code).into()));
+        if let Some(code) = Self::announced_reset(&shared, self.id, &mut self.reset, &mut self.reason) {
+            return Poll::Ready(Err(with_reason(WriteError::Reset(code), &self.reason)));
         }
         let room = shared.session().stream(self.id).writable_bytes();
         let take = data.len().min(room.max(1));
         let copy = shared.copy_in(&data[..take]);
         let result = shared.session().stream(self.id).write(copy);
-        Self::finish_write(&mut shared, self.id, cx, result, &mut self.reset)
+        Self::finish_write(&mut shared, self.id, cx, result, &mut self.reset, &mut self.reason)
     }
 
     /// Queues `data` without copying.
     pub fn poll_write_bytes(&mut self, cx: &mut Context<'_>, data: &Bytes) -> Poll<io::Result<usize>> {
         if let Some(code) = self.reset {
-            return Poll::Ready(Err(WriteError::Reset(code).into()));
+            return Poll::Ready(Err(with_reason(WriteError::Reset(code), &self.reason)));
         }
         let mut shared = Shared::lock(&self.shared);
-        if let Some(code) = Self::announced_reset(&shared, self.id, &mut self.reset) {
-            return Poll::Ready(Err(WriteError::Reset(code).into()));
+        if let Some(code) = Self::announced_reset(&shared, self.id, &mut self.reset, &mut self.reason) {
+            return Poll::Ready(Err(with_reason(WriteError::Reset(code), &self.reason)));
         }
         let result = shared.session().stream(self.id).write(data.clone());
-        Self::finish_write(&mut shared, self.id, cx, result, &mut self.reset)
+        Self::finish_write(&mut shared, self.id, cx, result, &mut self.reset, &mut self.reason)
     }
 
     /// A reset the session announced (and released the stream on): from now
     /// on this handle reports it without asking the session.
-    fn announced_reset(shared: &Shared, id: StreamId, reset: &mut Option<ResetCode>) -> Option<ResetCode> {
+    fn announced_reset(
+        shared: &Shared,
+        id: StreamId,
+        reset: &mut Option<ResetCode>,
+        reason: &mut Option<Box<str>>,
+    ) -> Option<ResetCode> {
         let code = shared.announced_reset(id)?;
-        *reset = Some(code);
+        Self::note_reset(shared, id, code, reset, reason);
         Some(code)
+    }
+
+    /// Keeps the code of a reset this handle has seen, and its reason.
+    fn note_reset(
+        shared: &Shared,
+        id: StreamId,
+        code: ResetCode,
+        reset: &mut Option<ResetCode>,
+        reason: &mut Option<Box<str>>,
+    ) {
+        *reset = Some(code);
+        if reason.is_none() {
+            *reason = shared.session_ref().reset_reason(id).map(Box::from);
+        }
     }
 
     fn finish_write(
@@ -147,6 +170,7 @@ impl StreamCore {
         cx: &mut Context<'_>,
         result: Result<usize, WriteError>,
         reset: &mut Option<ResetCode>,
+        reason: &mut Option<Box<str>>,
     ) -> Poll<io::Result<usize>> {
         match result {
             Ok(n) => {
@@ -160,9 +184,9 @@ impl StreamCore {
             Err(WriteError::SessionClosed) => Poll::Ready(Err(shared.closed_error())),
             Err(err) => {
                 if let WriteError::Reset(code) = err {
-                    *reset = Some(code);
+                    Self::note_reset(shared, id, code, reset, reason);
                 }
-                Poll::Ready(Err(err.into()))
+                Poll::Ready(Err(with_reason(err, reason)))
             }
         }
     }
@@ -197,11 +221,11 @@ impl StreamCore {
             return Ok(());
         }
         if let Some(code) = self.reset {
-            return Err(WriteError::Reset(code).into());
+            return Err(with_reason(WriteError::Reset(code), &self.reason));
         }
         let mut shared = Shared::lock(&self.shared);
-        if let Some(code) = Self::announced_reset(&shared, self.id, &mut self.reset) {
-            return Err(WriteError::Reset(code).into());
+        if let Some(code) = Self::announced_reset(&shared, self.id, &mut self.reset, &mut self.reason) {
+            return Err(with_reason(WriteError::Reset(code), &self.reason));
         }
         let result = shared.session().stream(self.id).finish();
         match result {
@@ -212,8 +236,8 @@ impl StreamCore {
             }
             Err(FinishError::SessionClosed) => Err(shared.closed_error()),
             Err(FinishError::Reset(code)) => {
-                self.reset = Some(code);
-                Err(WriteError::Reset(code).into())
+                Self::note_reset(&shared, self.id, code, &mut self.reset, &mut self.reason);
+                Err(with_reason(WriteError::Reset(code), &self.reason))
             }
             Err(FinishError::UnknownStream) => Err(WriteError::UnknownStream.into()),
         }
@@ -221,8 +245,15 @@ impl StreamCore {
 
     /// Resets the stream with `code`: both directions stop, buffered data is dropped.
     pub fn reset(&mut self, code: ResetCode) {
+        self.reset_with_reason(code, "");
+    }
+
+    /// [`reset`](Self::reset) with a reason the peer can read (native
+    /// profile; at most 256 bytes, a longer one is cut at a character
+    /// boundary; empty means none).
+    pub fn reset_with_reason(&mut self, code: ResetCode, reason: &str) {
         let mut shared = Shared::lock(&self.shared);
-        let _ = shared.session().stream(self.id).reset(code);
+        let _ = shared.session().stream(self.id).reset_with_reason(code, reason);
         self.reset = Some(code);
         shared.forget(self.id);
         shared.wake_driver();

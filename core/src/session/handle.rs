@@ -230,6 +230,18 @@ impl<'a> Stream<'a> {
         Ok(())
     }
 
+    /// [`reset`](Self::reset) with a reason the peer can read (native profile;
+    /// up to [`MAX_REASON`](crate::frame::MAX_REASON) bytes, a longer one is cut
+    /// at a character boundary; the yamux profile sends neither code nor reason).
+    pub fn reset_with_reason(&mut self, code: ResetCode, reason: &str) -> Result<(), ClosedError> {
+        if let Lookup::Live(stream) = self.lookup() {
+            if stream.reset.is_none() {
+                stream.reason = super::fit_reason(reason);
+            }
+        }
+        self.reset(code)
+    }
+
     /// How many more bytes the peer lets this side send before a window update.
     pub fn send_window(&self) -> u64 {
         self.session.streams.get(&self.id.0).map_or(0, |s| s.send_window)

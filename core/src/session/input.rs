@@ -31,6 +31,8 @@ enum Sink {
     Stream(u32),
     Discard,
     Hello(Vec<u8>),
+    /// A Reason frame's code and reason.
+    Reason(Vec<u8>),
     /// A small fixed-size control payload (acknowledgement, resume ticket).
     Small {
         buf: [u8; 24],
@@ -114,7 +116,7 @@ impl Session {
                     match &mut sink {
                         Sink::Stream(id) => self.deliver(*id, chunk),
                         Sink::Discard => {}
-                        Sink::Hello(buf) => buf.extend_from_slice(&chunk),
+                        Sink::Hello(buf) | Sink::Reason(buf) => buf.extend_from_slice(&chunk),
                         Sink::Small { buf, filled } => {
                             // The header's length was checked against the buffer,
                             // so nothing is cut off; `get` keeps it panic-free anyway.
@@ -131,7 +133,7 @@ impl Session {
                             remaining,
                             sink,
                         };
-                    } else if let Err(err) = self.on_payload_end(header, sink) {
+                    } else if let Err(err) = self.on_payload_end(now, header, sink) {
                         self.fail_input(err);
                     }
                 }
@@ -187,7 +189,8 @@ impl Session {
     }
 
     fn on_header(&mut self, now: Instant, header: Header) -> Result<(), InputError> {
-        let before_hello_ok = matches!(header.ty, FrameType::Hello | FrameType::GoAway);
+        let before_hello_ok = matches!(header.ty, FrameType::Hello | FrameType::GoAway)
+            || (header.ty == FrameType::Reason && header.stream_id == 0);
         if self.decoder.profile == Profile::Native && self.peer_settings.is_none() && !before_hello_ok {
             return Err(InputError::Handshake(HandshakeError::ExpectedHello));
         }
@@ -209,8 +212,19 @@ impl Session {
                 let buf = Vec::with_capacity(header.length as usize);
                 self.expect_payload(header, Sink::Hello(buf));
                 if header.length == 0 {
-                    return self.on_payload_end(header, Sink::Hello(Vec::new()));
+                    return self.on_payload_end(now, header, Sink::Hello(Vec::new()));
                 }
+                Ok(())
+            }
+            FrameType::Reason => {
+                if header.flags != Flags::NONE {
+                    return Err(ProtocolError::BadReason("flags set").into());
+                }
+                let max = 4 + crate::frame::MAX_REASON as u32;
+                if !(4..=max).contains(&header.length) {
+                    return Err(ProtocolError::BadReason("length outside 4 ..= 260").into());
+                }
+                self.expect_payload(header, Sink::Reason(Vec::with_capacity(header.length as usize)));
                 Ok(())
             }
             FrameType::Ack => {
@@ -252,7 +266,7 @@ impl Session {
         }
     }
 
-    fn on_payload_end(&mut self, header: Header, sink: Sink) -> Result<(), InputError> {
+    fn on_payload_end(&mut self, now: Instant, header: Header, sink: Sink) -> Result<(), InputError> {
         match sink {
             Sink::Hello(payload) => {
                 let settings = Settings::decode(&payload).map_err(InputError::Handshake)?;
@@ -266,6 +280,7 @@ impl Session {
                 Ok(())
             }
             Sink::Discard => Ok(()),
+            Sink::Reason(payload) => self.on_reason(now, header.stream_id, &payload),
             Sink::Small { buf, .. } => match header.ty {
                 FrameType::Ack => {
                     let offset = u64::from_be_bytes(
@@ -619,6 +634,36 @@ impl Session {
         }
         self.events.push_back(Event::Pong { rtt });
         Ok(())
+    }
+
+    /// A reset (stream id ≠ 0) or a go-away (0) with a reason: handled as the
+    /// plain frame would be, the reason kept for the application.
+    fn on_reason(&mut self, now: Instant, id: u32, payload: &[u8]) -> Result<(), InputError> {
+        let (Some(code), Some(text)) = (payload.first_chunk::<4>(), payload.get(4..)) else {
+            return Err(ProtocolError::BadReason("shorter than its code").into());
+        };
+        let code = u32::from_be_bytes(*code);
+        let reason = core::str::from_utf8(text).map_err(|_| ProtocolError::BadReason("not UTF-8"))?;
+        let reason = super::fit_reason(reason);
+        if id == 0 {
+            if self.goaway_received.is_some() {
+                // Changes nothing, and carries a payload the peer chose.
+                return self.spend_empty_frame(now);
+            }
+            self.peer_go_away_reason = reason;
+            self.on_go_away(now, GoAwayCode(code));
+            return Ok(());
+        }
+        if !self.streams.contains_key(&id) {
+            self.check_unknown_stream(id)?;
+            return self.spend_empty_frame(now);
+        }
+        if let Some(stream) = self.streams.get_mut(&id) {
+            if stream.reset.is_none() {
+                stream.reason = reason;
+            }
+        }
+        self.on_peer_reset(now, id, ResetCode(code))
     }
 
     fn on_go_away(&mut self, now: Instant, code: GoAwayCode) {

@@ -131,7 +131,7 @@ pub struct Session {
     /// Streams released when their reset was delivered as an event, with the
     /// code, so that an operation on one afterwards still reports the reset
     /// (bounded: the oldest are forgotten first).
-    reset_tombstones: VecDeque<(u32, ResetCode)>,
+    reset_tombstones: VecDeque<(u32, ResetCode, Option<Box<str>>)>,
     /// The input count at which old received pieces are next looked at (see
     /// `compact_old_pieces`).
     next_compaction: u64,
@@ -158,6 +158,10 @@ pub struct Session {
     drain_deadline: Option<Instant>,
     goaway_sent: bool,
     goaway_received: Option<GoAwayCode>,
+    /// The reason the peer's go-away came with (native profile).
+    peer_go_away_reason: Option<Box<str>>,
+    /// The reason this side's go-away goes out with (native profile).
+    go_away_reason: Option<Box<str>>,
 
     /// What goes out before anything else on the current link and is not part of
     /// the numbered sequence: the hello, a resume request or its answer.
@@ -226,6 +230,8 @@ impl Session {
             drain_deadline: None,
             goaway_sent: false,
             goaway_received: None,
+            peer_go_away_reason: None,
+            go_away_reason: None,
             preamble: None,
             continuity: config.resumption.clone().map(Continuity::new),
             decoder: Decoder::new(config.profile),
@@ -364,6 +370,26 @@ impl Session {
         Ok(())
     }
 
+    /// [`go_away`](Self::go_away) with a reason the peer can show (native
+    /// profile; up to [`MAX_REASON`](crate::frame::MAX_REASON) bytes, a longer
+    /// one is cut at a character boundary; the yamux profile sends the code
+    /// alone). Only the first go-away's reason is sent.
+    pub fn go_away_with_reason(&mut self, now: Instant, code: GoAwayCode, reason: &str) -> Result<(), ClosedError> {
+        if !self.goaway_sent {
+            self.go_away_reason = fit_reason(reason);
+        }
+        self.go_away(now, code)
+    }
+
+    /// [`close`](Self::close) with a reason, as for
+    /// [`go_away_with_reason`](Self::go_away_with_reason).
+    pub fn close_with_reason(&mut self, code: GoAwayCode, reason: &str) {
+        if !self.goaway_sent {
+            self.go_away_reason = fit_reason(reason);
+        }
+        self.close(code);
+    }
+
     /// Closes the session at once: a go-away with `code` is sent, every stream stops
     /// (writes return `SessionClosed`; reads return what had already arrived, then
     /// `SessionClosed`), and only the go-away is left to transmit.
@@ -408,19 +434,21 @@ impl Session {
     /// application next touches it (an embedder that forgets the stream on
     /// this event would otherwise leak the slot).
     fn reset_delivered(&mut self, id: u32, code: ResetCode) {
+        let mut reason = None;
         if let Some(stream) = self.streams.get_mut(&id) {
             if stream.reset.is_none() {
                 // Not the stream this event was about.
                 return;
             }
             stream.reset_observed = true;
+            reason = stream.reason.clone();
         }
         // Kept even when the stream is gone already (a drain timeout releases
         // it as its RST goes out): later operations still report the code.
         if self.reset_tombstones.len() >= RESET_TOMBSTONES {
             self.reset_tombstones.pop_front();
         }
-        self.reset_tombstones.push_back((id, code));
+        self.reset_tombstones.push_back((id, code, reason));
         self.maybe_release(id);
     }
 
@@ -430,8 +458,27 @@ impl Session {
         self.reset_tombstones
             .iter()
             .rev()
-            .find(|(released, _)| *released == id)
-            .map(|(_, code)| *code)
+            .find(|(released, ..)| *released == id)
+            .map(|(_, code, _)| *code)
+    }
+
+    /// The reason a stream was reset with, by either side (native profile):
+    /// while the stream is live, and for the last [`RESET_TOMBSTONES`] streams
+    /// released on delivering their reset, as with their codes.
+    pub fn reset_reason(&self, id: StreamId) -> Option<&str> {
+        if let Some(stream) = self.streams.get(&id.0) {
+            return stream.reason.as_deref();
+        }
+        self.reset_tombstones
+            .iter()
+            .rev()
+            .find(|(released, ..)| *released == id.0)
+            .and_then(|(_, _, reason)| reason.as_deref())
+    }
+
+    /// The reason the peer gave with its go-away (native profile), if any.
+    pub fn peer_go_away_reason(&self) -> Option<&str> {
+        self.peer_go_away_reason.as_deref()
     }
 
     // ----- getters ------------------------------------------------------------------
@@ -577,7 +624,14 @@ impl Session {
     fn send_go_away(&mut self, code: GoAwayCode) {
         if !self.goaway_sent {
             self.goaway_sent = true;
-            self.push_control(Header::new(FrameType::GoAway, Flags::NONE, 0, code.0), Bytes::new());
+            match (self.profile(), self.go_away_reason.take()) {
+                (Profile::Native, Some(reason)) => {
+                    let (header, payload) = reason_frame(0, code.0, &reason);
+                    self.go_away_reason = Some(reason);
+                    self.push_control(header, payload);
+                }
+                _ => self.push_control(Header::new(FrameType::GoAway, Flags::NONE, 0, code.0), Bytes::new()),
+            }
         }
     }
 
@@ -766,6 +820,30 @@ impl Session {
             self.close_deadlines.insert((deadline, id));
         }
     }
+}
+
+/// `reason` cut to at most [`MAX_REASON`](crate::frame::MAX_REASON) bytes at a
+/// character boundary; `None` when empty.
+pub(super) fn fit_reason(reason: &str) -> Option<Box<str>> {
+    let mut end = reason.len().min(crate::frame::MAX_REASON);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    let fitted = reason.get(..end).unwrap_or_default();
+    (!fitted.is_empty()).then(|| fitted.into())
+}
+
+/// A Reason frame: the code, then the reason's bytes.
+pub(super) fn reason_frame(stream_id: u32, code: u32, reason: &str) -> (Header, Bytes) {
+    let mut payload = Vec::with_capacity(4 + reason.len());
+    payload.extend_from_slice(&code.to_be_bytes());
+    payload.extend_from_slice(reason.as_bytes());
+    // At most 4 + MAX_REASON bytes: the reason was fitted when it was set.
+    let length = payload.len() as u32;
+    (
+        Header::new(FrameType::Reason, Flags::NONE, stream_id, length),
+        Bytes::from(payload),
+    )
 }
 
 #[cfg(test)]

@@ -185,16 +185,16 @@ impl Session {
             };
             stream.in_control_queue = false;
             if let Some(code) = stream.rst_pending.take() {
-                let length = match profile {
-                    Profile::Native => code.0,
-                    Profile::Yamux => 0,
+                let (header, payload) = match (profile, stream.reason.as_deref()) {
+                    (Profile::Native, Some(reason)) => super::reason_frame(id, code.0, reason),
+                    (Profile::Native, None) => (
+                        Header::new(FrameType::WindowUpdate, Flags::RST, id, code.0),
+                        Bytes::new(),
+                    ),
+                    (Profile::Yamux, _) => (Header::new(FrameType::WindowUpdate, Flags::RST, id, 0), Bytes::new()),
                 };
                 self.stats.resets_sent += 1;
-                let transmit = Transmit::new(
-                    Header::new(FrameType::WindowUpdate, Flags::RST, id, length),
-                    profile,
-                    Bytes::new(),
-                );
+                let transmit = Transmit::new(header, profile, payload);
                 self.maybe_release(id);
                 return Some(transmit);
             }

@@ -171,6 +171,12 @@ impl HarnessStream for Stream {
         self.0.as_mut().ok_or_else(gone)?.finish()
     }
 
+    fn reset_with_reason(self, code: ResetCode, reason: &str) {
+        if let Some(stream) = self.0 {
+            stream.reset_with_reason(code, reason);
+        }
+    }
+
     fn reset(self, code: ResetCode) {
         if let Some(stream) = self.0 {
             stream.reset(code);

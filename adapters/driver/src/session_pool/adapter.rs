@@ -87,6 +87,12 @@ macro_rules! declare_pool {
             pub fn reset(self, code: hawser_core::ResetCode) {
                 self.stream.reset(code);
             }
+
+            /// Resets the stream with `code` and a reason (see
+            /// [`Stream::reset_with_reason`]).
+            pub fn reset_with_reason(self, code: hawser_core::ResetCode, reason: &str) {
+                self.stream.reset_with_reason(code, reason);
+            }
         }
 
         impl ::std::fmt::Debug for PoolStream {

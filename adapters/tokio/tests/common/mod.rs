@@ -97,6 +97,10 @@ impl HarnessStream for Stream {
     fn reset(self, code: ResetCode) {
         self.0.reset(code);
     }
+
+    fn reset_with_reason(self, code: ResetCode, reason: &str) {
+        self.0.reset_with_reason(code, reason);
+    }
 }
 
 impl RawLink for Raw {
