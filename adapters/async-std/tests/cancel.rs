@@ -28,6 +28,25 @@ async fn pair(client: Config, server: Config) -> (Session, Session) {
 
 #[test]
 fn reads_and_writes_cut_short_by_a_timeout_lose_nothing() {
+    // Whether a 20 µs timeout cuts a read or a write short depends on how the
+    // threads are scheduled; on a loaded machine one transfer may see no cut of
+    // one kind. Every transfer must arrive intact, and within a few transfers
+    // both kinds of cut must have happened.
+    let (mut reads_cut, mut writes_cut) = (0, 0);
+    for _ in 0..5 {
+        let (reads, writes) = transfer_with_cuts();
+        reads_cut += reads;
+        writes_cut += writes;
+        if reads_cut > 0 && writes_cut > 0 {
+            return;
+        }
+    }
+    panic!("reads cancelled {reads_cut}, writes {writes_cut} in five transfers");
+}
+
+/// 4 MiB through a stream whose every read and write races a tiny timeout;
+/// checks the bytes and returns how many reads and writes were cut short.
+fn transfer_with_cuts() -> (usize, usize) {
     async_std::task::block_on(async {
         let config = Config {
             stream_send_buffer: 64 * 1024,
@@ -73,11 +92,8 @@ fn reads_and_writes_cut_short_by_a_timeout_lose_nothing() {
         }
         let (write_cancelled, _client) = writer.await;
         assert!(got == data, "received {} bytes, sent {}", got.len(), data.len());
-        assert!(
-            cancelled > 0 && write_cancelled > 0,
-            "reads cancelled {cancelled}, writes {write_cancelled}"
-        );
-    });
+        (cancelled, write_cancelled)
+    })
 }
 
 #[test]
