@@ -80,7 +80,8 @@ impl Session {
     /// Like [`open_stream`](Self::open_stream), giving up with `TimedOut` after
     /// `timeout`. A stream is opened only when it returns `Ok`.
     pub fn open_stream_timeout(&self, timeout: Option<Duration>) -> io::Result<Stream> {
-        let id = block_on_poll(timeout, |cx| self.control.poll_open(cx))?;
+        let mut wait = self.control.open_wait();
+        let id = block_on_poll(timeout, |cx| wait.poll(cx))?;
         Ok(Stream::new(self.control.shared().clone(), id))
     }
 

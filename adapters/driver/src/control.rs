@@ -31,21 +31,13 @@ impl ControlCore {
         &self.shared
     }
 
-    /// Opens a stream, or waits while a limit is reached.
-    pub fn poll_open(&self, cx: &mut Context<'_>) -> Poll<io::Result<StreamId>> {
-        let mut shared = Shared::lock(&self.shared);
-        let now = shared.now();
-        match shared.session().open(now) {
-            Ok(id) => {
-                shared.wake_driver();
-                Poll::Ready(Ok(id))
-            }
-            Err(OpenError::Blocked) => {
-                shared.register_open(cx.waker());
-                Poll::Pending
-            }
-            Err(OpenError::SessionClosed) => Poll::Ready(Err(shared.closed_error())),
-            Err(err) => Poll::Ready(Err(io::Error::new(io::ErrorKind::ConnectionAborted, err))),
+    /// A wait to open one stream: poll it until it gives the stream's id. The
+    /// waits of a session are served in order, and dropping one gives up its
+    /// place (cancel-safe: it opens no stream unless it returned one).
+    pub fn open_wait(&self) -> OpenWait<'_> {
+        OpenWait {
+            core: self,
+            ticket: None,
         }
     }
 
@@ -214,5 +206,49 @@ impl Clone for ControlCore {
 impl Drop for ControlCore {
     fn drop(&mut self) {
         Shared::lock(&self.shared).release_handle();
+    }
+}
+
+/// One task's wait to open a stream (see [`ControlCore::open_wait`]).
+pub struct OpenWait<'a> {
+    core: &'a ControlCore,
+    ticket: crate::open_queue::Ticket,
+}
+
+impl OpenWait<'_> {
+    /// Opens the stream, or waits while a limit (max streams, unacknowledged
+    /// opens) is reached.
+    pub fn poll(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<StreamId>> {
+        let mut shared = Shared::lock(&self.core.shared);
+        let now = shared.now();
+        match shared.session().open(now) {
+            Ok(id) => {
+                shared.open_queue.opened(&mut self.ticket);
+                // There may be room for the next one too.
+                shared.open_queue.wake_next();
+                shared.wake_driver();
+                Poll::Ready(Ok(id))
+            }
+            Err(OpenError::Blocked) => {
+                shared.open_queue.register(&mut self.ticket, cx.waker());
+                Poll::Pending
+            }
+            Err(OpenError::SessionClosed) => {
+                shared.open_queue.opened(&mut self.ticket);
+                Poll::Ready(Err(shared.closed_error()))
+            }
+            Err(err) => {
+                shared.open_queue.opened(&mut self.ticket);
+                Poll::Ready(Err(io::Error::new(io::ErrorKind::ConnectionAborted, err)))
+            }
+        }
+    }
+}
+
+impl Drop for OpenWait<'_> {
+    fn drop(&mut self) {
+        if self.ticket.is_some() {
+            Shared::lock(&self.core.shared).open_queue.leave(&mut self.ticket);
+        }
     }
 }

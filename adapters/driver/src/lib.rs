@@ -26,6 +26,7 @@ mod events;
 mod frames;
 mod health;
 mod link;
+mod open_queue;
 pub mod pool;
 mod registry;
 mod request;
@@ -34,7 +35,7 @@ pub mod session_pool;
 mod shared;
 mod stream;
 
-pub use control::ControlCore;
+pub use control::{ControlCore, OpenWait};
 pub use driver::{next_read_size, Driver};
 pub use errors::{reset_code, reset_reason, session_error};
 pub use events::LinkEvent;

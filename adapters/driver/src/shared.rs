@@ -10,6 +10,7 @@ use hawser_core::{Config, Event, Instant, ResetCode, Role, Session, SessionError
 
 use crate::events::{LinkEvent, LinkEvents};
 use crate::health::{HealthEvent, HealthLog, Status};
+use crate::open_queue::OpenQueue;
 use crate::pool::SlabBuf;
 
 /// The shared state behind a mutex.
@@ -70,7 +71,7 @@ pub struct Shared {
     epoch: StdInstant,
     wakers: HashMap<StreamId, StreamWakers>,
     accept_wakers: Vec<Waker>,
-    open_wakers: Vec<Waker>,
+    pub(crate) open_queue: OpenQueue,
     flush_wakers: Vec<(StreamId, Waker)>,
     driver_waker: Option<Waker>,
     /// Streams whose handle was dropped before the peer finished: their inbound
@@ -107,7 +108,7 @@ impl Shared {
             epoch: StdInstant::now(),
             wakers: HashMap::new(),
             accept_wakers: Vec::new(),
-            open_wakers: Vec::new(),
+            open_queue: OpenQueue::default(),
             flush_wakers: Vec::new(),
             driver_waker: None,
             abandoned: HashMap::new(),
@@ -223,13 +224,6 @@ impl Shared {
     pub fn register_accept(&mut self, waker: &Waker) {
         if !self.accept_wakers.iter().any(|w| w.will_wake(waker)) {
             self.accept_wakers.push(waker.clone());
-        }
-    }
-
-    /// Registers a task waiting for room to open a stream.
-    pub fn register_open(&mut self, waker: &Waker) {
-        if !self.open_wakers.iter().any(|w| w.will_wake(waker)) {
-            self.open_wakers.push(waker.clone());
         }
     }
 
@@ -438,14 +432,16 @@ impl Shared {
                 }
                 Event::IncomingStream => {
                     wake_all(&mut self.accept_wakers);
-                    wake_all(&mut self.open_wakers);
+                    self.open_queue.wake_next();
                 }
                 Event::GoAwayReceived(code) => {
                     self.health_log.push(HealthEvent::GoAwayReceived(code));
                     wake_all(&mut self.accept_wakers);
-                    wake_all(&mut self.open_wakers);
+                    self.open_queue.wake_all();
                 }
-                Event::CanOpen | Event::StreamAcknowledged(_) | Event::Connected => wake_all(&mut self.open_wakers),
+                // One place (or a few): the first waiting open takes it, and
+                // wakes the next if it got one (see `open_queue`).
+                Event::CanOpen | Event::StreamAcknowledged(_) | Event::Connected => self.open_queue.wake_next(),
                 Event::Closed(reason) => {
                     match reason {
                         Some(err) => tracing::debug!(%err, "session closed"),
@@ -479,7 +475,7 @@ impl Shared {
                         tracing::debug!(replayed, "session resumed over a new link");
                     }
                     self.link_events.push(LinkEvent::Resumed { replayed });
-                    wake_all(&mut self.open_wakers);
+                    self.open_queue.wake_next();
                 }
                 Event::ResumeRefused(code) => {
                     tracing::info!(code = code.0, "resume refused; will retry");
@@ -528,7 +524,7 @@ impl Shared {
             }
         }
         wake_all(&mut self.accept_wakers);
-        wake_all(&mut self.open_wakers);
+        self.open_queue.wake_all();
         for (_, waker) in self.flush_wakers.drain(..) {
             waker.wake();
         }

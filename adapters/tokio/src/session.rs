@@ -105,7 +105,8 @@ impl Control {
     /// Opens a stream, waiting while a limit (max streams, unacknowledged opens)
     /// is reached.
     pub async fn open_stream(&self) -> io::Result<Stream> {
-        let id = poll_fn(|cx| self.core.poll_open(cx)).await?;
+        let mut wait = self.core.open_wait();
+        let id = poll_fn(|cx| wait.poll(cx)).await?;
         Ok(Stream::new(self.core.shared().clone(), id))
     }
 
