@@ -8,6 +8,7 @@
 //! cargo run --release -p hawser-bench -- --quick --json    # small sizes, JSON lines
 //! cargo run --release -p hawser-bench -- --workload rr --runtime current
 //! cargo run --release -p hawser-bench -- --workload open --impl hawser-tokio
+//! cargo run --release -p hawser-bench -- --workload open-burst --impl hawser-tokio
 //! ```
 //!
 //! Each figure is the median of `--reps` repetitions (3 by default, 1 with
@@ -35,6 +36,14 @@ pub struct Sizes {
     pub opens: usize,
     pub idle: usize,
     pub core: usize,
+    /// Streams opened at once, in turn, by `open-burst`.
+    pub bursts: &'static [usize],
+    /// Bytes each of the 16 streams of `fairness` sends.
+    pub fairness: usize,
+    /// Round trips measured by `rr-under-load`, at most...
+    pub loaded_round_trips: usize,
+    /// ...and for at most this long.
+    pub loaded_for: Duration,
 }
 
 impl Sizes {
@@ -46,6 +55,10 @@ impl Sizes {
             opens: 10_016,
             idle: 10_000,
             core: 256 << 20,
+            bursts: &[1_000, 10_000, 100_000],
+            fairness: 16 << 20,
+            loaded_round_trips: 5_000,
+            loaded_for: Duration::from_secs(2),
         }
     }
 
@@ -57,11 +70,26 @@ impl Sizes {
             opens: 1_024,
             idle: 1_000,
             core: 32 << 20,
+            bursts: &[1_000, 10_000],
+            fairness: 1 << 20,
+            loaded_round_trips: 500,
+            loaded_for: Duration::from_millis(500),
         }
     }
 }
 
-const WORKLOADS: [&str; 7] = ["bulk-1", "bulk-100", "rr", "open", "idle", "core", "tunnel"];
+const WORKLOADS: [&str; 10] = [
+    "bulk-1",
+    "bulk-100",
+    "rr",
+    "rr-under-load",
+    "open",
+    "open-burst",
+    "fairness",
+    "idle",
+    "core",
+    "tunnel",
+];
 
 struct Args {
     json: bool,
@@ -70,6 +98,8 @@ struct Args {
     implementation: Option<String>,
     reps: usize,
     multi_thread: bool,
+    /// Overrides how much `bulk-1` and `core` move (for instruction counts).
+    bytes: Option<usize>,
 }
 
 impl Args {
@@ -89,6 +119,7 @@ fn parse_args() -> Result<Args, String> {
         implementation: None,
         reps: 0,
         multi_thread: true,
+        bytes: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -110,6 +141,14 @@ fn parse_args() -> Result<Args, String> {
                     .filter(|n| *n > 0)
                     .ok_or("--reps needs a positive number")?
             }
+            "--bytes" => {
+                args.bytes = Some(
+                    it.next()
+                        .and_then(|n| n.parse().ok())
+                        .filter(|n| *n > 0)
+                        .ok_or("--bytes needs a positive number")?,
+                )
+            }
             "--runtime" => match it.next().as_deref() {
                 Some("multi") => args.multi_thread = true,
                 Some("current") => args.multi_thread = false,
@@ -117,7 +156,7 @@ fn parse_args() -> Result<Args, String> {
             },
             "--help" | "-h" => {
                 return Err(
-                    "usage: hawser-bench [--quick] [--json] [--workload NAME] [--impl NAME] [--reps N] [--runtime multi|current]"
+                    "usage: hawser-bench [--quick] [--json] [--workload NAME] [--impl NAME] [--reps N] [--runtime multi|current] [--bytes N]"
                         .into(),
                 )
             }
@@ -215,7 +254,11 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let sizes = if args.quick { Sizes::quick() } else { Sizes::full() };
+    let mut sizes = if args.quick { Sizes::quick() } else { Sizes::full() };
+    if let Some(bytes) = args.bytes {
+        sizes.bulk_one = bytes;
+        sizes.core = bytes;
+    }
     let mut results = Vec::new();
     for workload in WORKLOADS {
         if args.workload.as_deref().is_some_and(|w| w != workload) {
@@ -257,8 +300,9 @@ fn main() {
             if args.skips(which.name()) {
                 continue;
             }
-            if workload == "idle" && which == TokioImpl::RawTcp {
-                continue; // 10,000 idle TCP connections measure the kernel, not a mux.
+            if (workload == "idle" || workload == "open-burst") && which == TokioImpl::RawTcp {
+                // Thousands of TCP connections measure the kernel, not a mux.
+                continue;
             }
             let mut result = Result_::new(workload, which.name());
             for _ in 0..args.reps {
@@ -276,6 +320,9 @@ fn main() {
                         "bulk-100" => workloads::bulk_hundred(which, &sizes).await,
                         "rr" => workloads::request_response(which, &sizes).await,
                         "open" => workloads::open_close(which, &sizes).await,
+                        "open-burst" => workloads::open_burst(which, &sizes).await,
+                        "fairness" => workloads::fairness(which, &sizes).await,
+                        "rr-under-load" => workloads::rr_under_load(which, &sizes).await,
                         _ => unreachable!("idle runs in child processes"),
                     }
                 }));
@@ -382,6 +429,8 @@ fn print_ratios(results: &[Result_]) {
         ("rr", "p50", "hawser-tokio", "raw-tcp", "p50"),
         ("rr", "p50", "hawser-tokio", "yamux", "p50"),
         ("open", "rate", "hawser-tokio", "yamux", "rate"),
+        ("rr-under-load", "p99", "hawser-tokio", "yamux", "p99"),
+        ("rr-under-load", "p99", "hawser-tokio", "tokio-yamux", "p99"),
         ("core", "throughput", "hawser-core", "hawser-core", "memcpy"),
         ("tunnel", "bulk-1", "tunnel-tls", "direct-tcp", "bulk-1"),
         ("tunnel", "bulk-1", "tunnel-plaintext", "direct-tcp", "bulk-1"),
@@ -395,6 +444,19 @@ fn print_ratios(results: &[Result_]) {
             format!("{workload} {metric} {ours} / {theirs}")
         };
         ratio(&label, get(workload, ours, metric), get(workload, theirs, their_metric));
+    }
+    ratio(
+        "open-burst rate at 100k / rate at 10k, hawser-tokio",
+        get("open-burst", "hawser-tokio", "rate-100k"),
+        get("open-burst", "hawser-tokio", "rate-10k"),
+    );
+    ratio(
+        "rr-under-load p99 / idle rr p99, hawser-tokio",
+        get("rr-under-load", "hawser-tokio", "p99"),
+        get("rr", "hawser-tokio", "p99"),
+    );
+    if let Some(fair) = get("fairness", "hawser-tokio", "min/max") {
+        println!("  {:<48} {fair:.2}", "fairness min/max, hawser-tokio");
     }
     for end in ["client", "server"] {
         if let Some(idle) = get("idle", "hawser-tokio", end) {

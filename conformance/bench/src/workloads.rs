@@ -200,3 +200,152 @@ pub async fn idle_server(
     let after = rss().ok_or_else(|| io::Error::other("no /proc/self/statm"))?;
     Ok(after.saturating_sub(before) as f64 / count as f64)
 }
+
+/// The metric name of an open burst of `n` streams.
+fn burst_metric(n: usize) -> &'static str {
+    match n {
+        1_000 => "rate-1k",
+        10_000 => "rate-10k",
+        100_000 => "rate-100k",
+        _ => "rate",
+    }
+}
+
+/// `n` streams opened at once, far beyond the default `max_streams`, each
+/// echoing 16 bytes: streams per second, for each burst size in turn.
+pub async fn open_burst(which: TokioImpl, sizes: &Sizes) -> io::Result<Vec<Figure>> {
+    let mut figures = Vec::new();
+    for &n in sizes.bursts {
+        // The default limits: the burst waits for places, as a real one does.
+        let client = Arc::new(mux::connect(which, 0).await?);
+        let start = Instant::now();
+        let mut tasks = Vec::with_capacity(n);
+        for index in 0..n {
+            let client = client.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut message = [ECHO; 17];
+                message[1..].copy_from_slice(&(index as u128).to_be_bytes());
+                let mut stream = client.open().await?;
+                stream.write_all(&message).await?;
+                stream.shutdown().await?;
+                let mut back = Vec::with_capacity(16);
+                stream.read_to_end(&mut back).await?;
+                if back != message[1..] {
+                    let why = format!("an echo came back with {} of its 16 bytes, or altered", back.len());
+                    return Err(io::Error::other(why));
+                }
+                Ok::<(), io::Error>(())
+            }));
+        }
+        for task in tasks {
+            task.await.map_err(io::Error::other)??;
+        }
+        let secs = start.elapsed().as_secs_f64();
+        client.close();
+        figures.push(figure(burst_metric(n), n as f64 / secs, "streams/s"));
+    }
+    Ok(figures)
+}
+
+/// 16 streams sending bulk at once: how evenly the link is shared. `min/max`
+/// is the first stream's completion time over the last's (1.0: all finish
+/// together; 1/16: one after the other).
+pub async fn fairness(which: TokioImpl, sizes: &Sizes) -> io::Result<Vec<Figure>> {
+    const STREAMS: usize = 16;
+    let client = Arc::new(mux::connect(which, STREAMS).await?);
+    let chunk = Arc::new(vec![0x5au8; 64 * 1024]);
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..STREAMS {
+        let client = client.clone();
+        let chunk = chunk.clone();
+        let len = sizes.fairness;
+        tasks.push(tokio::spawn(async move {
+            send_bulk(&client, len, &chunk).await?;
+            Ok::<Duration, io::Error>(start.elapsed())
+        }));
+    }
+    let mut done = Vec::new();
+    for task in tasks {
+        done.push(task.await.map_err(io::Error::other)??);
+    }
+    let first = done.iter().min().copied().unwrap_or_default();
+    let last = done.iter().max().copied().unwrap_or_default();
+    client.close();
+    Ok(vec![
+        figure("min/max", first.as_secs_f64() / last.as_secs_f64(), "ratio"),
+        figure(
+            "throughput",
+            (STREAMS * sizes.fairness) as f64 / last.as_secs_f64() / 1e6,
+            "MB/s",
+        ),
+    ])
+}
+
+/// 64-byte round trips on one stream while 8 other streams of the same
+/// session (connections, for raw TCP) push bulk data as fast as they can: the
+/// latency a small request sees behind bulk, and the bulk throughput reached.
+/// Runs `loaded_round_trips` round trips or for `loaded_for`, whichever ends
+/// first.
+pub async fn rr_under_load(which: TokioImpl, sizes: &Sizes) -> io::Result<Vec<Figure>> {
+    const BULK: usize = 8;
+    let client = Arc::new(mux::connect(which, BULK + 1).await?);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut pushers = Vec::new();
+    for _ in 0..BULK {
+        let client = client.clone();
+        let stop = stop.clone();
+        pushers.push(tokio::spawn(async move {
+            let stream = client.open().await?;
+            let (mut reader, mut writer) = tokio::io::split(stream);
+            let chunk = vec![0x5au8; 64 * 1024];
+            let writing = async {
+                writer.write_all(&[SINK]).await?;
+                let mut sent = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    writer.write_all(&chunk).await?;
+                    sent += chunk.len() as u64;
+                }
+                writer.shutdown().await?;
+                Ok::<u64, io::Error>(sent)
+            };
+            let mut answer = [0u8; 1];
+            let (sent, read) = tokio::join!(writing, reader.read_exact(&mut answer));
+            read?;
+            sent
+        }));
+    }
+    let mut stream = client.open().await?;
+    stream.write_all(&[ECHO]).await?;
+    let request = [0x42u8; 64];
+    let mut reply = [0u8; 64];
+    for _ in 0..100 {
+        stream.write_all(&request).await?;
+        stream.read_exact(&mut reply).await?;
+    }
+    let start = Instant::now();
+    let mut samples = Vec::with_capacity(sizes.loaded_round_trips);
+    // Bounded in time as well: behind bulk, a round trip can take milliseconds.
+    while samples.len() < sizes.loaded_round_trips && start.elapsed() < sizes.loaded_for {
+        let sent_at = Instant::now();
+        stream.write_all(&request).await?;
+        stream.read_exact(&mut reply).await?;
+        samples.push(sent_at.elapsed());
+    }
+    let secs = start.elapsed().as_secs_f64();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut bulk = 0u64;
+    for pusher in pushers {
+        bulk += pusher.await.map_err(io::Error::other)??;
+    }
+    stream.shutdown().await?;
+    client.close();
+    samples.sort();
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e6;
+    Ok(vec![
+        figure("p50", at(0.5), "us"),
+        figure("p99", at(0.99), "us"),
+        figure("p99.9", at(0.999), "us"),
+        figure("bulk", bulk as f64 / secs / 1e6, "MB/s"),
+    ])
+}
