@@ -23,6 +23,11 @@ const MIN_READ: usize = crate::pool::SMALL_BUF;
 const COALESCE: usize = 16 * 1024;
 /// How many reads or writes one poll does before yielding to other tasks.
 const OPS_PER_POLL: usize = 32;
+/// A link that brought nothing for this long gives its read slab back (to the
+/// process-wide pool, see `pool`) and reads into small buffers again: a
+/// thousand sessions that moved data once and then sit idle should not each
+/// keep 256 KiB.
+const QUIET: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Drives one session until it ends, over one link or, for a resumable session,
 /// over each new link its [`LinkSource`] provides; resolves to the session's close
@@ -48,6 +53,8 @@ pub struct Driver<L, T> {
     /// The time at the start of this turn of the poll loop: reads and writes
     /// within one turn share it (a clock read is a measurable part of a round trip).
     turn_now: hawser_core::Instant,
+    /// When a read last brought data.
+    last_read: hawser_core::Instant,
 }
 
 impl<L: Link + Unpin, T: Timer + Unpin> Driver<L, T> {
@@ -67,6 +74,7 @@ impl<L: Link + Unpin, T: Timer + Unpin> Driver<L, T> {
             deferred: false,
             epoch,
             turn_now: hawser_core::Instant::ZERO,
+            last_read: hawser_core::Instant::ZERO,
         }
     }
 
@@ -156,6 +164,7 @@ impl<L: Link + Unpin, T: Timer + Unpin> Driver<L, T> {
                 self.link_lost();
                 return false;
             }
+            self.last_read = self.turn_now;
             let input = self.read_buf.take_filled();
             let mut shared = Shared::lock(&self.shared);
             if shared.link_events.drop_link {
@@ -258,21 +267,41 @@ impl<L: Link + Unpin, T: Timer + Unpin> Driver<L, T> {
     }
 
     fn poll_timer(&mut self, cx: &mut Context<'_>) -> bool {
-        let deadline = {
+        let session_deadline = {
             let shared = Shared::lock(&self.shared);
-            match shared.session_ref().poll_timeout() {
-                Some(at) => shared.to_std(at),
-                None => return false,
-            }
+            shared.session_ref().poll_timeout().map(|at| shared.to_std(at))
+        };
+        let quiet_deadline = self
+            .read_buf
+            .holds_slab()
+            .then(|| self.epoch + self.last_read.since_origin() + QUIET);
+        let deadline = match (session_deadline, quiet_deadline) {
+            (Some(a), Some(b)) => a.min(b),
+            (Some(at), None) | (None, Some(at)) => at,
+            (None, None) => return false,
         };
         if self.timer.poll_until(cx, deadline).is_pending() {
             return false;
         }
-        let mut shared = Shared::lock(&self.shared);
-        let now = shared.now();
-        shared.session().handle_timeout(now);
-        shared.dispatch_events();
+        let now = StdInstant::now();
+        if quiet_deadline.is_some_and(|at| now >= at) {
+            self.release_read_buffers();
+        }
+        if session_deadline.is_some_and(|at| now >= at) {
+            let mut shared = Shared::lock(&self.shared);
+            let now = shared.now();
+            shared.session().handle_timeout(now);
+            shared.dispatch_events();
+        }
         true
+    }
+
+    /// The link has been quiet for [`QUIET`]: back to small reads, and the
+    /// slab to the pool (the session keeps the pieces of it it still holds).
+    fn release_read_buffers(&mut self) {
+        tracing::trace!("quiet link: read slab released");
+        self.read_buf = SlabBuf::default();
+        self.read_size = MIN_READ;
     }
 }
 

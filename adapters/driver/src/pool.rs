@@ -98,6 +98,11 @@ impl SlabBuf {
         })
     }
 
+    /// Whether the current buffer is a slab (not a small buffer, not none).
+    pub fn holds_slab(&self) -> bool {
+        self.slab.is_some() && !self.small
+    }
+
     /// The bytes added to the current slab since the last piece was cut.
     pub fn take_filled(&mut self) -> Bytes {
         self.slab.as_mut().map(|slab| slab.split().freeze()).unwrap_or_default()
