@@ -17,6 +17,7 @@
 mod idle;
 mod mux;
 mod others;
+mod sessions;
 mod tunnel;
 mod workloads;
 
@@ -44,6 +45,8 @@ pub struct Sizes {
     pub loaded_round_trips: usize,
     /// ...and for at most this long.
     pub loaded_for: Duration,
+    /// Sessions at once in `sessions`.
+    pub sessions: usize,
 }
 
 impl Sizes {
@@ -59,6 +62,7 @@ impl Sizes {
             fairness: 16 << 20,
             loaded_round_trips: 5_000,
             loaded_for: Duration::from_secs(2),
+            sessions: 1_000,
         }
     }
 
@@ -74,11 +78,12 @@ impl Sizes {
             fairness: 1 << 20,
             loaded_round_trips: 500,
             loaded_for: Duration::from_millis(500),
+            sessions: 100,
         }
     }
 }
 
-const WORKLOADS: [&str; 10] = [
+const WORKLOADS: [&str; 11] = [
     "bulk-1",
     "bulk-100",
     "rr",
@@ -86,6 +91,7 @@ const WORKLOADS: [&str; 10] = [
     "open",
     "open-burst",
     "fairness",
+    "sessions",
     "idle",
     "core",
     "tunnel",
@@ -244,8 +250,10 @@ where
 
 fn main() {
     let mut raw = std::env::args().skip(1);
-    if let Some(side @ ("--idle-server" | "--idle-client")) = raw.next().as_deref() {
-        idle::child_main(side, raw);
+    match raw.next().as_deref() {
+        Some(side @ ("--idle-server" | "--idle-client")) => idle::child_main(side, raw),
+        Some("--sessions-server") => sessions::server_main(raw),
+        _ => {}
     }
     let args = match parse_args() {
         Ok(args) => args,
@@ -300,7 +308,7 @@ fn main() {
             if args.skips(which.name()) {
                 continue;
             }
-            if (workload == "idle" || workload == "open-burst") && which == TokioImpl::RawTcp {
+            if matches!(workload, "idle" | "open-burst" | "sessions") && which == TokioImpl::RawTcp {
                 // Thousands of TCP connections measure the kernel, not a mux.
                 continue;
             }
@@ -314,6 +322,7 @@ fn main() {
                     continue;
                 }
                 let sizes = sizes.clone();
+                let multi_thread = args.multi_thread;
                 result.add(on_fresh_runtime(args.multi_thread, || async move {
                     match workload {
                         "bulk-1" => workloads::bulk_one(which, &sizes).await,
@@ -323,6 +332,7 @@ fn main() {
                         "open-burst" => workloads::open_burst(which, &sizes).await,
                         "fairness" => workloads::fairness(which, &sizes).await,
                         "rr-under-load" => workloads::rr_under_load(which, &sizes).await,
+                        "sessions" => sessions::measure(which, sizes.sessions, multi_thread).await,
                         _ => unreachable!("idle runs in child processes"),
                     }
                 }));
@@ -431,6 +441,8 @@ fn print_ratios(results: &[Result_]) {
         ("open", "rate", "hawser-tokio", "yamux", "rate"),
         ("rr-under-load", "p99", "hawser-tokio", "yamux", "p99"),
         ("rr-under-load", "p99", "hawser-tokio", "tokio-yamux", "p99"),
+        ("sessions", "p99-stream", "hawser-tokio", "yamux", "p99-stream"),
+        ("sessions", "total", "hawser-tokio", "yamux", "total"),
         ("core", "throughput", "hawser-core", "hawser-core", "memcpy"),
         ("tunnel", "bulk-1", "tunnel-tls", "direct-tcp", "bulk-1"),
         ("tunnel", "bulk-1", "tunnel-plaintext", "direct-tcp", "bulk-1"),
@@ -455,6 +467,12 @@ fn print_ratios(results: &[Result_]) {
         get("rr-under-load", "hawser-tokio", "p99"),
         get("rr", "hawser-tokio", "p99"),
     );
+    if let Some(rss) = get("sessions", "hawser-tokio", "server-rss") {
+        println!(
+            "  {:<48} {rss:.0} bytes",
+            "sessions hawser-tokio server memory per idle session"
+        );
+    }
     if let Some(fair) = get("fairness", "hawser-tokio", "min/max") {
         println!("  {:<48} {fair:.2}", "fairness min/max, hawser-tokio");
     }
