@@ -61,7 +61,7 @@ impl Sizes {
             bursts: &[1_000, 10_000, 100_000],
             fairness: 16 << 20,
             loaded_round_trips: 5_000,
-            loaded_for: Duration::from_secs(2),
+            loaded_for: Duration::from_secs(1),
             sessions: 1_000,
         }
     }
@@ -103,6 +103,8 @@ struct Args {
     workload: Option<String>,
     implementation: Option<String>,
     reps: usize,
+    /// Whether `--reps` was given (else `sessions` runs once).
+    reps_given: bool,
     multi_thread: bool,
     /// Overrides how much `bulk-1` and `core` move (for instruction counts).
     bytes: Option<usize>,
@@ -124,6 +126,7 @@ fn parse_args() -> Result<Args, String> {
         workload: None,
         implementation: None,
         reps: 0,
+        reps_given: false,
         multi_thread: true,
         bytes: None,
     };
@@ -169,6 +172,7 @@ fn parse_args() -> Result<Args, String> {
             other => return Err(format!("unknown argument {other}")),
         }
     }
+    args.reps_given = args.reps > 0;
     if args.reps == 0 {
         args.reps = if args.quick { 1 } else { 3 };
     }
@@ -313,7 +317,13 @@ fn main() {
                 continue;
             }
             let mut result = Result_::new(workload, which.name());
-            for _ in 0..args.reps {
+            // A thousand sessions take seconds: once, unless asked for more.
+            let reps = if workload == "sessions" && !args.reps_given {
+                1
+            } else {
+                args.reps
+            };
+            for _ in 0..reps {
                 if workload == "idle" {
                     result.add(idle::measure(which, sizes.idle, args.multi_thread));
                     if result.error.is_some() {
