@@ -1,8 +1,9 @@
-//! The identifiers and codes every other module speaks of: stream ids, and the
-//! codes carried by resets and go-aways. A leaf: it depends on nothing else in
-//! the crate.
+//! The identifiers and codes every other module speaks of: stream ids, the
+//! hasher for maps keyed by them, and the codes carried by resets and
+//! go-aways. A leaf: it depends on nothing else in the crate.
 
 use core::fmt;
+use core::hash::Hasher;
 
 /// A stream's id: odd for streams the client opened, even for the server's.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -99,5 +100,57 @@ impl fmt::Display for ResetCode {
             _ => return write!(f, "code {}", self.0),
         };
         write!(f, "{name} ({})", self.0)
+    }
+}
+
+/// A deterministic hasher for stream ids (a multiply-xorshift mix), for maps
+/// keyed by them: the session's, and the adapters' wakers per stream (std's
+/// SipHash costs more than the rest of a map lookup). Ids are chosen by the
+/// peer, so collisions can be forced; the number of live streams is bounded by
+/// `max_streams`, which bounds the harm. Not for keys without such a bound.
+#[derive(Default, Clone, Copy)]
+pub struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.write_u64(u64::from(byte));
+        }
+    }
+
+    fn write_u32(&mut self, value: u32) {
+        self.write_u64(u64::from(value));
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        let mixed = (self.0 ^ value).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.0 = mixed ^ (mixed >> 29);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec::Vec;
+
+    #[test]
+    fn id_hasher_spreads_sequential_ids() {
+        let hash = |id: u32| {
+            let mut hasher = IdHasher::default();
+            hasher.write_u32(id);
+            hasher.finish()
+        };
+        let mut low_bits: Vec<u64> = (1..=64).map(|id| hash(id * 2) & 63).collect();
+        low_bits.sort_unstable();
+        low_bits.dedup();
+        assert!(
+            low_bits.len() > 32,
+            "sequential ids collide too often: {}",
+            low_bits.len()
+        );
     }
 }

@@ -128,6 +128,7 @@ pub use error::{
 };
 pub use event::Event;
 pub use frame::{FrameError, Profile};
+pub use ids::IdHasher;
 pub use resume::{ResumeRefusal, ResumeRequest, ResumeToken, Ticket};
 pub use session::{AttachError, Session, Stream, Transmit, TransmitHeader};
 pub use settings::{HandshakeError, Settings};

@@ -1,12 +1,13 @@
 //! The session state every handle of one session shares.
 
 use std::collections::HashMap;
+use std::hash::BuildHasherDefault;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
 use std::time::{Duration, Instant as StdInstant};
 
-use hawser_core::{Config, Event, Instant, ResetCode, Role, Session, SessionError, StreamId};
+use hawser_core::{Config, Event, IdHasher, Instant, ResetCode, Role, Session, SessionError, StreamId};
 
 use crate::events::{LinkEvent, LinkEvents};
 use crate::health::{HealthEvent, HealthLog, Status};
@@ -69,7 +70,7 @@ struct StreamWakers {
 pub struct Shared {
     session: Session,
     epoch: StdInstant,
-    wakers: HashMap<StreamId, StreamWakers>,
+    wakers: HashMap<StreamId, StreamWakers, BuildHasherDefault<IdHasher>>,
     accept_wakers: Vec<Waker>,
     pub(crate) open_queue: OpenQueue,
     flush_wakers: Vec<(StreamId, Waker)>,
@@ -77,7 +78,7 @@ pub struct Shared {
     /// Streams whose handle was dropped before the peer finished: their inbound
     /// data is read and dropped (so the peer is never stuck on a window nobody
     /// reads), within a byte and time grace, then they are reset.
-    abandoned: HashMap<StreamId, Abandoned>,
+    abandoned: HashMap<StreamId, Abandoned, BuildHasherDefault<IdHasher>>,
     /// Resumption: link events for the application, and the driver's cue to drop
     /// its link.
     pub(crate) link_events: LinkEvents,
@@ -106,12 +107,12 @@ impl Shared {
         Ok(Arc::new(Mutex::new(Shared {
             session,
             epoch: StdInstant::now(),
-            wakers: HashMap::new(),
+            wakers: HashMap::default(),
             accept_wakers: Vec::new(),
             open_queue: OpenQueue::default(),
             flush_wakers: Vec::new(),
             driver_waker: None,
-            abandoned: HashMap::new(),
+            abandoned: HashMap::default(),
             link_events: LinkEvents::default(),
             write_slab: SlabBuf::default(),
             health_log: HealthLog::default(),

@@ -9,7 +9,7 @@ mod timers;
 use alloc::boxed::Box;
 use alloc::collections::{BTreeSet, VecDeque};
 use alloc::vec::Vec;
-use core::hash::{BuildHasherDefault, Hasher};
+use core::hash::BuildHasherDefault;
 use core::time::Duration;
 
 use bytes::Bytes;
@@ -22,6 +22,7 @@ use crate::error::{ClosedError, GoAwayCode, OpenError, PingError, ProtocolError,
 use crate::event::Event;
 use crate::flow::RecvWindow;
 use crate::frame::{Flags, FrameType, Header, Profile};
+use crate::ids::IdHasher;
 use crate::settings::{Settings, MIN_INITIAL_WINDOW, MIN_MAX_FRAME_SIZE};
 use crate::stats::Stats;
 use crate::stream::{StreamId, StreamState};
@@ -35,33 +36,6 @@ pub use output::{Transmit, TransmitHeader};
 
 /// How many explicit pings may be in flight at once.
 const MAX_USER_PINGS: usize = 8;
-
-/// A deterministic hasher for stream ids (a multiply-xorshift mix). Ids are chosen by
-/// the peer, so collisions can be forced; the number of live streams is bounded by
-/// `max_streams`, which bounds the harm.
-#[derive(Default, Clone, Copy)]
-pub(crate) struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            self.write_u64(u64::from(byte));
-        }
-    }
-
-    fn write_u32(&mut self, value: u32) {
-        self.write_u64(u64::from(value));
-    }
-
-    fn write_u64(&mut self, value: u64) {
-        let mixed = (self.0 ^ value).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        self.0 = mixed ^ (mixed >> 29);
-    }
-}
 
 /// How many streams released on the delivery of their reset keep their code
 /// for later operations: 8 bytes each at most.
@@ -870,22 +844,5 @@ mod tests {
             assert_eq!(again, Err(crate::error::WriteError::Blocked));
         }
         assert_eq!(session.write_blocked.len(), 1, "one entry per blocked stream");
-    }
-
-    #[test]
-    fn id_hasher_spreads_sequential_ids() {
-        let hash = |id: u32| {
-            let mut hasher = IdHasher::default();
-            hasher.write_u32(id);
-            hasher.finish()
-        };
-        let mut low_bits: Vec<u64> = (1..=64).map(|id| hash(id * 2) & 63).collect();
-        low_bits.sort_unstable();
-        low_bits.dedup();
-        assert!(
-            low_bits.len() > 32,
-            "sequential ids collide too often: {}",
-            low_bits.len()
-        );
     }
 }
