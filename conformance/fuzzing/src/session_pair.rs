@@ -22,18 +22,55 @@ struct Plan {
 
 #[derive(Arbitrary, Debug)]
 enum Op {
-    Open { server: bool },
-    Write { server: bool, stream: u8, len: u16 },
-    Read { server: bool, stream: u8, max: u16 },
-    Finish { server: bool, stream: u8 },
-    Reset { server: bool, stream: u8, code: u16 },
-    GoAway { server: bool },
-    Ping { server: bool },
-    Deliver { to_server: bool, max: u16 },
-    Advance { ms: u16 },
+    Open {
+        server: bool,
+    },
+    Write {
+        server: bool,
+        stream: u8,
+        len: u16,
+    },
+    Read {
+        server: bool,
+        stream: u8,
+        max: u16,
+    },
+    Finish {
+        server: bool,
+        stream: u8,
+    },
+    Reset {
+        server: bool,
+        stream: u8,
+        code: u16,
+        reason: Option<u16>,
+    },
+    GoAway {
+        server: bool,
+        reason: Option<u16>,
+    },
+    Ping {
+        server: bool,
+    },
+    Deliver {
+        to_server: bool,
+        max: u16,
+    },
+    Advance {
+        ms: u16,
+    },
     Cut,
     Resume,
-    Inject { to_server: bool, bytes: Vec<u8> },
+    Inject {
+        to_server: bool,
+        bytes: Vec<u8>,
+    },
+}
+
+/// A reason of about `len` bytes (up to 600, past the 256 a frame carries),
+/// with two-byte characters so that cutting it must find a boundary.
+fn reason_of(len: u16) -> String {
+    "aé".repeat(usize::from(len % 200))
 }
 
 /// The byte `from` writes at `offset` of stream `id`: the reader can check
@@ -228,15 +265,29 @@ pub fn run(data: &[u8]) {
                     let _ = world.sessions[side].stream(id).finish();
                 }
             }
-            Op::Reset { server, stream, code } => {
+            Op::Reset {
+                server,
+                stream,
+                code,
+                reason,
+            } => {
                 let side = usize::from(server);
                 if let Some(id) = world.pick(side, stream) {
-                    let _ = world.sessions[side].stream(id).reset(ResetCode(u32::from(code)));
+                    let code = ResetCode(u32::from(code));
+                    let mut stream = world.sessions[side].stream(id);
+                    let _ = match reason {
+                        Some(len) => stream.reset_with_reason(code, &reason_of(len)),
+                        None => stream.reset(code),
+                    };
                 }
             }
-            Op::GoAway { server } => {
+            Op::GoAway { server, reason } => {
                 let now = world.now;
-                let _ = world.sessions[usize::from(server)].go_away(now, GoAwayCode::NORMAL);
+                let session = &mut world.sessions[usize::from(server)];
+                let _ = match reason {
+                    Some(len) => session.go_away_with_reason(now, GoAwayCode::NORMAL, &reason_of(len)),
+                    None => session.go_away(now, GoAwayCode::NORMAL),
+                };
             }
             Op::Ping { server } => {
                 let now = world.now;
