@@ -110,15 +110,22 @@ mod tests {
         count.0.load(Ordering::Relaxed)
     }
 
-    #[test]
-    fn one_place_wakes_the_longest_waiting_task_only() {
-        let mut queue = OpenQueue::default();
+    /// A queue with two tasks waiting, first `a` then `b`: their wake counts
+    /// and tickets.
+    fn two_waiting(queue: &mut OpenQueue) -> (Arc<Count>, Arc<Count>, Ticket, Ticket) {
         let (first, first_waker) = waker();
         let (second, second_waker) = waker();
         let (mut a, mut b) = (None, None);
         queue.register(&mut a, &first_waker);
         queue.register(&mut b, &second_waker);
         queue.register(&mut a, &first_waker);
+        (first, second, a, b)
+    }
+
+    #[test]
+    fn one_place_wakes_the_longest_waiting_task_only() {
+        let mut queue = OpenQueue::default();
+        let (first, second, mut a, _b) = two_waiting(&mut queue);
         assert_eq!(queue.len(), 2, "polled again, queued once");
         queue.wake_next();
         assert_eq!((woken(&first), woken(&second)), (1, 0));
@@ -130,11 +137,7 @@ mod tests {
     #[test]
     fn a_woken_task_that_leaves_passes_its_turn_on() {
         let mut queue = OpenQueue::default();
-        let (first, first_waker) = waker();
-        let (second, second_waker) = waker();
-        let (mut a, mut b) = (None, None);
-        queue.register(&mut a, &first_waker);
-        queue.register(&mut b, &second_waker);
+        let (first, second, mut a, _b) = two_waiting(&mut queue);
         queue.wake_next();
         queue.leave(&mut a);
         assert_eq!((woken(&first), woken(&second)), (1, 1));

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use hawser_conformance::interop::peer::PeerStream;
+
 use crate::mux::{self, Client, TokioImpl, ECHO, HOLD, SINK};
 use crate::Sizes;
 
@@ -77,23 +79,30 @@ pub async fn bulk_hundred(which: TokioImpl, sizes: &Sizes) -> io::Result<Vec<Fig
     )])
 }
 
-pub async fn request_response(which: TokioImpl, sizes: &Sizes) -> io::Result<Vec<Figure>> {
-    let client = mux::connect(which, 1).await?;
+/// An echo stream past its first 100 round trips: open, windows settled.
+async fn warm_echo_stream(client: &Client) -> io::Result<PeerStream> {
     let mut stream = client.open().await?;
     stream.write_all(&[ECHO]).await?;
-    let request = [0x42u8; 64];
-    let mut reply = [0u8; 64];
-    // Warm up: the stream is open and windows are settled.
     for _ in 0..100 {
-        stream.write_all(&request).await?;
-        stream.read_exact(&mut reply).await?;
+        round_trip(&mut stream).await?;
     }
+    Ok(stream)
+}
+
+/// One 64-byte request and its echo: how long it took.
+async fn round_trip(stream: &mut PeerStream) -> io::Result<Duration> {
+    let sent_at = Instant::now();
+    stream.write_all(&[0x42u8; 64]).await?;
+    stream.read_exact(&mut [0u8; 64]).await?;
+    Ok(sent_at.elapsed())
+}
+
+pub async fn request_response(which: TokioImpl, sizes: &Sizes) -> io::Result<Vec<Figure>> {
+    let client = mux::connect(which, 1).await?;
+    let mut stream = warm_echo_stream(&client).await?;
     let mut samples = Vec::with_capacity(sizes.round_trips);
     for _ in 0..sizes.round_trips {
-        let start = Instant::now();
-        stream.write_all(&request).await?;
-        stream.read_exact(&mut reply).await?;
-        samples.push(start.elapsed());
+        samples.push(round_trip(&mut stream).await?);
     }
     stream.shutdown().await?;
     client.close();
@@ -315,22 +324,12 @@ pub async fn rr_under_load(which: TokioImpl, sizes: &Sizes) -> io::Result<Vec<Fi
             sent
         }));
     }
-    let mut stream = client.open().await?;
-    stream.write_all(&[ECHO]).await?;
-    let request = [0x42u8; 64];
-    let mut reply = [0u8; 64];
-    for _ in 0..100 {
-        stream.write_all(&request).await?;
-        stream.read_exact(&mut reply).await?;
-    }
+    let mut stream = warm_echo_stream(&client).await?;
     let start = Instant::now();
     let mut samples = Vec::with_capacity(sizes.loaded_round_trips);
     // Bounded in time as well: behind bulk, a round trip can take milliseconds.
     while samples.len() < sizes.loaded_round_trips && start.elapsed() < sizes.loaded_for {
-        let sent_at = Instant::now();
-        stream.write_all(&request).await?;
-        stream.read_exact(&mut reply).await?;
-        samples.push(sent_at.elapsed());
+        samples.push(round_trip(&mut stream).await?);
     }
     let secs = start.elapsed().as_secs_f64();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);

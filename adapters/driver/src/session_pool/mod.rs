@@ -151,9 +151,16 @@ impl<S: PoolMember> PoolCore<S> {
     /// Shuts the pool: its sessions are let go (each ends once the streams
     /// opened on it are done) and every waiter wakes.
     pub fn shut(&self) {
-        let sessions = self.with(Change::Members, |policy| policy.clear());
-        self.lock().shut = true;
-        self.changed(Change::Members);
+        let (sessions, mut wakers) = {
+            let mut state = self.lock();
+            state.shut = true;
+            state.generation += 1;
+            state.membership += 1;
+            let mut wakers = std::mem::take(&mut state.waiting);
+            wakers.append(&mut state.watching);
+            (state.policy.clear(), wakers)
+        };
+        wakers.drain(..).for_each(Waker::wake);
         drop(sessions);
     }
 
