@@ -454,10 +454,16 @@ fn print_ratios(results: &[Result_]) {
         ("sessions", "p99-stream", "hawser-tokio", "yamux", "p99-stream"),
         ("sessions", "total", "hawser-tokio", "yamux", "total"),
         ("core", "throughput", "hawser-core", "hawser-core", "memcpy"),
+        ("tunnel", "bulk-1", "relay-tcp", "direct-tcp", "bulk-1"),
         ("tunnel", "bulk-1", "tunnel-tls", "direct-tcp", "bulk-1"),
         ("tunnel", "bulk-1", "tunnel-plaintext", "direct-tcp", "bulk-1"),
+        ("tunnel", "bulk-100", "relay-tcp", "direct-tcp", "bulk-100"),
         ("tunnel", "bulk-100", "tunnel-tls", "direct-tcp", "bulk-100"),
         ("tunnel", "bulk-100", "tunnel-plaintext", "direct-tcp", "bulk-100"),
+        ("tunnel", "bulk-1", "tunnel-tls", "relay-tcp", "bulk-1"),
+        ("tunnel", "bulk-1", "tunnel-plaintext", "relay-tcp", "bulk-1"),
+        ("tunnel", "bulk-100", "tunnel-tls", "relay-tcp", "bulk-100"),
+        ("tunnel", "bulk-100", "tunnel-plaintext", "relay-tcp", "bulk-100"),
     ];
     for (workload, metric, ours, theirs, their_metric) in targets {
         let label = if ours == theirs {

@@ -2,6 +2,11 @@
 //! through the hawser tunnel (a server and a client in this process, `-L` to
 //! the sink) with TLS and with `--insecure-plaintext`. One connection moving
 //! `bulk_one` bytes, and 100 connections moving `bulk_hundred` each.
+//!
+//! `relay-tcp` is the ceiling for any forwarder with the tunnel's shape: the
+//! same three TCP hops (sender to client, client to server, server to sink)
+//! through two plain relays that only copy bytes, with no framing, no
+//! multiplexing and no encryption.
 
 use std::io;
 use std::net::SocketAddr;
@@ -22,7 +27,7 @@ use crate::workloads::Figure;
 use crate::Sizes;
 
 /// The ways to reach the sink.
-pub const IMPLS: [&str; 3] = ["direct-tcp", "tunnel-tls", "tunnel-plaintext"];
+pub const IMPLS: [&str; 4] = ["direct-tcp", "relay-tcp", "tunnel-tls", "tunnel-plaintext"];
 
 /// A sink: reads each connection to its end, then answers one byte, so that the
 /// sender knows everything arrived.
@@ -35,6 +40,27 @@ async fn sink() -> io::Result<SocketAddr> {
                 let mut buf = vec![0u8; 256 * 1024];
                 while matches!(tcp.read(&mut buf).await, Ok(n) if n > 0) {}
                 let _ = tcp.write_all(b"!").await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+/// A relay: each connection accepted is copied both ways to a new connection
+/// to `target`, with the tunnel's 256 KiB reads; returns its address.
+async fn relay(target: SocketAddr) -> io::Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        while let Ok((mut inbound, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut outbound) = TcpStream::connect(target).await else {
+                    return;
+                };
+                let _ = inbound.set_nodelay(true);
+                let _ = outbound.set_nodelay(true);
+                let _ =
+                    tokio::io::copy_bidirectional_with_sizes(&mut inbound, &mut outbound, 256 * 1024, 256 * 1024).await;
             });
         }
     });
@@ -122,6 +148,7 @@ pub async fn run(which: &'static str, sizes: &Sizes) -> io::Result<Vec<Figure>> 
     let target = sink().await?;
     let (addr, client) = match which {
         "direct-tcp" => (target, None),
+        "relay-tcp" => (relay(relay(target).await?).await?, None),
         "tunnel-tls" => tunnel(target, true).await.map(|(addr, client)| (addr, Some(client)))?,
         _ => tunnel(target, false).await.map(|(addr, client)| (addr, Some(client)))?,
     };

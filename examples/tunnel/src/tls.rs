@@ -12,8 +12,15 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, ServerConfig, SignatureScheme};
 
+/// ring's provider, with AES-128-GCM first: the server picks the suite, and
+/// on CPUs with AES instructions AES-128 moves bulk data faster than AES-256
+/// while staying a TLS 1.3 suite with 128-bit security.
 fn provider() -> Arc<CryptoProvider> {
-    Arc::new(provider::default_provider())
+    let mut provider = provider::default_provider();
+    provider
+        .cipher_suites
+        .sort_by_key(|suite| suite.suite() != rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+    Arc::new(provider)
 }
 
 /// The SHA-256 fingerprint of a certificate, as 64 lowercase hex digits.
