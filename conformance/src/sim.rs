@@ -349,7 +349,15 @@ impl Pair {
     fn flush(&mut self, side: Side) -> bool {
         let now = self.now;
         let mut bytes = BytesMut::new();
+        let nothing_promised = !self.session(side).has_transmit();
         while let Some(transmit) = self.session(side).poll_transmit(now) {
+            // Embedders skip waking a writer on this promise: every simulated
+            // run checks it.
+            assert!(
+                !nothing_promised,
+                "has_transmit() said nothing to send, then poll_transmit gave {:?}",
+                transmit.header()
+            );
             bytes.extend_from_slice(transmit.header());
             bytes.extend_from_slice(transmit.payload());
         }

@@ -35,9 +35,12 @@
 //!
 //! Each session runs two threads: a reader that blocks on the link and feeds the
 //! session, and a writer that sends the session's frames (vectored) and keeps its
-//! timers. A resumable server session that has lost its link keeps neither: it
+//! timers. A write, flush or finish that finds the writer idle writes its frames
+//! (up to 64 KiB) to the link from the calling thread, so a request/response
+//! round trip does not wait for the writer thread to be scheduled, and the
+//! writer is woken only when an input or a read leaves something to send. A resumable server session that has lost its link keeps neither: it
 //! waits in its acceptor, whose one thread keeps the timers of all such sessions
-//! and starts a writer again when a session's next link arrives. Neither holds the session's lock during a socket call, and no thread
+//! and starts a writer again when a session's next link arrives. No thread holds the session's lock during a socket call, and no thread
 //! busy-waits: callers blocked on a stream park until the session wakes them.
 //! Dropping a [`Stream`] finishes it (written data still goes out, then a FIN);
 //! what the peer still sends is discarded, up to 1 MiB or for 10 s, then the
@@ -61,6 +64,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod direct;
 mod link;
 mod net;
 mod park;

@@ -13,6 +13,7 @@ use hawser_driver::{
     entropy, ControlCore, FrameQueue, LinkSource, RetryPolicy, SessionSlot, Shared, SharedRef, MAX_SLICES,
 };
 
+use crate::direct::{Direct, Outbox, WriterPlan};
 use crate::link::BlockingLink;
 use crate::park::ParkingLot;
 use crate::stream::Stream;
@@ -53,11 +54,12 @@ impl Session {
     pub(crate) fn start<L: BlockingLink>(shared: SharedRef, link: L, supply: Supply<L>) -> io::Result<Session> {
         link.set_write_timeout(Some(WRITE_STALL))?;
         let generation = Arc::new(AtomicU64::new(0));
-        let reader_thread = spawn_reader(&shared, &link, &generation)?;
+        let plan = Arc::new(WriterPlan::default());
+        let reader_thread = spawn_reader(&shared, &link, &generation, &plan)?;
         let signal = Arc::new(Signal::default());
         let writer = Writer {
+            direct: Direct::new(shared.clone(), Some(link), &signal, plan),
             shared: shared.clone(),
-            link: Some(link),
             supply,
             generation,
             signal,
@@ -155,19 +157,27 @@ fn spawn_reader<L: BlockingLink>(
     shared: &SharedRef,
     link: &L,
     generation: &Arc<AtomicU64>,
+    plan: &Arc<WriterPlan>,
 ) -> io::Result<JoinHandle<()>> {
     let reader = link.try_clone()?;
     let shared = shared.clone();
     let current = generation.load(Ordering::Acquire);
     let generation = generation.clone();
+    let plan = plan.clone();
     thread::Builder::new()
         .name("hawser-reader".into())
-        .spawn(move || read_loop(shared, reader, current, generation))
+        .spawn(move || read_loop(shared, reader, current, generation, plan))
 }
 
 /// Reads one link into the session until the link ends or is replaced (its
 /// generation is no longer current).
-fn read_loop<L: BlockingLink>(shared: SharedRef, mut link: L, mine: u64, generation: Arc<AtomicU64>) {
+fn read_loop<L: BlockingLink>(
+    shared: SharedRef,
+    mut link: L,
+    mine: u64,
+    generation: Arc<AtomicU64>,
+    plan: Arc<WriterPlan>,
+) {
     // Reads land in recycled slabs, cut into the `Bytes` the session keeps.
     let mut slab = SlabBuf::default();
     // Zeroing what a read may fill costs as much as the read: ask for little
@@ -211,17 +221,25 @@ fn read_loop<L: BlockingLink>(shared: SharedRef, mut link: L, mine: u64, generat
         }
         guard.session().handle_input(now, buf.split().freeze());
         guard.dispatch_events();
-        guard.wake_driver();
+        // A reset can end a flush's wait: the writer used to notice for it.
+        guard.wake_flushed();
+        // Most inputs (data for a reader, a window update) leave nothing to
+        // send: waking the writer for them would only cost a thread switch.
+        if plan.writer_needed(&guard) {
+            guard.wake_driver();
+        }
         if guard.session_ref().is_closed() {
             return;
         }
     }
 }
 
-/// Shuts the current link (its reader thread then ends) and retires it.
-fn retire<L: BlockingLink>(generation: &AtomicU64, link: &mut Option<L>) {
+/// Shuts the current link (its reader thread then ends) and retires it, with
+/// what was waiting to be written to it.
+fn retire<L: BlockingLink>(generation: &AtomicU64, outbox: &mut Outbox<L>) {
     generation.fetch_add(1, Ordering::AcqRel);
-    if let Some(link) = link.take() {
+    outbox.out.clear();
+    if let Some(link) = outbox.link.take() {
         let _ = link.shutdown();
     }
 }
@@ -267,7 +285,9 @@ enum Acquire<L> {
 /// resumable session replaces a lost link.
 pub(crate) struct Writer<L> {
     shared: SharedRef,
-    link: Option<L>,
+    /// The link and the frames waiting for it, shared with callers that
+    /// write directly.
+    direct: Arc<Direct<L>>,
     supply: Supply<L>,
     generation: Arc<AtomicU64>,
     signal: Arc<Signal>,
@@ -275,9 +295,10 @@ pub(crate) struct Writer<L> {
 
 impl<L: BlockingLink> Writer<L> {
     pub(crate) fn run(mut self) {
-        let waker = Waker::from(self.signal.clone());
-        let mut out = FrameQueue::default();
+        let waker = self.direct.waker().clone();
         loop {
+            let direct = self.direct.clone();
+            let mut outbox = direct.lock();
             let (deadline, closed) = {
                 let mut guard = Shared::lock(&self.shared);
                 let now = guard.now();
@@ -288,28 +309,32 @@ impl<L: BlockingLink> Writer<L> {
                 // Retire a dead link before taking anything to send: once the
                 // session is resumed, its output belongs to the new link.
                 if guard.take_drop_link() {
-                    retire(&self.generation, &mut self.link);
-                    out.clear();
+                    retire(&self.generation, &mut outbox);
                 }
-                if self.link.is_some() {
-                    out.fill(guard.session(), now);
+                if outbox.link.is_some() {
+                    outbox.out.fill(guard.session(), now);
                 }
                 guard.dispatch_events();
                 guard.wake_flushed();
                 guard.register_driver(&waker);
                 let deadline = guard.session_ref().poll_timeout().map(|at| guard.to_std(at));
+                // Set with the session locked: a change after this that needs
+                // a timer sooner wakes this thread (see `WriterPlan`).
+                self.direct.plan().set(deadline);
                 (deadline, guard.session_ref().is_closed())
             };
-            if closed && (out.is_empty() || self.link.is_none()) {
-                if let Some(link) = self.link.as_mut() {
+            if closed && (outbox.out.is_empty() || outbox.link.is_none()) {
+                if let Some(link) = outbox.link.as_mut() {
                     let _ = link.flush();
                     // Unblocks the reader thread too.
                     let _ = link.shutdown();
                 }
+                drop(outbox);
                 Shared::lock(&self.shared).note_driver_finished();
                 return;
             }
-            if self.link.is_none() {
+            if outbox.link.is_none() {
+                drop(outbox);
                 match self.acquire(&waker) {
                     Acquire::Link(link) => self.attach(link),
                     Acquire::Wait(_) if matches!(self.supply, Supply::Slot(..)) => {
@@ -334,11 +359,12 @@ impl<L: BlockingLink> Writer<L> {
                 }
                 continue;
             }
-            if !out.is_empty() {
-                let Some(link) = self.link.as_mut() else {
+            if !outbox.out.is_empty() {
+                let Outbox { link, out, .. } = &mut *outbox;
+                let Some(link) = link.as_mut() else {
                     continue;
                 };
-                if let Err(err) = write_all_vectored(link, &mut out) {
+                if let Err(err) = write_all_vectored(link, out) {
                     if matches!(err.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) {
                         // The peer is not reading. Run the timers (keepalive may
                         // declare it dead), then write the rest; a session that
@@ -361,16 +387,13 @@ impl<L: BlockingLink> Writer<L> {
                     }
                     let _ = guard.take_drop_link();
                     drop(guard);
-                    self.drop_link();
+                    retire(&self.generation, &mut outbox);
                 }
                 continue;
             }
+            drop(outbox);
             self.signal.wait_until(deadline);
         }
-    }
-
-    fn drop_link(&mut self) {
-        retire(&self.generation, &mut self.link);
     }
 
     /// Parked: runs the session's due timers, and says whether its next link
@@ -415,8 +438,8 @@ impl<L: BlockingLink> Writer<L> {
             tracing::debug!(%err, "cannot bound the new link's writes");
             return;
         }
-        match spawn_reader(&self.shared, &link, &self.generation) {
-            Ok(_) => self.link = Some(link),
+        match spawn_reader(&self.shared, &link, &self.generation, &self.direct.plan_arc()) {
+            Ok(_) => self.direct.lock().link = Some(link),
             Err(err) => tracing::debug!(%err, "cannot start a reader for the new link"),
         }
     }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use hawser_core::{ResetCode, StreamId};
 use hawser_driver::{SharedRef, StreamCore};
 
+use crate::direct::writing;
 use crate::wait::block_on_poll;
 
 /// One multiplexed stream. Reads block until data, end-of-stream or an error;
@@ -47,7 +48,7 @@ impl Stream {
     /// to wait until everything has been handed to the link, `flush` (bounded by
     /// the write timeout).
     pub fn finish(&mut self) -> io::Result<()> {
-        self.core.finish()
+        writing(|| self.core.finish())
     }
 
     /// Resets the stream with `code`, abandoning buffered data in both directions.
@@ -168,7 +169,7 @@ impl WriteHalf {
     /// Finishes this side of the stream: the peer reads end-of-stream after the
     /// data written so far. The read half keeps reading the peer's data.
     pub fn finish(&mut self) -> io::Result<()> {
-        lock(&self.core).finish()
+        writing(|| lock(&self.core).finish())
     }
 
     /// Resets the stream with `code`, abandoning buffered data in both
@@ -186,12 +187,12 @@ impl WriteHalf {
 
 impl Write for WriteHalf {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        block_on_poll(self.timeout, |cx| lock(&self.core).poll_write(cx, buf))
+        block_on_poll(self.timeout, |cx| writing(|| lock(&self.core).poll_write(cx, buf)))
     }
 
     /// Waits until everything written has been handed to the link.
     fn flush(&mut self) -> io::Result<()> {
-        block_on_poll(self.timeout, |cx| lock(&self.core).poll_flush(cx))
+        block_on_poll(self.timeout, |cx| writing(|| lock(&self.core).poll_flush(cx)))
     }
 }
 
@@ -212,12 +213,12 @@ impl Read for Stream {
 impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let timeout = self.write_timeout;
-        block_on_poll(timeout, |cx| self.core.poll_write(cx, buf))
+        block_on_poll(timeout, |cx| writing(|| self.core.poll_write(cx, buf)))
     }
 
     /// Waits until everything written has been handed to the link.
     fn flush(&mut self) -> io::Result<()> {
         let timeout = self.write_timeout;
-        block_on_poll(timeout, |cx| self.core.poll_flush(cx))
+        block_on_poll(timeout, |cx| writing(|| self.core.poll_flush(cx)))
     }
 }

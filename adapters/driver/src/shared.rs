@@ -398,6 +398,17 @@ impl Shared {
         self.link_events.push(LinkEvent::Reconnecting { attempt });
     }
 
+    /// Wakes the driver only if a change made since the session's next timer
+    /// was `timer_before` left it something to do: a frame to send, an end,
+    /// or a different timer. Most reads change none of these (a window update
+    /// is owed only once half a window has been read).
+    pub fn wake_driver_if_needed(&mut self, timer_before: Option<Instant>) {
+        let session = &self.session;
+        if session.has_transmit() || session.is_closed() || session.poll_timeout() != timer_before {
+            self.wake_driver();
+        }
+    }
+
     /// Something changed that the driver must act on (new output, a command).
     pub fn wake_driver(&mut self) {
         if let Some(waker) = self.driver_waker.take() {

@@ -81,10 +81,11 @@ impl StreamCore {
         if let Some(code) = Self::announced_reset(&shared, self.id, &mut self.reset, &mut self.reason) {
             return Poll::Ready(Err(with_reason(ReadError::Reset(code), &self.reason)));
         }
+        let timer_before = shared.session_ref().poll_timeout();
         let result = shared.session().stream(self.id).read(max);
         match result {
             Ok(Some(chunk)) => {
-                shared.wake_driver();
+                shared.wake_driver_if_needed(timer_before);
                 Poll::Ready(Ok(Some(chunk)))
             }
             Ok(None) => {

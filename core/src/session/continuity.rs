@@ -526,6 +526,11 @@ impl Session {
         self.continuity.as_mut()?.resend.pop_front()
     }
 
+    /// Whether frames wait to be sent again on a new link.
+    pub(super) fn has_resend(&self) -> bool {
+        self.continuity.as_ref().is_some_and(|c| !c.resend.is_empty())
+    }
+
     /// Resumption: bytes of the outbound sequence kept for replay because the
     /// peer has not acknowledged them yet (0 once the session has ended).
     pub fn replay_buffered(&self) -> u64 {

@@ -147,6 +147,24 @@ impl Session {
         Some(transmit)
     }
 
+    /// Whether [`poll_transmit`](Self::poll_transmit) may have a frame now.
+    /// `false` means it has none until the next input, timeout or command, so
+    /// an embedder whose writer runs apart from its reader need not wake the
+    /// writer after an input that left nothing to send; `true` may still find
+    /// nothing (a stream queued for data whose window is closed).
+    pub fn has_transmit(&self) -> bool {
+        if self.preamble.is_some() {
+            return true;
+        }
+        if !self.link_attached() {
+            return false;
+        }
+        if self.has_resend() || !self.session_control.is_empty() {
+            return true;
+        }
+        self.phase != Phase::Closed && !(self.stream_control.is_empty() && self.send_queue.is_empty())
+    }
+
     fn next_transmit(&mut self, now: Instant) -> Option<Transmit> {
         if let Some(transmit) = self.session_control.pop_front() {
             return Some(transmit);

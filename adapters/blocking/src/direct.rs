@@ -1,0 +1,224 @@
+//! Writes from the calling thread: when a stream operation queues frames and
+//! the session's writer thread is idle, the caller writes them to the link
+//! itself, instead of waking the writer and waiting for it to be scheduled.
+//! A request/response round trip then crosses one thread hand-off per
+//! direction (the reader waking the caller) instead of two.
+//!
+//! Every write to the link goes through one [`Outbox`] behind a mutex, so
+//! frames leave in the order the session produced them whoever writes them.
+//! The lock order is outbox first, then the session: nothing locks the outbox
+//! while holding the session.
+
+use std::cell::{Cell, RefCell};
+use std::io::IoSlice;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Waker;
+use std::time::Instant;
+
+use hawser_driver::{FrameQueue, Shared, SharedRef, MAX_SLICES};
+
+use crate::link::BlockingLink;
+use crate::wait::Signal;
+
+/// The most a caller writes itself. More than this is left to the writer
+/// thread, so that a caller's write does not wait on a full link for long.
+const DIRECT_MAX: usize = 64 * 1024;
+
+/// The link's write side and what waits to be written to it.
+pub(crate) struct Outbox<L> {
+    /// The current link; `None` while a resumable session has none.
+    pub(crate) link: Option<L>,
+    /// Frames taken from the session and not yet written.
+    pub(crate) out: FrameQueue,
+}
+
+/// When the writer thread next runs the session's timers without being woken
+/// (`None`: only when woken). It is set and read with the session locked, so
+/// whoever changes the session sees the writer's plan for that same state.
+#[derive(Default)]
+pub(crate) struct WriterPlan(Mutex<Option<Instant>>);
+
+impl WriterPlan {
+    /// The writer thread, with the session locked: it looks at the timers
+    /// again by `at` at the latest.
+    pub(crate) fn set(&self, at: Option<Instant>) {
+        *self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = at;
+    }
+
+    /// Whether the session, as `guard` holds it, needs the writer thread now:
+    /// something to send, an end to act on, or a timer due before the writer
+    /// would look.
+    pub(crate) fn writer_needed(&self, guard: &Shared) -> bool {
+        let session = guard.session_ref();
+        if session.has_transmit() || session.is_closed() || guard.link_dropped() {
+            return true;
+        }
+        let planned = *self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match (session.poll_timeout().map(|at| guard.to_std(at)), planned) {
+            (Some(at), Some(planned)) => at < planned,
+            (Some(_), None) => true,
+            (None, _) => false,
+        }
+    }
+}
+
+/// A session's outbox, shared by its writer thread and by callers.
+pub(crate) struct Direct<L> {
+    outbox: Mutex<Outbox<L>>,
+    shared: SharedRef,
+    plan: Arc<WriterPlan>,
+    /// The writer thread's waker, registered again after a direct write took
+    /// the session's driver waker.
+    waker: Waker,
+}
+
+impl<L: BlockingLink> Direct<L> {
+    /// An outbox for `link`, whose writer waits on `signal`.
+    pub(crate) fn new(shared: SharedRef, link: Option<L>, signal: &Arc<Signal>, plan: Arc<WriterPlan>) -> Arc<Self> {
+        let direct = Arc::new(Direct {
+            outbox: Mutex::new(Outbox {
+                link,
+                out: FrameQueue::default(),
+            }),
+            shared,
+            plan,
+            waker: Waker::from(signal.clone()),
+        });
+        let weak = Arc::downgrade(&direct);
+        signal.attach_direct(weak);
+        direct
+    }
+
+    /// The writer thread's waker.
+    pub(crate) fn waker(&self) -> &Waker {
+        &self.waker
+    }
+
+    /// The writer thread's plan.
+    pub(crate) fn plan(&self) -> &WriterPlan {
+        &self.plan
+    }
+
+    /// The writer thread's plan, for a reader thread.
+    pub(crate) fn plan_arc(&self) -> Arc<WriterPlan> {
+        self.plan.clone()
+    }
+
+    /// Locks the outbox, waiting for a caller that is writing.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Outbox<L>> {
+        // A panic while writing leaves at worst a partly written queue, which
+        // the link's failure or the next write deals with.
+        self.outbox.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// What a [`Signal`] asks of the outbox it wakes the writer for.
+pub(crate) trait DirectWrite: Send + Sync {
+    /// Writes what the session has to send on the calling thread, if the
+    /// writer thread is idle and it is little; `true` if the writer thread
+    /// need not be woken.
+    fn write_now(&self) -> bool;
+}
+
+impl<L: BlockingLink> DirectWrite for Direct<L> {
+    fn write_now(&self) -> bool {
+        let Ok(mut outbox) = self.outbox.try_lock() else {
+            // The writer thread (or another caller) is writing: it takes these
+            // frames too once woken.
+            return false;
+        };
+        let Outbox { link, out } = &mut *outbox;
+        let Some(link) = link.as_mut() else {
+            return false;
+        };
+        if !out.is_empty() {
+            // The writer thread is between two writes of a stalled link.
+            return false;
+        }
+        {
+            let mut guard = Shared::lock(&self.shared);
+            if guard.link_dropped() || guard.session_ref().is_closed() {
+                return false;
+            }
+            let now = guard.now();
+            out.fill(guard.session(), now);
+            guard.dispatch_events();
+            guard.wake_flushed();
+            guard.register_driver(&self.waker);
+            if self.plan.writer_needed(&guard) {
+                // More than one batch to send, or a timer the writer would
+                // sleep past: the writer writes these frames too.
+                return false;
+            }
+        }
+        if out.is_empty() {
+            return true;
+        }
+        if out.len() > DIRECT_MAX {
+            return false;
+        }
+        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+        let count = out.slices(&mut slices);
+        match link.write_vectored(&slices[..count]) {
+            Ok(n) => out.advance(n),
+            // The writer thread retries, and handles a failed link.
+            Err(_) => return false,
+        }
+        out.is_empty() && link.flush().is_ok()
+    }
+}
+
+thread_local! {
+    /// Whether this thread is inside a stream operation that writes directly.
+    static DEFERRING: Cell<bool> = const { Cell::new(false) };
+    /// The writer wake-up such an operation asked for and has not yet acted on.
+    static DEFERRED: RefCell<Option<Arc<Signal>>> = const { RefCell::new(None) };
+}
+
+/// Called by a [`Signal`] that has an outbox: `true` if this thread takes the
+/// wake-up over (it is inside [`writing`] for this signal's session).
+pub(crate) fn defer(signal: &Arc<Signal>) -> bool {
+    if !DEFERRING.with(Cell::get) {
+        return false;
+    }
+    DEFERRED.with(|deferred| {
+        let mut deferred = deferred.borrow_mut();
+        match &*deferred {
+            None => {
+                *deferred = Some(signal.clone());
+                true
+            }
+            Some(already) => Arc::ptr_eq(already, signal),
+        }
+    })
+}
+
+/// Restores the caller's state and acts on the deferred wake-up, even if the
+/// operation panicked.
+struct Writing {
+    outer: bool,
+}
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        DEFERRING.with(|deferring| deferring.set(self.outer));
+        if self.outer {
+            // An enclosing operation acts on it.
+            return;
+        }
+        if let Some(signal) = DEFERRED.with(|deferred| deferred.borrow_mut().take()) {
+            signal.write_or_raise();
+        }
+    }
+}
+
+/// Runs one step of a stream operation (one poll, never a wait: the writer
+/// must be woken or written for before the caller parks); the writer wake-up
+/// it asks for becomes a direct write once it has returned, outside every
+/// lock it took.
+pub(crate) fn writing<T>(operation: impl FnOnce() -> T) -> T {
+    let _writing = Writing {
+        outer: DEFERRING.with(|deferring| deferring.replace(true)),
+    };
+    operation()
+}
