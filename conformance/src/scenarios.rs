@@ -591,6 +591,86 @@ pub async fn link_error_mid_transfer_fails_streams<H: Harness>() -> Outcome {
     Ok(())
 }
 
+/// A session that has ended keeps reading its link until the peer closes it.
+/// A peer still reading the last data sends window updates; if they met a
+/// socket closed for reading, the kernel would answer with a reset, and the
+/// reset would throw away what the peer had not read yet.
+pub async fn an_ended_session_reads_until_the_peer_closes<H: Harness>() -> Outcome {
+    let config = Config {
+        keepalive_interval: None,
+        ..Config::yamux()
+    };
+    let (server, mut raw) = H::with_raw_peer(Role::Server, config).await.map_err(fail("connect"))?;
+    // Open stream 1, finish it at once, and grant room for all of the data.
+    let sent = data(7, 4 << 20);
+    let mut opening = frame(FrameType::Data, Flags::SYN | Flags::FIN, 1, 0);
+    opening.extend(frame(FrameType::WindowUpdate, Flags::NONE, 1, sent.len() as u32));
+    raw.write_all(&opening).await.map_err(fail("raw open"))?;
+    let mut stream = server.accept().await.ok_or("no inbound stream")?;
+    let serving = {
+        let server = server.clone();
+        let sent = sent.clone();
+        H::spawn(async move {
+            // Its session ends once the data, the FIN and the go-away are
+            // handed to the link.
+            let written = stream.write_all(&sent).await.is_ok() && stream.finish().await.is_ok();
+            assert!(written, "the server could not write its data");
+            let _ = read_to_end(&mut stream).await;
+            drop(stream);
+            let _ = server.go_away(GoAwayCode::NORMAL);
+        })
+    };
+    // Read slowly until the session has ended, so that the rest of the data
+    // (and the FIN behind it) still waits in the sockets when it does.
+    let mut received = 0usize;
+    let mut buf = vec![0u8; 64 * 1024];
+    for _ in 0..5_000 {
+        if server.is_closed() {
+            break;
+        }
+        match race(raw.read(&mut buf[..8 * 1024]), H::sleep(Duration::from_millis(100))).await {
+            Some(Ok(0)) => {
+                return Err(format!(
+                    "the link closed after {received} bytes, before the session ended"
+                ))
+            }
+            Some(Ok(n)) => received += n,
+            Some(Err(err)) => return Err(format!("the link failed after {received} bytes: {err}")),
+            None => {}
+        }
+        H::sleep(Duration::from_millis(1)).await;
+    }
+    serving.await;
+    if !server.is_closed() {
+        return Err("the session did not end after its last stream".into());
+    }
+    // What a peer still reading would send: a window update. The session's
+    // end has shut its link by now.
+    H::sleep(Duration::from_millis(50)).await;
+    raw.write_all(&frame(FrameType::WindowUpdate, Flags::NONE, 1, 64 * 1024))
+        .await
+        .map_err(fail("raw window update"))?;
+    H::sleep(Duration::from_millis(50)).await;
+    loop {
+        match race(raw.read(&mut buf), H::sleep(Duration::from_secs(5))).await {
+            Some(Ok(0)) => break,
+            Some(Ok(n)) => received += n,
+            Some(Err(err)) => {
+                return Err(format!(
+                    "the link was reset after {received} bytes, before the end of {} bytes of data: {err}",
+                    sent.len()
+                ))
+            }
+            None => return Err(format!("the link stayed open after {received} bytes")),
+        }
+    }
+    // The data with a header per frame, then the FIN and the go-away.
+    if received < sent.len() + 2 * 12 {
+        return Err(format!("only {received} bytes came, for {} of data", sent.len()));
+    }
+    Ok(())
+}
+
 /// Garbage from the peer closes the session with a protocol error.
 pub async fn garbage_from_the_peer_is_a_clear_error<H: Harness>() -> Outcome {
     let (server, mut raw) = H::with_raw_peer(Role::Server, Config::yamux())

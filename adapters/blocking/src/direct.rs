@@ -11,6 +11,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::io::IoSlice;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
 use std::time::Instant;
@@ -36,13 +37,30 @@ pub(crate) struct Outbox<L> {
 /// (`None`: only when woken). It is set and read with the session locked, so
 /// whoever changes the session sees the writer's plan for that same state.
 #[derive(Default)]
-pub(crate) struct WriterPlan(Mutex<Option<Instant>>);
+pub(crate) struct WriterPlan {
+    wakes_at: Mutex<Option<Instant>>,
+    /// Reader threads still running (at most one, but for a moment while a
+    /// resumed session's old reader notices it has been replaced).
+    readers: AtomicUsize,
+}
 
 impl WriterPlan {
+    pub(crate) fn reader_started(&self) {
+        self.readers.fetch_add(1, Ordering::AcqRel);
+    }
+
+    pub(crate) fn reader_ended(&self) {
+        self.readers.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    pub(crate) fn readers(&self) -> usize {
+        self.readers.load(Ordering::Acquire)
+    }
+
     /// The writer thread, with the session locked: it looks at the timers
     /// again by `at` at the latest.
     pub(crate) fn set(&self, at: Option<Instant>) {
-        *self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = at;
+        *self.wakes_at.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = at;
     }
 
     /// Whether the session, as `guard` holds it, needs the writer thread now:
@@ -53,7 +71,7 @@ impl WriterPlan {
         if session.has_transmit() || session.is_closed() || guard.link_dropped() {
             return true;
         }
-        let planned = *self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let planned = *self.wakes_at.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         match (session.poll_timeout().map(|at| guard.to_std(at)), planned) {
             (Some(at), Some(planned)) => at < planned,
             (Some(_), None) => true,

@@ -46,7 +46,11 @@
 //! what the peer still sends is discarded, up to 1 MiB or for 10 s, then the
 //! stream is reset with `ResetCode::CANCEL`.
 //! Dropping the last handle of a session (the [`Session`] and every `Stream`)
-//! makes it go away with `NORMAL`, drain and close; both threads then end.
+//! makes it go away with `NORMAL`, drain and close. An ended session shuts its
+//! link for sending and reads (dropping what comes) until the peer closes too,
+//! for at most 2 s, so that the peer's late window updates never meet a closed
+//! socket, whose reset would destroy data the peer has not read yet; both
+//! threads then end.
 //!
 //! Every blocking operation can be bounded: `Stream::set_read_timeout` and
 //! `set_write_timeout`, `Session::open_stream_timeout`, `accept_timeout`,

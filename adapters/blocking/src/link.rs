@@ -10,6 +10,12 @@ pub trait BlockingLink: Read + Write + Send + Sized + 'static {
     fn try_clone(&self) -> io::Result<Self>;
     /// Shuts both directions down, so that a thread blocked on the link returns.
     fn shutdown(&self) -> io::Result<()>;
+    /// Shuts the sending direction down (the peer reads end-of-file) while
+    /// reads go on: a session that has ended still reads what the peer sends
+    /// until it closes its side. The default shuts both directions.
+    fn shutdown_write(&self) -> io::Result<()> {
+        self.shutdown()
+    }
     /// How long a read may block (`None`: forever); a read that waits longer
     /// fails with `WouldBlock` or `TimedOut`. The acceptor bounds a client's
     /// opening with it.
@@ -29,6 +35,10 @@ impl BlockingLink for TcpStream {
         TcpStream::shutdown(self, Shutdown::Both)
     }
 
+    fn shutdown_write(&self) -> io::Result<()> {
+        TcpStream::shutdown(self, Shutdown::Write)
+    }
+
     fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         TcpStream::set_read_timeout(self, timeout)
     }
@@ -46,6 +56,10 @@ impl BlockingLink for std::os::unix::net::UnixStream {
 
     fn shutdown(&self) -> io::Result<()> {
         std::os::unix::net::UnixStream::shutdown(self, Shutdown::Both)
+    }
+
+    fn shutdown_write(&self) -> io::Result<()> {
+        std::os::unix::net::UnixStream::shutdown(self, Shutdown::Write)
     }
 
     fn set_read_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {

@@ -24,6 +24,9 @@ const READ_BUFFER: usize = hawser_driver::pool::SLAB;
 /// session's timers and tries again: a peer that stops reading must not stop
 /// keepalive from noticing it.
 const WRITE_STALL: Duration = Duration::from_millis(200);
+/// How long an ended session keeps reading its link for the peer to close
+/// its side, before it shuts the link anyway.
+const LINGER: Duration = Duration::from_secs(2);
 /// The read size of a quiet link, and the first read's.
 const QUIET_READ: usize = hawser_driver::pool::SMALL_BUF;
 
@@ -55,8 +58,8 @@ impl Session {
         link.set_write_timeout(Some(WRITE_STALL))?;
         let generation = Arc::new(AtomicU64::new(0));
         let plan = Arc::new(WriterPlan::default());
-        let reader_thread = spawn_reader(&shared, &link, &generation, &plan)?;
         let signal = Arc::new(Signal::default());
+        let reader_thread = spawn_reader(&shared, &link, &generation, &plan, &signal)?;
         let writer = Writer {
             direct: Direct::new(shared.clone(), Some(link), &signal, plan),
             shared: shared.clone(),
@@ -158,15 +161,56 @@ fn spawn_reader<L: BlockingLink>(
     link: &L,
     generation: &Arc<AtomicU64>,
     plan: &Arc<WriterPlan>,
+    signal: &Arc<Signal>,
 ) -> io::Result<JoinHandle<()>> {
     let reader = link.try_clone()?;
     let shared = shared.clone();
     let current = generation.load(Ordering::Acquire);
     let generation = generation.clone();
-    let plan = plan.clone();
+    // Counted before the thread starts, so that a writer that has just ended
+    // the session waits for it.
+    let running = ReaderRunning::new(plan.clone(), signal.clone());
     thread::Builder::new()
         .name("hawser-reader".into())
-        .spawn(move || read_loop(shared, reader, current, generation, plan))
+        .spawn(move || read_loop(shared, reader, current, generation, running))
+}
+
+/// A reader thread, counted in its writer's plan while it runs; its end wakes
+/// the writer, which may be waiting for it to finish lingering.
+struct ReaderRunning {
+    plan: Arc<WriterPlan>,
+    signal: Arc<Signal>,
+}
+
+impl ReaderRunning {
+    fn new(plan: Arc<WriterPlan>, signal: Arc<Signal>) -> Self {
+        plan.reader_started();
+        ReaderRunning { plan, signal }
+    }
+}
+
+impl Drop for ReaderRunning {
+    fn drop(&mut self) {
+        self.plan.reader_ended();
+        self.signal.raise();
+    }
+}
+
+/// After the session has ended: reads and drops what the peer still sends
+/// until it closes its side, or until the writer, done lingering, shuts the
+/// link. Until the peer has read the end of every stream it still sends
+/// window updates; a socket closed for reading would answer them with a
+/// reset, and a reset throws away what the peer has not read yet.
+fn drain_until_closed<L: BlockingLink>(link: &mut L) {
+    let mut scratch = [0u8; 4096];
+    loop {
+        match link.read(&mut scratch) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
+    }
 }
 
 /// Reads one link into the session until the link ends or is replaced (its
@@ -176,8 +220,9 @@ fn read_loop<L: BlockingLink>(
     mut link: L,
     mine: u64,
     generation: Arc<AtomicU64>,
-    plan: Arc<WriterPlan>,
+    running: ReaderRunning,
 ) {
+    let plan = &running.plan;
     // Reads land in recycled slabs, cut into the `Bytes` the session keeps.
     let mut slab = SlabBuf::default();
     // Zeroing what a read may fill costs as much as the read: ask for little
@@ -212,6 +257,11 @@ fn read_loop<L: BlockingLink>(
             // was resumed over another link): this one no longer counts.
             return;
         }
+        if guard.session_ref().is_closed() {
+            drop(guard);
+            drain_until_closed(&mut link);
+            return;
+        }
         let now = guard.now();
         if n == 0 {
             guard.session().handle_link_lost(now);
@@ -229,6 +279,8 @@ fn read_loop<L: BlockingLink>(
             guard.wake_driver();
         }
         if guard.session_ref().is_closed() {
+            drop(guard);
+            drain_until_closed(&mut link);
             return;
         }
     }
@@ -324,13 +376,20 @@ impl<L: BlockingLink> Writer<L> {
                 (deadline, guard.session_ref().is_closed())
             };
             if closed && (outbox.out.is_empty() || outbox.link.is_none()) {
-                if let Some(link) = outbox.link.as_mut() {
+                let mut link = outbox.link.take();
+                drop(outbox);
+                if let Some(link) = link.as_mut() {
                     let _ = link.flush();
-                    // Unblocks the reader thread too.
+                    // The reader goes on reading until the peer closes too
+                    // (see `drain_until_closed`).
+                    let _ = link.shutdown_write();
+                }
+                Shared::lock(&self.shared).note_driver_finished();
+                if let Some(link) = link {
+                    self.linger();
+                    // Unblocks a reader still waiting on a peer that never closed.
                     let _ = link.shutdown();
                 }
-                drop(outbox);
-                Shared::lock(&self.shared).note_driver_finished();
                 return;
             }
             if outbox.link.is_none() {
@@ -423,6 +482,14 @@ impl<L: BlockingLink> Writer<L> {
         }
     }
 
+    /// Waits, at most [`LINGER`], for the reader to see the peer close.
+    fn linger(&self) {
+        let until = Instant::now() + LINGER;
+        while self.direct.plan().readers() > 0 && Instant::now() < until {
+            self.signal.wait_until(Some(until));
+        }
+    }
+
     pub(crate) fn attach(&mut self, link: L) {
         {
             let mut guard = Shared::lock(&self.shared);
@@ -438,7 +505,13 @@ impl<L: BlockingLink> Writer<L> {
             tracing::debug!(%err, "cannot bound the new link's writes");
             return;
         }
-        match spawn_reader(&self.shared, &link, &self.generation, &self.direct.plan_arc()) {
+        match spawn_reader(
+            &self.shared,
+            &link,
+            &self.generation,
+            &self.direct.plan_arc(),
+            &self.signal,
+        ) {
             Ok(_) => self.direct.lock().link = Some(link),
             Err(err) => tracing::debug!(%err, "cannot start a reader for the new link"),
         }

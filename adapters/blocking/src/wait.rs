@@ -76,7 +76,8 @@ impl Signal {
         self.raise();
     }
 
-    fn raise(&self) {
+    /// Wakes the thread waiting on this signal.
+    pub(crate) fn raise(&self) {
         *self.raised.lock().unwrap_or_else(|p| p.into_inner()) = true;
         self.condvar.notify_one();
     }

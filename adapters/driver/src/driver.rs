@@ -28,6 +28,10 @@ const OPS_PER_POLL: usize = 32;
 /// thousand sessions that moved data once and then sit idle should not each
 /// keep 256 KiB.
 const QUIET: std::time::Duration = std::time::Duration::from_secs(1);
+/// How long an ended session goes on reading its link, once it has shut its
+/// sending side, for the peer to close its side too (see
+/// [`Driver::poll_linger`]).
+const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Drives one session until it ends, over one link or, for a resumable session,
 /// over each new link its [`LinkSource`] provides; resolves to the session's close
@@ -46,6 +50,9 @@ pub struct Driver<L, T> {
     out: FrameQueue,
     read_closed: bool,
     shut_down: bool,
+    /// The session has ended and its last frames are out: until this time at
+    /// the latest, the driver only reads and drops what the peer still sends.
+    linger_until: Option<StdInstant>,
     /// Whether the current small batch already waited one turn for company.
     deferred: bool,
     /// The session's clock origin, so that a turn reads the clock once.
@@ -71,6 +78,7 @@ impl<L: Link + Unpin, T: Timer + Unpin> Driver<L, T> {
             out: FrameQueue::default(),
             read_closed: false,
             shut_down: false,
+            linger_until: None,
             deferred: false,
             epoch,
             turn_now: hawser_core::Instant::ZERO,
@@ -296,6 +304,35 @@ impl<L: Link + Unpin, T: Timer + Unpin> Driver<L, T> {
         true
     }
 
+    /// After the session has ended and the sending side is shut: reads and
+    /// drops what the peer still sends until it closes its side, or for
+    /// [`LINGER`]. Until the peer has read the end of every stream it still
+    /// sends window updates; a socket closed for reading would answer them with
+    /// a reset, and a reset throws away what the peer has not read yet.
+    fn poll_linger(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let until = *self.linger_until.get_or_insert_with(|| StdInstant::now() + LINGER);
+        for _ in 0..OPS_PER_POLL {
+            if self.read_closed {
+                return Poll::Ready(());
+            }
+            let Some(link) = self.link.as_mut() else {
+                return Poll::Ready(());
+            };
+            let scratch = self.read_buf.with_small_room(MIN_READ);
+            scratch.clear();
+            match link.poll_read_buf(cx, scratch, MIN_READ) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
+                    self.read_closed = true;
+                    return Poll::Ready(());
+                }
+                Poll::Ready(Ok(_)) => {}
+                Poll::Pending => return self.timer.poll_until(cx, until),
+            }
+        }
+        cx.waker().wake_by_ref();
+        Poll::Pending
+    }
+
     /// The link has been quiet for [`QUIET`]: back to small reads, and the
     /// slab to the pool (the session keeps the pieces of it it still holds).
     fn release_read_buffers(&mut self) {
@@ -310,6 +347,9 @@ impl<L: Link + Unpin, T: Timer + Unpin> Future for Driver<L, T> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if this.linger_until.is_some() {
+            return this.finish_lingering(cx);
+        }
         Shared::lock(&this.shared).register_driver(cx.waker());
         loop {
             this.turn_now = shared_clock(this.epoch, StdInstant::now());
@@ -324,10 +364,7 @@ impl<L: Link + Unpin, T: Timer + Unpin> Future for Driver<L, T> {
             // Losing the link may have brought the next one already.
             let relinked = this.link.is_none() && this.manage_link(cx);
             let fired = this.poll_timer(cx);
-            let (closed, reason) = {
-                let shared = Shared::lock(&this.shared);
-                (shared.session_ref().is_closed(), shared.session_ref().close_reason())
-            };
+            let closed = Shared::lock(&this.shared).session_ref().is_closed();
             if closed && this.out.is_empty() && !this.read_closed && this.link.is_some() {
                 // A command on another thread may have ended the session after
                 // this turn took its frames: its last frames (the go-away) go out
@@ -347,16 +384,31 @@ impl<L: Link + Unpin, T: Timer + Unpin> Future for Driver<L, T> {
                         }
                     }
                 }
+                // The session is over for everyone waiting on it; the link
+                // lingers only for the peer's sake.
                 Shared::lock(&this.shared).note_driver_finished();
-                return Poll::Ready(match reason {
-                    None => Ok(()),
-                    Some(err) => Err(err.into()),
-                });
+                return this.finish_lingering(cx);
             }
             if !fired && !relinked {
                 return Poll::Pending;
             }
         }
+    }
+}
+
+impl<L: Link + Unpin, T: Timer + Unpin> Driver<L, T> {
+    /// Lingers (see [`Driver::poll_linger`]), then lets go of the link and
+    /// resolves to why the session ended.
+    fn finish_lingering(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if self.poll_linger(cx).is_pending() {
+            return Poll::Pending;
+        }
+        self.link = None;
+        let reason = Shared::lock(&self.shared).session_ref().close_reason();
+        Poll::Ready(match reason {
+            None => Ok(()),
+            Some(err) => Err(err.into()),
+        })
     }
 }
 
