@@ -147,6 +147,13 @@ impl KillProxy {
         self.kills.load(Ordering::Relaxed)
     }
 
+    /// Connections through the proxy now (dialled through to the target, and
+    /// not ended).
+    pub fn open_connections(&self) -> usize {
+        let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        live.iter().filter(|forwarded| !forwarded.task.is_finished()).count()
+    }
+
     /// Connections the proxy has carried.
     pub fn connections(&self) -> u64 {
         self.connections.load(Ordering::Relaxed)
