@@ -23,10 +23,10 @@ const MIN_READ: usize = crate::pool::SMALL_BUF;
 const COALESCE: usize = 16 * 1024;
 /// How many reads or writes one poll does before yielding to other tasks.
 const OPS_PER_POLL: usize = 32;
-/// A link that brought nothing for this long gives its read slab back (to the
-/// process-wide pool, see `pool`) and reads into small buffers again: a
-/// thousand sessions that moved data once and then sit idle should not each
-/// keep 256 KiB.
+/// A link that brought nothing for this long gives its read and write slabs
+/// back (to the process-wide pool, see `pool`), reads into small buffers again
+/// and lets its frame queue shrink: a thousand sessions that moved data once
+/// and then sit idle should not each keep half a megabyte.
 const QUIET: std::time::Duration = std::time::Duration::from_secs(1);
 /// How long an ended session goes on reading its link, once it has shut its
 /// sending side, for the peer to close its side too (see
@@ -62,6 +62,13 @@ pub struct Driver<L, T> {
     turn_now: hawser_core::Instant,
     /// When a read last brought data.
     last_read: hawser_core::Instant,
+    /// Whether the link is idle (new, or quiet for [`QUIET`]): its reads then
+    /// wait with a tiny buffer (see `pool::IDLE_BUF`) until bytes come.
+    idle_reads: bool,
+    /// When to look next whether the link has been quiet for [`QUIET`]: set
+    /// once per look, not moved by every read, so that a busy session does not
+    /// re-arm its timer on each read.
+    quiet_check: Option<StdInstant>,
 }
 
 impl<L: Link + Unpin, T: Timer + Unpin> Driver<L, T> {
@@ -83,6 +90,8 @@ impl<L: Link + Unpin, T: Timer + Unpin> Driver<L, T> {
             epoch,
             turn_now: hawser_core::Instant::ZERO,
             last_read: hawser_core::Instant::ZERO,
+            idle_reads: true,
+            quiet_check: None,
         }
     }
 
@@ -151,7 +160,9 @@ impl<L: Link + Unpin, T: Timer + Unpin> Driver<L, T> {
             };
             // Reads land in recycled slabs (see `pool`), cut into the `Bytes`
             // the session keeps until the application reads them.
-            let read_buf = if self.read_size <= MIN_READ {
+            let read_buf = if self.idle_reads {
+                self.read_buf.with_idle_room()
+            } else if self.read_size <= MIN_READ {
                 self.read_buf.with_small_room(MIN_READ)
             } else {
                 self.read_buf.with_room(READ_BUFFER / 4)
@@ -173,6 +184,9 @@ impl<L: Link + Unpin, T: Timer + Unpin> Driver<L, T> {
                 return false;
             }
             self.last_read = self.turn_now;
+            // Pings, acknowledgements and small requests fit in the idle buffer;
+            // a read that fills it is the start of real traffic.
+            self.idle_reads &= n < want;
             let input = self.read_buf.take_filled();
             let mut shared = Shared::lock(&self.shared);
             if shared.link_events.drop_link {
@@ -222,6 +236,7 @@ impl<L: Link + Unpin, T: Timer + Unpin> Driver<L, T> {
         self.out = FrameQueue::default();
         self.read_buf = SlabBuf::default();
         self.read_size = MIN_READ;
+        self.idle_reads = true;
         self.read_closed = false;
     }
 
@@ -275,14 +290,14 @@ impl<L: Link + Unpin, T: Timer + Unpin> Driver<L, T> {
     }
 
     fn poll_timer(&mut self, cx: &mut Context<'_>) -> bool {
-        let session_deadline = {
+        let (session_deadline, write_slab) = {
             let shared = Shared::lock(&self.shared);
-            shared.session_ref().poll_timeout().map(|at| shared.to_std(at))
+            let deadline = shared.session_ref().poll_timeout().map(|at| shared.to_std(at));
+            (deadline, shared.holds_write_slab())
         };
-        let quiet_deadline = self
-            .read_buf
-            .holds_slab()
-            .then(|| self.epoch + self.last_read.since_origin() + QUIET);
+        let grown = write_slab || !self.idle_reads || self.read_buf.holds_slab() || self.out.is_grown();
+        let last_read = self.epoch + self.last_read.since_origin();
+        let quiet_deadline = grown.then(|| *self.quiet_check.get_or_insert(last_read + QUIET));
         let deadline = match (session_deadline, quiet_deadline) {
             (Some(a), Some(b)) => a.min(b),
             (Some(at), None) | (None, Some(at)) => at,
@@ -293,7 +308,11 @@ impl<L: Link + Unpin, T: Timer + Unpin> Driver<L, T> {
         }
         let now = StdInstant::now();
         if quiet_deadline.is_some_and(|at| now >= at) {
-            self.release_read_buffers();
+            self.quiet_check = None;
+            // Reads since the check was set move the next one on instead.
+            if now >= last_read + QUIET {
+                self.release_idle_buffers();
+            }
         }
         if session_deadline.is_some_and(|at| now >= at) {
             let mut shared = Shared::lock(&self.shared);
@@ -333,12 +352,17 @@ impl<L: Link + Unpin, T: Timer + Unpin> Driver<L, T> {
         Poll::Pending
     }
 
-    /// The link has been quiet for [`QUIET`]: back to small reads, and the
-    /// slab to the pool (the session keeps the pieces of it it still holds).
-    fn release_read_buffers(&mut self) {
-        tracing::trace!("quiet link: read slab released");
+    /// The link has been quiet for [`QUIET`]: back to idle reads, the slabs
+    /// to the pool (the session keeps the pieces of them it still holds), and
+    /// an empty frame queue back to its first size.
+    fn release_idle_buffers(&mut self) {
+        tracing::trace!("quiet link: buffers released");
         self.read_buf = SlabBuf::default();
         self.read_size = MIN_READ;
+        self.idle_reads = true;
+        self.out.shrink_when_empty();
+        Shared::lock(&self.shared).release_write_slab();
+        crate::pool::trim_when_quiet();
     }
 }
 

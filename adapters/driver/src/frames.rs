@@ -20,6 +20,9 @@ const ARENA: usize = 16 * 1024;
 /// needs more, and thousands of idle sessions should not hold 16 KiB each. Each
 /// arena that fills up is followed by one twice its size, up to [`ARENA`].
 const FIRST_ARENA: usize = 512;
+/// A piece list with room for more than this many pieces counts as grown
+/// (see [`FrameQueue::is_grown`]).
+const QUIET_PIECES: usize = 8;
 /// Payloads up to this size are copied next to their header; larger ones are
 /// passed to the link as they are.
 const INLINE_PAYLOAD: usize = 512;
@@ -44,6 +47,21 @@ impl FrameQueue {
     /// How many bytes wait to be written.
     pub fn len(&self) -> usize {
         self.bytes
+    }
+
+    /// Whether the queue holds more memory than a quiet session needs: a
+    /// grown arena, or room for many pieces.
+    pub fn is_grown(&self) -> bool {
+        self.arena_size > FIRST_ARENA || self.pieces.capacity() > QUIET_PIECES
+    }
+
+    /// Gives back what a busy link made the queue grow, once it is empty: a
+    /// session that moved data once and then sits idle should not keep its
+    /// 16 KiB arena and a piece list sized for a 512 KiB batch.
+    pub fn shrink_when_empty(&mut self) {
+        if self.pieces.is_empty() {
+            *self = FrameQueue::default();
+        }
     }
 
     /// Drops everything queued (the link is gone).

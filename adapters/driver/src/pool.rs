@@ -9,6 +9,7 @@
 //! is then handed out again.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use bytes::{Bytes, BytesMut};
@@ -18,6 +19,9 @@ pub const SLAB: usize = 256 * 1024;
 /// How many used slabs wait for reuse, process-wide: at most 8 MiB, beyond which
 /// the oldest is left to the allocator.
 const MAX_WAITING: usize = 32;
+/// How many used slabs wait for reuse once no session in the process is using
+/// a slab: an idle server keeps 1 MiB for the next burst, not 8.
+const IDLE_WAITING: usize = 4;
 /// Writes smaller than this are copied into an allocation of their own: the
 /// allocator's small-size caches serve them well, and a small piece held for long
 /// would keep a whole slab from being reused.
@@ -29,7 +33,21 @@ pub const SMALL_COPY: usize = 4 * 1024;
 /// arenas (which kept the resident set growing after the sessions were gone).
 pub const SMALL_BUF: usize = 4 * 1024;
 
+/// An idle link (new, or quiet for a while) waits for its next bytes with a
+/// buffer this small: a silent session should cost well under a page.
+pub const IDLE_BUF: usize = 512;
+
 static WAITING: Mutex<VecDeque<BytesMut>> = Mutex::new(VecDeque::new());
+/// Slabs that a reader or writer is cutting pieces from right now.
+static HELD: AtomicUsize = AtomicUsize::new(0);
+
+/// How many slabs readers and writers of all sessions in this process are
+/// cutting pieces from right now: an idle session holds none (its link has
+/// been quiet for a second), so this tells whether idle sessions gave their
+/// buffers back.
+pub fn slabs_held() -> usize {
+    HELD.load(Ordering::Relaxed)
+}
 
 /// A buffer with room for at least [`SLAB`] bytes: a used slab whose pieces are
 /// all gone when there is one, a new one otherwise.
@@ -55,6 +73,23 @@ fn retire(mut slab: BytesMut) {
     }
 }
 
+/// How many used slabs wait for reuse.
+pub fn slabs_waiting() -> usize {
+    WAITING.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).len()
+}
+
+/// Lets the allocator have all but [`IDLE_WAITING`] of the waiting slabs, if
+/// no reader or writer in the process holds a slab: everything is quiet.
+pub fn trim_when_quiet() {
+    if HELD.load(Ordering::Relaxed) > 0 {
+        return;
+    }
+    let mut waiting = WAITING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    while waiting.len() > IDLE_WAITING {
+        waiting.pop_front();
+    }
+}
+
 /// The slab a writer or reader is cutting pieces from: taken from the pool when
 /// first needed, handed back when full or dropped.
 #[derive(Default)]
@@ -69,30 +104,38 @@ impl SlabBuf {
     /// The current slab, replaced by a fresh one first when it has less than
     /// `room` bytes left (`room` at most [`SLAB`]).
     pub fn with_room(&mut self, room: usize) -> &mut BytesMut {
-        self.ensure_room(room, false)
+        self.ensure_room(room, None)
     }
 
     /// Like [`with_room`](Self::with_room), but a buffer without `room` left is
     /// replaced by a small one ([`SMALL_BUF`], `room` at most that) instead of a
     /// slab: for reads while the link is quiet.
     pub fn with_small_room(&mut self, room: usize) -> &mut BytesMut {
-        self.ensure_room(room, true)
+        self.ensure_room(room, Some(SMALL_BUF))
     }
 
-    /// The current buffer if it has `room` left, else a new one: small or a slab.
-    fn ensure_room(&mut self, room: usize, small: bool) -> &mut BytesMut {
+    /// The current buffer if it has [`IDLE_BUF`] bytes left, else a new one
+    /// of that size: for the reads of an idle link.
+    pub fn with_idle_room(&mut self) -> &mut BytesMut {
+        self.ensure_room(IDLE_BUF, Some(IDLE_BUF))
+    }
+
+    /// The current buffer if it has `room` left, else a new one: a small one
+    /// of `small` bytes, or a slab.
+    fn ensure_room(&mut self, room: usize, small: Option<usize>) -> &mut BytesMut {
         let enough = self
             .slab
             .as_ref()
             .is_some_and(|slab| slab.capacity() - slab.len() >= room);
         if !enough {
             self.drop_current();
-            self.small = small;
+            self.small = small.is_some();
         }
         self.slab.get_or_insert_with(|| {
-            if small {
-                BytesMut::with_capacity(SMALL_BUF)
+            if let Some(size) = small {
+                BytesMut::with_capacity(size)
             } else {
+                HELD.fetch_add(1, Ordering::Relaxed);
                 fresh_slab()
             }
         })
@@ -126,6 +169,7 @@ impl SlabBuf {
     fn drop_current(&mut self) {
         if let Some(slab) = self.slab.take() {
             if !self.small {
+                HELD.fetch_sub(1, Ordering::Relaxed);
                 retire(slab);
             }
         }
@@ -176,6 +220,22 @@ mod tests {
         assert_eq!(reads.take_filled().len(), SMALL_BUF);
         // Full: the next quiet read gets another small buffer, not a slab.
         assert_eq!(reads.with_small_room(SMALL_BUF).capacity(), SMALL_BUF);
+        assert!(!reads.holds_slab());
+    }
+
+    #[test]
+    fn idle_reads_take_a_tiny_buffer_or_use_the_room_left() {
+        let mut reads = SlabBuf::default();
+        assert_eq!(reads.with_idle_room().capacity(), IDLE_BUF);
+        reads.with_idle_room().extend_from_slice(&[1; IDLE_BUF / 2]);
+        assert_eq!(reads.take_filled().len(), IDLE_BUF / 2);
+        // Half full: too little left for an idle read, so a fresh tiny one.
+        assert_eq!(reads.with_idle_room().capacity(), IDLE_BUF);
+        // A small buffer with room serves idle reads as it is.
+        let mut reads = SlabBuf::default();
+        reads.with_small_room(SMALL_BUF);
+        assert_eq!(reads.with_idle_room().capacity(), SMALL_BUF);
+        assert!(!reads.holds_slab());
     }
 
     #[test]

@@ -159,6 +159,18 @@ impl Shared {
         self.write_slab.copy(data)
     }
 
+    /// Whether the streams' writes are being copied into a slab (see `pool`).
+    pub(crate) fn holds_write_slab(&self) -> bool {
+        self.write_slab.holds_slab()
+    }
+
+    /// Hands the write slab back to the pool: the link has been quiet, and an
+    /// idle session should not keep 256 KiB for writes that may never come.
+    /// The frames still queued keep the pieces they were cut from alive.
+    pub(crate) fn release_write_slab(&mut self) {
+        self.write_slab = SlabBuf::default();
+    }
+
     /// Read-only access to the core session.
     pub fn session_ref(&self) -> &Session {
         &self.session

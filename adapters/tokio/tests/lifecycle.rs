@@ -107,3 +107,76 @@ async fn drop_every_handle() {
         assert_eq!(sessions_fall_to(0).await, 0, "both ends let go of their sessions");
     }
 }
+
+#[test]
+fn sessions_that_moved_data_and_went_quiet_give_their_slabs_back() {
+    serially(quiet_after_traffic());
+}
+
+/// Waits up to 5 s for the process to hold no read or write slab; returns
+/// how many it saw last.
+async fn slabs_fall_to_zero() -> usize {
+    for _ in 0..500 {
+        if hawser_driver::pool::slabs_held() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    hawser_driver::pool::slabs_held()
+}
+
+async fn quiet_after_traffic() {
+    use tokio::io::AsyncReadExt;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let (accepted, _) = listener.accept().await.unwrap();
+    let server = Session::server(accepted, Config::default()).unwrap();
+    let client = Session::client(tcp, Config::default()).unwrap();
+    let echo = tokio::spawn(async move {
+        while let Some(mut stream) = server.accept().await {
+            tokio::spawn(async move {
+                let (mut reader, mut writer) = tokio::io::split(&mut stream);
+                let _ = tokio::io::copy(&mut reader, &mut writer).await;
+                let _ = writer.shutdown().await;
+            });
+        }
+    });
+    // Four streams echo 1 MiB each: both ends read into slabs and copy the
+    // streams' writes into slabs.
+    let payload: Vec<u8> = (0..1 << 20).map(|i| (i % 253) as u8).collect();
+    let mut transfers = Vec::new();
+    for _ in 0..4 {
+        let mut stream = client.control().open_stream().await.unwrap();
+        let payload = payload.clone();
+        transfers.push(tokio::spawn(async move {
+            let (mut reader, mut writer) = tokio::io::split(&mut stream);
+            let writing = async {
+                writer.write_all(&payload).await?;
+                writer.shutdown().await
+            };
+            let mut back = Vec::new();
+            let (written, read) = tokio::join!(writing, reader.read_to_end(&mut back));
+            written.and(read).map(|_| back == payload)
+        }));
+    }
+    for transfer in transfers {
+        assert!(transfer.await.unwrap().unwrap(), "an echo came back altered");
+    }
+    assert!(live_sessions() >= 2, "both ends are still open");
+    // Quiet for a second, each end hands its slabs back to the pool; the
+    // sessions stay open and usable.
+    assert_eq!(slabs_fall_to_zero().await, 0, "quiet sessions kept their slabs");
+    // With everything quiet, the pool keeps only a few for the next burst.
+    let waiting = hawser_driver::pool::slabs_waiting();
+    assert!(waiting <= 4, "{waiting} slabs wait in the pool of a quiet process");
+    let mut stream = client.control().open_stream().await.unwrap();
+    stream.write_all(&payload).await.unwrap();
+    stream.shutdown().await.unwrap();
+    let mut back = Vec::new();
+    stream.read_to_end(&mut back).await.unwrap();
+    assert!(back == payload, "the session works after its buffers went back");
+    drop((stream, client));
+    echo.await.unwrap();
+    assert_eq!(sessions_fall_to(0).await, 0, "both ends let go of their sessions");
+}

@@ -14,6 +14,7 @@
 //! Each figure is the median of `--reps` repetitions (3 by default, 1 with
 //! `--quick`), each over a fresh connection, with the minimum and maximum.
 
+mod heap;
 mod idle;
 mod mux;
 mod others;
@@ -27,6 +28,9 @@ use std::time::Duration;
 
 use mux::TokioImpl;
 use workloads::Figure;
+
+#[global_allocator]
+static ALLOCATOR: heap::Counting = heap::Counting;
 
 /// How much each workload moves.
 #[derive(Clone, Debug)]
@@ -487,6 +491,12 @@ fn print_ratios(results: &[Result_]) {
         println!(
             "  {:<48} {rss:.0} bytes",
             "sessions hawser-tokio server memory per idle session"
+        );
+    }
+    if let Some(heap) = get("sessions", "hawser-tokio", "server-heap") {
+        println!(
+            "  {:<48} {heap:.0} bytes",
+            "sessions hawser-tokio server heap per idle session"
         );
     }
     if let Some(fair) = get("fairness", "hawser-tokio", "min/max") {

@@ -19,8 +19,8 @@ const ECHOED: usize = 64 * 1024;
 const QUIET: Duration = Duration::from_millis(1_500);
 
 /// `--sessions-server NAME COUNT RUNTIME`: serves, prints its address, and
-/// on a line from stdin prints its resident-set growth per session; ends when
-/// stdin closes.
+/// on a line from stdin prints its resident-set growth and its live-heap
+/// growth per session; ends when stdin closes.
 pub fn server_main(mut rest: impl Iterator<Item = String>) -> ! {
     let name = rest.next().unwrap_or_default();
     let count: usize = rest.next().and_then(|n| n.parse().ok()).unwrap_or(1).max(1);
@@ -29,9 +29,11 @@ pub fn server_main(mut rest: impl Iterator<Item = String>) -> ! {
         eprintln!("unknown implementation {name}");
         std::process::exit(1);
     };
+    crate::heap::start();
     let runtime = crate::build_runtime(multi_thread);
     runtime.block_on(async {
         let before = rss().unwrap_or(0);
+        let heap_before = crate::heap::live();
         let addr = match mux::listen(which, STREAMS).await {
             Ok(addr) => addr,
             Err(err) => {
@@ -49,7 +51,11 @@ pub fn server_main(mut rest: impl Iterator<Item = String>) -> ! {
         };
         if line().await.unwrap_or(false) {
             let after = rss().unwrap_or(0);
-            say(&(after.saturating_sub(before) as f64 / count as f64).to_string());
+            let heap = (crate::heap::live() - heap_before) as f64 / count as f64;
+            say(&format!(
+                "{} {heap}",
+                after.saturating_sub(before) as f64 / count as f64
+            ));
             let _ = line().await;
         }
     });
@@ -64,7 +70,7 @@ fn say(line: &str) {
 
 /// One repetition: `count` client sessions against a server process, each
 /// echoing 64 KiB on each of 4 streams at once; then, all of them idle, the
-/// server's resident-set growth per session.
+/// server's resident-set growth and live-heap growth per session.
 pub async fn measure(which: TokioImpl, count: usize, multi_thread: bool) -> io::Result<Vec<Figure>> {
     let exe = std::env::current_exe()?;
     let runtime = if multi_thread { "multi" } else { "current" };
@@ -84,9 +90,15 @@ pub async fn measure(which: TokioImpl, count: usize, multi_thread: bool) -> io::
         // All idle now: the server measures.
         writeln!(stdin, "measure")?;
         stdin.flush()?;
-        let per_session: f64 = read_line(&mut stdout)?
-            .parse()
-            .map_err(|_| io::Error::other("the sessions server gave no figure"))?;
+        let figures = read_line(&mut stdout)?;
+        let no_figure = || io::Error::other("the sessions server gave no figure");
+        let mut figures = figures
+            .split(' ')
+            .map(|figure| figure.parse::<f64>().map_err(|_| no_figure()));
+        let per_session = (
+            figures.next().ok_or_else(no_figure)??,
+            figures.next().ok_or_else(no_figure)??,
+        );
         for client in &clients {
             client.close();
         }
@@ -114,7 +126,12 @@ pub async fn measure(which: TokioImpl, count: usize, multi_thread: bool) -> io::
         },
         Figure {
             metric: "server-rss",
-            value: per_session,
+            value: per_session.0,
+            unit: "bytes/session",
+        },
+        Figure {
+            metric: "server-heap",
+            value: per_session.1,
             unit: "bytes/session",
         },
     ])
