@@ -71,27 +71,38 @@ impl RecvWindow {
     /// the reader drains it faster than two round trips, which means the window, not
     /// the reader, limits throughput. Growth doubles up to `max_window` and draws on
     /// `budget_left`, which is reduced by what the window grows.
+    ///
+    /// A window smaller than `catch_up_to` (the largest another stream of the
+    /// session has earned) also grows while its reader keeps up. Without that,
+    /// streams that start on a loaded link rarely grow: queueing behind the
+    /// others makes their grants look slow against a round trip measured while
+    /// the link was quiet, and the streams that started first keep most of it.
     pub(crate) fn take_update(
         &mut self,
         now: Instant,
         rtt: Option<Duration>,
         max_window: u32,
+        catch_up_to: u32,
         budget_left: &mut u64,
     ) -> u32 {
         let pending = self.pending();
         if pending == 0 {
             return 0;
         }
-        if let (Some(rtt), Some(last)) = (rtt, self.last_grant) {
-            let fast = now.saturating_duration_since(last) < rtt * 2;
-            if fast && self.window < max_window {
-                let grown = self.window.saturating_mul(2).min(max_window);
-                let extra = u64::from(grown - self.window).min(*budget_left);
-                // `extra` fits in u32: it is at most `grown - window`.
-                let extra = u32::try_from(extra).unwrap_or(0);
-                self.window += extra;
-                *budget_left -= u64::from(extra);
-            }
+        let fast = match (rtt, self.last_grant) {
+            (Some(rtt), Some(last)) => now.saturating_duration_since(last) < rtt * 2,
+            _ => false,
+        };
+        // A reader that lets data pile up is not held back by the window.
+        let keeping_up = self.buffered() <= u64::from(self.window / 4);
+        let behind = keeping_up && self.window < catch_up_to;
+        if (fast || behind) && self.window < max_window {
+            let grown = self.window.saturating_mul(2).min(max_window);
+            let extra = u64::from(grown - self.window).min(*budget_left);
+            // `extra` fits in u32: it is at most `grown - window`.
+            let extra = u32::try_from(extra).unwrap_or(0);
+            self.window += extra;
+            *budget_left -= u64::from(extra);
         }
         self.last_grant = Some(now);
         let new_limit = self.consumed + u64::from(self.window);
@@ -116,7 +127,7 @@ mod tests {
         flow.on_consumed(1);
         assert!(flow.update_due());
         let mut budget = 0;
-        assert_eq!(flow.take_update(Instant::ZERO, None, 1000, &mut budget), 500);
+        assert_eq!(flow.take_update(Instant::ZERO, None, 1000, 0, &mut budget), 500);
         assert_eq!(flow.credit(), 500);
         assert_eq!(flow.buffered(), 500);
     }
@@ -131,7 +142,7 @@ mod tests {
             let credit = u32::try_from(flow.credit()).unwrap();
             flow.on_received(credit);
             flow.on_consumed(credit as usize);
-            flow.take_update(now, rtt, 8000, &mut budget);
+            flow.take_update(now, rtt, 8000, 0, &mut budget);
             now = now + Duration::from_millis(5);
         }
         // 1000 -> 2000 -> 2500 (budget exhausted), never past it.
@@ -149,7 +160,37 @@ mod tests {
         for _ in 0..4 {
             flow.on_received(1000);
             flow.on_consumed(1000);
-            flow.take_update(now, rtt, 8000, &mut budget);
+            flow.take_update(now, rtt, 8000, 0, &mut budget);
+            now = now + Duration::from_millis(100);
+        }
+        assert_eq!(flow.window(), 1000);
+    }
+
+    #[test]
+    fn a_window_behind_the_sessions_largest_catches_up_while_its_reader_keeps_up() {
+        // Grants 100 ms apart against a 10 ms round trip: slow, so only the
+        // catch-up can grow the window, doubling up to the largest (4000).
+        let rtt = Some(Duration::from_millis(10));
+        let mut flow = RecvWindow::new(1000, 1000);
+        let mut budget = u64::MAX;
+        let mut now = Instant::ZERO;
+        for _ in 0..4 {
+            let credit = u32::try_from(flow.credit()).unwrap();
+            flow.on_received(credit);
+            flow.on_consumed(credit as usize);
+            flow.take_update(now, rtt, 8000, 4000, &mut budget);
+            now = now + Duration::from_millis(100);
+        }
+        assert_eq!(flow.window(), 4000);
+
+        // A reader that leaves most of what arrived unread does not grow its
+        // window, however large the others are.
+        let mut flow = RecvWindow::new(1000, 1000);
+        for _ in 0..4 {
+            let credit = u32::try_from(flow.credit()).unwrap();
+            flow.on_received(credit);
+            flow.on_consumed(credit as usize / 2);
+            flow.take_update(now, rtt, 8000, 4000, &mut budget);
             now = now + Duration::from_millis(100);
         }
         assert_eq!(flow.window(), 1000);

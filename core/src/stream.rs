@@ -46,6 +46,11 @@ pub(crate) struct StreamState {
     /// Whether the stream waits in the session's list of writers blocked on the
     /// session-wide send buffer (so that it is listed once, however often it polls).
     pub in_write_blocked: bool,
+    /// The session's wake round (`write_round`) in which the stream was last
+    /// waiting for room in the session-wide send buffer, if it has not written
+    /// since: while that is the current round, it counts in `write_waiting`,
+    /// which a woken writer keeps seeing until each waiting stream had its turn.
+    pub waiting_round: Option<u32>,
     pub open_deadline: Option<Instant>,
     pub close_deadline: Option<Instant>,
     /// When payload last arrived; the close timer counts from here.
@@ -78,6 +83,7 @@ impl StreamState {
             want_readable: true,
             want_writable: false,
             in_write_blocked: false,
+            waiting_round: None,
             open_deadline: None,
             close_deadline: None,
             last_received: None,

@@ -133,6 +133,9 @@ impl<'a> Stream<'a> {
             .config
             .session_send_buffer
             .saturating_sub(self.session.send_buffered_total);
+        let waiting = self.session.write_waiting;
+        let round = self.session.write_round;
+        let fair_share = self.session.fair_send_share();
         let stream = match self.lookup() {
             Lookup::Live(stream) => stream,
             Lookup::Reset(code) => return Err(WriteError::Reset(code)),
@@ -151,20 +154,36 @@ impl<'a> Stream<'a> {
             return Ok(0);
         }
         let stream_room = stream_limit.saturating_sub(stream.send_buffered);
-        let room = stream_room.min(session_room);
+        // While other streams wait for room in the session's send buffer, a
+        // stream that holds its share of it already waits too: otherwise the
+        // task that runs first after room frees up takes it all, every time.
+        let counted = stream.waiting_round == Some(round);
+        let others_wait = waiting > usize::from(counted);
+        let over_share = others_wait && stream.send_buffered >= fair_share;
+        let room = if over_share { 0 } else { stream_room.min(session_room) };
         if room == 0 {
             stream.want_writable = true;
-            if session_room == 0 && !stream.in_write_blocked {
-                stream.in_write_blocked = true;
-                self.session.write_blocked.push(id);
+            if session_room == 0 || over_share {
+                stream.waiting_round = Some(round);
+                let listed = core::mem::replace(&mut stream.in_write_blocked, true);
+                if !counted {
+                    self.session.write_waiting += 1;
+                }
+                if !listed {
+                    self.session.write_blocked.push(id);
+                }
             }
             return Err(WriteError::Blocked);
         }
+        stream.waiting_round = None;
         let take = room.min(data.len());
         let chunk = if take == data.len() { data } else { data.slice(..take) };
         stream.send_buf.push_back(chunk);
         stream.send_buffered += take;
         self.session.send_buffered_total += take;
+        if counted {
+            self.session.write_waiting = self.session.write_waiting.saturating_sub(1);
+        }
         self.session.queue_send(id);
         Ok(take)
     }

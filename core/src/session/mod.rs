@@ -94,12 +94,22 @@ pub struct Session {
     accept_queue: VecDeque<StreamId>,
     /// Sum of all streams' receive windows, bounded by `config.receive_budget`.
     window_total: u64,
+    /// The largest receive window a stream of this session has grown to:
+    /// streams whose readers keep up grow toward it (see `RecvWindow::take_update`).
+    largest_window: u32,
     send_buffered_total: usize,
 
     session_control: VecDeque<Transmit>,
     stream_control: VecDeque<u32>,
     send_queue: VecDeque<u32>,
     write_blocked: Vec<u32>,
+    /// How many streams wait for room in the session-wide send buffer and have
+    /// not written since, counted per wake round (see `StreamState::waiting_round`).
+    write_waiting: usize,
+    /// Which wake of the streams blocked on the session-wide send buffer this
+    /// is: a stream woken in an earlier round that never wrote again no longer
+    /// counts as waiting.
+    write_round: u32,
 
     events: VecDeque<Event>,
     /// Streams released when their reset was delivered as an event, with the
@@ -180,11 +190,14 @@ impl Session {
             unacknowledged_opens: 0,
             accept_queue: VecDeque::new(),
             window_total: 0,
+            largest_window: 0,
             send_buffered_total: 0,
             session_control: VecDeque::new(),
             stream_control: VecDeque::new(),
             send_queue: VecDeque::new(),
             write_blocked: Vec::new(),
+            write_waiting: 0,
+            write_round: 0,
             events: VecDeque::new(),
             reset_tombstones: VecDeque::new(),
             next_compaction: 0,
@@ -673,7 +686,9 @@ impl Session {
             stream.send_buf.clear();
             stream.send_buffered = 0;
             stream.in_write_blocked = false;
+            stream.waiting_round = None;
         }
+        self.write_waiting = 0;
         self.accept_queue.clear();
         self.stream_control.clear();
         self.send_queue.clear();
@@ -750,6 +765,9 @@ impl Session {
         };
         self.window_total -= u64::from(stream.flow.window());
         self.send_buffered_total -= stream.send_buffered;
+        if stream.waiting_round == Some(self.write_round) {
+            self.write_waiting = self.write_waiting.saturating_sub(1);
+        }
         if stream.outbound {
             self.outbound_live -= 1;
             if !stream.acknowledged {

@@ -197,6 +197,7 @@ impl Session {
         while let Some(id) = self.stream_control.pop_front() {
             let srtt = self.srtt;
             let max_window = self.config.max_stream_window;
+            let catch_up_to = self.largest_window;
             let mut budget_left = self.config.receive_budget - self.window_total;
             let Some(stream) = self.streams.get_mut(&id) else {
                 continue;
@@ -228,8 +229,11 @@ impl Session {
                 0
             } else {
                 let before = stream.flow.window();
-                let delta = stream.flow.take_update(now, srtt, max_window, &mut budget_left);
+                let delta = stream
+                    .flow
+                    .take_update(now, srtt, max_window, catch_up_to, &mut budget_left);
                 self.window_total += u64::from(stream.flow.window() - before);
+                self.largest_window = self.largest_window.max(stream.flow.window());
                 delta
             };
             if !opening && delta == 0 {
@@ -325,17 +329,31 @@ impl Session {
         self.maybe_release(id);
     }
 
+    /// What one stream may hold of the session-wide send buffer while others
+    /// wait for it: an even split between the streams with data to send and
+    /// those waiting to write.
+    pub(super) fn fair_send_share(&self) -> usize {
+        let senders = (self.send_queue.len() + self.write_waiting).max(1);
+        (self.config.session_send_buffer / senders).max(1)
+    }
+
     /// Streams blocked on the session-wide send buffer get `Writable` once it has room.
     pub(super) fn wake_session_writers(&mut self) {
         if self.write_blocked.is_empty() || self.send_buffered_total >= self.config.session_send_buffer {
             return;
         }
         let stream_limit = self.config.stream_send_buffer;
+        // A new round: the streams woken now wait until each wrote once (or
+        // blocked again); any woken before that did neither count no more.
+        self.write_round = self.write_round.wrapping_add(1);
+        self.write_waiting = 0;
         for id in core::mem::take(&mut self.write_blocked) {
             if let Some(stream) = self.streams.get_mut(&id) {
                 stream.in_write_blocked = false;
                 if stream.want_writable && stream.send_buffered < stream_limit {
                     stream.want_writable = false;
+                    stream.waiting_round = Some(self.write_round);
+                    self.write_waiting += 1;
                     self.events.push_back(Event::Writable(StreamId(id)));
                 }
             }
