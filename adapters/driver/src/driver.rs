@@ -67,7 +67,8 @@ pub struct Driver<L, T> {
     idle_reads: bool,
     /// When to look next whether the link has been quiet for [`QUIET`]: set
     /// once per look, not moved by every read, so that a busy session does not
-    /// re-arm its timer on each read.
+    /// re-arm its timer on each read; never earlier than `QUIET` after the
+    /// last release.
     quiet_check: Option<StdInstant>,
 }
 
@@ -308,11 +309,17 @@ impl<L: Link + Unpin, T: Timer + Unpin> Driver<L, T> {
         }
         let now = StdInstant::now();
         if quiet_deadline.is_some_and(|at| now >= at) {
-            self.quiet_check = None;
-            // Reads since the check was set move the next one on instead.
-            if now >= last_read + QUIET {
+            let quiet_since = last_read + QUIET;
+            self.quiet_check = Some(if now >= quiet_since {
                 self.release_idle_buffers();
-            }
+                // What could not go yet (frames still queued for a full socket)
+                // is looked at again a whole `QUIET` later: a check due at once
+                // would fire on every turn and spin the driver.
+                now + QUIET
+            } else {
+                // Reads since the check was set move the next one on instead.
+                quiet_since
+            });
         }
         if session_deadline.is_some_and(|at| now >= at) {
             let mut shared = Shared::lock(&self.shared);

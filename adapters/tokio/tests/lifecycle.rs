@@ -180,3 +180,63 @@ async fn quiet_after_traffic() {
     echo.await.unwrap();
     assert_eq!(sessions_fall_to(0).await, 0, "both ends let go of their sessions");
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_session_stuck_on_a_full_socket_does_not_spin() {
+    serially(stuck_on_a_full_socket());
+}
+
+/// This process's CPU time (user and system) in clock ticks, from /proc.
+#[cfg(target_os = "linux")]
+fn cpu_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
+    // The command name may hold spaces; the fields after it are plain.
+    let after_name = &stat[stat.rfind(')').expect("a command name") + 2..];
+    let fields: Vec<&str> = after_name.split(' ').collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
+}
+
+/// A peer that accepts the link and never reads it: the client's frames fill
+/// the socket and wait in the driver's queue. The link is quiet for good, so
+/// the driver looks once a second whether it can give buffers back; it must
+/// not look again at once on every turn, which spun a core.
+#[cfg(target_os = "linux")]
+async fn stuck_on_a_full_socket() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let silent = tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        drop(tcp);
+    });
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let client = Session::client(tcp, Config::yamux()).unwrap();
+    // 64 streams x the 256 KiB initial window: more than loopback's socket
+    // buffers hold, so frames stay queued.
+    let mut writers = Vec::new();
+    for _ in 0..64 {
+        let mut stream = client.control().open_stream().await.unwrap();
+        writers.push(tokio::spawn(async move {
+            let _ = stream.write_all(&[9u8; 256 * 1024]).await;
+            stream
+        }));
+    }
+    // Past the quiet second, and then some.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let ticks_before = cpu_ticks();
+    let measured = std::time::Instant::now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let used = (cpu_ticks() - ticks_before) as f64 / 100.0;
+    let elapsed = measured.elapsed().as_secs_f64();
+    assert!(
+        used < elapsed / 4.0,
+        "the process used {used:.2} s of CPU in {elapsed:.2} s with nothing to do but wait"
+    );
+    for writer in writers {
+        writer.abort();
+    }
+    drop(client);
+    silent.abort();
+}
