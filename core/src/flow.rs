@@ -132,19 +132,34 @@ mod tests {
         assert_eq!(flow.buffered(), 500);
     }
 
+    /// `rounds` times: the peer sends all the credit it has, the reader reads
+    /// `1 / read_divisor` of what arrived, and the window update is taken `gap`
+    /// after the previous one, against a 10 ms round trip.
+    fn run_rounds(
+        flow: &mut RecvWindow,
+        rounds: usize,
+        gap: Duration,
+        read_divisor: usize,
+        catch_up_to: u32,
+        budget: &mut u64,
+    ) {
+        let rtt = Some(Duration::from_millis(10));
+        let mut now = Instant::ZERO;
+        for _ in 0..rounds {
+            // The credit never exceeds the window, which is a u32.
+            let credit = u32::try_from(flow.credit()).unwrap_or(u32::MAX);
+            flow.on_received(credit);
+            flow.on_consumed(credit as usize / read_divisor);
+            flow.take_update(now, rtt, 8000, catch_up_to, budget);
+            now = now + gap;
+        }
+    }
+
     #[test]
     fn window_doubles_when_drained_within_two_rtts_and_respects_the_budget() {
-        let rtt = Some(Duration::from_millis(10));
         let mut flow = RecvWindow::new(1000, 1000);
         let mut budget = 1500;
-        let mut now = Instant::ZERO;
-        for _ in 0..4 {
-            let credit = u32::try_from(flow.credit()).unwrap();
-            flow.on_received(credit);
-            flow.on_consumed(credit as usize);
-            flow.take_update(now, rtt, 8000, 0, &mut budget);
-            now = now + Duration::from_millis(5);
-        }
+        run_rounds(&mut flow, 4, Duration::from_millis(5), 1, 0, &mut budget);
         // 1000 -> 2000 -> 2500 (budget exhausted), never past it.
         assert_eq!(flow.window(), 2500);
         assert_eq!(budget, 0);
@@ -153,16 +168,9 @@ mod tests {
 
     #[test]
     fn slow_reader_keeps_the_window() {
-        let rtt = Some(Duration::from_millis(10));
         let mut flow = RecvWindow::new(1000, 1000);
         let mut budget = u64::MAX;
-        let mut now = Instant::ZERO;
-        for _ in 0..4 {
-            flow.on_received(1000);
-            flow.on_consumed(1000);
-            flow.take_update(now, rtt, 8000, 0, &mut budget);
-            now = now + Duration::from_millis(100);
-        }
+        run_rounds(&mut flow, 4, Duration::from_millis(100), 1, 0, &mut budget);
         assert_eq!(flow.window(), 1000);
     }
 
@@ -170,29 +178,15 @@ mod tests {
     fn a_window_behind_the_sessions_largest_catches_up_while_its_reader_keeps_up() {
         // Grants 100 ms apart against a 10 ms round trip: slow, so only the
         // catch-up can grow the window, doubling up to the largest (4000).
-        let rtt = Some(Duration::from_millis(10));
-        let mut flow = RecvWindow::new(1000, 1000);
         let mut budget = u64::MAX;
-        let mut now = Instant::ZERO;
-        for _ in 0..4 {
-            let credit = u32::try_from(flow.credit()).unwrap();
-            flow.on_received(credit);
-            flow.on_consumed(credit as usize);
-            flow.take_update(now, rtt, 8000, 4000, &mut budget);
-            now = now + Duration::from_millis(100);
-        }
+        let mut flow = RecvWindow::new(1000, 1000);
+        run_rounds(&mut flow, 4, Duration::from_millis(100), 1, 4000, &mut budget);
         assert_eq!(flow.window(), 4000);
 
-        // A reader that leaves most of what arrived unread does not grow its
+        // A reader that leaves half of what arrived unread does not grow its
         // window, however large the others are.
         let mut flow = RecvWindow::new(1000, 1000);
-        for _ in 0..4 {
-            let credit = u32::try_from(flow.credit()).unwrap();
-            flow.on_received(credit);
-            flow.on_consumed(credit as usize / 2);
-            flow.take_update(now, rtt, 8000, 4000, &mut budget);
-            now = now + Duration::from_millis(100);
-        }
+        run_rounds(&mut flow, 4, Duration::from_millis(100), 2, 4000, &mut budget);
         assert_eq!(flow.window(), 1000);
     }
 }
