@@ -133,9 +133,7 @@ impl<'a> Stream<'a> {
             .config
             .session_send_buffer
             .saturating_sub(self.session.send_buffered_total);
-        let waiting = self.session.write_waiting;
-        let round = self.session.write_round;
-        let fair_share = self.session.fair_send_share();
+        let sharing = self.session.send_sharing();
         let stream = match self.lookup() {
             Lookup::Live(stream) => stream,
             Lookup::Reset(code) => return Err(WriteError::Reset(code)),
@@ -154,17 +152,13 @@ impl<'a> Stream<'a> {
             return Ok(0);
         }
         let stream_room = stream_limit.saturating_sub(stream.send_buffered);
-        // While other streams wait for room in the session's send buffer, a
-        // stream that holds its share of it already waits too: otherwise the
-        // task that runs first after room frees up takes it all, every time.
-        let counted = stream.waiting_round == Some(round);
-        let others_wait = waiting > usize::from(counted);
-        let over_share = others_wait && stream.send_buffered >= fair_share;
+        let counted = stream.waiting_round == Some(sharing.round);
+        let over_share = sharing.over_share(stream);
         let room = if over_share { 0 } else { stream_room.min(session_room) };
         if room == 0 {
             stream.want_writable = true;
             if session_room == 0 || over_share {
-                stream.waiting_round = Some(round);
+                stream.waiting_round = Some(sharing.round);
                 let listed = core::mem::replace(&mut stream.in_write_blocked, true);
                 if !counted {
                     self.session.write_waiting += 1;
@@ -200,6 +194,9 @@ impl<'a> Stream<'a> {
         let Some(stream) = self.session.streams.get(&self.id.0) else {
             return 0;
         };
+        if self.session.send_sharing().over_share(stream) {
+            return 0;
+        }
         let session_room = self
             .session
             .config

@@ -329,12 +329,14 @@ impl Session {
         self.maybe_release(id);
     }
 
-    /// What one stream may hold of the session-wide send buffer while others
-    /// wait for it: an even split between the streams with data to send and
-    /// those waiting to write.
-    pub(super) fn fair_send_share(&self) -> usize {
+    /// How the session-wide send buffer is shared right now (see [`SendSharing`]).
+    pub(super) fn send_sharing(&self) -> SendSharing {
         let senders = (self.send_queue.len() + self.write_waiting).max(1);
-        (self.config.session_send_buffer / senders).max(1)
+        SendSharing {
+            waiting: self.write_waiting,
+            round: self.write_round,
+            fair_share: (self.config.session_send_buffer / senders).max(1),
+        }
     }
 
     /// Streams blocked on the session-wide send buffer get `Writable` once it has room.
@@ -358,5 +360,27 @@ impl Session {
                 }
             }
         }
+    }
+}
+
+/// While other streams wait for room in the session's send buffer, a stream
+/// that holds its share of it already waits too: otherwise the task that runs
+/// first after room frees up takes it all, every time.
+pub(super) struct SendSharing {
+    /// Streams waiting for room in this wake round.
+    waiting: usize,
+    /// The current wake round.
+    pub(super) round: u32,
+    /// What one stream may hold while others wait: the buffer split evenly
+    /// between the streams with data to send and those waiting to write.
+    fair_share: usize,
+}
+
+impl SendSharing {
+    /// Whether `stream` holds its share while others wait, so that it may
+    /// queue nothing now.
+    pub(super) fn over_share(&self, stream: &crate::stream::StreamState) -> bool {
+        let counted = stream.waiting_round == Some(self.round);
+        self.waiting > usize::from(counted) && stream.send_buffered >= self.fair_share
     }
 }
