@@ -321,8 +321,9 @@ fn main() {
                 continue;
             }
             let mut result = Result_::new(workload, which.name());
-            // A thousand sessions take seconds: once, unless asked for more.
-            let reps = if workload == "sessions" && !args.reps_given {
+            // A thousand sessions take seconds, and the memory figures barely
+            // move between repetitions: once, unless asked for more.
+            let reps = if matches!(workload, "sessions" | "idle") && !args.reps_given {
                 1
             } else {
                 args.reps
