@@ -79,11 +79,11 @@ pub async fn bulk_hundred(which: TokioImpl, sizes: &Sizes) -> io::Result<Vec<Fig
     )])
 }
 
-/// An echo stream past its first 100 round trips: open, windows settled.
-async fn warm_echo_stream(client: &Client) -> io::Result<PeerStream> {
+/// An echo stream past its first `round_trips` round trips: open, windows settled.
+async fn warm_echo_stream(client: &Client, round_trips: usize) -> io::Result<PeerStream> {
     let mut stream = client.open().await?;
     stream.write_all(&[ECHO]).await?;
-    for _ in 0..100 {
+    for _ in 0..round_trips {
         round_trip(&mut stream).await?;
     }
     Ok(stream)
@@ -99,7 +99,7 @@ async fn round_trip(stream: &mut PeerStream) -> io::Result<Duration> {
 
 pub async fn request_response(which: TokioImpl, sizes: &Sizes) -> io::Result<Vec<Figure>> {
     let client = mux::connect(which, 1).await?;
-    let mut stream = warm_echo_stream(&client).await?;
+    let mut stream = warm_echo_stream(&client, 100).await?;
     let mut samples = Vec::with_capacity(sizes.round_trips);
     for _ in 0..sizes.round_trips {
         samples.push(round_trip(&mut stream).await?);
@@ -338,9 +338,7 @@ pub async fn rr_under_load(which: TokioImpl, sizes: &Sizes) -> io::Result<Vec<Fi
     // trip warms it (a hundred, as `rr` does, would take seconds behind bulk
     // on the slower implementations and give them a longer head start).
     tokio::time::sleep(sizes.loaded_for / 2).await;
-    let mut stream = client.open().await?;
-    stream.write_all(&[ECHO]).await?;
-    round_trip(&mut stream).await?;
+    let mut stream = warm_echo_stream(&client, 1).await?;
     let start = Instant::now();
     let sent_before = sent.load(std::sync::atomic::Ordering::Relaxed);
     let mut samples = Vec::with_capacity(sizes.loaded_round_trips);
