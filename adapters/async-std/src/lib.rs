@@ -21,7 +21,10 @@
 //! # }
 //! ```
 //!
-//! With smol (or any other executor), take the driver and spawn it yourself:
+//! With smol, enable the `smol` feature (and switch `async-std` off if you do
+//! not use it: async-std is no longer maintained upstream) and take the same
+//! types from [`smol`](crate::smol), whose drivers and helpers spawn on smol.
+//! On any other executor, take a session's driver and run it yourself:
 //!
 //! ```
 //! use hawser_async_std::{Config, Role, Session};
@@ -31,11 +34,12 @@
 //!     let listener = smol::net::TcpListener::bind("127.0.0.1:0").await?;
 //!     let tcp = smol::net::TcpStream::connect(listener.local_addr()?).await?;
 //!     tcp.set_nodelay(true)?;
-//!     let (session, driver) = Session::new(tcp, Config::default(), Role::Client)?;
+//!     let (session, driver) = Session::with_driver(tcp, Config::default(), Role::Client)?;
 //!     smol::spawn(driver).detach();
 //!
 //!     let (accepted, _) = listener.accept().await?;
-//!     let (server, server_driver) = Session::new(accepted, Config::default(), Role::Server)?;
+//!     accepted.set_nodelay(true)?;
+//!     let (server, server_driver) = Session::with_driver(accepted, Config::default(), Role::Server)?;
 //!     smol::spawn(server_driver).detach();
 //!
 //!     let _stream = session.open_stream().await?;
@@ -66,12 +70,8 @@
 #![warn(missing_docs)]
 
 #[cfg(feature = "async-std")]
-mod net;
-#[cfg(feature = "async-std")]
 mod pool;
-mod request;
-mod resume;
-mod session;
+mod runtime;
 mod stream;
 
 pub use hawser_core::{
@@ -85,11 +85,60 @@ pub use hawser_driver::{
     RetryPolicy, Status,
 };
 #[cfg(feature = "async-std")]
-pub use net::Listener;
-#[cfg(feature = "async-std")]
 pub use pool::{Pool, PoolStream};
 #[cfg(feature = "async-std")]
-pub use resume::Incoming;
-pub use resume::{Accepted, Acceptor};
-pub use session::{Control, Session, SessionDriver};
+pub use runtime::AsyncStd;
+#[cfg(feature = "smol")]
+pub use runtime::Smol;
+pub use runtime::{AsyncIoTimer, FuturesLink};
 pub use stream::Stream;
+
+#[cfg(any(feature = "async-std", feature = "smol"))]
+/// The names of one executor's flavour of the shared types.
+macro_rules! flavour {
+    ($runtime:ty, $tcp:ty, $executor:literal) => {
+        #[doc = concat!("A multiplexed session over one link, its driver on ", $executor, "; see [`hawser_driver::Session`].")]
+        pub type Session = hawser_driver::Session<$runtime>;
+        #[doc = concat!("A cloneable handle for opening streams and steering a session on ", $executor, "; see [`hawser_driver::Control`].")]
+        pub type Control = hawser_driver::Control<$runtime>;
+        /// The server side of resumable sessions over links of type `T`; see
+        /// [`hawser_driver::Acceptor`].
+        pub type Acceptor<T = $tcp> = hawser_driver::Acceptor<$runtime, T>;
+        /// What `Acceptor::accept` did with a link.
+        pub type Accepted = hawser_driver::Accepted<$runtime>;
+        /// The new sessions of `Acceptor::serve`'s loop.
+        pub type Incoming = hawser_driver::Incoming<$runtime>;
+        /// A TCP listener whose connections become server sessions, with
+        /// `TCP_NODELAY` set on each.
+        pub type Listener = hawser_driver::Listener<$runtime>;
+        /// The future that runs a session over a link of type `T`, from
+        /// `Session::with_driver`.
+        pub type SessionDriver<T> = hawser_driver::SessionDriver<$crate::FuturesLink<T>, $runtime>;
+    };
+}
+
+#[cfg(feature = "async-std")]
+flavour!(AsyncStd, async_std::net::TcpStream, "async-std");
+
+/// The same types with their drivers on smol (feature `smol`), for programs
+/// that run smol without async-std.
+///
+/// ```
+/// use hawser_async_std::smol::{Listener, Session};
+/// use hawser_async_std::Config;
+///
+/// # fn main() -> std::io::Result<()> {
+/// smol::block_on(async {
+///     let listener = Listener::bind("127.0.0.1:0", Config::default()).await?;
+///     let client = Session::connect(listener.local_addr()?, Config::default()).await?;
+///     let (server, _peer) = listener.accept().await?;
+///     let _stream = client.open_stream().await?;
+///     assert!(server.accept().await.is_some());
+///     Ok(())
+/// })
+/// # }
+/// ```
+#[cfg(feature = "smol")]
+pub mod smol {
+    flavour!(crate::Smol, ::smol::net::TcpStream, "smol");
+}

@@ -11,15 +11,15 @@ use futures_io::{AsyncRead, AsyncWrite};
 use hawser_driver::session_pool::PoolRuntime;
 use hawser_driver::ControlCore;
 
-use crate::session::{Control, Session};
 use crate::stream::Stream;
+use crate::{Control, Session};
 
 #[derive(Clone)]
-struct AsyncStd {
+struct AsyncStdPool {
     dial: Arc<dyn Fn() -> DialFuture + Send + Sync>,
 }
 
-impl PoolRuntime for AsyncStd {
+impl PoolRuntime for AsyncStdPool {
     type Session = Control;
     type Stream = Stream;
 
@@ -87,7 +87,7 @@ hawser_driver::declare_pool! {
     /// assert_eq!(pool.stats().live, 2);
     /// # std::io::Result::Ok(()) }).unwrap();
     /// ```
-    runtime: AsyncStd,
+    runtime: AsyncStdPool,
     session: Session,
     control: Control,
     stream: Stream,

@@ -6,21 +6,15 @@ use std::task::{Context, Poll};
 
 use futures_io::{AsyncRead, AsyncWrite};
 use hawser_core::{ResetCode, StreamId};
-use hawser_driver::{SharedRef, StreamCore};
+use hawser_driver::StreamCore;
 
 /// One multiplexed stream. `poll_close` finishes it (half-close); reading returns
 /// end-of-stream once the peer finished.
 pub struct Stream {
-    core: StreamCore,
+    pub(crate) core: StreamCore,
 }
 
 impl Stream {
-    pub(crate) fn new(shared: SharedRef, id: StreamId) -> Self {
-        Stream {
-            core: StreamCore::new(shared, id),
-        }
-    }
-
     /// The stream id.
     pub fn id(&self) -> StreamId {
         self.core.id()

@@ -1,6 +1,7 @@
 //! Reads, writes, opens and accepts are cancel-safe: when a timeout drops one of
 //! them mid-way, no byte is lost or delivered twice and no stream is lost or
 //! opened twice. Every test checks that cancellations really happened.
+#![cfg(feature = "async-std")]
 
 use std::time::Duration;
 

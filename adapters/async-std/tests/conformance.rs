@@ -1,5 +1,6 @@
-//! Every conformance scenario over hawser-async-std and loopback TCP, once on
-//! async-std and once on smol, and the hashicorp/yamux interop scenarios.
+//! Every conformance scenario over hawser-async-std and loopback TCP, on
+//! async-std (feature `async-std`) and on smol (feature `smol`, with or
+//! without async-std), and the hashicorp/yamux interop scenarios.
 
 use std::future::{poll_fn, Future};
 use std::io;
@@ -11,8 +12,14 @@ use futures_io::{AsyncRead, AsyncWrite};
 use hawser_async_std::{Config, ResetCode, Role};
 use hawser_conformance::harness::{HarnessSession, HarnessStream, RawLink};
 
-#[derive(Clone)]
-struct Session(Arc<hawser_async_std::Session>);
+/// A session of either flavour: `R` is the runtime its spawning helpers use.
+struct Session<R>(Arc<hawser_driver::Session<R>>);
+
+impl<R> Clone for Session<R> {
+    fn clone(&self) -> Self {
+        Session(self.0.clone())
+    }
+}
 
 struct Stream(hawser_async_std::Stream);
 
@@ -34,7 +41,7 @@ async fn read<R: AsyncRead + Unpin>(reader: &mut R, buf: &mut [u8]) -> io::Resul
     poll_fn(|cx| Pin::new(&mut *reader).poll_read(cx, buf)).await
 }
 
-impl HarnessSession for Session {
+impl<R: hawser_driver::Runtime<Stream = hawser_async_std::Stream>> HarnessSession for Session<R> {
     type Stream = Stream;
 
     async fn open(&self) -> io::Result<Stream> {
@@ -83,8 +90,9 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> RawLink for Raw<T> {
 }
 
 /// The harness for one runtime: its TCP types, spawn and sleep.
+#[allow(unused_macros)] // with neither executor's feature, no harness is built
 macro_rules! runtime_harness {
-    ($name:ident, $net:path, $spawn:expr, $detach:expr, $sleep:expr, $block_on:expr) => {
+    ($name:ident, $flavour:ty, $net:path, $spawn:expr, $detach:expr, $sleep:expr, $block_on:expr) => {
         struct $name;
 
         impl $name {
@@ -96,8 +104,8 @@ macro_rules! runtime_harness {
                 Ok((dialled, accepted))
             }
 
-            fn session(link: TcpStream, config: Config, role: Role) -> io::Result<Session> {
-                let (session, driver) = hawser_async_std::Session::new(link, config, role)?;
+            fn session(link: TcpStream, config: Config, role: Role) -> io::Result<Session<$flavour>> {
+                let (session, driver) = hawser_driver::Session::<$flavour>::with_driver(link, config, role)?;
                 ($detach)(async move {
                     let _ = driver.await;
                 });
@@ -108,10 +116,10 @@ macro_rules! runtime_harness {
         use $net::{TcpListener, TcpStream};
 
         impl hawser_conformance::harness::Harness for $name {
-            type Session = Session;
+            type Session = Session<$flavour>;
             type Raw = Raw<TcpStream>;
 
-            async fn pair(client: Config, server: Config) -> io::Result<(Session, Session)> {
+            async fn pair(client: Config, server: Config) -> io::Result<(Session<$flavour>, Session<$flavour>)> {
                 let (a, b) = Self::loopback().await?;
                 Ok((
                     Self::session(a, client, Role::Client)?,
@@ -119,7 +127,7 @@ macro_rules! runtime_harness {
                 ))
             }
 
-            async fn with_raw_peer(role: Role, config: Config) -> io::Result<(Session, Raw<TcpStream>)> {
+            async fn with_raw_peer(role: Role, config: Config) -> io::Result<(Session<$flavour>, Raw<TcpStream>)> {
                 let (a, b) = Self::loopback().await?;
                 Ok((Self::session(a, config, role)?, Raw(b)))
             }
@@ -156,6 +164,7 @@ macro_rules! runtime_harness {
     };
 }
 
+#[cfg(feature = "async-std")]
 mod on_async_std {
     use super::*;
 
@@ -170,6 +179,7 @@ mod on_async_std {
 
     runtime_harness!(
         AsyncStd,
+        hawser_async_std::AsyncStd,
         async_std::net,
         spawn,
         detach,
@@ -179,7 +189,11 @@ mod on_async_std {
     hawser_conformance::conformance_tests!(AsyncStd, run);
 
     impl hawser_conformance::interop::InteropHarness for AsyncStd {
-        fn session_over(link: std::net::TcpStream, role: Role, config: Config) -> io::Result<Session> {
+        fn session_over(
+            link: std::net::TcpStream,
+            role: Role,
+            config: Config,
+        ) -> io::Result<Session<hawser_async_std::AsyncStd>> {
             Self::session(TcpStream::from(link), config, role)
         }
     }
@@ -189,6 +203,7 @@ mod on_async_std {
     hawser_conformance::hashicorp_tests!(AsyncStd, run);
 }
 
+#[cfg(feature = "smol")]
 mod on_smol {
     use super::*;
 
@@ -205,6 +220,14 @@ mod on_smol {
         smol::spawn(task).detach();
     }
 
-    runtime_harness!(Smol, smol::net, spawn, detach, sleep, smol::block_on);
+    runtime_harness!(
+        Smol,
+        hawser_async_std::Smol,
+        smol::net,
+        spawn,
+        detach,
+        sleep,
+        smol::block_on
+    );
     hawser_conformance::conformance_tests!(Smol, run);
 }

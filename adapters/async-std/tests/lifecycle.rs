@@ -2,6 +2,7 @@
 //! come and go holds nothing for them, and a session whose handles are all
 //! dropped ends. The live-session count is process-wide, so these tests run one
 //! at a time.
+#![cfg(feature = "async-std")]
 
 use std::sync::Mutex;
 use std::time::Duration;

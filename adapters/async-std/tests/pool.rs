@@ -2,6 +2,7 @@
 //! with fake sessions, and end to end in hawser-tokio); here, that it runs on
 //! async-std tasks and timers: warm-up, spreading, the maximum, eviction and
 //! replacement of killed sessions, and a failed dial.
+#![cfg(feature = "async-std")]
 
 use std::net::SocketAddr;
 use std::time::Duration;

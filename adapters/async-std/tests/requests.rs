@@ -1,5 +1,6 @@
 //! Request/response over hawser-async-std (PROTOCOL.md 8.1): many at once,
 //! limits, failures and timeouts; the same wire form as the other adapters.
+#![cfg(feature = "async-std")]
 
 use std::sync::Arc;
 use std::time::Duration;

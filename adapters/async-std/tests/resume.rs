@@ -1,5 +1,6 @@
 //! Resumable sessions over hawser-async-std, through a proxy that kills the
 //! connection again and again.
+#![cfg(feature = "async-std")]
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,8 +34,7 @@ async fn serve(listener: TcpListener, acceptor: Acceptor<TcpStream>) {
     while let Ok((tcp, _)) = listener.accept().await {
         let acceptor = acceptor.clone();
         async_std::task::spawn(async move {
-            if let Ok(Accepted::New(session, driver)) = acceptor.accept(tcp).await {
-                async_std::task::spawn(driver);
+            if let Ok(Accepted::New(session)) = acceptor.accept(tcp).await {
                 while let Some(mut stream) = session.accept().await {
                     async_std::task::spawn(async move {
                         let mut buf = vec![0u8; 32 * 1024];
@@ -74,11 +74,8 @@ async fn scenario() {
         initial_backoff: Duration::from_millis(5),
         ..RetryPolicy::default()
     };
-    let (session, driver) = Session::connect_resumable(move || TcpStream::connect(proxy_addr), config(), retry)
-        .await
-        .unwrap();
-    async_std::task::spawn(driver);
-    session.resumable().await.unwrap();
+    let session = Session::connect_resumable(proxy_addr, config(), retry).await.unwrap();
+    assert!(session.is_resumable(), "connect_resumable returned before the ticket");
     let killer = {
         let proxy = proxy.clone();
         async_std::task::spawn(async move {
@@ -154,12 +151,10 @@ async fn a_loss_only_the_client_sees_is_resumed_at_once_by_taking_over() {
     async_std::task::spawn(serve(listener, acceptor.clone()));
     let proxy = KillProxy::start(server_addr).unwrap();
     let proxy_addr = proxy.addr();
-    let (session, driver) =
-        Session::connect_resumable(move || TcpStream::connect(proxy_addr), config(), RetryPolicy::default())
-            .await
-            .unwrap();
-    async_std::task::spawn(driver);
-    session.resumable().await.unwrap();
+    let session = Session::connect_resumable(proxy_addr, config(), RetryPolicy::default())
+        .await
+        .unwrap();
+    assert!(session.is_resumable(), "connect_resumable returned before the ticket");
     let mut stream = session.open_stream().await.unwrap();
     let mut pattern = Pattern::new(7);
     let mut check = Pattern::new(7);

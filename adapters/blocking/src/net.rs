@@ -30,9 +30,13 @@ impl Session {
     /// ```
     pub fn connect(addr: impl ToSocketAddrs, config: Config) -> io::Result<Session> {
         hawser_driver::check_config(&config)?;
-        let tcp = TcpStream::connect(addr)?;
-        Session::client(tuned(tcp)?, config)
+        Session::client(dial(&addr)?, config)
     }
+}
+
+/// Dials `addr` with `TCP_NODELAY` set.
+pub(crate) fn dial(addr: &impl ToSocketAddrs) -> io::Result<TcpStream> {
+    tuned(TcpStream::connect(addr)?)
 }
 
 /// A TCP listener whose accepted connections become server sessions, with

@@ -16,10 +16,9 @@ use crate::park::ParkingLot;
 use crate::session::{Redial, Session, Supply};
 
 impl Session {
-    /// A resumable client session: `connect` dials a link now, and again whenever
-    /// the link is lost, under `retry`; streams stay open meanwhile and nothing
-    /// written is lost or repeated. `config` (and the server's) must enable
-    /// `resumption`.
+    /// A resumable client session over TCP to `addr` (names are resolved again
+    /// at every dial): [`connect_resumable_with`](Session::connect_resumable_with)
+    /// with a dial that sets `TCP_NODELAY`.
     ///
     /// ```
     /// use std::net::{TcpListener, TcpStream};
@@ -30,11 +29,24 @@ impl Session {
     /// # let listener = TcpListener::bind("127.0.0.1:0")?;
     /// # let addr = listener.local_addr()?;
     /// # let incoming = Acceptor::<TcpStream>::new(config.clone())?.serve(listener);
-    /// let session = Session::connect_resumable(move || TcpStream::connect(addr), config, RetryPolicy::default())?;
+    /// let session = Session::connect_resumable(addr, config, RetryPolicy::default())?;
     /// assert!(session.is_resumable());
     /// # drop(incoming);
     /// # Ok(()) }
     /// ```
+    ///
+    pub fn connect_resumable<A>(addr: A, config: Config, retry: RetryPolicy) -> io::Result<Session>
+    where
+        A: std::net::ToSocketAddrs + Send + 'static,
+    {
+        Self::connect_resumable_with(move || crate::net::dial(&addr), config, retry)
+    }
+
+    /// A resumable client session: `connect` dials a link now, and again whenever
+    /// the link is lost, under `retry`; streams stay open meanwhile and nothing
+    /// written is lost or repeated. `config` (and the server's) must enable
+    /// `resumption`. A dial over TCP should set `TCP_NODELAY` on its socket, as
+    /// [`connect_resumable`](Session::connect_resumable) does.
     ///
     /// The first dial is retried under `retry` too, and the session is returned
     /// only once it can survive losing its link (the handshake and the ticket
@@ -45,7 +57,7 @@ impl Session {
     /// `SessionError::ResumeRefused` or `SessionError::Expired`, which
     /// [`closed`](Session::closed) and the last link event (`LinkEvent::Ended`)
     /// report; build a new session for new work.
-    pub fn connect_resumable<L, F>(connect: F, config: Config, retry: RetryPolicy) -> io::Result<Session>
+    pub fn connect_resumable_with<L, F>(connect: F, config: Config, retry: RetryPolicy) -> io::Result<Session>
     where
         L: BlockingLink,
         F: FnMut() -> io::Result<L> + Send + 'static,
@@ -262,7 +274,7 @@ impl Acceptor<std::net::TcpStream> {
     ///         std::thread::spawn(move || while let Some(_stream) = session.accept() {});
     ///     }
     /// });
-    /// let client = Session::connect_resumable(move || TcpStream::connect(addr), config, RetryPolicy::default())?;
+    /// let client = Session::connect_resumable(addr, config, RetryPolicy::default())?;
     /// let _stream = client.open_stream()?;
     /// # Ok(()) }
     /// ```

@@ -86,8 +86,7 @@ impl Session {
     /// `timeout`. A stream is opened only when it returns `Ok`.
     pub fn open_stream_timeout(&self, timeout: Option<Duration>) -> io::Result<Stream> {
         let mut wait = self.control.open_wait();
-        let id = block_on_poll(timeout, |cx| wait.poll(cx))?;
-        Ok(Stream::new(self.control.shared().clone(), id))
+        block_on_poll(timeout, |cx| wait.poll(cx)).map(Stream::new)
     }
 
     /// The next inbound stream, blocking until one arrives; `None` once the session
@@ -98,8 +97,8 @@ impl Session {
 
     /// Like [`accept`](Self::accept), giving up with `TimedOut` after `timeout`.
     pub fn accept_timeout(&self, timeout: Option<Duration>) -> io::Result<Option<Stream>> {
-        let id = block_on_poll(timeout, |cx| self.control.poll_accept(cx).map(Ok))?;
-        Ok(id.map(|id| Stream::new(self.control.shared().clone(), id)))
+        let core = block_on_poll(timeout, |cx| self.control.poll_accept(cx).map(Ok))?;
+        Ok(core.map(Stream::new))
     }
 
     /// Waits at most `timeout` (`None`: forever) for the next health event (pong

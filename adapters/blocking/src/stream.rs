@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use hawser_core::{ResetCode, StreamId};
-use hawser_driver::{SharedRef, StreamCore};
+use hawser_driver::StreamCore;
 
 use crate::direct::writing;
 use crate::wait::block_on_poll;
@@ -20,9 +20,9 @@ pub struct Stream {
 }
 
 impl Stream {
-    pub(crate) fn new(shared: SharedRef, id: StreamId) -> Self {
+    pub(crate) fn new(core: StreamCore) -> Self {
         Stream {
-            core: StreamCore::new(shared, id),
+            core,
             read_timeout: None,
             write_timeout: None,
         }

@@ -33,8 +33,7 @@ fn a_silent_and_a_garbage_client_do_not_delay_a_good_one() {
         Err(err) => assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}"),
     }
 
-    let client =
-        Session::connect_resumable(move || TcpStream::connect(addr), resumable(), RetryPolicy::default()).unwrap();
+    let client = Session::connect_resumable(addr, resumable(), RetryPolicy::default()).unwrap();
     let mut stream = client.open_stream().unwrap();
     stream.write_all(b"hello").unwrap();
     stream.finish().unwrap();

@@ -77,8 +77,7 @@ fn scenario() {
         initial_backoff: Duration::from_millis(5),
         ..RetryPolicy::default()
     };
-    let session =
-        Arc::new(Session::connect_resumable(move || TcpStream::connect(proxy_addr), config(), retry).unwrap());
+    let session = Arc::new(Session::connect_resumable(proxy_addr, config(), retry).unwrap());
     assert!(session.is_resumable(), "connect_resumable returned before the ticket");
     let killer = {
         let proxy = proxy.clone();
@@ -157,8 +156,7 @@ fn a_loss_only_the_client_sees_is_resumed_at_once_by_taking_over() {
     thread::spawn(move || serve(listener, serving));
     let proxy = KillProxy::start(server_addr).unwrap();
     let proxy_addr = proxy.addr();
-    let session =
-        Session::connect_resumable(move || TcpStream::connect(proxy_addr), config(), RetryPolicy::default()).unwrap();
+    let session = Session::connect_resumable(proxy_addr, config(), RetryPolicy::default()).unwrap();
     let mut stream = session.open_stream().unwrap();
     stream.set_read_timeout(Some(Duration::from_secs(10)));
     let mut pattern = Pattern::new(7);

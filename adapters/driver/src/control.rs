@@ -3,11 +3,12 @@
 use std::io;
 use std::task::{Context, Poll};
 
-use hawser_core::{GoAwayCode, OpenError, SessionError, Stats, StreamId};
+use hawser_core::{GoAwayCode, OpenError, SessionError, Stats};
 
 use crate::events::LinkEvent;
 use crate::health::{HealthEvent, Status};
 use crate::shared::{Health, Shared, SharedRef};
+use crate::stream::StreamCore;
 
 /// The session-wide operations (open, accept, go away, health) in poll form.
 /// Every `ControlCore` and [`StreamCore`](crate::StreamCore) counts as a handle of
@@ -31,9 +32,9 @@ impl ControlCore {
         &self.shared
     }
 
-    /// A wait to open one stream: poll it until it gives the stream's id. The
-    /// waits of a session are served in order, and dropping one gives up its
-    /// place (cancel-safe: it opens no stream unless it returned one).
+    /// A wait to open one stream: poll it until it gives the stream. The waits
+    /// of a session are served in order, and dropping one gives up its place
+    /// (cancel-safe: it opens no stream unless it returned one).
     pub fn open_wait(&self) -> OpenWait<'_> {
         OpenWait {
             core: self,
@@ -42,12 +43,12 @@ impl ControlCore {
     }
 
     /// The next inbound stream; `None` once the session is closed or draining.
-    pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<Option<StreamId>> {
+    pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<Option<StreamCore>> {
         let mut shared = Shared::lock(&self.shared);
         if let Some(id) = shared.session().accept() {
             // The acknowledgement is queued.
             shared.wake_driver();
-            return Poll::Ready(Some(id));
+            return Poll::Ready(Some(StreamCore::adopted(&self.shared, &mut shared, id)));
         }
         let session = shared.session_ref();
         if session.is_closed() || session.is_draining() {
@@ -218,7 +219,7 @@ pub struct OpenWait<'a> {
 impl OpenWait<'_> {
     /// Opens the stream, or waits while a limit (max streams, unacknowledged
     /// opens) is reached.
-    pub fn poll(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<StreamId>> {
+    pub fn poll(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<StreamCore>> {
         let mut shared = Shared::lock(&self.core.shared);
         let now = shared.now();
         match shared.session().open(now) {
@@ -227,7 +228,7 @@ impl OpenWait<'_> {
                 // There may be room for the next one too.
                 shared.open_queue.wake_next();
                 shared.wake_driver();
-                Poll::Ready(Ok(id))
+                Poll::Ready(Ok(StreamCore::adopted(&self.core.shared, &mut shared, id)))
             }
             Err(OpenError::Blocked) => {
                 shared.open_queue.register(&mut self.ticket, cx.waker());

@@ -74,11 +74,14 @@ pub enum LinkEvent {
     },
     /// Client: the retry policy is exhausted; the session has ended.
     GaveUp,
-    /// The session has ended; the last event. `reason` is why (`None` for an
-    /// orderly end): `SessionError::Expired` when no new link resumed it within
-    /// `detached_timeout`, `SessionError::ResumeRefused` when the server could
-    /// not resume it (it restarted, or forgot the session). Build a new session
-    /// for new work.
+    /// The session has ended; the last event. `reason` is why: `None` for an
+    /// orderly end (a go-away from either side, or the last handle dropped, and
+    /// the streams drained); `SessionError::LocallyClosed(code)` after
+    /// `close(code)`, even with `GoAwayCode::NORMAL` (a close cuts the streams
+    /// short); `SessionError::Expired` when no new link resumed it within
+    /// `detached_timeout`; `SessionError::ResumeRefused` when the server could
+    /// not resume it (it restarted, or forgot the session). The same reason
+    /// as `closed()` gives. Build a new session for new work.
     Ended {
         /// Why the session ended.
         reason: Option<hawser_core::SessionError>,

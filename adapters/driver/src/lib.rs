@@ -19,6 +19,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod acceptor;
 mod control;
 mod driver;
 mod errors;
@@ -26,15 +27,20 @@ mod events;
 mod frames;
 mod health;
 mod link;
+mod net;
 mod open_queue;
+mod permits;
 pub mod pool;
 mod registry;
 mod request;
 mod resume;
+mod runtime;
+mod session;
 pub mod session_pool;
 mod shared;
 mod stream;
 
+pub use acceptor::{Accepted, Acceptor};
 pub use control::{ControlCore, OpenWait};
 pub use driver::{next_read_size, Driver};
 pub use errors::{reset_code, reset_reason, session_error};
@@ -42,9 +48,12 @@ pub use events::LinkEvent;
 pub use frames::{FrameQueue, MAX_SLICES, WRITE_BATCH};
 pub use health::{HealthEvent, Status};
 pub use link::{Link, LinkSource, Timer};
+pub use net::{Incoming, Listener};
 pub use registry::{AcceptorStats, Registry, SessionSlot, Source};
 pub use request::{MessageError, RequestOptions, MESSAGE_PREFIX};
 pub use resume::{check_config, check_resumable, entropy, resumable_client, Dial, Redial, RetryPolicy};
+pub use runtime::{LinkOf, Runtime, TcpRuntime};
+pub use session::{Control, Session, SessionDriver};
 pub use shared::{live_sessions, Health, Shared, SharedRef};
 pub use stream::StreamCore;
 

@@ -2,13 +2,16 @@
 //! reconnecting client and its redial loop. The server's side is in `registry`;
 //! the link events an application watches are in `events`.
 
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use crate::link::{Link, LinkSource, Timer};
+use crate::runtime::{timeout, LinkOf, Runtime, TcpRuntime};
+use crate::session::{spawn_driver, Session};
 use crate::shared::{Shared, SharedRef};
 
 /// How a client retries after losing its link: exponential backoff with jitter,
@@ -192,6 +195,158 @@ where
     let source = Redial::new(shared.clone(), dial, retry, T::default());
     let driver = crate::Driver::new(shared.clone(), link, T::default()).with_link_source(Box::new(source));
     Ok((shared, driver))
+}
+
+impl<R: Runtime> Session<R> {
+    /// A resumable client session (see `hawser_core::resume`) over TCP to
+    /// `addr` (`host:port`; names are resolved again at every dial):
+    /// [`connect_resumable_with`](Self::connect_resumable_with) with a dial
+    /// that sets `TCP_NODELAY`.
+    ///
+    /// A session that cannot be resumed (the server restarted, or it expired
+    /// while detached) ends with `SessionError::ResumeRefused` or
+    /// `SessionError::Expired`; build a new one for new work:
+    ///
+    /// ```
+    /// use hawser_tokio::{session_error, Config, Resumption, RetryPolicy, Session, SessionError};
+    ///
+    /// async fn stay_connected(addr: std::net::SocketAddr) -> std::io::Result<()> {
+    ///     let config = Config { resumption: Some(Resumption::default()), ..Config::default() };
+    ///     loop {
+    ///         let session = Session::connect_resumable(addr, config.clone(), RetryPolicy::default()).await?;
+    ///         // ... hand session.control() to the application ...
+    ///         match session.closed().await {
+    ///             Ok(()) => return Ok(()), // an orderly end
+    ///             Err(err) => match session_error(&err) {
+    ///                 Some(SessionError::Expired | SessionError::ResumeRefused(_)) => continue, // start afresh
+    ///                 _ => return Err(err),
+    ///             },
+    ///         }
+    ///     }
+    /// }
+    /// # let _ = stay_connected;
+    /// ```
+    pub fn connect_resumable(
+        addr: impl std::fmt::Display,
+        config: hawser_core::Config,
+        retry: RetryPolicy,
+    ) -> impl Future<Output = io::Result<Self>> + Send
+    where
+        R: TcpRuntime + LinkOf<<R as TcpRuntime>::TcpStream>,
+    {
+        let addr = addr.to_string();
+        Self::connect_resumable_with(move || R::connect_tcp(addr.clone()), config, retry)
+    }
+
+    /// A resumable client session (see `hawser_core::resume`): `connect` dials
+    /// a link, now and again whenever the link is lost, under `retry`. Streams
+    /// stay open while it redials; nothing written is lost or repeated.
+    /// `config` must have `resumption` set, and so must the server's. A dial
+    /// over TCP should set `TCP_NODELAY` on its socket, as
+    /// [`connect_resumable`](Self::connect_resumable) does.
+    ///
+    /// The first dial is retried under `retry` too (a server that is not up
+    /// yet, a network that is not there yet), and the session is returned only
+    /// once it can survive losing its link: the handshake and the ticket
+    /// exchange are done, each attempt bounded by `Config::handshake_timeout`.
+    /// It fails with the last attempt's error once the policy runs out, or at
+    /// once on a handshake or protocol error (retrying would not help).
+    ///
+    /// A session that cannot be resumed (the server restarted, or the session
+    /// expired while detached) ends with `SessionError::ResumeRefused` or
+    /// `SessionError::Expired`, which [`Control::closed`](crate::Control::closed)
+    /// returns and the last link event, [`LinkEvent::Ended`](crate::LinkEvent::Ended),
+    /// carries. Its streams fail; build a new session for new work.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> std::io::Result<()> {
+    /// use hawser_tokio::{Acceptor, Config, Resumption, RetryPolicy, Session};
+    ///
+    /// let config = Config { resumption: Some(Resumption::default()), ..Config::default() };
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    /// let addr = listener.local_addr()?;
+    /// let _incoming = Acceptor::new(config.clone())?.serve(listener);
+    /// // A dial of your own: here TCP with a keepalive of the kernel's too.
+    /// let dial = move || async move {
+    ///     let tcp = tokio::net::TcpStream::connect(addr).await?;
+    ///     tcp.set_nodelay(true)?;
+    ///     Ok::<_, std::io::Error>(tcp)
+    /// };
+    /// let session = Session::connect_resumable_with(dial, config, RetryPolicy::default()).await?;
+    /// assert!(session.is_resumable());
+    /// # Ok(()) }
+    /// ```
+    // Not an `async fn`: its future is declared `Send`, so that a caller that
+    // spawns it need not prove it through the generic closure types (rustc
+    // fails that proof with a "higher-ranked lifetime error" otherwise).
+    #[allow(clippy::manual_async_fn)]
+    pub fn connect_resumable_with<F, Fut, T>(
+        connect: F,
+        config: hawser_core::Config,
+        retry: RetryPolicy,
+    ) -> impl Future<Output = io::Result<Self>> + Send
+    where
+        F: FnMut() -> Fut + Send + 'static,
+        Fut: Future<Output = io::Result<T>> + Send + 'static,
+        R: LinkOf<T>,
+    {
+        async move {
+            check_resumable(&config)?;
+            let connect = Arc::new(Mutex::new(connect));
+            let dial = move || -> Dial<R::Link> {
+                let connecting = (connect.lock().unwrap_or_else(|p| p.into_inner()))();
+                Box::pin(async move { connecting.await.map(R::link) })
+            };
+            let dial = Arc::new(Mutex::new(dial));
+            let started = Instant::now();
+            let mut attempt = 0u32;
+            loop {
+                attempt += 1;
+                let err = match Self::try_resumable(&dial, &config, &retry).await {
+                    Ok(session) => return Ok(session),
+                    Err(err) if err.kind() == io::ErrorKind::InvalidData => return Err(err),
+                    Err(err) => err,
+                };
+                let Some(wait) = retry.retry_after(attempt, started) else {
+                    return Err(err);
+                };
+                tracing::debug!(%err, attempt, "first connection failed; retrying");
+                crate::runtime::sleep::<R>(wait).await;
+            }
+        }
+    }
+
+    /// One attempt: dial, start the session, and wait until it is resumable.
+    async fn try_resumable<L, D>(
+        dial: &Arc<Mutex<D>>,
+        config: &hawser_core::Config,
+        retry: &RetryPolicy,
+    ) -> io::Result<Self>
+    where
+        L: Link + Unpin + Send + 'static,
+        D: FnMut() -> Dial<L> + Send + 'static,
+    {
+        let first = (dial.lock().unwrap_or_else(|p| p.into_inner()))();
+        let link = first.await?;
+        let redial = dial.clone();
+        let redial = move || (redial.lock().unwrap_or_else(|p| p.into_inner()))();
+        let (shared, driver) = resumable_client::<_, R::Timer>(config.clone(), link, Box::new(redial), retry.clone())?;
+        spawn_driver::<R, _>(driver);
+        let session = Session::from_shared(shared);
+        let ready = poll_fn(|cx| session.poll_resumable(cx));
+        match timeout::<R, _>(config.handshake_timeout, ready).await {
+            Some(Ok(())) => Ok(session),
+            Some(Err(err)) => Err(err),
+            None => {
+                session.close(hawser_core::GoAwayCode::NORMAL);
+                Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the server did not complete the handshake in time",
+                ))
+            }
+        }
+    }
 }
 
 /// Checks that `config` can make resumable sessions.

@@ -30,11 +30,18 @@ pub struct StreamCore {
 impl StreamCore {
     /// A handle for stream `id` of `shared`.
     pub fn new(shared: SharedRef, id: StreamId) -> Self {
-        {
-            let mut locked = Shared::lock(&shared);
-            locked.acquire_handle();
-            locked.adopt(id);
-        }
+        let mut locked = Shared::lock(&shared);
+        let core = Self::adopted(&shared, &mut locked, id);
+        drop(locked);
+        core
+    }
+
+    /// A handle for stream `id`, made under the lock that opened or accepted
+    /// it, so that no event for the stream can come between.
+    pub(crate) fn adopted(shared: &SharedRef, locked: &mut Shared, id: StreamId) -> Self {
+        locked.acquire_handle();
+        locked.adopt(id);
+        let shared = shared.clone();
         StreamCore {
             shared,
             id,

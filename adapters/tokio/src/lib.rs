@@ -123,7 +123,7 @@
 //!
 //! ## Errors
 //! Stream operations fail with an `io::Error` whose kind says what happened
-//! (`ConnectionReset` for a reset, `ConnectionRefused` for a refused open,
+//! (`ConnectionReset` for a reset or a lost link, `ConnectionRefused` for a refused open,
 //! `ConnectionAborted` once the session is closed, `TimedOut` after missed
 //! keepalives) and whose source is the hawser error with the code.
 //! [`reset_code`] gives the code a stream was reset with, and [`session_error`]
@@ -150,11 +150,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod net;
 mod pool;
-mod request;
-mod resume;
-mod session;
+mod runtime;
 mod stream;
 
 pub use hawser_core::{
@@ -167,8 +164,26 @@ pub use hawser_driver::{
     live_sessions, reset_code, reset_reason, session_error, AcceptorStats, ControlCore, Health, HealthEvent, LinkEvent,
     RetryPolicy, Status,
 };
-pub use net::Listener;
 pub use pool::{Pool, PoolStream};
-pub use resume::{Accepted, Acceptor, Incoming};
-pub use session::{Control, Session};
+pub use runtime::{Tokio, TokioLink, TokioTimer};
 pub use stream::Stream;
+
+/// A multiplexed session over one link, its driver on a tokio task; see
+/// [`hawser_driver::Session`].
+pub type Session = hawser_driver::Session<Tokio>;
+/// A cloneable handle for opening streams and steering a session from any
+/// task; see [`hawser_driver::Control`].
+pub type Control = hawser_driver::Control<Tokio>;
+/// The server side of resumable sessions over links of type `T`; see
+/// [`hawser_driver::Acceptor`].
+pub type Acceptor<T = tokio::net::TcpStream> = hawser_driver::Acceptor<Tokio, T>;
+/// What [`Acceptor::accept`] did with a link.
+pub type Accepted = hawser_driver::Accepted<Tokio>;
+/// The new sessions of [`Acceptor::serve`]'s loop.
+pub type Incoming = hawser_driver::Incoming<Tokio>;
+/// A TCP listener whose connections become server sessions, with
+/// `TCP_NODELAY` set on each.
+pub type Listener = hawser_driver::Listener<Tokio>;
+/// The future that runs a session over a link of type `T`, from
+/// [`Session::with_driver`].
+pub type SessionDriver<T> = hawser_driver::SessionDriver<TokioLink<T>, Tokio>;

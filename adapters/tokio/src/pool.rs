@@ -11,15 +11,15 @@ use hawser_driver::session_pool::PoolRuntime;
 use hawser_driver::ControlCore;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::session::{Control, Session};
 use crate::stream::Stream;
+use crate::{Control, Session};
 
 #[derive(Clone)]
-struct Tokio {
+struct TokioPool {
     dial: Arc<dyn Fn() -> DialFuture + Send + Sync>,
 }
 
-impl PoolRuntime for Tokio {
+impl PoolRuntime for TokioPool {
     type Session = Control;
     type Stream = Stream;
 
@@ -98,7 +98,7 @@ hawser_driver::declare_pool! {
     /// assert_eq!(pool.stats().live, 2);
     /// # Ok(()) }
     /// ```
-    runtime: Tokio,
+    runtime: TokioPool,
     session: Session,
     control: Control,
     stream: Stream,

@@ -5,22 +5,16 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use hawser_core::{ResetCode, StreamId};
-use hawser_driver::{SharedRef, StreamCore};
+use hawser_driver::StreamCore;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// One multiplexed stream. `poll_shutdown` finishes it (half-close); reading
 /// returns end-of-stream once the peer finished. Split it with `tokio::io::split`.
 pub struct Stream {
-    core: StreamCore,
+    pub(crate) core: StreamCore,
 }
 
 impl Stream {
-    pub(crate) fn new(shared: SharedRef, id: StreamId) -> Self {
-        Stream {
-            core: StreamCore::new(shared, id),
-        }
-    }
-
     /// The stream id.
     pub fn id(&self) -> StreamId {
         self.core.id()

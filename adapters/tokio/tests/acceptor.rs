@@ -35,7 +35,7 @@ async fn a_silent_and_a_garbage_client_do_not_delay_a_good_one() {
         .await
         .expect("the garbage client's link is closed");
 
-    let client = Session::connect_resumable(move || TcpStream::connect(addr), resumable(), RetryPolicy::default())
+    let client = Session::connect_resumable(addr, resumable(), RetryPolicy::default())
         .await
         .unwrap();
     let mut stream = client.open_stream().await.unwrap();

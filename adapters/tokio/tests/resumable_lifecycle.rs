@@ -7,7 +7,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hawser_conformance::faults::KillProxy;
-use hawser_tokio::{session_error, Acceptor, Config, LinkEvent, Resumption, RetryPolicy, Session, SessionError};
+use hawser_tokio::{
+    session_error, Acceptor, Config, GoAwayCode, LinkEvent, Resumption, RetryPolicy, Session, SessionError,
+};
 use tokio::net::{TcpListener, TcpStream};
 
 fn config() -> Config {
@@ -47,7 +49,7 @@ async fn the_first_dial_is_retried_until_the_server_is_up() {
     });
     let session = tokio::time::timeout(
         Duration::from_secs(20),
-        Session::connect_resumable(move || TcpStream::connect(addr), config(), quick_retry()),
+        Session::connect_resumable(addr, config(), quick_retry()),
     )
     .await
     .expect("connect_resumable returns")
@@ -66,7 +68,7 @@ async fn the_first_dial_gives_up_under_the_policy() {
         max_attempts: 3,
         ..quick_retry()
     };
-    let err = Session::connect_resumable(move || TcpStream::connect(addr), config(), retry)
+    let err = Session::connect_resumable(addr, config(), retry)
         .await
         .expect_err("nobody listens");
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused);
@@ -89,7 +91,9 @@ async fn a_session_the_server_cannot_resume_ends_with_the_reason() {
         let addr = *dial_target.lock().unwrap();
         TcpStream::connect(addr)
     };
-    let session = Session::connect_resumable(dial, config(), quick_retry()).await.unwrap();
+    let session = Session::connect_resumable_with(dial, config(), quick_retry())
+        .await
+        .unwrap();
     let control = session.control();
     let waiter = tokio::spawn(async move { control.closed().await });
 
@@ -117,4 +121,39 @@ async fn a_session_the_server_cannot_resume_ends_with_the_reason() {
             reason: session_error(&err)
         })
     );
+}
+
+async fn last_link_event(session: &Session) -> Option<LinkEvent> {
+    let mut last = None;
+    while let Some(event) = session.next_link_event().await {
+        last = Some(event);
+    }
+    last
+}
+
+#[tokio::test]
+async fn the_last_link_event_says_how_the_session_ended() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let _server = serve(listener);
+
+    // Closed by this side: the code, even NORMAL, as closed() reports it.
+    let closed = Session::connect_resumable(addr, config(), quick_retry()).await.unwrap();
+    closed.close(GoAwayCode::NORMAL);
+    let ended = tokio::time::timeout(Duration::from_secs(10), last_link_event(&closed))
+        .await
+        .expect("the events end");
+    let reason = Some(SessionError::LocallyClosed(GoAwayCode::NORMAL));
+    assert_eq!(ended, Some(LinkEvent::Ended { reason }));
+    let err = closed.closed().await.expect_err("a close is not an orderly end");
+    assert_eq!(session_error(&err), reason);
+
+    // Gone away, with nothing left to drain: an orderly end.
+    let drained = Session::connect_resumable(addr, config(), quick_retry()).await.unwrap();
+    drained.go_away(GoAwayCode::NORMAL).unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(10), last_link_event(&drained))
+        .await
+        .expect("the events end");
+    assert_eq!(ended, Some(LinkEvent::Ended { reason: None }));
+    drained.closed().await.expect("a drained go-away is an orderly end");
 }

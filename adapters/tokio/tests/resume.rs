@@ -72,9 +72,7 @@ async fn scenario() {
         initial_backoff: Duration::from_millis(5),
         ..RetryPolicy::default()
     };
-    let session = Session::connect_resumable(move || TcpStream::connect(proxy_addr), config(), retry)
-        .await
-        .unwrap();
+    let session = Session::connect_resumable(proxy_addr, config(), retry).await.unwrap();
 
     // A link lost during the handshake ends the session; connect_resumable
     // returns only once the client has its ticket, so cutting may start at once.
@@ -210,7 +208,7 @@ fn bad_resume_attempts_are_refused_and_do_not_disturb_the_session() {
                 });
             }
         });
-        let client = Session::connect_resumable(move || TcpStream::connect(addr), config(), RetryPolicy::default())
+        let client = Session::connect_resumable(addr, config(), RetryPolicy::default())
             .await
             .unwrap();
         assert!(client.is_resumable(), "connect_resumable returned before the ticket");
@@ -264,10 +262,9 @@ fn a_loss_only_the_client_sees_is_resumed_at_once_by_taking_over() {
         tokio::spawn(serve(listener, acceptor.clone()));
         let proxy = KillProxy::start(server_addr).unwrap();
         let proxy_addr = proxy.addr();
-        let session =
-            Session::connect_resumable(move || TcpStream::connect(proxy_addr), config(), RetryPolicy::default())
-                .await
-                .unwrap();
+        let session = Session::connect_resumable(proxy_addr, config(), RetryPolicy::default())
+            .await
+            .unwrap();
         let stream = session.open_stream().await.unwrap();
         let (mut reader, mut writer) = tokio::io::split(stream);
         let mut pattern = Pattern::new(7);
@@ -445,7 +442,7 @@ fn an_old_link_failing_after_a_takeover_leaves_the_resumed_session_alone() {
             let _ = dialled_tx.send((server_end, client_end.gate.clone()));
             async move { Ok(client_end) }
         };
-        let connecting = tokio::spawn(Session::connect_resumable(dial, config(), RetryPolicy::default()));
+        let connecting = tokio::spawn(Session::connect_resumable_with(dial, config(), RetryPolicy::default()));
         let (first_link, first_client_gate) = dialled.recv().await.unwrap();
         let first_server_gate = first_link.gate.clone();
         let Ok(Accepted::New(server)) = acceptor.accept(first_link).await else {

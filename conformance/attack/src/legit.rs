@@ -56,7 +56,7 @@ async fn echo_while_killed(addr: SocketAddr, stop: Arc<AtomicBool>) -> Outcome {
             tokio::net::TcpStream::from_std(std)
         }
     };
-    let session = match Session::connect_resumable(dial, crate::server::config(), RetryPolicy::default()).await {
+    let session = match Session::connect_resumable_with(dial, crate::server::config(), RetryPolicy::default()).await {
         Ok(session) => session,
         Err(err) => {
             outcome.failure = Some(format!("connect: {err}"));

@@ -151,7 +151,7 @@ pub async fn connect_to(which: TokioImpl, addr: SocketAddr, streams: usize) -> i
         }
         TokioImpl::HawserResume => {
             drop(tcp);
-            let session = Session::connect_resumable(
+            let session = Session::connect_resumable_with(
                 move || async move {
                     let tcp = TcpStream::connect(addr).await?;
                     tcp.set_nodelay(true)?;

@@ -137,8 +137,7 @@ async fn link_loss() -> io::Result<()> {
     });
     let proxy = KillProxy::start(server_addr)?;
     let proxy_addr = proxy.addr();
-    let client =
-        Session::connect_resumable(move || TcpStream::connect(proxy_addr), config, RetryPolicy::default()).await?;
+    let client = Session::connect_resumable(proxy_addr, config, RetryPolicy::default()).await?;
     // connect_resumable returns once the session can survive losing its link.
 
     let start = Instant::now();

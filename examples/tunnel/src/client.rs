@@ -387,7 +387,7 @@ async fn connect(options: &ClientOptions) -> io::Result<Session> {
             }
         }
     };
-    Session::connect_resumable(dial, options.config.clone(), options.retry.clone()).await
+    Session::connect_resumable_with(dial, options.config.clone(), options.retry.clone()).await
 }
 
 /// Asks for each reverse listener on its own stream, which stays open for as

@@ -13,12 +13,6 @@ macro_rules! declare_pool {
             Box<dyn ::std::future::Future<Output = ::std::io::Result<$session>> + Send>,
         >;
 
-        impl $crate::session_pool::PoolMember for $control {
-            fn condition(&self) -> $crate::session_pool::Condition {
-                $crate::session_pool::PoolMember::condition(&**self)
-            }
-        }
-
         $(#[$pool_doc])*
         #[derive(Clone)]
         pub struct Pool {

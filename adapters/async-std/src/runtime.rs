@@ -1,0 +1,144 @@
+//! futures-io links, the async-io timer, and the two executors the shared
+//! layer can spawn on: async-std and smol.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant as StdInstant;
+
+use futures_io::{AsyncRead, AsyncWrite};
+use hawser_driver::{Link, StreamCore, Timer};
+
+use crate::stream::Stream;
+
+/// A futures-io link as the session's driver sees it.
+pub struct FuturesLink<T>(T);
+
+impl<T: AsyncRead + AsyncWrite + Unpin> Link for FuturesLink<T> {
+    fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+
+    fn poll_write_vectored(&mut self, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_close(cx)
+    }
+}
+
+/// The session timer, on async-io (which async-std and smol both run).
+#[derive(Default)]
+pub struct AsyncIoTimer {
+    timer: Option<(StdInstant, async_io::Timer)>,
+}
+
+impl Timer for AsyncIoTimer {
+    fn poll_until(&mut self, cx: &mut Context<'_>, deadline: StdInstant) -> Poll<()> {
+        match &mut self.timer {
+            Some((at, timer)) if *at == deadline => Pin::new(timer).poll(cx).map(|_| ()),
+            _ => {
+                let mut timer = async_io::Timer::at(deadline);
+                let result = Pin::new(&mut timer).poll(cx).map(|_| ());
+                self.timer = Some((deadline, timer));
+                result
+            }
+        }
+    }
+}
+
+impl From<StreamCore> for Stream {
+    fn from(core: StreamCore) -> Stream {
+        Stream { core }
+    }
+}
+
+#[cfg(any(feature = "async-std", feature = "smol"))]
+/// Declares an executor's runtime: its spawn, futures-io links, and TCP with
+/// `TCP_NODELAY` set on every dialled and accepted socket.
+macro_rules! futures_runtime {
+    ($(#[$doc:meta])* $name:ident, stream: $tcp:ty, listener: $listener:ty, spawn: |$task:ident| $spawn:expr $(,)?) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug)]
+        pub struct $name;
+
+        impl hawser_driver::Runtime for $name {
+            type Stream = $crate::Stream;
+            type Timer = $crate::AsyncIoTimer;
+
+            fn spawn<F>($task: F)
+            where
+                F: std::future::Future<Output = ()> + Send + 'static,
+            {
+                $spawn;
+            }
+        }
+
+        impl<T> hawser_driver::LinkOf<T> for $name
+        where
+            T: futures_io::AsyncRead + futures_io::AsyncWrite + Unpin + Send + 'static,
+        {
+            type Link = $crate::FuturesLink<T>;
+
+            fn link(io: T) -> $crate::FuturesLink<T> {
+                $crate::runtime::futures_link(io)
+            }
+        }
+
+        impl hawser_driver::TcpRuntime for $name {
+            type TcpStream = $tcp;
+            type TcpListener = $listener;
+
+            async fn connect_tcp(addr: String) -> std::io::Result<$tcp> {
+                let tcp = <$tcp>::connect(addr).await?;
+                tcp.set_nodelay(true)?;
+                Ok(tcp)
+            }
+
+            async fn bind_tcp(addr: String) -> std::io::Result<$listener> {
+                <$listener>::bind(addr).await
+            }
+
+            fn local_addr(listener: &$listener) -> std::io::Result<std::net::SocketAddr> {
+                listener.local_addr()
+            }
+
+            async fn accept_tcp(listener: &$listener) -> std::io::Result<($tcp, std::net::SocketAddr)> {
+                let (tcp, peer) = listener.accept().await?;
+                tcp.set_nodelay(true)?;
+                Ok((tcp, peer))
+            }
+        }
+    };
+}
+
+#[cfg(any(feature = "async-std", feature = "smol"))]
+pub(crate) fn futures_link<T>(io: T) -> FuturesLink<T> {
+    FuturesLink(io)
+}
+
+#[cfg(feature = "async-std")]
+futures_runtime! {
+    /// async-std, as hawser's shared layer uses it: sessions' drivers are
+    /// spawned with `async_std::task::spawn`.
+    AsyncStd,
+    stream: async_std::net::TcpStream,
+    listener: async_std::net::TcpListener,
+    spawn: |task| async_std::task::spawn(task),
+}
+
+#[cfg(feature = "smol")]
+futures_runtime! {
+    /// smol, as hawser's shared layer uses it: sessions' drivers are spawned
+    /// with `smol::spawn` (and detached).
+    Smol,
+    stream: ::smol::net::TcpStream,
+    listener: ::smol::net::TcpListener,
+    spawn: |task| ::smol::spawn(task).detach(),
+}

@@ -1,0 +1,185 @@
+//! The server side of resumable sessions, written once over a [`Runtime`]: read
+//! each new link's opening frame, then start a session, resume the detached
+//! session it names, or refuse it.
+
+use std::future::{poll_fn, Future};
+use std::io::{self, IoSlice};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use hawser_core::frame::HEADER_LEN;
+use hawser_core::resume::{parse_opening, Opening, ResumeRefusal};
+use hawser_core::Config;
+
+use crate::driver::Driver;
+use crate::link::Link;
+use crate::registry::{AcceptorStats, Registry, Source};
+use crate::resume::check_resumable;
+use crate::runtime::{timeout, LinkOf};
+use crate::session::{spawn_driver, Session};
+
+/// What [`Acceptor::accept`] did with a link.
+pub enum Accepted<R> {
+    /// It started a new session (its driver already runs on the runtime).
+    New(Session<R>),
+    /// It resumed a detached session, which carries on over this link.
+    Resumed,
+    /// It refused a resume request; the link was answered and closed.
+    Refused(ResumeRefusal),
+}
+
+impl<R> std::fmt::Debug for Accepted<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Accepted::New(_) => f.write_str("New(..)"),
+            Accepted::Resumed => f.write_str("Resumed"),
+            Accepted::Refused(refusal) => f.debug_tuple("Refused").field(refusal).finish(),
+        }
+    }
+}
+
+/// The server side of resumable sessions: it reads each new link's first
+/// frame and starts a new session, resumes the detached session the link
+/// names, or refuses it. `T` is the link type (a TCP or TLS stream of the
+/// runtime's ecosystem).
+///
+/// Call [`accept`](Acceptor::accept) on a task of its own for every link
+/// (never inline in an accept loop: one silent client would hold up every
+/// accept, resumes included, for the handshake timeout), or let the adapter's
+/// `serve` run the loop for a TCP listener.
+pub struct Acceptor<R: LinkOf<T>, T> {
+    config: Config,
+    registry: Arc<Registry<R::Link>>,
+}
+
+impl<R: LinkOf<T>, T> Clone for Acceptor<R, T> {
+    fn clone(&self) -> Self {
+        Acceptor {
+            config: self.config.clone(),
+            registry: self.registry.clone(),
+        }
+    }
+}
+
+impl<R: LinkOf<T>, T> std::fmt::Debug for Acceptor<R, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Acceptor").field("stats", &self.stats()).finish()
+    }
+}
+
+impl<R: LinkOf<T>, T> Acceptor<R, T> {
+    /// An acceptor whose new sessions use `config` (which must enable resumption).
+    pub fn new(config: Config) -> io::Result<Self> {
+        check_resumable(&config)?;
+        let budgets = config.resumption.clone().unwrap_or_default();
+        Ok(Acceptor {
+            config,
+            registry: Arc::new(Registry::new(budgets)),
+        })
+    }
+
+    /// What the acceptor holds now (sessions, detached ones and the bytes they
+    /// hold) and what its budgets have done (sessions ended, attempts refused).
+    pub fn stats(&self) -> AcceptorStats {
+        self.registry.stats()
+    }
+
+    /// Reads the link's first frame (waiting at most the handshake timeout) and
+    /// starts a new session, resumes the detached one it names, or refuses it
+    /// (answering and closing the link). Without the peer's address, only the
+    /// global budgets apply; prefer [`accept_from`](Acceptor::accept_from).
+    pub fn accept(&self, link: T) -> impl Future<Output = io::Result<Accepted<R>>> + Send + '_ {
+        let link = R::link(link);
+        async move { self.accept_link(link, None).await }
+    }
+
+    /// [`accept`](Acceptor::accept) for a link from `peer`, whose address the
+    /// per-source budgets of `Resumption` (detached sessions, failed resumes)
+    /// count against.
+    pub fn accept_from(
+        &self,
+        link: T,
+        peer: std::net::IpAddr,
+    ) -> impl Future<Output = io::Result<Accepted<R>>> + Send + '_ {
+        let link = R::link(link);
+        async move { self.accept_link(link, Some(Source::of(peer))).await }
+    }
+
+    async fn accept_link(&self, mut link: R::Link, source: Option<Source>) -> io::Result<Accepted<R>> {
+        let limit = self.config.handshake_timeout;
+        let (opening, buf) = match timeout::<R, _>(limit, read_opening(&mut link)).await {
+            Some(result) => result?,
+            None => return Err(io::Error::new(io::ErrorKind::TimedOut, "no opening frame in time")),
+        };
+        match opening {
+            Opening::Hello => {
+                let (shared, slot) = self
+                    .registry
+                    .start_session(self.config.clone(), Bytes::from(buf), source)?;
+                let driver = Driver::new(shared.clone(), link, R::Timer::default()).with_link_source(Box::new(slot));
+                spawn_driver::<R, _>(driver);
+                Ok(Accepted::New(Session::from_shared(shared)))
+            }
+            Opening::Resume { request, consumed } => {
+                let rest = Bytes::copy_from_slice(&buf[consumed..]);
+                match self.registry.resume(&request, link, rest, source) {
+                    Ok(()) => Ok(Accepted::Resumed),
+                    Err((refusal, mut link)) => {
+                        refuse(&mut link, refusal).await;
+                        Ok(Accepted::Refused(refusal))
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Reads exactly the first frame's header, and a resume request's payload
+/// (never a byte past it: what follows belongs to the session).
+async fn read_opening<L: Link>(link: &mut L) -> io::Result<(Opening, Vec<u8>)> {
+    let mut buf = vec![0u8; HEADER_LEN];
+    read_exact(link, &mut buf).await?;
+    loop {
+        match parse_opening(&buf) {
+            Ok(Some(opening)) => return Ok((opening, buf)),
+            Ok(None) => {
+                // A resume request is 52 bytes in all: 12 of header, 40 of payload.
+                let mut more = [0u8; 40];
+                let want = (HEADER_LEN + more.len()).saturating_sub(buf.len()).clamp(1, more.len());
+                read_exact(link, &mut more[..want]).await?;
+                buf.extend_from_slice(&more[..want]);
+            }
+            Err(err) => {
+                refuse(link, ResumeRefusal::BadRequest).await;
+                return Err(io::Error::new(io::ErrorKind::InvalidData, err));
+            }
+        }
+    }
+}
+
+async fn read_exact<L: Link>(link: &mut L, buf: &mut [u8]) -> io::Result<()> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let n = poll_fn(|cx| link.poll_read(cx, &mut buf[filled..])).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+        filled += n;
+    }
+    Ok(())
+}
+
+/// Answers a refused link with the refusal and shuts it; the peer may be gone
+/// already, so failures only end the attempt.
+async fn refuse<L: Link>(link: &mut L, refusal: ResumeRefusal) {
+    let frame = refusal.frame();
+    let mut written = 0;
+    while written < frame.len() {
+        match poll_fn(|cx| link.poll_write_vectored(cx, &[IoSlice::new(&frame[written..])])).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => written += n,
+        }
+    }
+    let _ = poll_fn(|cx| link.poll_flush(cx)).await;
+    let _ = poll_fn(|cx| link.poll_shutdown(cx)).await;
+}
