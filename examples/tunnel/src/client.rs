@@ -6,16 +6,21 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hawser_core::{Config, GoAwayCode};
 use hawser_tokio::{Control, RetryPolicy, Session};
+use rustls::pki_types::ServerName;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+use crate::auth::Token;
+use crate::cli::ClientArgs;
 use crate::forward::{self, Counters};
-use crate::link::{Dialer, Link};
+use crate::link::{check_plaintext, Dialer, Link};
+use crate::tls;
 use crate::wire::{self, codes, Refusal, Request};
 
 /// `-L`: listen here, and have the server connect to `target`.
@@ -117,6 +122,73 @@ pub struct ClientOptions {
     pub retry: RetryPolicy,
 }
 
+impl ClientOptions {
+    /// The options `hawser client` runs with: the token loaded, the server's
+    /// trust set up, the forwards parsed. Plaintext is refused unless the
+    /// server's name resolves to a loopback address (and is checked again at
+    /// every dial).
+    pub async fn from_args(args: &ClientArgs) -> Result<ClientOptions, String> {
+        let token = Token::from_file(&args.common.token_file)?;
+        let tls = if args.common.insecure_plaintext {
+            match tokio::net::lookup_host(&args.connect)
+                .await
+                .map(|mut addrs| addrs.next())
+            {
+                Ok(Some(addr)) => check_plaintext(addr)?,
+                Ok(None) | Err(_) => return Err(format!("cannot resolve {}", args.connect)),
+            }
+            tracing::warn!("plaintext: the link is not encrypted (loopback only)");
+            None
+        } else {
+            Some(client_tls(args)?)
+        };
+        let forwards = args
+            .local
+            .iter()
+            .map(|spec| Forward::parse(spec).map_err(|err| format!("-L {err}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let reverses = args
+            .remote
+            .iter()
+            .map(|spec| Reverse::parse(spec).map_err(|err| format!("-R {err}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        if forwards.is_empty() && reverses.is_empty() {
+            return Err("nothing to forward: give -L or -R".into());
+        }
+        Ok(ClientOptions {
+            dialer: Dialer {
+                server: args.connect.clone(),
+                tls,
+                token,
+            },
+            forwards,
+            reverses,
+            config: crate::session_config(),
+            retry: RetryPolicy::default(),
+        })
+    }
+}
+
+/// The client's TLS: whom it trusts (`--fingerprint` or `--ca`) and the name
+/// it expects (`--server-name`, or the host of `--connect`).
+fn client_tls(args: &ClientArgs) -> Result<(Arc<rustls::ClientConfig>, ServerName<'static>), String> {
+    let trust = match (&args.fingerprint, &args.ca) {
+        (Some(fingerprint), _) => tls::Trust::Fingerprint(tls::parse_fingerprint(fingerprint)?),
+        (None, Some(ca)) => tls::Trust::Ca(ca.clone()),
+        (None, None) => return Err("--fingerprint or --ca is needed (or --insecure-plaintext on loopback)".into()),
+    };
+    let config = tls::client_config(&trust)?;
+    let host = args.server_name.clone().unwrap_or_else(|| {
+        let host = args
+            .connect
+            .rsplit_once(':')
+            .map_or(args.connect.as_str(), |(host, _)| host);
+        host.trim_start_matches('[').trim_end_matches(']').to_string()
+    });
+    let name = ServerName::try_from(host.clone()).map_err(|_| format!("{host:?} is not a valid server name"))?;
+    Ok((config, name))
+}
+
 /// Why the client could not start.
 #[derive(Debug)]
 pub enum StartError {
@@ -190,6 +262,40 @@ impl Client {
     /// Sessions built, in all.
     pub fn sessions_built(&self) -> u64 {
         *self.sessions_built.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Logs a status line every `every`: connections, bytes, the link's RTT,
+    /// reconnects and resumes.
+    pub async fn log_status(self: Arc<Self>, every: Duration) {
+        loop {
+            tokio::time::sleep(every).await;
+            let counters = &self.counters;
+            let (rtt_ms, reconnects, resumes, replayed) = match self.session() {
+                Some(control) => {
+                    let status = control.status();
+                    (
+                        status.rtt_smoothed.map(|rtt| rtt.as_secs_f64() * 1e3),
+                        status.reconnects,
+                        status.resumes,
+                        control.stats().bytes_replayed,
+                    )
+                }
+                None => (None, 0, 0, 0),
+            };
+            tracing::info!(
+                forwards = self.local_addrs.len(),
+                connections = counters.open.load(Ordering::Relaxed),
+                connections_total = counters.total.load(Ordering::Relaxed),
+                bytes_out = counters.sent.load(Ordering::Relaxed),
+                bytes_in = counters.received.load(Ordering::Relaxed),
+                rtt_ms = ?rtt_ms,
+                reconnects,
+                resumes,
+                bytes_replayed = replayed,
+                sessions = self.sessions_built(),
+                "status"
+            );
+        }
     }
 
     /// Serves the session's inbound streams (reverse connections) until it

@@ -22,6 +22,7 @@
 #![warn(missing_docs)]
 
 pub mod auth;
+pub mod cli;
 pub mod client;
 pub mod demo;
 pub mod forward;

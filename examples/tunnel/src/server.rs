@@ -4,6 +4,7 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -14,8 +15,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
 use crate::auth::{Gate, Token};
+use crate::cli::ServerArgs;
 use crate::forward::{self, Counters};
-use crate::link::{Link, LINK_SETUP_TIMEOUT};
+use crate::link::{check_plaintext, Link, LINK_SETUP_TIMEOUT};
+use crate::tls;
 use crate::wire::{self, codes, Refusal, Request};
 
 /// Links that may be between TCP accept and a proven token at once; more wait
@@ -45,8 +48,59 @@ pub struct ServerOptions {
 }
 
 impl ServerOptions {
+    /// The options `hawser server` runs with: the token and certificate
+    /// loaded, the allow lists checked. Prints the certificate's fingerprint.
+    pub fn from_args(args: &ServerArgs) -> Result<ServerOptions, String> {
+        let token = Token::from_file(&args.common.token_file)?;
+        let tls = if args.common.insecure_plaintext {
+            check_plaintext(args.listen)?;
+            tracing::warn!("plaintext: the link is not encrypted (loopback only)");
+            None
+        } else {
+            let (Some(cert), Some(key)) = (&args.cert, &args.key) else {
+                return Err("--cert and --key are needed (or --insecure-plaintext on loopback)".into());
+            };
+            let (chain, key) = tls::load_cert(cert, key)?;
+            println!("certificate fingerprint {}", tls::fingerprint(&chain[0]));
+            Some(tls::server_config(chain, key)?)
+        };
+        let allow_reverse = args
+            .allow_reverse
+            .iter()
+            .map(|entry| parse_reverse_bind(entry))
+            .collect::<Result<_, _>>()?;
+        for target in &args.allow {
+            check_target(target)?;
+        }
+        Ok(ServerOptions {
+            token,
+            tls,
+            allow: args.allow.clone(),
+            allow_reverse,
+            config: crate::session_config(),
+        })
+    }
+
     fn allows(&self, target: &str) -> bool {
         self.allow.iter().any(|allowed| allowed.eq_ignore_ascii_case(target))
+    }
+}
+
+/// An `--allow-reverse` entry: `PORT` (on 127.0.0.1) or `ADDR:PORT`.
+fn parse_reverse_bind(entry: &str) -> Result<SocketAddr, String> {
+    match entry.parse::<u16>() {
+        Ok(port) => Ok(SocketAddr::from(([127, 0, 0, 1], port))),
+        Err(_) => entry
+            .parse::<SocketAddr>()
+            .map_err(|_| format!("--allow-reverse {entry:?} is not PORT or ADDR:PORT")),
+    }
+}
+
+/// An `--allow` entry must be `HOST:PORT`.
+fn check_target(target: &str) -> Result<(), String> {
+    match target.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
+        _ => Err(format!("--allow {target:?} is not HOST:PORT")),
     }
 }
 
@@ -85,6 +139,24 @@ impl Server {
     /// What the acceptor holds (sessions, detached ones) and what its budgets did.
     pub fn acceptor_stats(&self) -> hawser_tokio::AcceptorStats {
         self.acceptor.stats()
+    }
+
+    /// Logs a status line every `every`: sessions, connections and bytes.
+    pub async fn log_status(self: Arc<Self>, every: Duration) {
+        loop {
+            tokio::time::sleep(every).await;
+            let stats = self.acceptor_stats();
+            let counters = &self.counters;
+            tracing::info!(
+                sessions = stats.sessions,
+                detached = stats.detached,
+                connections = counters.open.load(Ordering::Relaxed),
+                connections_total = counters.total.load(Ordering::Relaxed),
+                bytes_in = counters.received.load(Ordering::Relaxed),
+                bytes_out = counters.sent.load(Ordering::Relaxed),
+                "status"
+            );
+        }
     }
 
     /// Serves `listener` until the task is dropped.

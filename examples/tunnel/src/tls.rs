@@ -176,3 +176,41 @@ pub fn self_signed(names: Vec<String>) -> Result<(String, String, String), Strin
     let fingerprint = fingerprint(certified.cert.der());
     Ok((certified.cert.pem(), certified.key_pair.serialize_pem(), fingerprint))
 }
+
+/// `hawser keygen`: a self-signed certificate and its key (readable by its
+/// owner only), and a token if asked for; prints where they went and the
+/// fingerprint clients pin.
+pub fn keygen(args: &crate::cli::KeygenArgs) -> Result<(), String> {
+    let (cert, key, fingerprint) =
+        self_signed(args.name.clone()).map_err(|err| format!("cannot make a certificate: {err}"))?;
+    std::fs::write(&args.cert, cert).map_err(|err| format!("cannot write {}: {err}", args.cert.display()))?;
+    write_private(&args.key, key.as_bytes()).map_err(|err| format!("cannot write {}: {err}", args.key.display()))?;
+    if let Some(path) = &args.token {
+        let token = crate::auth::Token::generate().map_err(|err| err.to_string())?;
+        write_private(path, token.as_bytes()).map_err(|err| format!("cannot write {}: {err}", path.display()))?;
+        println!(
+            "token written to {} (copy it to the client over a safe channel)",
+            path.display()
+        );
+    }
+    println!(
+        "certificate written to {}, key to {}",
+        args.cert.display(),
+        args.key.display()
+    );
+    println!("fingerprint {fingerprint}");
+    Ok(())
+}
+
+/// Writes a file only its owner can read.
+fn write_private(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    use std::io::Write;
+    options.open(path)?.write_all(contents)
+}

@@ -11,8 +11,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hawser_conformance::faults::KillProxy;
-use hawser_conformance::interop::link::Pattern;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,6 +21,9 @@ use crate::client::{Client, ClientOptions, Forward};
 use crate::link::Dialer;
 use crate::server::{Server, ServerOptions};
 use crate::tls;
+use cutter::{LinkCutter, Pattern};
+
+mod cutter;
 
 const CHUNK: usize = 64 * 1024;
 
@@ -135,7 +136,7 @@ async fn demo(megabytes: u64, kills: u64, connections: u64) -> Result<(), String
     let listener = TcpListener::bind("127.0.0.1:0").await.map_err(|err| err.to_string())?;
     let server_addr = listener.local_addr().map_err(|err| err.to_string())?;
     tokio::spawn(server.clone().serve(listener));
-    let proxy = Arc::new(KillProxy::start(server_addr).map_err(|err| err.to_string())?);
+    let proxy = Arc::new(LinkCutter::start(server_addr).await.map_err(|err| err.to_string())?);
 
     let client_tls = tls::client_config(&tls::Trust::Fingerprint(fingerprint.clone()))?;
     let name = ServerName::try_from("localhost").map_err(|err| err.to_string())?;
@@ -184,7 +185,7 @@ async fn demo(megabytes: u64, kills: u64, connections: u64) -> Result<(), String
                 while progress.load(Ordering::Relaxed) < at {
                     tokio::time::sleep(Duration::from_millis(2)).await;
                 }
-                proxy.kill_all();
+                proxy.cut();
             }
         })
     };
@@ -201,7 +202,7 @@ async fn demo(megabytes: u64, kills: u64, connections: u64) -> Result<(), String
     );
     println!(
         "  link killed {} times: {} resumes, {} reconnect attempts, {} bytes replayed, {} session(s); nothing lost or repeated",
-        proxy.kills(),
+        proxy.cuts(),
         stats.resumes,
         control.reconnects(),
         stats.bytes_replayed,
