@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use hawser_core::frame::HEADER_LEN;
-use hawser_core::resume::{parse_opening, Opening, ResumeRefusal};
+use hawser_core::resume::{Opening, ResumeRefusal};
 use hawser_core::{Config, Role};
-use hawser_driver::{check_resumable, Registry, RetryPolicy, Shared, Source};
+use hawser_driver::{
+    check_resumable, FirstDial, OpeningReader, OpeningStep, RedialSchedule, Registry, RetryPolicy, Shared, Source,
+};
 
 use crate::link::BlockingLink;
 use crate::park::ParkingLot;
@@ -64,20 +65,12 @@ impl Session {
     {
         check_resumable(&config)?;
         let connect = Arc::new(std::sync::Mutex::new(connect));
-        let started = Instant::now();
-        let mut attempt = 0u32;
+        let mut first = FirstDial::new(&retry);
         loop {
-            attempt += 1;
-            let err = match Self::try_resumable(&connect, &config, &retry) {
+            match Self::try_resumable(&connect, &config, &retry) {
                 Ok(session) => return Ok(session),
-                Err(err) if err.kind() == io::ErrorKind::InvalidData => return Err(err),
-                Err(err) => err,
-            };
-            let Some(wait) = retry.retry_after(attempt, started) else {
-                return Err(err);
-            };
-            tracing::debug!(%err, attempt, "first connection failed; retrying");
-            std::thread::sleep(wait);
+                Err(err) => std::thread::sleep(first.failed(err)?),
+            }
         }
     }
 
@@ -97,11 +90,7 @@ impl Session {
         let redial = connect.clone();
         let supply = Supply::Dial(Redial {
             dial: Box::new(move || (redial.lock().unwrap_or_else(|p| p.into_inner()))()),
-            retry: retry.clone(),
-            attempt: 0,
-            since: Instant::now(),
-            next_at: None,
-            resumes_seen: 0,
+            schedule: RedialSchedule::new(retry.clone(), Instant::now()),
         });
         let session = Session::start(shared, link, supply)?;
         match session.resumable(Some(config.handshake_timeout)) {
@@ -200,25 +189,23 @@ impl<L: BlockingLink> Acceptor<L> {
             }
             _ => err,
         };
-        let mut buf = vec![0u8; HEADER_LEN];
-        link.read_exact(&mut buf).map_err(timed_out)?;
+        let mut reader = OpeningReader::default();
+        let mut chunk = [0u8; 64];
         let opening = loop {
-            match parse_opening(&buf) {
-                Ok(Some(opening)) => break opening,
-                Ok(None) => {
-                    // A resume request is 52 bytes in all; read no further.
-                    let mut more = [0u8; 40];
-                    let want = (HEADER_LEN + 40).saturating_sub(buf.len()).clamp(1, more.len());
-                    link.read_exact(&mut more[..want]).map_err(timed_out)?;
-                    buf.extend_from_slice(&more[..want]);
+            match reader.step() {
+                OpeningStep::Read(want) => {
+                    link.read_exact(&mut chunk[..want]).map_err(timed_out)?;
+                    reader.push(&chunk[..want]);
                 }
-                Err(err) => {
+                OpeningStep::Opened(opening) => break opening,
+                OpeningStep::Bad(err) => {
                     let _ = link.write_all(&ResumeRefusal::BadRequest.frame());
                     let _ = link.shutdown();
-                    return Err(io::Error::new(io::ErrorKind::InvalidData, err));
+                    return Err(err);
                 }
             }
         };
+        let buf = reader.into_bytes();
         Ok((link, opening, buf))
     }
 

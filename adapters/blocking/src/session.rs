@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use hawser_core::{Config, Role};
 use hawser_driver::pool::SlabBuf;
 use hawser_driver::{
-    entropy, ControlCore, FrameQueue, LinkSource, RetryPolicy, SessionSlot, Shared, SharedRef, MAX_SLICES,
+    ControlCore, FrameQueue, LinkSource, RedialSchedule, RedialStep, SessionSlot, Shared, SharedRef, MAX_SLICES,
 };
 
 use crate::direct::{Direct, Outbox, WriterPlan};
@@ -308,11 +308,7 @@ pub(crate) enum Supply<L> {
 
 pub(crate) struct Redial<L> {
     pub(crate) dial: Box<dyn FnMut() -> io::Result<L> + Send>,
-    pub(crate) retry: RetryPolicy,
-    pub(crate) attempt: u32,
-    pub(crate) since: Instant,
-    pub(crate) next_at: Option<Instant>,
-    pub(crate) resumes_seen: u64,
+    pub(crate) schedule: RedialSchedule,
 }
 
 /// A parked session, as the parking lot's thread finds it.
@@ -526,34 +522,18 @@ impl<L: BlockingLink> Writer<L> {
             },
             Supply::Dial(redial) => {
                 let resumes = Shared::lock(&self.shared).session_ref().stats().resumes;
-                if resumes != redial.resumes_seen || redial.attempt == 0 {
-                    // A new episode of losses.
-                    redial.resumes_seen = resumes;
-                    redial.attempt = 0;
-                    redial.since = Instant::now();
-                    redial.next_at = None;
-                }
-                if let Some(at) = redial.next_at {
-                    if Instant::now() < at {
-                        return Acquire::Wait(Some(at));
-                    }
-                }
-                if redial.attempt >= redial.retry.max_attempts || redial.since.elapsed() >= redial.retry.give_up_after {
-                    return Acquire::GaveUp;
-                }
-                redial.attempt += 1;
-                Shared::lock(&self.shared).note_reconnect_attempt(redial.attempt);
-                match (redial.dial)() {
-                    Ok(link) => {
-                        redial.next_at = None;
-                        Acquire::Link(link)
-                    }
-                    Err(err) => {
-                        tracing::debug!(%err, attempt = redial.attempt, "reconnect failed");
-                        let jitter = entropy().map_or(0, |b| u64::from_le_bytes(b[..8].try_into().unwrap_or([0; 8])));
-                        let at = Instant::now() + redial.retry.backoff(redial.attempt + 1, jitter);
-                        redial.next_at = Some(at);
-                        Acquire::Wait(Some(at))
+                match redial.schedule.next(Instant::now(), resumes) {
+                    RedialStep::GiveUp => Acquire::GaveUp,
+                    RedialStep::WaitUntil(at) => Acquire::Wait(Some(at)),
+                    RedialStep::Dial(attempt) => {
+                        Shared::lock(&self.shared).note_reconnect_attempt(attempt);
+                        match (redial.dial)() {
+                            Ok(link) => Acquire::Link(link),
+                            Err(err) => {
+                                tracing::debug!(%err, attempt, "reconnect failed");
+                                Acquire::Wait(Some(redial.schedule.failed(Instant::now())))
+                            }
+                        }
                     }
                 }
             }

@@ -134,24 +134,67 @@ impl<R: LinkOf<T>, T> Acceptor<R, T> {
     }
 }
 
-/// Reads exactly the first frame's header, and a resume request's payload
-/// (never a byte past it: what follows belongs to the session).
+/// A new link's opening frame, read without a byte past it (what follows
+/// belongs to the session): every adapter's acceptor reads what
+/// [`step`](OpeningReader::step) asks for and [`push`](OpeningReader::push)es it.
+#[derive(Debug, Default)]
+pub struct OpeningReader {
+    read: Vec<u8>,
+}
+
+/// What an [`OpeningReader`] needs next.
+#[derive(Debug)]
+pub enum OpeningStep {
+    /// Exactly this many more bytes.
+    Read(usize),
+    /// The opening is complete.
+    Opened(Opening),
+    /// Not an opening: answer with `ResumeRefusal::BadRequest`, close the
+    /// link, and report this (`InvalidData`).
+    Bad(io::Error),
+}
+
+/// A resume request is the longest opening: a header and 40 bytes.
+const LONGEST_OPENING: usize = HEADER_LEN + 40;
+
+impl OpeningReader {
+    /// What to do next.
+    pub fn step(&self) -> OpeningStep {
+        if self.read.len() < HEADER_LEN {
+            return OpeningStep::Read(HEADER_LEN - self.read.len());
+        }
+        match parse_opening(&self.read) {
+            Ok(Some(opening)) => OpeningStep::Opened(opening),
+            Ok(None) => OpeningStep::Read(LONGEST_OPENING.saturating_sub(self.read.len()).max(1)),
+            Err(err) => OpeningStep::Bad(io::Error::new(io::ErrorKind::InvalidData, err)),
+        }
+    }
+
+    /// Bytes read from the link, no more than the last step asked for.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.read.extend_from_slice(bytes);
+    }
+
+    /// Everything read: the opening, and for a hello the session's first bytes.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.read
+    }
+}
+
+/// Reads the opening frame (see [`OpeningReader`]), refusing a bad one.
 async fn read_opening<L: Link>(link: &mut L) -> io::Result<(Opening, Vec<u8>)> {
-    let mut buf = vec![0u8; HEADER_LEN];
-    read_exact(link, &mut buf).await?;
+    let mut reader = OpeningReader::default();
+    let mut chunk = [0u8; LONGEST_OPENING];
     loop {
-        match parse_opening(&buf) {
-            Ok(Some(opening)) => return Ok((opening, buf)),
-            Ok(None) => {
-                // A resume request is 52 bytes in all: 12 of header, 40 of payload.
-                let mut more = [0u8; 40];
-                let want = (HEADER_LEN + more.len()).saturating_sub(buf.len()).clamp(1, more.len());
-                read_exact(link, &mut more[..want]).await?;
-                buf.extend_from_slice(&more[..want]);
+        match reader.step() {
+            OpeningStep::Read(want) => {
+                read_exact(link, &mut chunk[..want]).await?;
+                reader.push(&chunk[..want]);
             }
-            Err(err) => {
+            OpeningStep::Opened(opening) => return Ok((opening, reader.into_bytes())),
+            OpeningStep::Bad(err) => {
                 refuse(link, ResumeRefusal::BadRequest).await;
-                return Err(io::Error::new(io::ErrorKind::InvalidData, err));
+                return Err(err);
             }
         }
     }
@@ -182,4 +225,71 @@ async fn refuse<L: Link>(link: &mut L, refusal: ResumeRefusal) {
     }
     let _ = poll_fn(|cx| link.poll_flush(cx)).await;
     let _ = poll_fn(|cx| link.poll_shutdown(cx)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use hawser_core::frame::{Flags, FrameType, Header};
+    use hawser_core::resume::{ResumeRequest, ResumeToken, Ticket};
+    use hawser_core::Profile;
+
+    use super::*;
+
+    /// Feeds `link` to a reader as an acceptor would; returns the step it
+    /// ended on and how many bytes it took.
+    fn feed(link: &[u8]) -> (OpeningStep, usize) {
+        let mut reader = OpeningReader::default();
+        let mut taken = 0;
+        loop {
+            match reader.step() {
+                OpeningStep::Read(want) => {
+                    let Some(bytes) = link.get(taken..taken + want) else {
+                        return (OpeningStep::Read(want), taken);
+                    };
+                    reader.push(bytes);
+                    taken += want;
+                }
+                done => return (done, taken),
+            }
+        }
+    }
+
+    #[test]
+    fn a_hello_is_known_from_its_header_and_nothing_more_is_read() {
+        let mut link = Header::new(FrameType::Hello, Flags::NONE, 0, 30).encode(Profile::Native).to_vec();
+        link.extend_from_slice(&[7; 30]);
+        let (step, taken) = feed(&link);
+        assert!(matches!(step, OpeningStep::Opened(Opening::Hello)), "{step:?}");
+        assert_eq!(taken, HEADER_LEN, "the hello's payload is the session's to read");
+    }
+
+    #[test]
+    fn a_resume_request_is_read_to_its_last_byte_and_not_one_past() {
+        let request = ResumeRequest {
+            ticket: Ticket {
+                id: 42,
+                token: ResumeToken::from_bytes([9; 16]),
+            },
+            received: 1234,
+        };
+        let mut link = request.encode();
+        let request_len = link.len();
+        link.extend_from_slice(b"the session's first frames");
+        let (step, taken) = feed(&link);
+        let OpeningStep::Opened(Opening::Resume { request: read, consumed }) = step else {
+            panic!("not a resume: {step:?}");
+        };
+        assert_eq!((read.ticket.id, read.received, consumed), (42, 1234, request_len));
+        assert_eq!(taken, request_len);
+    }
+
+    #[test]
+    fn anything_else_is_refused_after_one_header() {
+        let (step, taken) = feed(b"GET / HTTP/1.1\r\nHost: example\r\n\r\n");
+        assert!(
+            matches!(&step, OpeningStep::Bad(err) if err.kind() == io::ErrorKind::InvalidData),
+            "{step:?}"
+        );
+        assert_eq!(taken, HEADER_LEN);
+    }
 }

@@ -40,7 +40,7 @@ pub mod session_pool;
 mod shared;
 mod stream;
 
-pub use acceptor::{Accepted, Acceptor};
+pub use acceptor::{Accepted, Acceptor, OpeningReader, OpeningStep};
 pub use control::{ControlCore, OpenWait};
 pub use driver::{next_read_size, Driver};
 pub use errors::{reset_code, reset_reason, session_error};
@@ -51,7 +51,7 @@ pub use link::{Link, LinkSource, Timer};
 pub use net::{Incoming, Listener};
 pub use registry::{AcceptorStats, Registry, SessionSlot, Source};
 pub use request::{MessageError, RequestOptions, MESSAGE_PREFIX};
-pub use resume::{check_config, check_resumable, entropy, resumable_client, Dial, Redial, RetryPolicy};
+pub use resume::{check_config, check_resumable, entropy, FirstDial, RedialSchedule, RedialStep, RetryPolicy};
 pub use runtime::{LinkOf, Runtime, TcpRuntime};
 pub use session::{Control, Session, SessionDriver};
 pub use shared::{live_sessions, Health, Shared, SharedRef};

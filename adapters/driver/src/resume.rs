@@ -75,7 +75,111 @@ fn jitter() -> u64 {
 }
 
 /// A dial in progress.
-pub type Dial<L> = Pin<Box<dyn Future<Output = io::Result<L>> + Send>>;
+pub(crate) type Dial<L> = Pin<Box<dyn Future<Output = io::Result<L>> + Send>>;
+
+/// When a client that lost its link dials again, for every adapter: the
+/// first attempt of an episode of losses at once, then with backoff and
+/// jitter, until the retry policy runs out. It does no I/O and reads no
+/// clock: the caller passes the time and the session's resume count.
+pub struct RedialSchedule {
+    retry: RetryPolicy,
+    attempt: u32,
+    since: Instant,
+    next_at: Option<Instant>,
+    resumes_seen: u64,
+}
+
+/// What a [`RedialSchedule`] says to do now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RedialStep {
+    /// Dial now; this is attempt `n` (from 1) of the episode.
+    Dial(u32),
+    /// Nothing until this time.
+    WaitUntil(Instant),
+    /// The policy has run out: the session gives up.
+    GiveUp,
+}
+
+impl RedialSchedule {
+    /// A schedule under `retry`, from `now`.
+    pub fn new(retry: RetryPolicy, now: Instant) -> Self {
+        RedialSchedule {
+            retry,
+            attempt: 0,
+            since: now,
+            next_at: None,
+            resumes_seen: 0,
+        }
+    }
+
+    /// The step at `now`, for a session that has resumed `resumes` times: a
+    /// resume since the last dial began a new episode of losses, whose
+    /// attempts and time are counted afresh.
+    pub fn next(&mut self, now: Instant, resumes: u64) -> RedialStep {
+        if resumes != self.resumes_seen || self.attempt == 0 {
+            self.resumes_seen = resumes;
+            self.attempt = 0;
+            self.since = now;
+            self.next_at = None;
+        }
+        if let Some(at) = self.next_at {
+            if now < at {
+                return RedialStep::WaitUntil(at);
+            }
+        }
+        if self.attempt >= self.retry.max_attempts
+            || now.saturating_duration_since(self.since) >= self.retry.give_up_after
+        {
+            return RedialStep::GiveUp;
+        }
+        self.attempt += 1;
+        self.next_at = None;
+        RedialStep::Dial(self.attempt)
+    }
+
+    /// The dial of the last [`RedialStep::Dial`] failed at `now`: the next
+    /// waits its backoff, until the time returned.
+    pub fn failed(&mut self, now: Instant) -> Instant {
+        let at = now + self.retry.backoff(self.attempt + 1, jitter());
+        self.next_at = Some(at);
+        at
+    }
+}
+
+/// The first dial of a resumable client, retried under its policy in every
+/// adapter: [`failed`](FirstDial::failed) says how long to wait before the
+/// next attempt, or gives the error to return.
+pub struct FirstDial<'a> {
+    retry: &'a RetryPolicy,
+    started: Instant,
+    attempt: u32,
+}
+
+impl<'a> FirstDial<'a> {
+    /// The first attempt starts now.
+    pub fn new(retry: &'a RetryPolicy) -> Self {
+        FirstDial {
+            retry,
+            started: Instant::now(),
+            attempt: 1,
+        }
+    }
+
+    /// An attempt failed with `err`: the wait before the next, or `err` once
+    /// the policy has run out, or at once for a handshake or protocol error
+    /// (`InvalidData`), which another attempt would not mend.
+    pub fn failed(&mut self, err: io::Error) -> io::Result<Duration> {
+        if err.kind() == io::ErrorKind::InvalidData {
+            return Err(err);
+        }
+        let Some(wait) = self.retry.retry_after(self.attempt, self.started) else {
+            return Err(err);
+        };
+        tracing::debug!(%err, attempt = self.attempt, "first connection failed; retrying");
+        self.attempt += 1;
+        Ok(wait)
+    }
+}
 
 enum RedialState<L> {
     Idle,
@@ -83,46 +187,26 @@ enum RedialState<L> {
     Dialling(Dial<L>),
 }
 
-/// A client's link source: dials again with backoff until the policy runs out.
-/// Each async adapter gives it its runtime's dial and timer.
-pub struct Redial<L, T> {
+/// A client's link source on an async runtime: dials again on the
+/// [`RedialSchedule`] until the policy runs out.
+pub(crate) struct Redial<L, T> {
     shared: SharedRef,
     dial: Box<dyn FnMut() -> Dial<L> + Send>,
-    retry: RetryPolicy,
+    schedule: RedialSchedule,
     timer: T,
     state: RedialState<L>,
-    attempt: u32,
-    since: Instant,
-    resumes_seen: u64,
 }
 
 impl<L, T: Timer> Redial<L, T> {
     /// Redials for the session in `shared` with `dial`, waiting on `timer`.
-    pub fn new(shared: SharedRef, dial: Box<dyn FnMut() -> Dial<L> + Send>, retry: RetryPolicy, timer: T) -> Self {
+    fn new(shared: SharedRef, dial: Box<dyn FnMut() -> Dial<L> + Send>, retry: RetryPolicy, timer: T) -> Self {
         Redial {
             shared,
             dial,
-            retry,
+            schedule: RedialSchedule::new(retry, Instant::now()),
             timer,
             state: RedialState::Idle,
-            attempt: 0,
-            since: Instant::now(),
-            resumes_seen: 0,
         }
-    }
-
-    fn start_attempt(&mut self) {
-        self.attempt += 1;
-        Shared::lock(&self.shared).note_reconnect_attempt(self.attempt);
-        self.state = RedialState::Dialling((self.dial)());
-    }
-
-    fn schedule_next(&mut self) {
-        self.state = RedialState::Waiting(Instant::now() + self.retry.backoff(self.attempt + 1, jitter()));
-    }
-
-    fn exhausted(&self) -> bool {
-        self.attempt >= self.retry.max_attempts || self.since.elapsed() >= self.retry.give_up_after
     }
 }
 
@@ -131,30 +215,21 @@ impl<L, T: Timer> LinkSource<L> for Redial<L, T> {
         loop {
             match &mut self.state {
                 RedialState::Idle => {
-                    // A resume since the last link began a new episode of losses.
                     let resumes = Shared::lock(&self.shared).session_ref().stats().resumes;
-                    if resumes != self.resumes_seen || self.attempt == 0 {
-                        self.resumes_seen = resumes;
-                        self.attempt = 0;
-                        self.since = Instant::now();
-                    }
-                    if self.exhausted() {
-                        return Poll::Ready(None);
-                    }
-                    if self.attempt == 0 {
-                        self.start_attempt();
-                    } else {
-                        self.schedule_next();
+                    match self.schedule.next(Instant::now(), resumes) {
+                        RedialStep::GiveUp => return Poll::Ready(None),
+                        RedialStep::WaitUntil(at) => self.state = RedialState::Waiting(at),
+                        RedialStep::Dial(attempt) => {
+                            Shared::lock(&self.shared).note_reconnect_attempt(attempt);
+                            self.state = RedialState::Dialling((self.dial)());
+                        }
                     }
                 }
                 RedialState::Waiting(at) => {
                     if self.timer.poll_until(cx, *at).is_pending() {
                         return Poll::Pending;
                     }
-                    if self.exhausted() {
-                        return Poll::Ready(None);
-                    }
-                    self.start_attempt();
+                    self.state = RedialState::Idle;
                 }
                 RedialState::Dialling(dial) => match dial.as_mut().poll(cx) {
                     Poll::Pending => return Poll::Pending,
@@ -163,11 +238,9 @@ impl<L, T: Timer> LinkSource<L> for Redial<L, T> {
                         return Poll::Ready(Some(link));
                     }
                     Poll::Ready(Err(err)) => {
-                        tracing::debug!(%err, attempt = self.attempt, "reconnect failed");
-                        if self.exhausted() {
-                            return Poll::Ready(None);
-                        }
-                        self.schedule_next();
+                        tracing::debug!(%err, "reconnect failed");
+                        let at = self.schedule.failed(Instant::now());
+                        self.state = RedialState::Waiting(at);
                     }
                 },
             }
@@ -179,7 +252,7 @@ impl<L, T: Timer> LinkSource<L> for Redial<L, T> {
 /// `dial` under `retry` whenever the link is lost. Each async adapter supplies its
 /// link and timer types; the timer type makes both the driver's and the redial
 /// loop's timers.
-pub fn resumable_client<L, T>(
+pub(crate) fn resumable_client<L, T>(
     config: hawser_core::Config,
     link: L,
     dial: Box<dyn FnMut() -> Dial<L> + Send>,
@@ -299,20 +372,12 @@ impl<R: Runtime> Session<R> {
                 Box::pin(async move { connecting.await.map(R::link) })
             };
             let dial = Arc::new(Mutex::new(dial));
-            let started = Instant::now();
-            let mut attempt = 0u32;
+            let mut first = FirstDial::new(&retry);
             loop {
-                attempt += 1;
-                let err = match Self::try_resumable(&dial, &config, &retry).await {
+                match Self::try_resumable(&dial, &config, &retry).await {
                     Ok(session) => return Ok(session),
-                    Err(err) if err.kind() == io::ErrorKind::InvalidData => return Err(err),
-                    Err(err) => err,
-                };
-                let Some(wait) = retry.retry_after(attempt, started) else {
-                    return Err(err);
-                };
-                tracing::debug!(%err, attempt, "first connection failed; retrying");
-                crate::runtime::sleep::<R>(wait).await;
+                    Err(err) => crate::runtime::sleep::<R>(first.failed(err)?).await,
+                }
             }
         }
     }
@@ -378,6 +443,43 @@ pub fn entropy() -> io::Result<[u8; 16]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn redials_start_at_once_back_off_and_start_afresh_after_a_resume() {
+        let retry = RetryPolicy {
+            initial_backoff: Duration::from_millis(100),
+            max_attempts: 3,
+            ..RetryPolicy::default()
+        };
+        let start = Instant::now();
+        let mut schedule = RedialSchedule::new(retry, start);
+        assert_eq!(schedule.next(start, 0), RedialStep::Dial(1), "the first attempt is at once");
+        let at = schedule.failed(start);
+        assert!((start + Duration::from_millis(50)..=start + Duration::from_millis(100)).contains(&at));
+        assert_eq!(schedule.next(start, 0), RedialStep::WaitUntil(at));
+        assert_eq!(schedule.next(at, 0), RedialStep::Dial(2));
+        let at = schedule.failed(at);
+        assert_eq!(schedule.next(at, 0), RedialStep::Dial(3));
+        let at = schedule.failed(at);
+        assert_eq!(schedule.next(at, 0), RedialStep::GiveUp, "three attempts in all");
+        // A resume since: the next loss is a new episode, with attempts anew.
+        assert_eq!(schedule.next(at, 1), RedialStep::Dial(1));
+        // And time counts too.
+        let later = at + RetryPolicy::default().give_up_after;
+        schedule.failed(at);
+        assert_eq!(schedule.next(later, 1), RedialStep::GiveUp);
+    }
+
+    #[test]
+    fn the_first_dial_stops_at_once_on_a_protocol_error() {
+        let retry = RetryPolicy::default();
+        let mut first = FirstDial::new(&retry);
+        assert!(first.failed(io::ErrorKind::ConnectionRefused.into()).is_ok());
+        let err = first
+            .failed(io::Error::new(io::ErrorKind::InvalidData, "bad hello"))
+            .expect_err("not retried");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+    }
 
     #[test]
     fn retry_after_backs_off_then_runs_out() {
