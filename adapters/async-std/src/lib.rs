@@ -81,7 +81,7 @@ pub use hawser_core::{
 pub use hawser_driver::session_pool::{PoolConfig, PoolConfigError, PoolStats};
 pub use hawser_driver::RequestOptions;
 pub use hawser_driver::{
-    live_sessions, reset_code, reset_reason, session_error, AcceptorStats, ControlCore, Health, HealthEvent, LinkEvent,
+    live_sessions, reset_code, reset_reason, session_error, AcceptorStats, ControlCore, HealthEvent, LinkEvent,
     RetryPolicy, Status,
 };
 #[cfg(feature = "async-std")]

@@ -10,25 +10,47 @@ use std::task::Waker;
 use std::thread;
 use std::time::Instant;
 
-use crate::link::BlockingLink;
-use crate::session::{Parked, Writer};
 use crate::wait::Signal;
 
+/// A detached session as the lot keeps it: its writer's state.
+pub(crate) trait Parkable: Send + 'static {
+    /// The session's link type.
+    type Link: Send + 'static;
+
+    /// Runs the session's due timers and says whether its next link has come
+    /// or it has ended. `waker` is the lot's.
+    fn check_parked(&mut self, waker: &Waker) -> Parked<Self::Link>;
+
+    /// Carries the session on over `link`, on the calling thread (a writer
+    /// thread the lot starts for it).
+    fn revive(self, link: Self::Link);
+}
+
+/// A parked session, as the lot's thread finds it.
+pub(crate) enum Parked<L> {
+    /// Still waiting; look again at this time (or when woken).
+    Waiting(Option<Instant>),
+    /// Its next link has come: revive its writer with it.
+    Link(L),
+    /// It has ended: let it go.
+    Finished,
+}
+
 /// The parking lot of one acceptor's detached sessions.
-pub(crate) struct ParkingLot<L> {
-    lot: Mutex<Lot<L>>,
+pub(crate) struct ParkingLot<P> {
+    lot: Mutex<Lot<P>>,
     /// Raised by any parked session's waker (its slot got a link, the
     /// application did something, another thread ended it) and by `park`.
     signal: Arc<Signal>,
 }
 
-struct Lot<L> {
-    parked: Vec<Writer<L>>,
+struct Lot<P> {
+    parked: Vec<P>,
     /// Whether the lot's thread is running.
     attended: bool,
 }
 
-impl<L: BlockingLink> ParkingLot<L> {
+impl<P: Parkable> ParkingLot<P> {
     pub(crate) fn new() -> Arc<Self> {
         Arc::new(ParkingLot {
             lot: Mutex::new(Lot {
@@ -40,7 +62,7 @@ impl<L: BlockingLink> ParkingLot<L> {
     }
 
     /// Takes a detached session's writer until its next link arrives or it ends.
-    pub(crate) fn park(self: &Arc<Self>, writer: Writer<L>) {
+    pub(crate) fn park(self: &Arc<Self>, writer: P) {
         let mut lot = self.lot.lock().unwrap_or_else(|p| p.into_inner());
         lot.parked.push(writer);
         if !lot.attended {
@@ -86,11 +108,10 @@ impl<L: BlockingLink> ParkingLot<L> {
             // Outside the lot's lock: a finished writer's slot removes itself
             // from the registry as it goes.
             drop(finished);
-            for (mut writer, link) in revive {
-                let spawned = thread::Builder::new().name("hawser-writer".into()).spawn(move || {
-                    writer.attach(link);
-                    writer.run();
-                });
+            for (writer, link) in revive {
+                let spawned = thread::Builder::new()
+                    .name("hawser-writer".into())
+                    .spawn(move || writer.revive(link));
                 if let Err(err) = spawned {
                     tracing::warn!(%err, "cannot start a writer for a resumed session");
                 }

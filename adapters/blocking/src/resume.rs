@@ -9,12 +9,12 @@ use bytes::Bytes;
 use hawser_core::resume::{Opening, ResumeRefusal};
 use hawser_core::{Config, Role};
 use hawser_driver::{
-    check_resumable, FirstDial, OpeningReader, OpeningStep, RedialSchedule, Registry, RetryPolicy, Shared, Source,
+    check_resumable, FirstDial, OpeningReader, OpeningStep, RedialSchedule, Registry, RetryPolicy, Shared, SourceAddr,
 };
 
 use crate::link::BlockingLink;
 use crate::park::ParkingLot;
-use crate::session::{Redial, Session, Supply};
+use crate::session::{Redial, Session, Supply, Writer};
 
 impl Session {
     /// A resumable client session over TCP to `addr` (names are resolved again
@@ -121,7 +121,7 @@ pub struct Acceptor<L> {
     config: Config,
     registry: Arc<Registry<L>>,
     /// Where its detached sessions wait, without a thread each.
-    lot: Arc<ParkingLot<L>>,
+    lot: Arc<ParkingLot<Writer<L>>>,
 }
 
 impl<L> Clone for Acceptor<L> {
@@ -168,10 +168,10 @@ impl<L: BlockingLink> Acceptor<L> {
     /// per-source budgets of `Resumption` (detached sessions, failed resumes)
     /// count against.
     pub fn accept_from(&self, link: L, peer: std::net::IpAddr) -> io::Result<Accepted> {
-        self.accept_link(link, Some(Source::of(peer)))
+        self.accept_link(link, Some(SourceAddr::of(peer)))
     }
 
-    fn accept_link(&self, link: L, source: Option<Source>) -> io::Result<Accepted> {
+    fn accept_link(&self, link: L, source: Option<SourceAddr>) -> io::Result<Accepted> {
         link.set_read_timeout(Some(self.config.handshake_timeout))?;
         let opened = self.read_opening(link);
         if let Ok((link, _, _)) = &opened {
@@ -209,7 +209,7 @@ impl<L: BlockingLink> Acceptor<L> {
         Ok((link, opening, buf))
     }
 
-    fn open(&self, link: L, opening: Opening, buf: Vec<u8>, source: Option<Source>) -> io::Result<Accepted> {
+    fn open(&self, link: L, opening: Opening, buf: Vec<u8>, source: Option<SourceAddr>) -> io::Result<Accepted> {
         match opening {
             Opening::Hello => {
                 let (shared, slot) = self

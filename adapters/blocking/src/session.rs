@@ -8,18 +8,18 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use hawser_core::{Config, Role};
-use hawser_driver::pool::SlabBuf;
+use hawser_driver::slab::SlabBuf;
 use hawser_driver::{
     ControlCore, FrameQueue, LinkSource, RedialSchedule, RedialStep, SessionSlot, Shared, SharedRef, MAX_SLICES,
 };
 
 use crate::direct::{Direct, Outbox, WriterPlan};
 use crate::link::BlockingLink;
-use crate::park::ParkingLot;
+use crate::park::{Parkable, Parked, ParkingLot};
 use crate::stream::Stream;
 use crate::wait::{block_on_poll, Signal};
 
-const READ_BUFFER: usize = hawser_driver::pool::SLAB;
+const READ_BUFFER: usize = hawser_driver::slab::SLAB;
 /// How long one link write may block before the writer thread runs the
 /// session's timers and tries again: a peer that stops reading must not stop
 /// keepalive from noticing it.
@@ -28,7 +28,7 @@ const WRITE_STALL: Duration = Duration::from_millis(200);
 /// its side, before it shuts the link anyway.
 const LINGER: Duration = Duration::from_secs(2);
 /// The read size of a quiet link, and the first read's.
-const QUIET_READ: usize = hawser_driver::pool::SMALL_BUF;
+const QUIET_READ: usize = hawser_driver::slab::SMALL_BUF;
 
 /// A multiplexed session over one blocking link. It derefs to [`ControlCore`] for
 /// go-away, close, ping, health and counters.
@@ -229,7 +229,7 @@ fn read_loop<L: BlockingLink>(
     let mut read_size = QUIET_READ;
     loop {
         let buf = if read_size <= QUIET_READ {
-            // A quiet link reads into a small buffer, not a slab (see `pool`).
+            // A quiet link reads into a small buffer, not a slab (see `slab`).
             slab.with_small_room(QUIET_READ)
         } else {
             slab.with_room(READ_BUFFER / 4)
@@ -303,22 +303,12 @@ pub(crate) enum Supply<L> {
     Dial(Redial<L>),
     /// Server: the acceptor puts the link here; while detached, the session
     /// waits in the acceptor's parking lot instead of on a thread of its own.
-    Slot(SessionSlot<L>, Arc<ParkingLot<L>>),
+    Slot(SessionSlot<L>, Arc<ParkingLot<Writer<L>>>),
 }
 
 pub(crate) struct Redial<L> {
     pub(crate) dial: Box<dyn FnMut() -> io::Result<L> + Send>,
     pub(crate) schedule: RedialSchedule,
-}
-
-/// A parked session, as the parking lot's thread finds it.
-pub(crate) enum Parked<L> {
-    /// Still waiting; look again at this time (or when woken).
-    Waiting(Option<Instant>),
-    /// Its next link has come: revive its writer with it.
-    Link(L),
-    /// It has ended: let it go.
-    Finished,
 }
 
 enum Acquire<L> {
@@ -449,10 +439,17 @@ impl<L: BlockingLink> Writer<L> {
             self.signal.wait_until(deadline);
         }
     }
+}
 
-    /// Parked: runs the session's due timers, and says whether its next link
-    /// has come or it has ended. `waker` is the parking lot's.
-    pub(crate) fn check_parked(&mut self, waker: &Waker) -> Parked<L> {
+impl<L: BlockingLink> Parkable for Writer<L> {
+    type Link = L;
+
+    fn revive(mut self, link: L) {
+        self.attach(link);
+        self.run();
+    }
+
+    fn check_parked(&mut self, waker: &Waker) -> Parked<L> {
         {
             let mut guard = Shared::lock(&self.shared);
             let now = guard.now();
@@ -476,7 +473,9 @@ impl<L: BlockingLink> Writer<L> {
             }
         }
     }
+}
 
+impl<L: BlockingLink> Writer<L> {
     /// Waits, at most [`LINGER`], for the reader to see the peer close.
     fn linger(&self) {
         let until = Instant::now() + LINGER;

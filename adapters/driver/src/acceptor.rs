@@ -11,9 +11,9 @@ use hawser_core::frame::HEADER_LEN;
 use hawser_core::resume::{parse_opening, Opening, ResumeRefusal};
 use hawser_core::Config;
 
-use crate::driver::Driver;
 use crate::link::Link;
-use crate::registry::{AcceptorStats, Registry, Source};
+use crate::link_driver::LinkDriver;
+use crate::registry::{AcceptorStats, Registry, SourceAddr};
 use crate::resume::check_resumable;
 use crate::runtime::{timeout, LinkOf};
 use crate::session::{spawn_driver, Session};
@@ -102,10 +102,10 @@ impl<R: LinkOf<T>, T> Acceptor<R, T> {
         peer: std::net::IpAddr,
     ) -> impl Future<Output = io::Result<Accepted<R>>> + Send + '_ {
         let link = R::link(link);
-        async move { self.accept_link(link, Some(Source::of(peer))).await }
+        async move { self.accept_link(link, Some(SourceAddr::of(peer))).await }
     }
 
-    async fn accept_link(&self, mut link: R::Link, source: Option<Source>) -> io::Result<Accepted<R>> {
+    async fn accept_link(&self, mut link: R::Link, source: Option<SourceAddr>) -> io::Result<Accepted<R>> {
         let limit = self.config.handshake_timeout;
         let (opening, buf) = match timeout::<R, _>(limit, read_opening(&mut link)).await {
             Some(result) => result?,
@@ -116,7 +116,8 @@ impl<R: LinkOf<T>, T> Acceptor<R, T> {
                 let (shared, slot) = self
                     .registry
                     .start_session(self.config.clone(), Bytes::from(buf), source)?;
-                let driver = Driver::new(shared.clone(), link, R::Timer::default()).with_link_source(Box::new(slot));
+                let driver =
+                    LinkDriver::new(shared.clone(), link, R::Timer::default()).with_link_source(Box::new(slot));
                 spawn_driver::<R, _>(driver);
                 Ok(Accepted::New(Session::from_shared(shared)))
             }
@@ -256,7 +257,9 @@ mod tests {
 
     #[test]
     fn a_hello_is_known_from_its_header_and_nothing_more_is_read() {
-        let mut link = Header::new(FrameType::Hello, Flags::NONE, 0, 30).encode(Profile::Native).to_vec();
+        let mut link = Header::new(FrameType::Hello, Flags::NONE, 0, 30)
+            .encode(Profile::Native)
+            .to_vec();
         link.extend_from_slice(&[7; 30]);
         let (step, taken) = feed(&link);
         assert!(matches!(step, OpeningStep::Opened(Opening::Hello)), "{step:?}");
@@ -276,7 +279,11 @@ mod tests {
         let request_len = link.len();
         link.extend_from_slice(b"the session's first frames");
         let (step, taken) = feed(&link);
-        let OpeningStep::Opened(Opening::Resume { request: read, consumed }) = step else {
+        let OpeningStep::Opened(Opening::Resume {
+            request: read,
+            consumed,
+        }) = step
+        else {
             panic!("not a resume: {step:?}");
         };
         assert_eq!((read.ticket.id, read.received, consumed), (42, 1234, request_len));

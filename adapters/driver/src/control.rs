@@ -7,7 +7,7 @@ use hawser_core::{GoAwayCode, OpenError, SessionError, Stats};
 
 use crate::events::LinkEvent;
 use crate::health::{HealthEvent, Status};
-use crate::shared::{Health, Shared, SharedRef};
+use crate::shared::{Shared, SharedRef};
 use crate::stream::StreamCore;
 
 /// The session-wide operations (open, accept, go away, health) in poll form.
@@ -38,7 +38,7 @@ impl ControlCore {
     pub fn open_wait(&self) -> OpenWait<'_> {
         OpenWait {
             core: self,
-            ticket: None,
+            place: None,
         }
     }
 
@@ -99,18 +99,13 @@ impl ControlCore {
             .map(String::from)
     }
 
-    /// Sends a ping now; the RTT shows up in [`health`](Self::health).
+    /// Sends a ping now; the RTT shows up in [`status`](Self::status).
     pub fn ping(&self) -> io::Result<()> {
         let mut shared = Shared::lock(&self.shared);
         let now = shared.now();
         let result = shared.session().ping(now);
         shared.wake_driver();
         result.map_err(|err| io::Error::new(io::ErrorKind::WouldBlock, err))
-    }
-
-    /// RTT and missed keepalive pings.
-    pub fn health(&self) -> Health {
-        Shared::lock(&self.shared).health()
     }
 
     /// A snapshot of the session's health and load: round trips, missed pings,
@@ -213,7 +208,7 @@ impl Drop for ControlCore {
 /// One task's wait to open a stream (see [`ControlCore::open_wait`]).
 pub struct OpenWait<'a> {
     core: &'a ControlCore,
-    ticket: crate::open_queue::Ticket,
+    place: crate::open_queue::Place,
 }
 
 impl OpenWait<'_> {
@@ -224,22 +219,22 @@ impl OpenWait<'_> {
         let now = shared.now();
         match shared.session().open(now) {
             Ok(id) => {
-                shared.open_queue.opened(&mut self.ticket);
+                shared.open_queue.opened(&mut self.place);
                 // There may be room for the next one too.
                 shared.open_queue.wake_next();
                 shared.wake_driver();
                 Poll::Ready(Ok(StreamCore::adopted(&self.core.shared, &mut shared, id)))
             }
             Err(OpenError::Blocked) => {
-                shared.open_queue.register(&mut self.ticket, cx.waker());
+                shared.open_queue.register(&mut self.place, cx.waker());
                 Poll::Pending
             }
             Err(OpenError::SessionClosed) => {
-                shared.open_queue.opened(&mut self.ticket);
+                shared.open_queue.opened(&mut self.place);
                 Poll::Ready(Err(shared.closed_error()))
             }
             Err(err) => {
-                shared.open_queue.opened(&mut self.ticket);
+                shared.open_queue.opened(&mut self.place);
                 Poll::Ready(Err(io::Error::new(io::ErrorKind::ConnectionAborted, err)))
             }
         }
@@ -248,8 +243,8 @@ impl OpenWait<'_> {
 
 impl Drop for OpenWait<'_> {
     fn drop(&mut self) {
-        if self.ticket.is_some() {
-            Shared::lock(&self.core.shared).open_queue.leave(&mut self.ticket);
+        if self.place.is_some() {
+            Shared::lock(&self.core.shared).open_queue.leave(&mut self.place);
         }
     }
 }

@@ -5,9 +5,9 @@
 //!   of every task (or thread) waiting on a stream, an accept or an open;
 //! - [`StreamCore`]: the poll-style stream operations that each adapter wraps in
 //!   its ecosystem's I/O traits;
-//! - [`Driver`]: a future that moves bytes between a [`Link`] and the session and
+//! - [`LinkDriver`]: a future that moves bytes between a [`Link`] and the session and
 //!   keeps the session's timers with a [`Timer`]; the async adapters spawn it;
-//! - [`pool`]: recycled 256 KiB slabs that stream writes are copied into and link
+//! - [`slab`]: recycled 256 KiB slabs that stream writes are copied into and link
 //!   reads fill, so that a fast link does not make the allocator fault memory in
 //!   afresh; up to 8 MiB of used slabs wait for reuse, process-wide;
 //! - [`session_pool`]: the policy of a pool of sessions (which session a stream
@@ -21,16 +21,15 @@
 
 mod acceptor;
 mod control;
-mod driver;
 mod errors;
 mod events;
 mod frames;
 mod health;
 mod link;
+mod link_driver;
 mod net;
 mod open_queue;
 mod permits;
-pub mod pool;
 mod registry;
 mod request;
 mod resume;
@@ -38,23 +37,24 @@ mod runtime;
 mod session;
 pub mod session_pool;
 mod shared;
+pub mod slab;
 mod stream;
 
 pub use acceptor::{Accepted, Acceptor, OpeningReader, OpeningStep};
 pub use control::{ControlCore, OpenWait};
-pub use driver::{next_read_size, Driver};
 pub use errors::{reset_code, reset_reason, session_error};
 pub use events::LinkEvent;
 pub use frames::{FrameQueue, MAX_SLICES, WRITE_BATCH};
 pub use health::{HealthEvent, Status};
 pub use link::{Link, LinkSource, Timer};
+pub use link_driver::{next_read_size, LinkDriver};
 pub use net::{Incoming, Listener};
-pub use registry::{AcceptorStats, Registry, SessionSlot, Source};
+pub use registry::{AcceptorStats, Registry, SessionSlot, SourceAddr};
 pub use request::{MessageError, RequestOptions, MESSAGE_PREFIX};
 pub use resume::{check_config, check_resumable, entropy, FirstDial, RedialSchedule, RedialStep, RetryPolicy};
 pub use runtime::{LinkOf, Runtime, TcpRuntime};
 pub use session::{Control, Session, SessionDriver};
-pub use shared::{live_sessions, Health, Shared, SharedRef};
+pub use shared::{live_sessions, Shared, SharedRef};
 pub use stream::StreamCore;
 
 /// Turns a session error into the `io::Error` every stream operation reports

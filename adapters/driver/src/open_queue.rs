@@ -9,10 +9,10 @@ use std::collections::{HashMap, VecDeque};
 use std::task::Waker;
 
 /// A waiting task's place in the queue: kept by its open future.
-pub type Ticket = Option<u64>;
+pub type Place = Option<u64>;
 
-/// Waiting opens: an order of tickets and the waker of each ticket still
-/// waiting (a ticket whose waker is gone was woken, or left).
+/// Waiting opens: an order of places and the waker of each place still
+/// waiting (a place whose waker is gone was woken, or left).
 #[derive(Default)]
 pub(crate) struct OpenQueue {
     order: VecDeque<u64>,
@@ -21,10 +21,10 @@ pub(crate) struct OpenQueue {
 }
 
 impl OpenQueue {
-    /// Queues the task holding `ticket`, or refreshes its waker if it is
+    /// Queues the task holding `place`, or refreshes its waker if it is
     /// queued already (a task polled again does not queue twice).
-    pub(crate) fn register(&mut self, ticket: &mut Ticket, waker: &Waker) {
-        if let Some(queued) = ticket.and_then(|t| self.wakers.get_mut(&t)) {
+    pub(crate) fn register(&mut self, place: &mut Place, waker: &Waker) {
+        if let Some(queued) = place.and_then(|t| self.wakers.get_mut(&t)) {
             if !queued.will_wake(waker) {
                 queued.clone_from(waker);
             }
@@ -34,7 +34,7 @@ impl OpenQueue {
         self.next += 1;
         self.order.push_back(t);
         self.wakers.insert(t, waker.clone());
-        *ticket = Some(t);
+        *place = Some(t);
         // Tickets that left without being woken stay in the order until they
         // reach its front; keep them from piling up.
         if self.order.len() > 2 * self.wakers.len() + 16 {
@@ -62,17 +62,17 @@ impl OpenQueue {
         }
     }
 
-    /// The task holding `ticket` opened its stream: it no longer waits.
-    pub(crate) fn opened(&mut self, ticket: &mut Ticket) {
-        if let Some(t) = ticket.take() {
+    /// The task holding `place` opened its stream: it no longer waits.
+    pub(crate) fn opened(&mut self, place: &mut Place) {
+        if let Some(t) = place.take() {
             self.wakers.remove(&t);
         }
     }
 
-    /// The task holding `ticket` stopped waiting without opening. If it had
+    /// The task holding `place` stopped waiting without opening. If it had
     /// been woken and not yet acted on it, its turn passes to the next.
-    pub(crate) fn leave(&mut self, ticket: &mut Ticket) {
-        if let Some(t) = ticket.take() {
+    pub(crate) fn leave(&mut self, place: &mut Place) {
+        if let Some(t) = place.take() {
             if self.wakers.remove(&t).is_none() {
                 self.wake_next();
             }
@@ -111,8 +111,8 @@ mod tests {
     }
 
     /// A queue with two tasks waiting, first `a` then `b`: their wake counts
-    /// and tickets.
-    fn two_waiting(queue: &mut OpenQueue) -> (Arc<Count>, Arc<Count>, Ticket, Ticket) {
+    /// and places.
+    fn two_waiting(queue: &mut OpenQueue) -> (Arc<Count>, Arc<Count>, Place, Place) {
         let (first, first_waker) = waker();
         let (second, second_waker) = waker();
         let (mut a, mut b) = (None, None);
@@ -155,10 +155,10 @@ mod tests {
         let mut queue = OpenQueue::default();
         let (_, waker) = waker();
         for _ in 0..10_000 {
-            let mut ticket = None;
-            queue.register(&mut ticket, &waker);
-            queue.leave(&mut ticket);
+            let mut place = None;
+            queue.register(&mut place, &waker);
+            queue.leave(&mut place);
         }
-        assert!(queue.order.len() <= 16, "{} stale tickets", queue.order.len());
+        assert!(queue.order.len() <= 16, "{} stale places", queue.order.len());
     }
 }

@@ -27,18 +27,18 @@ use crate::shared::{Shared, SharedRef};
 /// Where a link came from, for the per-source budgets: an IPv4 address, or the
 /// /64 prefix of an IPv6 address (one host usually owns a whole /64).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Source(IpAddr);
+pub struct SourceAddr(IpAddr);
 
-impl Source {
+impl SourceAddr {
     /// The source of a link from `addr`.
-    pub fn of(addr: IpAddr) -> Source {
+    pub fn of(addr: IpAddr) -> SourceAddr {
         match addr {
-            IpAddr::V4(v4) => Source(IpAddr::V4(v4)),
+            IpAddr::V4(v4) => SourceAddr(IpAddr::V4(v4)),
             IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-                Some(v4) => Source(IpAddr::V4(v4)),
+                Some(v4) => SourceAddr(IpAddr::V4(v4)),
                 None => {
                     let prefix = u128::from(v6) & !((1u128 << 64) - 1);
-                    Source(IpAddr::V6(prefix.into()))
+                    SourceAddr(IpAddr::V6(prefix.into()))
                 }
             },
         }
@@ -154,7 +154,7 @@ impl<L> Drop for SessionSlot<L> {
 struct Entry<L> {
     shared: Weak<Mutex<Shared>>,
     slot: LinkSlot<L>,
-    source: Option<Source>,
+    source: Option<SourceAddr>,
 }
 
 /// A detached session, as the budgets see it.
@@ -163,7 +163,7 @@ struct Detached {
     /// Detach order: a smaller number has waited longer.
     order: u64,
     held: u64,
-    source: Option<Source>,
+    source: Option<SourceAddr>,
 }
 
 /// Failures counted over a fixed minute.
@@ -187,7 +187,7 @@ struct Failures {
 
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 enum FailureKey {
-    Source(Source),
+    SourceAddr(SourceAddr),
     Id(u64),
 }
 
@@ -281,7 +281,7 @@ struct RegistryInner<L> {
     held_total: u64,
     /// Detaches so far, to order them.
     detach_count: u64,
-    detached_per_source: HashMap<Source, usize>,
+    detached_per_source: HashMap<SourceAddr, usize>,
     failures: Failures,
     report: Report,
 }
@@ -379,7 +379,7 @@ impl<L> RegistryInner<L> {
         self.forget_detached(id);
     }
 
-    fn refused(&mut self, refusal: ResumeRefusal, id: u64, source: Option<Source>, now: Instant) {
+    fn refused(&mut self, refusal: ResumeRefusal, id: u64, source: Option<SourceAddr>, now: Instant) {
         tracing::debug!(%refusal, "resume refused");
         if refusal == ResumeRefusal::RateLimited {
             self.report.rate_limited += 1;
@@ -389,7 +389,7 @@ impl<L> RegistryInner<L> {
             self.refused_total += 1;
             self.failures.count(FailureKey::Id(id), now);
             if let Some(source) = source {
-                self.failures.count(FailureKey::Source(source), now);
+                self.failures.count(FailureKey::SourceAddr(source), now);
             }
         }
         self.report.note(now);
@@ -441,7 +441,7 @@ impl<L> Registry<L> {
     /// Registers a new server session whose link came from `source`: gives it a
     /// ticket (a random id and a random token) and returns the slot its driver
     /// takes new links from.
-    pub fn register(&self, shared: &SharedRef, source: Option<Source>) -> io::Result<SessionSlot<L>> {
+    pub fn register(&self, shared: &SharedRef, source: Option<SourceAddr>) -> io::Result<SessionSlot<L>> {
         let token = ResumeToken::from_bytes(entropy()?);
         let mut inner = lock(&self.inner);
         // Ids are random, so that one tells nothing about others; 2^64 of them
@@ -479,7 +479,7 @@ impl<L> Registry<L> {
         &self,
         config: hawser_core::Config,
         first: Bytes,
-        source: Option<Source>,
+        source: Option<SourceAddr>,
     ) -> io::Result<(SharedRef, SessionSlot<L>)> {
         let shared = Shared::new(hawser_core::Role::Server, config)
             .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
@@ -502,7 +502,7 @@ impl<L> Registry<L> {
         request: &ResumeRequest,
         link: L,
         rest: Bytes,
-        source: Option<Source>,
+        source: Option<SourceAddr>,
     ) -> Result<(), (ResumeRefusal, L)> {
         let id = request.ticket.id;
         let now = Instant::now();
@@ -510,7 +510,7 @@ impl<L> Registry<L> {
             let mut inner = lock(&self.inner);
             let limit = inner.budgets.max_failed_resumes_per_minute;
             let limited = inner.failures.exhausted(FailureKey::Id(id), limit, now)
-                || source.is_some_and(|s| inner.failures.exhausted(FailureKey::Source(s), limit, now));
+                || source.is_some_and(|s| inner.failures.exhausted(FailureKey::SourceAddr(s), limit, now));
             if limited {
                 inner.refused(ResumeRefusal::RateLimited, id, source, now);
                 return Err((ResumeRefusal::RateLimited, link));
@@ -602,7 +602,7 @@ mod tests {
 
     /// A server session from `source` whose link is lost, holding `hold` bytes
     /// of unsent writes, reported to the registry as its driver would.
-    fn detached(registry: &Registry<()>, source: Option<Source>, hold: usize) -> (SharedRef, SessionSlot<()>) {
+    fn detached(registry: &Registry<()>, source: Option<SourceAddr>, hold: usize) -> (SharedRef, SessionSlot<()>) {
         let (shared, mut slot) = registry
             .start_session(config(), client_hello(), source)
             .expect("a session");
@@ -626,8 +626,8 @@ mod tests {
         Shared::lock(shared).session_ref().close_reason() == Some(hawser_core::SessionError::Expired)
     }
 
-    fn source(last: u8) -> Option<Source> {
-        Some(Source::of([192, 0, 2, last].into()))
+    fn source(last: u8) -> Option<SourceAddr> {
+        Some(SourceAddr::of([192, 0, 2, last].into()))
     }
 
     /// A resume request with the session's own ticket.
@@ -759,9 +759,9 @@ mod tests {
         let a: Ipv6Addr = "2001:db8:1:2::1".parse().expect("an address");
         let b: Ipv6Addr = "2001:db8:1:2:ffff::9".parse().expect("an address");
         let c: Ipv6Addr = "2001:db8:1:3::1".parse().expect("an address");
-        assert_eq!(Source::of(a.into()), Source::of(b.into()));
-        assert_ne!(Source::of(a.into()), Source::of(c.into()));
+        assert_eq!(SourceAddr::of(a.into()), SourceAddr::of(b.into()));
+        assert_ne!(SourceAddr::of(a.into()), SourceAddr::of(c.into()));
         let mapped: Ipv6Addr = "::ffff:127.0.0.1".parse().expect("an address");
-        assert_eq!(Source::of(mapped.into()), Source::of([127, 0, 0, 1].into()));
+        assert_eq!(SourceAddr::of(mapped.into()), SourceAddr::of([127, 0, 0, 1].into()));
     }
 }

@@ -257,7 +257,7 @@ pub(crate) fn resumable_client<L, T>(
     link: L,
     dial: Box<dyn FnMut() -> Dial<L> + Send>,
     retry: RetryPolicy,
-) -> io::Result<(SharedRef, crate::Driver<L, T>)>
+) -> io::Result<(SharedRef, crate::LinkDriver<L, T>)>
 where
     L: Link + Unpin + Send + 'static,
     T: Timer + Unpin + Default + Send + 'static,
@@ -266,7 +266,7 @@ where
     let shared = Shared::new(hawser_core::Role::Client, config)
         .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
     let source = Redial::new(shared.clone(), dial, retry, T::default());
-    let driver = crate::Driver::new(shared.clone(), link, T::default()).with_link_source(Box::new(source));
+    let driver = crate::LinkDriver::new(shared.clone(), link, T::default()).with_link_source(Box::new(source));
     Ok((shared, driver))
 }
 
@@ -453,7 +453,11 @@ mod tests {
         };
         let start = Instant::now();
         let mut schedule = RedialSchedule::new(retry, start);
-        assert_eq!(schedule.next(start, 0), RedialStep::Dial(1), "the first attempt is at once");
+        assert_eq!(
+            schedule.next(start, 0),
+            RedialStep::Dial(1),
+            "the first attempt is at once"
+        );
         let at = schedule.failed(start);
         assert!((start + Duration::from_millis(50)..=start + Duration::from_millis(100)).contains(&at));
         assert_eq!(schedule.next(start, 0), RedialStep::WaitUntil(at));

@@ -8,9 +8,9 @@ use std::marker::PhantomData;
 use hawser_core::{Config, Role};
 
 use crate::control::ControlCore;
-use crate::driver::Driver;
 use crate::events::LinkEvent;
 use crate::health::HealthEvent;
+use crate::link_driver::LinkDriver;
 use crate::runtime::{LinkOf, Runtime};
 use crate::shared::{Shared, SharedRef};
 use crate::stream::StreamCore;
@@ -38,7 +38,7 @@ pub struct Session<R> {
 /// The future that runs a session over the link `L`: what
 /// [`Session::with_driver`] hands back for the caller to run. It resolves when
 /// the session has ended: `Ok` for an orderly end, otherwise why it ended.
-pub type SessionDriver<L, R> = Driver<L, <R as Runtime>::Timer>;
+pub type SessionDriver<L, R> = LinkDriver<L, <R as Runtime>::Timer>;
 
 impl<R: Runtime> Session<R> {
     /// A session as the dialling side (odd stream ids) over `link`, its driver
@@ -69,7 +69,7 @@ impl<R: Runtime> Session<R> {
         R: LinkOf<T>,
     {
         let shared = Shared::new(role, config).map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
-        let driver = Driver::new(shared.clone(), R::link(link), R::Timer::default());
+        let driver = LinkDriver::new(shared.clone(), R::link(link), R::Timer::default());
         Ok((Session::from_shared(shared), driver))
     }
 
@@ -110,7 +110,7 @@ impl<R: Runtime> Session<R> {
 }
 
 /// Runs a session's driver on `R` in the background.
-pub(crate) fn spawn_driver<R: Runtime, L: crate::Link + Unpin + Send + 'static>(driver: Driver<L, R::Timer>) {
+pub(crate) fn spawn_driver<R: Runtime, L: crate::Link + Unpin + Send + 'static>(driver: LinkDriver<L, R::Timer>) {
     R::spawn(async move {
         if let Err(err) = driver.await {
             tracing::debug!(%err, "session ended");

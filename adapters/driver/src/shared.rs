@@ -12,7 +12,7 @@ use hawser_core::{Config, Event, IdHasher, Instant, ResetCode, Role, Session, Se
 use crate::events::{LinkEvent, LinkEvents};
 use crate::health::{HealthEvent, HealthLog, Status};
 use crate::open_queue::OpenQueue;
-use crate::pool::SlabBuf;
+use crate::slab::SlabBuf;
 
 /// The shared state behind a mutex.
 pub type SharedRef = Arc<Mutex<Shared>>;
@@ -27,15 +27,6 @@ static LIVE_SESSIONS: AtomicUsize = AtomicUsize::new(0);
 /// sessions that ended (a task waiting forever, a handle stored and forgotten).
 pub fn live_sessions() -> usize {
     LIVE_SESSIONS.load(Ordering::Relaxed)
-}
-
-/// A snapshot of the link's health.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Health {
-    /// The smoothed round-trip time, once a ping was answered.
-    pub rtt: Option<Duration>,
-    /// Keepalive pings missed in a row; 0 is healthy.
-    pub missed_pings: u32,
 }
 
 /// How much a peer may still send on a stream whose handle was dropped (after
@@ -82,7 +73,7 @@ pub struct Shared {
     /// Resumption: link events for the application, and the driver's cue to drop
     /// its link.
     pub(crate) link_events: LinkEvents,
-    /// Where the streams' written bytes are copied to (see `pool`).
+    /// Where the streams' written bytes are copied to (see `slab`).
     write_slab: SlabBuf,
     /// Health events for the application.
     health_log: HealthLog,
@@ -136,7 +127,7 @@ impl Shared {
 
     /// A std instant on the session's clock.
     pub fn to_core(&self, instant: StdInstant) -> Instant {
-        crate::driver::shared_clock(self.epoch, instant)
+        shared_clock(self.epoch, instant)
     }
 
     /// The std instant the session's clock counts from.
@@ -159,12 +150,12 @@ impl Shared {
         self.write_slab.copy(data)
     }
 
-    /// Whether the streams' writes are being copied into a slab (see `pool`).
+    /// Whether the streams' writes are being copied into a slab (see `slab`).
     pub(crate) fn holds_write_slab(&self) -> bool {
         self.write_slab.holds_slab()
     }
 
-    /// Hands the write slab back to the pool: the link has been quiet, and an
+    /// Hands the write slab back to the waiting slabs: the link has been quiet, and an
     /// idle session should not keep 256 KiB for writes that may never come.
     /// The frames still queued keep the pieces they were cut from alive.
     pub(crate) fn release_write_slab(&mut self) {
@@ -174,14 +165,6 @@ impl Shared {
     /// Read-only access to the core session.
     pub fn session_ref(&self) -> &Session {
         &self.session
-    }
-
-    /// Health as of now.
-    pub fn health(&self) -> Health {
-        Health {
-            rtt: self.session.rtt(),
-            missed_pings: self.session.missed_pings(),
-        }
     }
 
     /// A snapshot of the session's health and load.
@@ -566,6 +549,12 @@ fn wake_all(wakers: &mut Vec<Waker>) {
     for waker in wakers.drain(..) {
         waker.wake();
     }
+}
+
+/// `instant` on the session clock that starts at `epoch`.
+pub(crate) fn shared_clock(epoch: StdInstant, instant: StdInstant) -> hawser_core::Instant {
+    let nanos = instant.saturating_duration_since(epoch).as_nanos();
+    hawser_core::Instant::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
 }
 
 #[cfg(test)]

@@ -117,12 +117,12 @@ fn sessions_that_moved_data_and_went_quiet_give_their_slabs_back() {
 /// how many it saw last.
 async fn slabs_fall_to_zero() -> usize {
     for _ in 0..500 {
-        if hawser_driver::pool::slabs_held() == 0 {
+        if hawser_driver::slab::slabs_held() == 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    hawser_driver::pool::slabs_held()
+    hawser_driver::slab::slabs_held()
 }
 
 async fn quiet_after_traffic() {
@@ -164,12 +164,12 @@ async fn quiet_after_traffic() {
         assert!(transfer.await.unwrap().unwrap(), "an echo came back altered");
     }
     assert!(live_sessions() >= 2, "both ends are still open");
-    // Quiet for a second, each end hands its slabs back to the pool; the
+    // Quiet for a second, each end hands its slabs back to the waiting slabs; the
     // sessions stay open and usable.
     assert_eq!(slabs_fall_to_zero().await, 0, "quiet sessions kept their slabs");
-    // With everything quiet, the pool keeps only a few for the next burst.
-    let waiting = hawser_driver::pool::slabs_waiting();
-    assert!(waiting <= 4, "{waiting} slabs wait in the pool of a quiet process");
+    // With everything quiet, only a few slabs wait for the next burst.
+    let waiting = hawser_driver::slab::slabs_waiting();
+    assert!(waiting <= 4, "{waiting} slabs wait in a quiet process");
     let mut stream = client.control().open_stream().await.unwrap();
     stream.write_all(&payload).await.unwrap();
     stream.shutdown().await.unwrap();

@@ -228,7 +228,7 @@ impl Session {
                 Ok(())
             }
             FrameType::Ack => {
-                let expected = header.flags == Flags::NONE && header.length == 8 && self.continuity.is_some();
+                let expected = header.flags == Flags::NONE && header.length == 8 && self.resume_state.is_some();
                 self.expect_small(header, expected, "unexpected acknowledgement frame")
             }
             FrameType::Resume => {
@@ -237,7 +237,7 @@ impl Session {
                 let expected = header.flags == Flags::NONE
                     && header.length == 24
                     && self.role == crate::Role::Client
-                    && self.continuity.is_some();
+                    && self.resume_state.is_some();
                 self.expect_small(header, expected, "unexpected resume frame")
             }
         }

@@ -1,9 +1,9 @@
 //! The session: one multiplexed link's protocol state machine.
 
-mod continuity;
 mod handle;
 mod input;
 mod output;
+mod resume_state;
 mod timers;
 
 use alloc::boxed::Box;
@@ -28,11 +28,11 @@ use crate::stats::Stats;
 use crate::stream::{StreamId, StreamState};
 use crate::time::Instant;
 
-pub use continuity::AttachError;
-use continuity::{Continuity, CAPABILITY_RESUME};
 pub use handle::Stream;
 use input::Decoder;
 pub use output::{Transmit, TransmitHeader};
+pub use resume_state::AttachError;
+use resume_state::{ResumeState, CAPABILITY_RESUME};
 
 /// How many explicit pings may be in flight at once.
 const MAX_USER_PINGS: usize = 8;
@@ -151,7 +151,7 @@ pub struct Session {
     /// the numbered sequence: the hello, a resume request or its answer.
     preamble: Option<Transmit>,
     /// Resumption state; `None` when resumption is off.
-    continuity: Option<Continuity>,
+    resume_state: Option<ResumeState>,
 
     decoder: Decoder,
     /// Counts input that changed state; frames that leave it unchanged are budgeted.
@@ -220,7 +220,7 @@ impl Session {
             peer_go_away_reason: None,
             go_away_reason: None,
             preamble: None,
-            continuity: config.resumption.clone().map(Continuity::new),
+            resume_state: config.resumption.clone().map(ResumeState::new),
             decoder: Decoder::new(config.profile),
             input_effects: 0,
             stats: Stats::default(),
@@ -245,7 +245,7 @@ impl Session {
             max_frame_size: self.config.max_frame_size,
             max_streams: u32::try_from(self.config.max_streams).unwrap_or(u32::MAX),
             keepalive_ms,
-            capabilities: if self.continuity.is_some() {
+            capabilities: if self.resume_state.is_some() {
                 CAPABILITY_RESUME
             } else {
                 0
@@ -676,7 +676,7 @@ impl Session {
         self.close_reason = reason;
         // Nothing will be resumed: the replay buffer (up to `replay_buffer`
         // bytes) goes now, not when the application drops its last handle.
-        self.continuity = None;
+        self.resume_state = None;
         // Received data stays readable (and a received FIN still reads as the end of
         // the stream); everything else about the streams is gone.
         self.streams.retain(|_, s| {

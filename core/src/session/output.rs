@@ -252,7 +252,7 @@ impl Session {
     fn next_data(&mut self, now: Instant) -> Option<Transmit> {
         let profile = self.config.profile;
         // A full replay buffer holds data back until the peer acknowledges.
-        let replay_room = self.continuity.as_ref().map_or(usize::MAX, |c| c.data_room());
+        let replay_room = self.resume_state.as_ref().map_or(usize::MAX, |c| c.data_room());
         if replay_room == 0 {
             return None;
         }

@@ -26,7 +26,7 @@ impl Session {
             self.drain_deadline,
             self.open_deadlines.first().map(|(at, _)| *at),
             self.close_deadlines.first().map(|(at, _)| *at),
-            self.continuity_timeout(),
+            self.resume_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -45,7 +45,7 @@ impl Session {
             );
             return;
         }
-        self.handle_continuity_timeout(now);
+        self.handle_resume_timeout(now);
         if self.phase == Phase::Closed {
             return;
         }

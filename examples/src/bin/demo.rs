@@ -74,7 +74,7 @@ async fn main() -> io::Result<()> {
     let elapsed = start.elapsed();
     pinger.abort();
     let stats = client.stats();
-    let loaded_rtt = client.health().rtt;
+    let loaded_rtt = client.status().rtt_smoothed;
     client.go_away(GoAwayCode::NORMAL)?;
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
 

@@ -96,7 +96,13 @@ fn main() -> io::Result<()> {
                 ok += 1;
             }
         }
-        report("echo_async_std", &args, ok, start.elapsed(), session.health().rtt);
+        report(
+            "echo_async_std",
+            &args,
+            ok,
+            start.elapsed(),
+            session.status().rtt_smoothed,
+        );
         session.close(hawser_async_std::GoAwayCode::NORMAL);
         if ok == args.streams {
             Ok(())

@@ -66,7 +66,13 @@ fn main() -> io::Result<()> {
             ok += 1;
         }
     }
-    report("echo_blocking", &args, ok, start.elapsed(), session.health().rtt);
+    report(
+        "echo_blocking",
+        &args,
+        ok,
+        start.elapsed(),
+        session.status().rtt_smoothed,
+    );
     session.close(hawser_blocking::GoAwayCode::NORMAL);
     if ok == args.streams {
         Ok(())

@@ -57,7 +57,7 @@ async fn main() -> io::Result<()> {
             ok += 1;
         }
     }
-    report("echo_tokio", &args, ok, start.elapsed(), session.health().rtt);
+    report("echo_tokio", &args, ok, start.elapsed(), session.status().rtt_smoothed);
     session.close(hawser_tokio::GoAwayCode::NORMAL);
     if ok == args.streams {
         Ok(())

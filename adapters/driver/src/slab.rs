@@ -90,13 +90,13 @@ pub fn trim_when_quiet() {
     }
 }
 
-/// The slab a writer or reader is cutting pieces from: taken from the pool when
+/// The slab a writer or reader is cutting pieces from: taken from the waiting slabs when
 /// first needed, handed back when full or dropped.
 #[derive(Default)]
 pub struct SlabBuf {
     slab: Option<BytesMut>,
     /// Whether the current buffer is a small one (see [`SMALL_BUF`]), which goes
-    /// back to the allocator rather than to the pool.
+    /// back to the allocator rather than to the waiting list.
     small: bool,
 }
 
@@ -164,7 +164,7 @@ impl SlabBuf {
 }
 
 impl SlabBuf {
-    /// Lets go of the current buffer: a slab goes to the pool, a small one to
+    /// Lets go of the current buffer: a slab goes to the waiting list, a small one to
     /// the allocator.
     fn drop_current(&mut self) {
         if let Some(slab) = self.slab.take() {

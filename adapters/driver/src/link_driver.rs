@@ -12,31 +12,31 @@ use hawser_core::Role;
 
 use crate::frames::{FrameQueue, MAX_SLICES};
 use crate::link::{Link, LinkSource, Timer};
-use crate::pool::SlabBuf;
-use crate::shared::{Shared, SharedRef};
+use crate::shared::{shared_clock, Shared, SharedRef};
+use crate::slab::SlabBuf;
 
 /// How many bytes one read asks for at most.
-const READ_BUFFER: usize = crate::pool::SLAB;
+const READ_BUFFER: usize = crate::slab::SLAB;
 /// How many bytes one read asks for at least.
-const MIN_READ: usize = crate::pool::SMALL_BUF;
+const MIN_READ: usize = crate::slab::SMALL_BUF;
 /// Batches smaller than this wait one scheduler turn before they are written.
 const COALESCE: usize = 16 * 1024;
 /// How many reads or writes one poll does before yielding to other tasks.
 const OPS_PER_POLL: usize = 32;
 /// A link that brought nothing for this long gives its read and write slabs
-/// back (to the process-wide pool, see `pool`), reads into small buffers again
+/// back (to the process-wide waiting slabs, see `slab`), reads into small buffers again
 /// and lets its frame queue shrink: a thousand sessions that moved data once
 /// and then sit idle should not each keep half a megabyte.
 const QUIET: std::time::Duration = std::time::Duration::from_secs(1);
 /// How long an ended session goes on reading its link, once it has shut its
 /// sending side, for the peer to close its side too (see
-/// [`Driver::poll_linger`]).
+/// [`LinkDriver::poll_linger`]).
 const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Drives one session until it ends, over one link or, for a resumable session,
 /// over each new link its [`LinkSource`] provides; resolves to the session's close
 /// reason as an `io::Result`.
-pub struct Driver<L, T> {
+pub struct LinkDriver<L, T> {
     shared: SharedRef,
     link: Option<L>,
     source: Option<Box<dyn LinkSource<L> + Send>>,
@@ -63,7 +63,7 @@ pub struct Driver<L, T> {
     /// When a read last brought data.
     last_read: hawser_core::Instant,
     /// Whether the link is idle (new, or quiet for [`QUIET`]): its reads then
-    /// wait with a tiny buffer (see `pool::IDLE_BUF`) until bytes come.
+    /// wait with a tiny buffer (see `slab::IDLE_BUF`) until bytes come.
     idle_reads: bool,
     /// When to look next whether the link has been quiet for [`QUIET`]: set
     /// once per look, not moved by every read, so that a busy session does not
@@ -72,11 +72,11 @@ pub struct Driver<L, T> {
     quiet_check: Option<StdInstant>,
 }
 
-impl<L: Link + Unpin, T: Timer + Unpin> Driver<L, T> {
+impl<L: Link + Unpin, T: Timer + Unpin> LinkDriver<L, T> {
     /// A driver for `shared` over `link`.
     pub fn new(shared: SharedRef, link: L, timer: T) -> Self {
         let epoch = Shared::lock(&shared).epoch();
-        Driver {
+        LinkDriver {
             shared,
             link: Some(link),
             source: None,
@@ -159,7 +159,7 @@ impl<L: Link + Unpin, T: Timer + Unpin> Driver<L, T> {
             let Some(link) = self.link.as_mut() else {
                 return false;
             };
-            // Reads land in recycled slabs (see `pool`), cut into the `Bytes`
+            // Reads land in recycled slabs (see `slab`), cut into the `Bytes`
             // the session keeps until the application reads them.
             let read_buf = if self.idle_reads {
                 self.read_buf.with_idle_room()
@@ -360,7 +360,7 @@ impl<L: Link + Unpin, T: Timer + Unpin> Driver<L, T> {
     }
 
     /// The link has been quiet for [`QUIET`]: back to idle reads, the slabs
-    /// to the pool (the session keeps the pieces of them it still holds), and
+    /// to the waiting slabs (the session keeps the pieces of them it still holds), and
     /// an empty frame queue back to its first size.
     fn release_idle_buffers(&mut self) {
         tracing::trace!("quiet link: buffers released");
@@ -369,11 +369,11 @@ impl<L: Link + Unpin, T: Timer + Unpin> Driver<L, T> {
         self.idle_reads = true;
         self.out.shrink_when_empty();
         Shared::lock(&self.shared).release_write_slab();
-        crate::pool::trim_when_quiet();
+        crate::slab::trim_when_quiet();
     }
 }
 
-impl<L: Link + Unpin, T: Timer + Unpin> Future for Driver<L, T> {
+impl<L: Link + Unpin, T: Timer + Unpin> Future for LinkDriver<L, T> {
     type Output = io::Result<()>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -427,8 +427,8 @@ impl<L: Link + Unpin, T: Timer + Unpin> Future for Driver<L, T> {
     }
 }
 
-impl<L: Link + Unpin, T: Timer + Unpin> Driver<L, T> {
-    /// Lingers (see [`Driver::poll_linger`]), then lets go of the link and
+impl<L: Link + Unpin, T: Timer + Unpin> LinkDriver<L, T> {
+    /// Lingers (see [`LinkDriver::poll_linger`]), then lets go of the link and
     /// resolves to why the session ended.
     fn finish_lingering(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if self.poll_linger(cx).is_pending() {
@@ -443,18 +443,12 @@ impl<L: Link + Unpin, T: Timer + Unpin> Driver<L, T> {
     }
 }
 
-impl<L, T> Drop for Driver<L, T> {
+impl<L, T> Drop for LinkDriver<L, T> {
     fn drop(&mut self) {
         // Dropped unfinished (its task was cancelled): nothing more will go out
         // either way, so whoever waits for the end must not wait forever.
         Shared::lock(&self.shared).note_driver_finished();
     }
-}
-
-/// `instant` on the session clock that starts at `epoch`.
-pub(crate) fn shared_clock(epoch: StdInstant, instant: StdInstant) -> hawser_core::Instant {
-    let nanos = instant.saturating_duration_since(epoch).as_nanos();
-    hawser_core::Instant::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
 }
 
 /// The next read's size after one of `asked` bytes returned `got`: reads must

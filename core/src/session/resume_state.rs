@@ -46,7 +46,7 @@ pub(super) enum LinkState {
     },
 }
 
-pub(super) struct Continuity {
+pub(super) struct ResumeState {
     pub(super) config: Resumption,
     /// Whether the peer's hello said it can resume too (unknown until it arrives).
     pub(super) peer_capable: Option<bool>,
@@ -91,9 +91,9 @@ pub(super) struct Continuity {
     answer_filled: usize,
 }
 
-impl Continuity {
+impl ResumeState {
     pub(super) fn new(config: Resumption) -> Self {
-        Continuity {
+        ResumeState {
             config,
             peer_capable: None,
             ticket: None,
@@ -212,11 +212,11 @@ impl Session {
         if self.role != crate::Role::Server {
             return;
         }
-        let Some(continuity) = self.continuity.as_mut() else {
+        let Some(resume_state) = self.resume_state.as_mut() else {
             return;
         };
-        continuity.ticket = Some(ticket);
-        if continuity.peer_capable == Some(true) {
+        resume_state.ticket = Some(ticket);
+        if resume_state.peer_capable == Some(true) {
             self.send_ticket(ticket);
         }
     }
@@ -229,12 +229,14 @@ impl Session {
     /// Resumption: the ticket that resumes this session (the client has it once
     /// the server's ticket frame has arrived).
     pub fn resume_ticket(&self) -> Option<Ticket> {
-        self.continuity.as_ref().and_then(|c| c.ticket)
+        self.resume_state.as_ref().and_then(|c| c.ticket)
     }
 
     /// Resumption: whether the session has lost its link and waits for a new one.
     pub fn is_detached(&self) -> bool {
-        self.continuity.as_ref().is_some_and(|c| c.link != LinkState::Attached)
+        self.resume_state
+            .as_ref()
+            .is_some_and(|c| c.link != LinkState::Attached)
     }
 
     /// Resumption: stop waiting for a new link (the caller gave up reconnecting).
@@ -254,7 +256,7 @@ impl Session {
         self.phase != Phase::Closed
             && self.peer_settings.is_some()
             && self
-                .continuity
+                .resume_state
                 .as_ref()
                 .is_some_and(|c| c.peer_capable == Some(true) && c.ticket.is_some())
     }
@@ -264,25 +266,25 @@ impl Session {
         if !self.is_resumable() {
             return false;
         }
-        let Some(continuity) = self.continuity.as_mut() else {
+        let Some(resume_state) = self.resume_state.as_mut() else {
             return false;
         };
-        let was_attached = continuity.link == LinkState::Attached;
-        continuity.link = LinkState::Detached;
-        continuity.ack_deadline = None;
-        continuity.resend.clear();
-        continuity.answer_filled = 0;
+        let was_attached = resume_state.link == LinkState::Attached;
+        resume_state.link = LinkState::Detached;
+        resume_state.ack_deadline = None;
+        resume_state.resend.clear();
+        resume_state.answer_filled = 0;
         if was_attached {
-            let attached_for = now.saturating_duration_since(continuity.debt_since);
-            continuity.detached_debt = continuity.detached_debt.saturating_sub(attached_for);
-            continuity.debt_since = now;
+            let attached_for = now.saturating_duration_since(resume_state.debt_since);
+            resume_state.detached_debt = resume_state.detached_debt.saturating_sub(attached_for);
+            resume_state.debt_since = now;
         }
-        if continuity.expires.is_none() {
-            let left = continuity
+        if resume_state.expires.is_none() {
+            let left = resume_state
                 .config
                 .detached_timeout
-                .saturating_sub(continuity.detached_debt);
-            continuity.expires = Some(now + left);
+                .saturating_sub(resume_state.detached_debt);
+            resume_state.expires = Some(now + left);
         }
         // Everything queued is part of the sequence, kept for replay, except what
         // is not sequenced (a pending resume request or answer).
@@ -310,22 +312,22 @@ impl Session {
             return Err(AttachError::SessionClosed);
         }
         let timeout = self.config.handshake_timeout;
-        let Some(continuity) = self.continuity.as_mut() else {
+        let Some(resume_state) = self.resume_state.as_mut() else {
             return Err(AttachError::NotDetached);
         };
-        if continuity.link == LinkState::Attached {
+        if resume_state.link == LinkState::Attached {
             return Err(AttachError::NotDetached);
         }
-        let Some(ticket) = continuity.ticket else {
+        let Some(ticket) = resume_state.ticket else {
             return Err(AttachError::NotDetached);
         };
-        continuity.link = LinkState::Resuming {
+        resume_state.link = LinkState::Resuming {
             deadline: now + timeout,
         };
-        continuity.answer_filled = 0;
+        resume_state.answer_filled = 0;
         let request = ResumeRequest {
             ticket,
-            received: continuity.received,
+            received: resume_state.received,
         };
         self.preamble = Some(Transmit::raw(Bytes::from(request.encode())));
         Ok(())
@@ -353,35 +355,35 @@ impl Session {
         if self.role != crate::Role::Server || self.phase == Phase::Closed {
             return Err(ResumeRefusal::NoSuchSession);
         }
-        let Some(continuity) = self.continuity.as_ref() else {
+        let Some(resume_state) = self.resume_state.as_ref() else {
             return Err(ResumeRefusal::NoSuchSession);
         };
-        let Some(ticket) = continuity.ticket else {
+        let Some(ticket) = resume_state.ticket else {
             return Err(ResumeRefusal::NoSuchSession);
         };
         let presented = request.ticket.token;
         let current = ticket.token.ct_eq(&presented);
-        let previous = continuity.unconfirmed_token.is_some_and(|t| t.ct_eq(&presented));
+        let previous = resume_state.unconfirmed_token.is_some_and(|t| t.ct_eq(&presented));
         if ticket.id != request.ticket.id || !(current | previous) {
             tracing::debug!("resume refused: no session with that id and token");
             return Err(ResumeRefusal::NoSuchSession);
         }
-        if !continuity.can_replay_from(request.received) {
+        if !resume_state.can_replay_from(request.received) {
             tracing::debug!(session = ticket.id, "resume refused: bad offset");
             return Err(ResumeRefusal::BadOffset);
         }
-        if continuity.link == LinkState::Attached {
+        if resume_state.link == LinkState::Attached {
             tracing::debug!(session = ticket.id, "resume takes over from a link this side still had");
             self.detach(now);
         }
-        let Some(continuity) = self.continuity.as_mut() else {
+        let Some(resume_state) = self.resume_state.as_mut() else {
             return Err(ResumeRefusal::NoSuchSession);
         };
         // The current token is replaced; the one just presented stays valid until
         // the client confirms the answer. A previous token presented again (the
         // answer was lost) gets the current token again.
         let issued = if current {
-            continuity.unconfirmed_token = Some(presented);
+            resume_state.unconfirmed_token = Some(presented);
             next_token
         } else {
             ticket.token
@@ -390,12 +392,12 @@ impl Session {
             id: ticket.id,
             token: issued,
         };
-        continuity.ticket = Some(new_ticket);
-        let replayed = continuity.prepare_replay(request.received);
+        resume_state.ticket = Some(new_ticket);
+        let replayed = resume_state.prepare_replay(request.received);
         let mut answer = [0u8; ANSWER_LEN];
-        answer[..8].copy_from_slice(&continuity.received.to_be_bytes());
+        answer[..8].copy_from_slice(&resume_state.received.to_be_bytes());
         answer[8..].copy_from_slice(new_ticket.token.as_bytes());
-        continuity.attached(now);
+        resume_state.attached(now);
         let header = Header::new(FrameType::Resume, Flags::ACK, 0, answer.len() as u32);
         self.preamble = Some(Transmit::new(header, Profile::Native, Bytes::copy_from_slice(&answer)));
         self.after_resume(now, replayed);
@@ -415,19 +417,19 @@ impl Session {
     /// Client, while resuming: takes the server's answer from the front of `data`;
     /// returns what is left for the decoder (nothing until the answer is whole).
     pub(super) fn take_resume_answer(&mut self, now: Instant, mut data: Bytes) -> Bytes {
-        let Some(continuity) = self.continuity.as_mut() else {
+        let Some(resume_state) = self.resume_state.as_mut() else {
             return data;
         };
         // The answer is a go-away (a bare header) or a Resume ACK frame (header and
         // 24 bytes); how much to wait for is known once the header is in.
         loop {
-            let is_resume = continuity.answer.get(1) == Some(&FrameType::Resume.to_u8());
-            let needed = if continuity.answer_filled >= HEADER_LEN && is_resume {
-                continuity.answer.len()
+            let is_resume = resume_state.answer.get(1) == Some(&FrameType::Resume.to_u8());
+            let needed = if resume_state.answer_filled >= HEADER_LEN && is_resume {
+                resume_state.answer.len()
             } else {
                 HEADER_LEN
             };
-            let filled = continuity.answer_filled;
+            let filled = resume_state.answer_filled;
             let take = needed.saturating_sub(filled).min(data.len());
             if take == 0 {
                 if filled < needed {
@@ -437,12 +439,12 @@ impl Session {
             }
             let piece = data.split_to(take);
             // `filled + take <= needed <= answer.len()`: the range is in bounds.
-            if let Some(slot) = continuity.answer.get_mut(filled..filled + take) {
+            if let Some(slot) = resume_state.answer.get_mut(filled..filled + take) {
                 slot.copy_from_slice(&piece);
             }
-            continuity.answer_filled += take;
+            resume_state.answer_filled += take;
         }
-        let answer = continuity.answer;
+        let answer = resume_state.answer;
         let (Some(head), Some(offset), Some(token)) = (
             answer.first_chunk::<HEADER_LEN>(),
             answer
@@ -469,17 +471,17 @@ impl Session {
             (FrameType::Resume, Flags::ACK) if header.length as usize == ANSWER_LEN => {
                 let offset = u64::from_be_bytes(offset);
                 let token = ResumeToken::from_bytes(token);
-                if !continuity.can_replay_from(offset) {
+                if !resume_state.can_replay_from(offset) {
                     self.fail(ProtocolError::Resumption(
                         "the server's received offset does not match what was sent",
                     ));
                     return Bytes::new();
                 }
-                if let Some(ticket) = continuity.ticket.as_mut() {
+                if let Some(ticket) = resume_state.ticket.as_mut() {
                     ticket.token = token;
                 }
-                let replayed = continuity.prepare_replay(offset);
-                continuity.attached(now);
+                let replayed = resume_state.prepare_replay(offset);
+                resume_state.attached(now);
                 self.after_resume(now, replayed);
                 // The first frame of our sequence on the new link tells the server
                 // that its answer arrived, which retires the token it replaced:
@@ -499,9 +501,9 @@ impl Session {
     fn on_resume_refused(&mut self, code: GoAwayCode) {
         tracing::debug!(code = code.0, "resume refused");
         if code == GoAwayCode::RESUME_RATE_LIMITED {
-            if let Some(continuity) = self.continuity.as_mut() {
-                continuity.link = LinkState::Detached;
-                continuity.answer_filled = 0;
+            if let Some(resume_state) = self.resume_state.as_mut() {
+                resume_state.link = LinkState::Detached;
+                resume_state.answer_filled = 0;
             }
             self.events.push_back(Event::ResumeRefused(code));
         } else {
@@ -512,10 +514,10 @@ impl Session {
 
     /// Numbers a frame of the outbound sequence and keeps it for replay.
     pub(super) fn record_sent(&mut self, transmit: &Transmit) {
-        if let Some(continuity) = self.continuity.as_mut() {
-            let unacknowledged = continuity.record(transmit);
+        if let Some(resume_state) = self.resume_state.as_mut() {
+            let unacknowledged = resume_state.record(transmit);
             self.stats.replay_peak = self.stats.replay_peak.max(unacknowledged);
-            if unacknowledged > continuity.hard_bound() {
+            if unacknowledged > resume_state.hard_bound() {
                 self.fail(ProtocolError::LimitExceeded("unacknowledged frames"));
             }
         }
@@ -523,46 +525,48 @@ impl Session {
 
     /// The next frame to send again after a resume, if any.
     pub(super) fn next_resend(&mut self) -> Option<Transmit> {
-        self.continuity.as_mut()?.resend.pop_front()
+        self.resume_state.as_mut()?.resend.pop_front()
     }
 
     /// Whether frames wait to be sent again on a new link.
     pub(super) fn has_resend(&self) -> bool {
-        self.continuity.as_ref().is_some_and(|c| !c.resend.is_empty())
+        self.resume_state.as_ref().is_some_and(|c| !c.resend.is_empty())
     }
 
     /// Resumption: bytes of the outbound sequence kept for replay because the
     /// peer has not acknowledged them yet (0 once the session has ended).
     pub fn replay_buffered(&self) -> u64 {
-        self.continuity.as_ref().map_or(0, |c| c.unacknowledged())
+        self.resume_state.as_ref().map_or(0, |c| c.unacknowledged())
     }
 
     /// Client: the server's ticket arrived.
     pub(super) fn on_ticket(&mut self, ticket: Ticket) {
-        if let Some(continuity) = self.continuity.as_mut() {
-            continuity.ticket = Some(ticket);
+        if let Some(resume_state) = self.resume_state.as_mut() {
+            resume_state.ticket = Some(ticket);
         }
     }
 
     /// Client: whether a resume request is out and the answer awaited.
     pub(super) fn is_resuming(&self) -> bool {
-        self.continuity
+        self.resume_state
             .as_ref()
             .is_some_and(|c| matches!(c.link, LinkState::Resuming { .. }))
     }
 
     /// Whether the session has a link to send on.
     pub(super) fn link_attached(&self) -> bool {
-        self.continuity.as_ref().map_or(true, |c| c.link == LinkState::Attached)
+        self.resume_state
+            .as_ref()
+            .map_or(true, |c| c.link == LinkState::Attached)
     }
 
     /// Counts `len` bytes of the peer's sequence as received.
     pub(super) fn count_received(&mut self, len: usize) {
-        if let Some(continuity) = self.continuity.as_mut() {
-            if continuity.counting && len > 0 {
-                continuity.received += len as u64;
+        if let Some(resume_state) = self.resume_state.as_mut() {
+            if resume_state.counting && len > 0 {
+                resume_state.received += len as u64;
                 // The client sends nothing of the sequence before it has the answer.
-                continuity.unconfirmed_token = None;
+                resume_state.unconfirmed_token = None;
             }
         }
     }
@@ -574,96 +578,96 @@ impl Session {
     /// them have piled up they are acknowledged like anything else (a peer
     /// whose only frames are Acks would otherwise fill its replay buffer).
     pub(super) fn on_ack_received(&mut self, offset: u64, frame_len: u64) -> Result<(), ProtocolError> {
-        let Some(continuity) = self.continuity.as_mut() else {
+        let Some(resume_state) = self.resume_state.as_mut() else {
             return Err(ProtocolError::Resumption("an acknowledgement without resumption"));
         };
-        if continuity.acked + frame_len == continuity.received && continuity.unanswered_acks < UNANSWERED_ACKS {
-            continuity.unanswered_acks += frame_len;
-            continuity.acked = continuity.received;
+        if resume_state.acked + frame_len == resume_state.received && resume_state.unanswered_acks < UNANSWERED_ACKS {
+            resume_state.unanswered_acks += frame_len;
+            resume_state.acked = resume_state.received;
         }
-        continuity.on_ack(offset)
+        resume_state.on_ack(offset)
     }
 
     /// After input: acknowledge now if enough arrived, or arm the delay.
     pub(super) fn schedule_ack(&mut self, now: Instant) {
-        let Some(continuity) = self.continuity.as_mut() else {
+        let Some(resume_state) = self.resume_state.as_mut() else {
             return;
         };
-        if continuity.link != LinkState::Attached || continuity.peer_capable != Some(true) {
+        if resume_state.link != LinkState::Attached || resume_state.peer_capable != Some(true) {
             return;
         }
-        let pending = continuity.received - continuity.acked;
+        let pending = resume_state.received - resume_state.acked;
         if pending == 0 {
             return;
         }
-        if pending >= u64::from(continuity.config.ack_bytes) {
+        if pending >= u64::from(resume_state.config.ack_bytes) {
             self.send_ack();
-        } else if continuity.ack_deadline.is_none() {
-            continuity.ack_deadline = Some(now + continuity.config.ack_delay);
+        } else if resume_state.ack_deadline.is_none() {
+            resume_state.ack_deadline = Some(now + resume_state.config.ack_delay);
         }
     }
 
     fn send_ack(&mut self) {
-        let Some(continuity) = self.continuity.as_mut() else {
+        let Some(resume_state) = self.resume_state.as_mut() else {
             return;
         };
-        continuity.acked = continuity.received;
-        continuity.unanswered_acks = 0;
-        continuity.ack_deadline = None;
-        let payload = Bytes::copy_from_slice(&continuity.received.to_be_bytes());
+        resume_state.acked = resume_state.received;
+        resume_state.unanswered_acks = 0;
+        resume_state.ack_deadline = None;
+        let payload = Bytes::copy_from_slice(&resume_state.received.to_be_bytes());
         self.push_control(Header::new(FrameType::Ack, Flags::NONE, 0, 8), payload);
     }
 
     /// The earliest resumption deadline: acknowledgement, resume answer, expiry.
-    pub(super) fn continuity_timeout(&self) -> Option<Instant> {
-        let continuity = self.continuity.as_ref()?;
-        let resuming = match continuity.link {
+    pub(super) fn resume_timeout(&self) -> Option<Instant> {
+        let resume_state = self.resume_state.as_ref()?;
+        let resuming = match resume_state.link {
             LinkState::Resuming { deadline } => Some(deadline),
             _ => None,
         };
-        [continuity.ack_deadline, resuming, continuity.expires]
+        [resume_state.ack_deadline, resuming, resume_state.expires]
             .into_iter()
             .flatten()
             .min()
     }
 
-    pub(super) fn handle_continuity_timeout(&mut self, now: Instant) {
-        let Some(continuity) = self.continuity.as_mut() else {
+    pub(super) fn handle_resume_timeout(&mut self, now: Instant) {
+        let Some(resume_state) = self.resume_state.as_mut() else {
             return;
         };
-        if continuity.expires.is_some_and(|at| at <= now) {
+        if resume_state.expires.is_some_and(|at| at <= now) {
             tracing::debug!("detached session expired");
             self.session_control.clear();
             self.terminate(Some(SessionError::Expired));
             return;
         }
-        if let LinkState::Resuming { deadline } = continuity.link {
+        if let LinkState::Resuming { deadline } = resume_state.link {
             if deadline <= now {
                 // No answer: that link is no good either.
                 self.detach(now);
                 return;
             }
         }
-        if continuity.ack_deadline.is_some_and(|at| at <= now) {
+        if resume_state.ack_deadline.is_some_and(|at| at <= now) {
             self.send_ack();
         }
     }
 
     /// The peer's hello arrived: resumption holds only if it can resume too.
     pub(super) fn on_peer_capabilities(&mut self, capabilities: u32) {
-        let Some(continuity) = self.continuity.as_mut() else {
+        let Some(resume_state) = self.resume_state.as_mut() else {
             return;
         };
         let capable = capabilities & CAPABILITY_RESUME != 0;
-        continuity.peer_capable = Some(capable);
-        continuity.counting = capable;
+        resume_state.peer_capable = Some(capable);
+        resume_state.counting = capable;
         if !capable {
             tracing::debug!("the peer cannot resume; resumption is off for this session");
-            self.continuity = None;
+            self.resume_state = None;
             return;
         }
         if self.role == crate::Role::Server {
-            if let Some(ticket) = continuity.ticket {
+            if let Some(ticket) = resume_state.ticket {
                 self.send_ticket(ticket);
             }
         }
@@ -708,26 +712,29 @@ mod tests {
 
     #[test]
     fn offsets_past_four_gibibytes_do_not_wrap() {
-        let mut continuity = Continuity::new(Resumption::default());
+        let mut resume_state = ResumeState::new(Resumption::default());
         // As if 5 GiB had already gone out and been acknowledged.
         let base = 5u64 << 30;
-        continuity.sent = base;
-        continuity.peer_acked = base;
-        continuity.replay_start = base;
+        resume_state.sent = base;
+        resume_state.peer_acked = base;
+        resume_state.replay_start = base;
         for _ in 0..3 {
-            continuity.record(&frame(1000));
+            resume_state.record(&frame(1000));
         }
-        assert_eq!(continuity.unacknowledged(), 3036);
-        assert_eq!(continuity.on_ack(base + 1012 + 500), Ok(()));
-        assert_eq!(continuity.replay.len(), 2);
-        assert_eq!(continuity.replay_start, base + 1012);
-        let replayed = continuity.prepare_replay(base + 1012 + 500);
+        assert_eq!(resume_state.unacknowledged(), 3036);
+        assert_eq!(resume_state.on_ack(base + 1012 + 500), Ok(()));
+        assert_eq!(resume_state.replay.len(), 2);
+        assert_eq!(resume_state.replay_start, base + 1012);
+        let replayed = resume_state.prepare_replay(base + 1012 + 500);
         assert_eq!(replayed, 3036 - 1512);
         // The first frame is sent again from its 501st byte: header already gone.
-        assert_eq!(continuity.resend[0].header().len(), 0);
-        assert_eq!(continuity.resend[0].len(), 512);
-        assert!(continuity.on_ack(base + 10_000).is_err(), "more than was sent");
-        assert!(!continuity.can_replay_from(base + 1000), "before what was acknowledged");
+        assert_eq!(resume_state.resend[0].header().len(), 0);
+        assert_eq!(resume_state.resend[0].len(), 512);
+        assert!(resume_state.on_ack(base + 10_000).is_err(), "more than was sent");
+        assert!(
+            !resume_state.can_replay_from(base + 1000),
+            "before what was acknowledged"
+        );
     }
 
     #[test]
