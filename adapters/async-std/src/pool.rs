@@ -1,47 +1,13 @@
 //! A pool of sessions to one service, on async-std.
 
-use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use futures_io::{AsyncRead, AsyncWrite};
-use hawser_driver::session_pool::PoolRuntime;
-use hawser_driver::ControlCore;
 
 use crate::stream::Stream;
 use crate::{Control, Session};
-
-#[derive(Clone)]
-struct AsyncStdPool {
-    dial: Arc<dyn Fn() -> DialFuture + Send + Sync>,
-}
-
-impl PoolRuntime for AsyncStdPool {
-    type Session = Control;
-    type Stream = Stream;
-
-    async fn dial(&self) -> io::Result<(Control, ControlCore)> {
-        let session = (self.dial)().await?;
-        let control = session.control();
-        let core = (*control).clone();
-        Ok((control, core))
-    }
-
-    fn open(session: &Control) -> impl Future<Output = io::Result<Stream>> + Send {
-        session.open_stream()
-    }
-
-    fn spawn(task: impl Future<Output = ()> + Send + 'static) {
-        async_std::task::spawn(task);
-    }
-
-    async fn sleep_until(deadline: Instant) {
-        async_io::Timer::at(deadline).await;
-    }
-}
 
 hawser_driver::declare_pool! {
     /// A pool of sessions to one service, with the same policy as hawser-tokio's
@@ -87,7 +53,7 @@ hawser_driver::declare_pool! {
     /// assert_eq!(pool.stats().live, 2);
     /// # std::io::Result::Ok(()) }).unwrap();
     /// ```
-    runtime: AsyncStdPool,
+    runtime: crate::AsyncStd,
     session: Session,
     control: Control,
     stream: Stream,

@@ -1,47 +1,13 @@
 //! A pool of sessions to one service, on tokio.
 
-use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
-use hawser_driver::session_pool::PoolRuntime;
-use hawser_driver::ControlCore;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::stream::Stream;
 use crate::{Control, Session};
-
-#[derive(Clone)]
-struct TokioPool {
-    dial: Arc<dyn Fn() -> DialFuture + Send + Sync>,
-}
-
-impl PoolRuntime for TokioPool {
-    type Session = Control;
-    type Stream = Stream;
-
-    async fn dial(&self) -> io::Result<(Control, ControlCore)> {
-        let session = (self.dial)().await?;
-        let control = session.control();
-        let core = (*control).clone();
-        Ok((control, core))
-    }
-
-    fn open(session: &Control) -> impl Future<Output = io::Result<Stream>> + Send {
-        session.open_stream()
-    }
-
-    fn spawn(task: impl Future<Output = ()> + Send + 'static) {
-        tokio::spawn(task);
-    }
-
-    async fn sleep_until(deadline: Instant) {
-        tokio::time::sleep_until(deadline.into()).await
-    }
-}
 
 hawser_driver::declare_pool! {
     /// A pool of sessions to one service: streams go to the least-loaded healthy
@@ -98,7 +64,7 @@ hawser_driver::declare_pool! {
     /// assert_eq!(pool.stats().live, 2);
     /// # Ok(()) }
     /// ```
-    runtime: TokioPool,
+    runtime: crate::Tokio,
     session: Session,
     control: Control,
     stream: Stream,

@@ -1,22 +1,75 @@
 //! The pool types every async adapter exports, written once.
 
-/// Declares an adapter's `Pool` and `PoolStream` around its runtime type (a
-/// [`PoolRuntime`](crate::session_pool::PoolRuntime) with a `dial` field
-/// holding the boxed dial closure), its `Session`, `Control` and `Stream`.
-/// The adapter adds the I/O traits of its ecosystem to `PoolStream`. For the
-/// adapters.
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::PoolRuntime;
+use crate::control::ControlCore;
+use crate::runtime::Runtime;
+use crate::session::{Control, Session};
+
+/// A dial of one session, boxed.
+pub type SessionDial<R> = Pin<Box<dyn Future<Output = io::Result<Session<R>>> + Send>>;
+
+/// What a pool of an async adapter runs on: the adapter's [`Runtime`] and a
+/// dial of its sessions.
+pub struct RuntimePool<R> {
+    dial: Arc<dyn Fn() -> SessionDial<R> + Send + Sync>,
+}
+
+impl<R> Clone for RuntimePool<R> {
+    fn clone(&self) -> Self {
+        RuntimePool {
+            dial: self.dial.clone(),
+        }
+    }
+}
+
+impl<R> RuntimePool<R> {
+    /// A pool runtime that dials with `dial`.
+    pub fn new(dial: Arc<dyn Fn() -> SessionDial<R> + Send + Sync>) -> Self {
+        RuntimePool { dial }
+    }
+}
+
+impl<R: Runtime> PoolRuntime for RuntimePool<R> {
+    type Session = Control<R>;
+    type Stream = R::Stream;
+
+    async fn dial(&self) -> io::Result<(Control<R>, ControlCore)> {
+        let session = (self.dial)().await?;
+        let control = session.control();
+        let core = (*control).clone();
+        Ok((control, core))
+    }
+
+    fn open(session: &Control<R>) -> impl Future<Output = io::Result<R::Stream>> + Send {
+        session.open_stream()
+    }
+
+    fn spawn(task: impl Future<Output = ()> + Send + 'static) {
+        R::spawn(task);
+    }
+
+    async fn sleep_until(deadline: Instant) {
+        crate::runtime::sleep::<R>(deadline.saturating_duration_since(Instant::now())).await;
+    }
+}
+
+/// Declares an adapter's `Pool` and `PoolStream` over its runtime, its
+/// `Session`, `Control` and `Stream`. The adapter adds the I/O traits of its
+/// ecosystem to `PoolStream`. For the adapters.
 #[doc(hidden)]
 #[macro_export]
 macro_rules! declare_pool {
-    ($(#[$pool_doc:meta])* runtime: $runtime:ident, session: $session:ty, control: $control:ty, stream: $stream:ty $(,)?) => {
-        type DialFuture = ::std::pin::Pin<
-            Box<dyn ::std::future::Future<Output = ::std::io::Result<$session>> + Send>,
-        >;
-
+    ($(#[$pool_doc:meta])* runtime: $runtime:ty, session: $session:ty, control: $control:ty, stream: $stream:ty $(,)?) => {
         $(#[$pool_doc])*
         #[derive(Clone)]
         pub struct Pool {
-            handle: ::std::sync::Arc<$crate::session_pool::PoolHandle<$runtime>>,
+            handle: ::std::sync::Arc<$crate::session_pool::PoolHandle<$crate::session_pool::RuntimePool<$runtime>>>,
         }
 
         impl Pool {
@@ -31,9 +84,9 @@ macro_rules! declare_pool {
                 F: Fn() -> D + Send + Sync + 'static,
                 D: ::std::future::Future<Output = ::std::io::Result<$session>> + Send + 'static,
             {
-                let runtime = $runtime {
-                    dial: ::std::sync::Arc::new(move || Box::pin(dial()) as DialFuture),
-                };
+                let runtime = $crate::session_pool::RuntimePool::<$runtime>::new(::std::sync::Arc::new(move || {
+                    Box::pin(dial()) as $crate::session_pool::SessionDial<$runtime>
+                }));
                 Ok(Pool {
                     handle: ::std::sync::Arc::new($crate::session_pool::PoolHandle::new(config, runtime)?),
                 })

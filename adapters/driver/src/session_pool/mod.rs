@@ -14,6 +14,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 pub use policy::{Condition, MemberId, Pick, PoolConfig, PoolConfigError, PoolMember, PoolPolicy, PoolStats};
+pub use adapter::{RuntimePool, SessionDial};
 pub use run::{PoolHandle, PoolRuntime};
 
 use crate::control::ControlCore;
