@@ -72,6 +72,7 @@ mod direct;
 mod link;
 mod net;
 mod park;
+mod pool;
 mod request;
 mod resume;
 mod session;
@@ -82,6 +83,7 @@ pub use hawser_core::{
     Config, ConfigError, FinishError, GoAwayCode, HandshakeError, Limits, OpenError, Profile, ProtocolError, ReadError,
     ResetCode, ResumeRefusal, Resumption, Role, SessionError, Stats, StreamId, WriteError,
 };
+pub use hawser_driver::session_pool::{PoolConfig, PoolConfigError, PoolStats};
 pub use hawser_driver::RequestOptions;
 pub use hawser_driver::{
     live_sessions, reset_code, reset_reason, session_error, AcceptorStats, ControlCore, HealthEvent, LinkEvent,
@@ -89,6 +91,7 @@ pub use hawser_driver::{
 };
 pub use link::BlockingLink;
 pub use net::Listener;
+pub use pool::{Pool, PoolStream};
 pub use resume::{Accepted, Acceptor, Incoming};
 pub use session::Session;
 pub use stream::{ReadHalf, Stream, WriteHalf};

@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
-pub use policy::{Condition, MemberId, Pick, PoolConfig, PoolConfigError, PoolMember, PoolPolicy, PoolStats};
 pub use adapter::{RuntimePool, SessionDial};
+pub use policy::{Condition, MemberId, Pick, PoolConfig, PoolConfigError, PoolMember, PoolPolicy, PoolStats};
 pub use run::{PoolHandle, PoolRuntime};
 
 use crate::control::ControlCore;
