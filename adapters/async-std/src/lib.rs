@@ -7,8 +7,11 @@
 //! driver themselves:
 //!
 //! ```
+//! # #[cfg(feature = "async-std")]
 //! use hawser_async_std::{Config, Listener, Session};
 //!
+//! # #[cfg(not(feature = "async-std"))] fn main() {}
+//! # #[cfg(feature = "async-std")]
 //! # fn main() -> std::io::Result<()> {
 //! async_std::task::block_on(async {
 //!     let listener = Listener::bind("127.0.0.1:0", Config::default()).await?;
@@ -27,8 +30,11 @@
 //! On any other executor, take a session's driver and run it yourself:
 //!
 //! ```
+//! # #[cfg(feature = "async-std")]
 //! use hawser_async_std::{Config, Role, Session};
 //!
+//! # #[cfg(not(feature = "async-std"))] fn main() {}
+//! # #[cfg(feature = "async-std")]
 //! # fn main() -> std::io::Result<()> {
 //! smol::block_on(async {
 //!     let listener = smol::net::TcpListener::bind("127.0.0.1:0").await?;

@@ -159,9 +159,7 @@ impl<L: BlockingLink> DirectWrite for Direct<L> {
                 return false;
             }
             let now = guard.now();
-            out.fill(guard.session(), now);
-            guard.dispatch_events();
-            guard.wake_flushed();
+            guard.take_transmits(out, now);
             guard.register_driver(&self.waker);
             if self.plan.writer_needed(&guard) {
                 // More than one batch to send, or a timer the writer would

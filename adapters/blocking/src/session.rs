@@ -263,13 +263,11 @@ fn read_loop<L: BlockingLink>(
         }
         let now = guard.now();
         if n == 0 {
-            guard.session().handle_link_lost(now);
-            guard.dispatch_events();
+            guard.link_lost(now);
             guard.wake_driver();
             return;
         }
-        guard.session().handle_input(now, buf.split().freeze());
-        guard.dispatch_events();
+        guard.link_input(now, buf.split().freeze());
         // A reset can end a flush's wait: the writer used to notice for it.
         guard.wake_flushed();
         // Most inputs (data for a reader, a window update) leave nothing to
@@ -339,20 +337,18 @@ impl<L: BlockingLink> Writer<L> {
             let (deadline, closed) = {
                 let mut guard = Shared::lock(&self.shared);
                 let now = guard.now();
-                if guard.session_ref().poll_timeout().is_some_and(|at| at <= now) {
-                    guard.session().handle_timeout(now);
-                    guard.dispatch_events();
-                }
+                guard.run_timers(now);
                 // Retire a dead link before taking anything to send: once the
                 // session is resumed, its output belongs to the new link.
                 if guard.take_drop_link() {
                     retire(&self.generation, &mut outbox);
                 }
                 if outbox.link.is_some() {
-                    outbox.out.fill(guard.session(), now);
+                    guard.take_transmits(&mut outbox.out, now);
+                } else {
+                    guard.dispatch_events();
+                    guard.wake_flushed();
                 }
-                guard.dispatch_events();
-                guard.wake_flushed();
                 guard.register_driver(&waker);
                 let deadline = guard.session_ref().poll_timeout().map(|at| guard.to_std(at));
                 // Set with the session locked: a change after this that needs
@@ -395,10 +391,7 @@ impl<L: BlockingLink> Writer<L> {
                         self.signal.wait_until(wake_at);
                     }
                     Acquire::GaveUp => {
-                        let mut guard = Shared::lock(&self.shared);
-                        guard.session().give_up();
-                        guard.note_gave_up();
-                        guard.dispatch_events();
+                        Shared::lock(&self.shared).give_up();
                     }
                 }
                 continue;
@@ -426,8 +419,7 @@ impl<L: BlockingLink> Writer<L> {
                         // acceptor resumed it over a new one meanwhile): then the
                         // old link's failure must not detach it from the new one.
                         let now = guard.now();
-                        guard.session().handle_link_lost(now);
-                        guard.dispatch_events();
+                        guard.link_lost(now);
                     }
                     let _ = guard.take_drop_link();
                     drop(guard);
@@ -453,10 +445,7 @@ impl<L: BlockingLink> Parkable for Writer<L> {
         {
             let mut guard = Shared::lock(&self.shared);
             let now = guard.now();
-            if guard.session_ref().poll_timeout().is_some_and(|at| at <= now) {
-                guard.session().handle_timeout(now);
-                guard.dispatch_events();
-            }
+            guard.run_timers(now);
             let _ = guard.take_drop_link();
             guard.register_driver(waker);
             if guard.session_ref().is_closed() {
@@ -489,7 +478,7 @@ impl<L: BlockingLink> Writer<L> {
             let mut guard = Shared::lock(&self.shared);
             let now = guard.now();
             if guard.session_ref().role() == Role::Client {
-                if let Err(err) = guard.session().attach(now) {
+                if let Err(err) = guard.attach_link(now) {
                     tracing::debug!(%err, "cannot attach the new link");
                     return;
                 }

@@ -3,7 +3,7 @@
 use std::io;
 use std::task::{Context, Poll};
 
-use hawser_core::{GoAwayCode, OpenError, SessionError, Stats};
+use hawser_core::{GoAwayCode, OpenError, Session, SessionError, Stats};
 
 use crate::events::LinkEvent;
 use crate::health::{HealthEvent, Status};
@@ -45,9 +45,8 @@ impl ControlCore {
     /// The next inbound stream; `None` once the session is closed or draining.
     pub fn poll_accept(&self, cx: &mut Context<'_>) -> Poll<Option<StreamCore>> {
         let mut shared = Shared::lock(&self.shared);
-        if let Some(id) = shared.session().accept() {
-            // The acknowledgement is queued.
-            shared.wake_driver();
+        // Accepting queues the acknowledgement.
+        if let Some(id) = shared.change_now(Session::accept) {
             return Poll::Ready(Some(StreamCore::adopted(&self.shared, &mut shared, id)));
         }
         let session = shared.session_ref();
@@ -67,11 +66,7 @@ impl ControlCore {
     /// profile; at most 256 bytes, a longer one is cut at a character
     /// boundary; the yamux profile sends the code alone).
     pub fn go_away_with_reason(&self, code: GoAwayCode, reason: &str) -> io::Result<()> {
-        let mut shared = Shared::lock(&self.shared);
-        let now = shared.now();
-        let result = shared.session().go_away_with_reason(now, code, reason);
-        shared.dispatch_events();
-        shared.wake_driver();
+        let result = Shared::lock(&self.shared).change(|session, now| session.go_away_with_reason(now, code, reason));
         result.map_err(|err| io::Error::new(io::ErrorKind::NotConnected, err))
     }
 
@@ -83,10 +78,7 @@ impl ControlCore {
     /// [`close`](Self::close) with a reason, as for
     /// [`go_away_with_reason`](Self::go_away_with_reason).
     pub fn close_with_reason(&self, code: GoAwayCode, reason: &str) {
-        let mut shared = Shared::lock(&self.shared);
-        shared.session().close_with_reason(code, reason);
-        shared.dispatch_events();
-        shared.wake_driver();
+        Shared::lock(&self.shared).change_now(|session| session.close_with_reason(code, reason));
     }
 
     /// The reason the peer gave with its go-away, if it sent one with a
@@ -101,10 +93,7 @@ impl ControlCore {
 
     /// Sends a ping now; the RTT shows up in [`status`](Self::status).
     pub fn ping(&self) -> io::Result<()> {
-        let mut shared = Shared::lock(&self.shared);
-        let now = shared.now();
-        let result = shared.session().ping(now);
-        shared.wake_driver();
+        let result = Shared::lock(&self.shared).change(|session, now| session.ping(now));
         result.map_err(|err| io::Error::new(io::ErrorKind::WouldBlock, err))
     }
 
@@ -216,13 +205,11 @@ impl OpenWait<'_> {
     /// opens) is reached.
     pub fn poll(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<StreamCore>> {
         let mut shared = Shared::lock(&self.core.shared);
-        let now = shared.now();
-        match shared.session().open(now) {
+        match shared.change(|session, now| session.open(now)) {
             Ok(id) => {
                 shared.open_queue.opened(&mut self.place);
                 // There may be room for the next one too.
                 shared.open_queue.wake_next();
-                shared.wake_driver();
                 Poll::Ready(Ok(StreamCore::adopted(&self.core.shared, &mut shared, id)))
             }
             Err(OpenError::Blocked) => {

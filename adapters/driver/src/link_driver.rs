@@ -131,7 +131,7 @@ impl<L: Link + Unpin, T: Timer + Unpin> LinkDriver<L, T> {
                 let mut shared = Shared::lock(&self.shared);
                 let now = shared.now();
                 if shared.session_ref().role() == Role::Client {
-                    if let Err(err) = shared.session().attach(now) {
+                    if let Err(err) = shared.attach_link(now) {
                         tracing::debug!(%err, "cannot attach the new link");
                         return false;
                     }
@@ -142,10 +142,7 @@ impl<L: Link + Unpin, T: Timer + Unpin> LinkDriver<L, T> {
                 true
             }
             Poll::Ready(None) => {
-                let mut shared = Shared::lock(&self.shared);
-                shared.session().give_up();
-                shared.note_gave_up();
-                shared.dispatch_events();
+                Shared::lock(&self.shared).give_up();
                 false
             }
         }
@@ -196,8 +193,7 @@ impl<L: Link + Unpin, T: Timer + Unpin> LinkDriver<L, T> {
                 // (the client sends it again from the offset it was told).
                 return false;
             }
-            shared.session().handle_input(self.turn_now, input);
-            shared.dispatch_events();
+            shared.link_input(self.turn_now, input);
         }
         // Still more to read: come back after other tasks had a turn.
         cx.waker().wake_by_ref();
@@ -219,8 +215,7 @@ impl<L: Link + Unpin, T: Timer + Unpin> LinkDriver<L, T> {
             return;
         }
         let now = shared.now();
-        shared.session().handle_link_lost(now);
-        shared.dispatch_events();
+        shared.link_lost(now);
         self.out.clear();
         if shared.session_ref().is_detached() {
             // The session waits for a new link; this one is done.
@@ -248,9 +243,7 @@ impl<L: Link + Unpin, T: Timer + Unpin> LinkDriver<L, T> {
             // The session has moved to a new link: its output is for that one.
             return shared.session_ref().stream_count();
         }
-        self.out.fill(shared.session(), self.turn_now);
-        shared.dispatch_events();
-        shared.wake_flushed();
+        shared.take_transmits(&mut self.out, self.turn_now);
         shared.session_ref().stream_count()
     }
 
@@ -324,8 +317,7 @@ impl<L: Link + Unpin, T: Timer + Unpin> LinkDriver<L, T> {
         if session_deadline.is_some_and(|at| now >= at) {
             let mut shared = Shared::lock(&self.shared);
             let now = shared.now();
-            shared.session().handle_timeout(now);
-            shared.dispatch_events();
+            shared.run_timers(now);
         }
         true
     }

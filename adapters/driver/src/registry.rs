@@ -293,10 +293,7 @@ fn lock<L>(inner: &Mutex<RegistryInner<L>>) -> MutexGuard<'_, RegistryInner<L>> 
 /// Ends sessions the budgets shed. Called with no registry or session lock held.
 fn shed_all(shed: Vec<Weak<Mutex<Shared>>>) {
     for shared in shed.into_iter().filter_map(|weak| weak.upgrade()) {
-        let mut guard = Shared::lock(&shared);
-        guard.session().give_up();
-        guard.dispatch_events();
-        guard.wake_driver();
+        Shared::lock(&shared).change_now(hawser_core::Session::give_up);
     }
 }
 

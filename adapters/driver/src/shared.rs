@@ -140,9 +140,109 @@ impl Shared {
         self.epoch + instant.since_origin()
     }
 
-    /// The core session.
-    pub fn session(&mut self) -> &mut Session {
+    /// The core session, for what the crate reads of it through `&mut`
+    /// (a stream's room, its buffered bytes) and for the acceptor's admission
+    /// of a new link; changes go through [`change`](Self::change) or the link
+    /// side's doors.
+    pub(crate) fn session(&mut self) -> &mut Session {
         &mut self.session
+    }
+
+    /// The one door for the application's changes to the session (open,
+    /// accept, write, read, finish, reset, go away, close, ping): runs
+    /// `change` on the session at `now`, then delivers the events it caused and
+    /// wakes the link driver if it has something new to do (a frame to send,
+    /// an end, another timer), so that no caller can forget either.
+    pub(crate) fn change<T>(&mut self, change: impl FnOnce(&mut Session, Instant) -> T) -> T {
+        let now = self.now();
+        self.change_now(|session| change(session, now))
+    }
+
+    /// [`change`](Self::change) for a change that needs no time: most stream
+    /// operations, which then read no clock.
+    pub(crate) fn change_now<T>(&mut self, change: impl FnOnce(&mut Session) -> T) -> T {
+        self.change_checking(change, |_| true)
+    }
+
+    /// [`change_now`](Self::change_now) for the hot paths whose outcome says
+    /// whether the driver has work: `wakes(&outcome)` decides, instead of
+    /// comparing the session's timers and output before and after (a stream
+    /// write that queued bytes always leaves something to send).
+    pub(crate) fn change_waking<T>(
+        &mut self,
+        change: impl FnOnce(&mut Session) -> T,
+        wakes: impl FnOnce(&T) -> bool,
+    ) -> T {
+        let outcome = change(&mut self.session);
+        self.dispatch_events();
+        if wakes(&outcome) {
+            self.wake_driver();
+        }
+        outcome
+    }
+
+    /// [`change_now`](Self::change_now) whose timers and output are compared
+    /// only when `check(&outcome)` says the change may have given the driver
+    /// work (a read that found nothing to read cannot have).
+    pub(crate) fn change_checking<T>(
+        &mut self,
+        change: impl FnOnce(&mut Session) -> T,
+        check: impl FnOnce(&T) -> bool,
+    ) -> T {
+        let timer_before = self.session.poll_timeout();
+        let outcome = change(&mut self.session);
+        self.dispatch_events();
+        if check(&outcome) {
+            self.wake_driver_if_needed(timer_before);
+        }
+        outcome
+    }
+
+    /// The link side's door: the bytes a link delivered at `now` go into the
+    /// session, and the events they cause out to whoever waits.
+    pub fn link_input(&mut self, now: Instant, bytes: bytes::Bytes) {
+        self.session.handle_input(now, bytes);
+        self.dispatch_events();
+    }
+
+    /// The link side's door: the link was lost at `now` (a resumable session
+    /// detaches, any other ends).
+    pub fn link_lost(&mut self, now: Instant) {
+        self.session.handle_link_lost(now);
+        self.dispatch_events();
+    }
+
+    /// The link side's door: runs the session's timers if one is due at
+    /// `now`; returns whether one was.
+    pub fn run_timers(&mut self, now: Instant) -> bool {
+        if !self.session.poll_timeout().is_some_and(|at| at <= now) {
+            return false;
+        }
+        self.session.handle_timeout(now);
+        self.dispatch_events();
+        true
+    }
+
+    /// The link side's door: takes what the session has to send at `now` into
+    /// `out`, and wakes those whose flush it completed.
+    pub fn take_transmits(&mut self, out: &mut crate::frames::FrameQueue, now: Instant) {
+        out.fill(&mut self.session, now);
+        self.dispatch_events();
+        self.wake_flushed();
+    }
+
+    /// The link side's door: a resumable client's new link is in place at
+    /// `now`; the session sends its resume request on it.
+    pub fn attach_link(&mut self, now: Instant) -> Result<(), hawser_core::AttachError> {
+        self.session.attach(now)
+    }
+
+    /// The link side's door: no new link will come (the client's retry
+    /// policy ran out); the session ends, with `LinkEvent::GaveUp`.
+    pub fn give_up(&mut self) {
+        self.session.give_up();
+        self.note_gave_up();
+        self.dispatch_events();
     }
 
     /// Copies `data` for a stream write into recycled memory.
@@ -412,7 +512,16 @@ impl Shared {
     }
 
     /// Delivers the session's events to the tasks waiting on them.
+    #[inline]
     pub fn dispatch_events(&mut self) {
+        // Most operations (every stream read and write) cause no event: they
+        // should cost a check, not a call.
+        if self.session.has_event() || !self.lifecycle_wakers.is_empty() {
+            self.deliver_events();
+        }
+    }
+
+    fn deliver_events(&mut self) {
         // Rarely non-empty; an empty Vec does not allocate.
         let mut drain: Vec<StreamId> = Vec::new();
         while let Some(event) = self.session.poll_event() {

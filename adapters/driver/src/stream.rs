@@ -88,13 +88,14 @@ impl StreamCore {
         if let Some(code) = Self::announced_reset(&shared, self.id, &mut self.reset, &mut self.reason) {
             return Poll::Ready(Err(with_reason(ReadError::Reset(code), &self.reason)));
         }
-        let timer_before = shared.session_ref().poll_timeout();
-        let result = shared.session().stream(self.id).read(max);
+        let id = self.id;
+        // Reading may owe the peer a window update.
+        let result = shared.change_checking(
+            |session| session.stream(id).read(max),
+            |read| matches!(read, Ok(Some(_))),
+        );
         match result {
-            Ok(Some(chunk)) => {
-                shared.wake_driver_if_needed(timer_before);
-                Poll::Ready(Ok(Some(chunk)))
-            }
+            Ok(Some(chunk)) => Poll::Ready(Ok(Some(chunk))),
             Ok(None) => {
                 self.read_done = true;
                 Poll::Ready(Ok(None))
@@ -125,10 +126,11 @@ impl StreamCore {
         if let Some(code) = Self::announced_reset(&shared, self.id, &mut self.reset, &mut self.reason) {
             return Poll::Ready(Err(with_reason(WriteError::Reset(code), &self.reason)));
         }
-        let room = shared.session().stream(self.id).writable_bytes();
+        let id = self.id;
+        let room = shared.session().stream(id).writable_bytes();
         let take = data.len().min(room.max(1));
         let copy = shared.copy_in(&data[..take]);
-        let result = shared.session().stream(self.id).write(copy);
+        let result = shared.change_waking(|session| session.stream(id).write(copy), Result::is_ok);
         Self::finish_write(&mut shared, self.id, cx, result, &mut self.reset, &mut self.reason)
     }
 
@@ -141,7 +143,8 @@ impl StreamCore {
         if let Some(code) = Self::announced_reset(&shared, self.id, &mut self.reset, &mut self.reason) {
             return Poll::Ready(Err(with_reason(WriteError::Reset(code), &self.reason)));
         }
-        let result = shared.session().stream(self.id).write(data.clone());
+        let id = self.id;
+        let result = shared.change_waking(|session| session.stream(id).write(data.clone()), Result::is_ok);
         Self::finish_write(&mut shared, self.id, cx, result, &mut self.reset, &mut self.reason)
     }
 
@@ -181,10 +184,7 @@ impl StreamCore {
         reason: &mut Option<Box<str>>,
     ) -> Poll<io::Result<usize>> {
         match result {
-            Ok(n) => {
-                shared.wake_driver();
-                Poll::Ready(Ok(n))
-            }
+            Ok(n) => Poll::Ready(Ok(n)),
             Err(WriteError::Blocked) => {
                 shared.register_write(id, cx.waker());
                 Poll::Pending
@@ -235,11 +235,11 @@ impl StreamCore {
         if let Some(code) = Self::announced_reset(&shared, self.id, &mut self.reset, &mut self.reason) {
             return Err(with_reason(WriteError::Reset(code), &self.reason));
         }
-        let result = shared.session().stream(self.id).finish();
+        let id = self.id;
+        let result = shared.change_now(|session| session.stream(id).finish());
         match result {
             Ok(()) | Err(FinishError::Finished) => {
                 self.write_done = true;
-                shared.wake_driver();
                 Ok(())
             }
             Err(FinishError::SessionClosed) => Err(shared.closed_error()),
@@ -261,10 +261,10 @@ impl StreamCore {
     /// boundary; empty means none).
     pub fn reset_with_reason(&mut self, code: ResetCode, reason: &str) {
         let mut shared = Shared::lock(&self.shared);
-        let _ = shared.session().stream(self.id).reset_with_reason(code, reason);
+        let id = self.id;
+        let _ = shared.change_now(|session| session.stream(id).reset_with_reason(code, reason));
         self.reset = Some(code);
-        shared.forget(self.id);
-        shared.wake_driver();
+        shared.forget(id);
     }
 }
 
@@ -286,14 +286,17 @@ impl StreamCore {
             return;
         }
         // Graceful: what was written still goes out, then the FIN.
+        let id = self.id;
         if !self.write_done {
-            let _ = shared.session().stream(self.id).finish();
+            let _ = shared.change_now(|session| session.stream(id).finish());
         }
         if self.read_done {
-            shared.forget(self.id);
+            shared.forget(id);
         } else {
-            shared.abandon(self.id);
+            shared.abandon(id);
         }
+        // Forgetting or abandoning may have given the driver work (a reset,
+        // data to drain).
         shared.wake_driver();
     }
 }

@@ -407,6 +407,12 @@ impl Session {
 
     // ----- outputs ----------------------------------------------------------------
 
+    /// Whether [`poll_event`](Self::poll_event) has an event to give: a
+    /// cheap check for callers that look after every operation.
+    pub fn has_event(&self) -> bool {
+        !self.events.is_empty()
+    }
+
     /// The next event, if any.
     pub fn poll_event(&mut self) -> Option<Event> {
         let event = self.events.pop_front()?;
