@@ -26,7 +26,7 @@
 //!
 //! With smol, enable the `smol` feature (and switch `async-std` off if you do
 //! not use it: async-std is no longer maintained upstream) and take the same
-//! types from [`smol`](crate::smol), whose drivers and helpers spawn on smol.
+//! types from `hawser_async_std::smol`, whose drivers and helpers spawn on smol.
 //! On any other executor, take a session's driver and run it yourself:
 //!
 //! ```
@@ -80,16 +80,7 @@ mod pool;
 mod runtime;
 mod stream;
 
-pub use hawser_core::{
-    Config, ConfigError, FinishError, GoAwayCode, HandshakeError, Limits, OpenError, Profile, ProtocolError, ReadError,
-    ResetCode, ResumeRefusal, Resumption, Role, SessionError, Stats, StreamId, WriteError,
-};
-pub use hawser_driver::session_pool::{PoolConfig, PoolConfigError, PoolStats};
-pub use hawser_driver::RequestOptions;
-pub use hawser_driver::{
-    live_sessions, reset_code, reset_reason, session_error, AcceptorStats, ControlCore, HealthEvent, LinkEvent,
-    RetryPolicy, Status,
-};
+pub use hawser_driver::common::*;
 #[cfg(feature = "async-std")]
 pub use pool::{Pool, PoolStream};
 #[cfg(feature = "async-std")]

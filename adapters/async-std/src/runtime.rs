@@ -8,9 +8,7 @@ use std::task::{Context, Poll};
 use std::time::Instant as StdInstant;
 
 use futures_io::{AsyncRead, AsyncWrite};
-use hawser_driver::{Link, StreamCore, Timer};
-
-use crate::stream::Stream;
+use hawser_driver::{Link, Timer};
 
 /// A futures-io link as the session's driver sees it.
 pub struct FuturesLink<T>(T);
@@ -50,12 +48,6 @@ impl Timer for AsyncIoTimer {
                 result
             }
         }
-    }
-}
-
-impl From<StreamCore> for Stream {
-    fn from(core: StreamCore) -> Stream {
-        Stream { core }
     }
 }
 

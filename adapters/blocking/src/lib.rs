@@ -79,16 +79,7 @@ mod session;
 mod stream;
 mod wait;
 
-pub use hawser_core::{
-    Config, ConfigError, FinishError, GoAwayCode, HandshakeError, Limits, OpenError, Profile, ProtocolError, ReadError,
-    ResetCode, ResumeRefusal, Resumption, Role, SessionError, Stats, StreamId, WriteError,
-};
-pub use hawser_driver::session_pool::{PoolConfig, PoolConfigError, PoolStats};
-pub use hawser_driver::RequestOptions;
-pub use hawser_driver::{
-    live_sessions, reset_code, reset_reason, session_error, AcceptorStats, ControlCore, HealthEvent, LinkEvent,
-    RetryPolicy, Status,
-};
+pub use hawser_driver::common::*;
 pub use link::BlockingLink;
 pub use net::Listener;
 pub use pool::{Pool, PoolStream};

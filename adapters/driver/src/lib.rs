@@ -19,6 +19,10 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+// For the adapters' macros (`declare_stream!`), which name core types.
+#[doc(hidden)]
+pub use hawser_core;
+
 mod acceptor;
 mod control;
 mod errors;
@@ -64,4 +68,19 @@ pub fn session_closed_error(reason: Option<hawser_core::SessionError>) -> std::i
         Some(err) => err.into(),
         None => std::io::Error::new(std::io::ErrorKind::ConnectionAborted, "the session is closed"),
     }
+}
+
+/// What every adapter re-exports under its own name: the core's
+/// configuration, codes and errors, and the shared layer's events, status,
+/// policies and error readers (`pub use hawser_driver::common::*;`).
+pub mod common {
+    pub use crate::session_pool::{PoolConfig, PoolConfigError, PoolStats};
+    pub use crate::{
+        live_sessions, reset_code, reset_reason, session_error, AcceptorStats, ControlCore, HealthEvent, LinkEvent,
+        RequestOptions, RetryPolicy, Status,
+    };
+    pub use hawser_core::{
+        Config, ConfigError, FinishError, GoAwayCode, HandshakeError, Limits, OpenError, Profile, ProtocolError,
+        ReadError, ResetCode, ResumeRefusal, Resumption, Role, SessionError, Stats, StreamId, WriteError,
+    };
 }

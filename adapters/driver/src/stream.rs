@@ -300,3 +300,43 @@ impl StreamCore {
         shared.wake_driver();
     }
 }
+
+/// Declares an async adapter's `Stream`: a [`StreamCore`] with its id and its
+/// resets, made from the core by the shared layer. The adapter adds its
+/// ecosystem's I/O traits. For the adapters.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! declare_stream {
+    ($(#[$doc:meta])*) => {
+        $(#[$doc])*
+        pub struct Stream {
+            core: $crate::StreamCore,
+        }
+
+        impl ::std::convert::From<$crate::StreamCore> for Stream {
+            fn from(core: $crate::StreamCore) -> Stream {
+                Stream { core }
+            }
+        }
+
+        impl Stream {
+            /// The stream id.
+            pub fn id(&self) -> $crate::hawser_core::StreamId {
+                self.core.id()
+            }
+
+            /// Resets the stream with `code`, abandoning buffered data in both
+            /// directions.
+            pub fn reset(mut self, code: $crate::hawser_core::ResetCode) {
+                self.core.reset(code);
+            }
+
+            /// [`reset`](Self::reset) with a reason the peer reads in its error
+            /// ([`reset_reason`](crate::reset_reason)); native profile only, at
+            /// most 256 bytes (a longer one is cut at a character boundary).
+            pub fn reset_with_reason(mut self, code: $crate::hawser_core::ResetCode, reason: &str) {
+                self.core.reset_with_reason(code, reason);
+            }
+        }
+    };
+}

@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use std::time::Instant as StdInstant;
 
 use bytes::BytesMut;
-use hawser_driver::{Link, LinkOf, Runtime, StreamCore, TcpRuntime, Timer};
+use hawser_driver::{Link, LinkOf, Runtime, TcpRuntime, Timer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -123,12 +123,6 @@ impl Timer for TokioTimer {
             }
         };
         sleep.as_mut().poll(cx)
-    }
-}
-
-impl From<StreamCore> for Stream {
-    fn from(core: StreamCore) -> Stream {
-        Stream { core }
     }
 }
 
