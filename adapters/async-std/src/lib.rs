@@ -3,7 +3,7 @@
 //! hawser sessions over any `futures::io` `AsyncRead + AsyncWrite` link, for
 //! async-std and smol (and any executor: the driver is a plain future).
 //!
-//! With async-std, [`Session::client`] and [`Session::server`] spawn the session's
+//! With async-std, `Session::client` and `Session::server` spawn the session's
 //! driver themselves:
 //!
 //! ```

@@ -78,7 +78,7 @@ pub fn slabs_waiting() -> usize {
     WAITING.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).len()
 }
 
-/// Lets the allocator have all but [`IDLE_WAITING`] of the waiting slabs, if
+/// Lets the allocator have all but `IDLE_WAITING` of the waiting slabs, if
 /// no reader or writer in the process holds a slab: everything is quiet.
 pub fn trim_when_quiet() {
     if HELD.load(Ordering::Relaxed) > 0 {

@@ -456,7 +456,7 @@ impl Session {
     }
 
     /// The reason a stream was reset with, by either side (native profile):
-    /// while the stream is live, and for the last [`RESET_TOMBSTONES`] streams
+    /// while the stream is live, and for the last `RESET_TOMBSTONES` streams
     /// released on delivering their reset, as with their codes.
     pub fn reset_reason(&self, id: StreamId) -> Option<&str> {
         if let Some(stream) = self.streams.get(&id.0) {

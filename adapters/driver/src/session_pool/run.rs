@@ -204,12 +204,12 @@ impl<R: PoolRuntime> PoolHandle<R> {
         Ok(PoolHandle { pool, runtime })
     }
 
-    /// See [`warmup`].
+    /// Waits until the pool holds `min_sessions`; fails with the first dial error.
     pub async fn warmup(&self) -> io::Result<()> {
         warmup(&self.pool, &self.runtime).await
     }
 
-    /// See [`open_stream`].
+    /// Opens a stream through the pool, waiting at most `open_timeout`.
     pub async fn open_stream(&self) -> io::Result<(R::Stream, StreamSlot<R::Session>)> {
         open_stream(&self.pool, &self.runtime).await
     }
