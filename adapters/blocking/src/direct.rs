@@ -9,10 +9,9 @@
 //! The lock order is outbox first, then the session: nothing locks the outbox
 //! while holding the session.
 
-use std::cell::{Cell, RefCell};
 use std::io::IoSlice;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::Waker;
 use std::time::Instant;
 
@@ -93,7 +92,7 @@ pub(crate) struct Direct<L> {
 impl<L: BlockingLink> Direct<L> {
     /// An outbox for `link`, whose writer waits on `signal`.
     pub(crate) fn new(shared: SharedRef, link: Option<L>, signal: &Arc<Signal>, plan: Arc<WriterPlan>) -> Arc<Self> {
-        let direct = Arc::new(Direct {
+        Arc::new(Direct {
             outbox: Mutex::new(Outbox {
                 link,
                 out: FrameQueue::default(),
@@ -101,10 +100,17 @@ impl<L: BlockingLink> Direct<L> {
             shared,
             plan,
             waker: Waker::from(signal.clone()),
-        });
-        let weak = Arc::downgrade(&direct);
-        signal.attach_direct(weak);
-        direct
+        })
+    }
+
+    /// What a stream of this session needs to wake the writer its own way.
+    pub(crate) fn writer_wake(self: &Arc<Self>, signal: &Arc<Signal>) -> WriterWake {
+        let direct: Arc<dyn DirectWrite> = self.clone();
+        WriterWake {
+            direct: Arc::downgrade(&direct),
+            signal: signal.clone(),
+            waker: self.waker.clone(),
+        }
     }
 
     /// The writer thread's waker.
@@ -130,7 +136,7 @@ impl<L: BlockingLink> Direct<L> {
     }
 }
 
-/// What a [`Signal`] asks of the outbox it wakes the writer for.
+/// What a stream asks of the outbox when its operation gave the writer work.
 pub(crate) trait DirectWrite: Send + Sync {
     /// Writes what the session has to send on the calling thread, if the
     /// writer thread is idle and it is little; `true` if the writer thread
@@ -184,57 +190,34 @@ impl<L: BlockingLink> DirectWrite for Direct<L> {
     }
 }
 
-thread_local! {
-    /// Whether this thread is inside a stream operation that writes directly.
-    static DEFERRING: Cell<bool> = const { Cell::new(false) };
-    /// The writer wake-up such an operation asked for and has not yet acted on.
-    static DEFERRED: RefCell<Option<Arc<Signal>>> = const { RefCell::new(None) };
+/// How a stream's operations wake their session's writer: a write, flush or
+/// finish leaves the writer's wake-up to the stream (the session's
+/// `StreamCore::defer_driver_wakes`), which then writes the frames itself if
+/// the writer is idle, and wakes the writer otherwise. The
+/// stream holds this and acts on what its operation handed over.
+#[derive(Clone)]
+pub(crate) struct WriterWake {
+    direct: Weak<dyn DirectWrite>,
+    signal: Arc<Signal>,
+    /// The writer thread's waker: a wake-up taken from the session is this
+    /// one unless the session waits in an acceptor's parking lot.
+    waker: Waker,
 }
 
-/// Called by a [`Signal`] that has an outbox: `true` if this thread takes the
-/// wake-up over (it is inside [`writing`] for this signal's session).
-pub(crate) fn defer(signal: &Arc<Signal>) -> bool {
-    if !DEFERRING.with(Cell::get) {
-        return false;
-    }
-    DEFERRED.with(|deferred| {
-        let mut deferred = deferred.borrow_mut();
-        match &*deferred {
-            None => {
-                *deferred = Some(signal.clone());
-                true
-            }
-            Some(already) => Arc::ptr_eq(already, signal),
-        }
-    })
-}
-
-/// Restores the caller's state and acts on the deferred wake-up, even if the
-/// operation panicked.
-struct Writing {
-    outer: bool,
-}
-
-impl Drop for Writing {
-    fn drop(&mut self) {
-        DEFERRING.with(|deferring| deferring.set(self.outer));
-        if self.outer {
-            // An enclosing operation acts on it.
+impl WriterWake {
+    /// Acts on the driver wake-up `taken` from the session: writes directly
+    /// if the writer is idle and the frames are few, otherwise wakes the
+    /// writer (or, for a parked session, the parking lot).
+    pub(crate) fn act(&self, taken: Waker) {
+        if !taken.will_wake(&self.waker) {
+            taken.wake();
             return;
         }
-        if let Some(signal) = DEFERRED.with(|deferred| deferred.borrow_mut().take()) {
-            signal.write_or_raise();
+        if let Some(direct) = self.direct.upgrade() {
+            if direct.write_now() {
+                return;
+            }
         }
+        self.signal.raise();
     }
-}
-
-/// Runs one step of a stream operation (one poll, never a wait: the writer
-/// must be woken or written for before the caller parks); the writer wake-up
-/// it asks for becomes a direct write once it has returned, outside every
-/// lock it took.
-pub(crate) fn writing<T>(operation: impl FnOnce() -> T) -> T {
-    let _writing = Writing {
-        outer: DEFERRING.with(|deferring| deferring.replace(true)),
-    };
-    operation()
 }

@@ -53,7 +53,7 @@ impl PoolRuntime for Threads {
         let session = session.0.clone();
         async move {
             let mut wait = session.open_wait();
-            poll_fn(|cx| wait.poll(cx)).await.map(Stream::new)
+            poll_fn(|cx| wait.poll(cx)).await.map(|core| session.stream(core))
         }
     }
 

@@ -10,10 +10,11 @@ use std::time::{Duration, Instant};
 use hawser_core::{Config, Role};
 use hawser_driver::slab::SlabBuf;
 use hawser_driver::{
-    ControlCore, FrameQueue, LinkSource, RedialSchedule, RedialStep, SessionSlot, Shared, SharedRef, MAX_SLICES,
+    ControlCore, FrameQueue, LinkSource, RedialSchedule, RedialStep, SessionSlot, Shared, SharedRef, StreamCore,
+    MAX_SLICES,
 };
 
-use crate::direct::{Direct, Outbox, WriterPlan};
+use crate::direct::{Direct, Outbox, WriterPlan, WriterWake};
 use crate::link::BlockingLink;
 use crate::park::{Parkable, Parked, ParkingLot};
 use crate::stream::Stream;
@@ -35,6 +36,8 @@ const QUIET_READ: usize = hawser_driver::slab::SMALL_BUF;
 pub struct Session {
     control: ControlCore,
     threads: Vec<JoinHandle<()>>,
+    /// How the session's streams wake its writer (see `direct`).
+    writer_wake: WriterWake,
 }
 
 impl Session {
@@ -60,8 +63,10 @@ impl Session {
         let plan = Arc::new(WriterPlan::default());
         let signal = Arc::new(Signal::default());
         let reader_thread = spawn_reader(&shared, &link, &generation, &plan, &signal)?;
+        let direct = Direct::new(shared.clone(), Some(link), &signal, plan);
+        let writer_wake = direct.writer_wake(&signal);
         let writer = Writer {
-            direct: Direct::new(shared.clone(), Some(link), &signal, plan),
+            direct,
             shared: shared.clone(),
             supply,
             generation,
@@ -73,7 +78,13 @@ impl Session {
         Ok(Session {
             control: ControlCore::new(shared),
             threads: vec![reader_thread, writer_thread],
+            writer_wake,
         })
+    }
+
+    /// A stream handle of this session.
+    pub(crate) fn stream(&self, core: StreamCore) -> Stream {
+        Stream::new(core, self.writer_wake.clone())
     }
 
     /// Opens a stream, blocking while a limit is reached (max streams, opens the
@@ -86,7 +97,7 @@ impl Session {
     /// `timeout`. A stream is opened only when it returns `Ok`.
     pub fn open_stream_timeout(&self, timeout: Option<Duration>) -> io::Result<Stream> {
         let mut wait = self.control.open_wait();
-        block_on_poll(timeout, |cx| wait.poll(cx)).map(Stream::new)
+        block_on_poll(timeout, |cx| wait.poll(cx)).map(|core| self.stream(core))
     }
 
     /// The next inbound stream, blocking until one arrives; `None` once the session
@@ -98,7 +109,7 @@ impl Session {
     /// Like [`accept`](Self::accept), giving up with `TimedOut` after `timeout`.
     pub fn accept_timeout(&self, timeout: Option<Duration>) -> io::Result<Option<Stream>> {
         let core = block_on_poll(timeout, |cx| self.control.poll_accept(cx).map(Ok))?;
-        Ok(core.map(Stream::new))
+        Ok(core.map(|core| self.stream(core)))
     }
 
     /// Waits at most `timeout` (`None`: forever) for the next health event (pong

@@ -7,7 +7,7 @@ use std::time::Duration;
 use hawser_core::{ResetCode, StreamId};
 use hawser_driver::StreamCore;
 
-use crate::direct::writing;
+use crate::direct::WriterWake;
 use crate::wait::block_on_poll;
 
 /// One multiplexed stream. Reads block until data, end-of-stream or an error;
@@ -15,14 +15,42 @@ use crate::wait::block_on_poll;
 /// `TcpStream`'s: an operation that waits longer fails with `TimedOut`.
 pub struct Stream {
     core: StreamCore,
+    writer: WriterWake,
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
 }
 
+/// Runs one step of a write, flush or finish on `core` (one poll, never a
+/// wait), then acts on the writer wake-up it handed over, before the caller
+/// waits: the caller writes the frames itself if the writer is idle.
+fn writing<T>(core: &mut StreamCore, writer: &WriterWake, step: impl FnOnce(&mut StreamCore) -> T) -> T {
+    let outcome = step(core);
+    if let Some(taken) = core.take_deferred_wake() {
+        writer.act(taken);
+    }
+    outcome
+}
+
+/// [`writing`] for a half: the stream's lock is let go before the writer is
+/// woken or written for, so that the read half is not held up meanwhile.
+fn writing_half<T>(core: &Mutex<StreamCore>, writer: &WriterWake, step: impl FnOnce(&mut StreamCore) -> T) -> T {
+    let (outcome, taken) = {
+        let mut core = lock(core);
+        let outcome = step(&mut core);
+        (outcome, core.take_deferred_wake())
+    };
+    if let Some(taken) = taken {
+        writer.act(taken);
+    }
+    outcome
+}
+
 impl Stream {
-    pub(crate) fn new(core: StreamCore) -> Self {
+    pub(crate) fn new(mut core: StreamCore, writer: WriterWake) -> Self {
+        core.defer_driver_wakes();
         Stream {
             core,
+            writer,
             read_timeout: None,
             write_timeout: None,
         }
@@ -48,7 +76,7 @@ impl Stream {
     /// to wait until everything has been handed to the link, `flush` (bounded by
     /// the write timeout).
     pub fn finish(&mut self) -> io::Result<()> {
-        writing(|| self.core.finish())
+        writing(&mut self.core, &self.writer, StreamCore::finish)
     }
 
     /// Resets the stream with `code`, abandoning buffered data in both directions.
@@ -100,6 +128,7 @@ impl Stream {
     pub fn split(self) -> (ReadHalf, WriteHalf) {
         let Stream {
             core,
+            writer,
             read_timeout,
             write_timeout,
         } = self;
@@ -111,6 +140,7 @@ impl Stream {
             },
             WriteHalf {
                 core,
+                writer,
                 timeout: write_timeout,
             },
         )
@@ -152,6 +182,7 @@ impl Read for ReadHalf {
 /// finishes the stream.
 pub struct WriteHalf {
     core: Arc<Mutex<StreamCore>>,
+    writer: WriterWake,
     timeout: Option<Duration>,
 }
 
@@ -169,7 +200,7 @@ impl WriteHalf {
     /// Finishes this side of the stream: the peer reads end-of-stream after the
     /// data written so far. The read half keeps reading the peer's data.
     pub fn finish(&mut self) -> io::Result<()> {
-        writing(|| lock(&self.core).finish())
+        writing_half(&self.core, &self.writer, StreamCore::finish)
     }
 
     /// Resets the stream with `code`, abandoning buffered data in both
@@ -187,19 +218,23 @@ impl WriteHalf {
 
 impl Write for WriteHalf {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        block_on_poll(self.timeout, |cx| writing(|| lock(&self.core).poll_write(cx, buf)))
+        block_on_poll(self.timeout, |cx| {
+            writing_half(&self.core, &self.writer, |core| core.poll_write(cx, buf))
+        })
     }
 
     /// Waits until everything written has been handed to the link.
     fn flush(&mut self) -> io::Result<()> {
-        block_on_poll(self.timeout, |cx| writing(|| lock(&self.core).poll_flush(cx)))
+        block_on_poll(self.timeout, |cx| {
+            writing_half(&self.core, &self.writer, |core| core.poll_flush(cx))
+        })
     }
 }
 
 impl Drop for WriteHalf {
     fn drop(&mut self) {
         // An error means the stream already ended: nothing left to finish.
-        let _ = lock(&self.core).finish();
+        let _ = writing_half(&self.core, &self.writer, StreamCore::finish);
     }
 }
 
@@ -213,12 +248,16 @@ impl Read for Stream {
 impl Write for Stream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let timeout = self.write_timeout;
-        block_on_poll(timeout, |cx| writing(|| self.core.poll_write(cx, buf)))
+        block_on_poll(timeout, |cx| {
+            writing(&mut self.core, &self.writer, |core| core.poll_write(cx, buf))
+        })
     }
 
     /// Waits until everything written has been handed to the link.
     fn flush(&mut self) -> io::Result<()> {
         let timeout = self.write_timeout;
-        block_on_poll(timeout, |cx| writing(|| self.core.poll_flush(cx)))
+        block_on_poll(timeout, |cx| {
+            writing(&mut self.core, &self.writer, |core| core.poll_flush(cx))
+        })
     }
 }

@@ -1,13 +1,11 @@
 //! Waiting without busy-looping: wakers that unpark a thread or signal a condvar.
 
-use std::sync::{Arc, Condvar, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
 
 use std::io;
-
-use crate::direct::{defer, DirectWrite};
 
 struct Unpark(Thread);
 
@@ -52,30 +50,9 @@ pub(crate) fn block_on_poll<T>(
 pub(crate) struct Signal {
     raised: Mutex<bool>,
     condvar: Condvar,
-    /// A writer thread's signal: the outbox a caller may write through
-    /// instead of waking it (see `direct`).
-    direct: OnceLock<Weak<dyn DirectWrite>>,
 }
 
 impl Signal {
-    /// Makes this the signal of the writer thread of `direct`'s outbox.
-    pub(crate) fn attach_direct(&self, direct: Weak<dyn DirectWrite>) {
-        // A signal serves one writer for its whole life: a second call has
-        // nothing to change.
-        let _ = self.direct.set(direct);
-    }
-
-    /// Acts on a wake-up a caller deferred: writes directly if it can,
-    /// otherwise wakes the writer thread.
-    pub(crate) fn write_or_raise(&self) {
-        if let Some(direct) = self.direct.get().and_then(Weak::upgrade) {
-            if direct.write_now() {
-                return;
-            }
-        }
-        self.raise();
-    }
-
     /// Wakes the thread waiting on this signal.
     pub(crate) fn raise(&self) {
         *self.raised.lock().unwrap_or_else(|p| p.into_inner()) = true;
@@ -111,9 +88,6 @@ impl Wake for Signal {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        if self.direct.get().is_some() && defer(self) {
-            return;
-        }
         self.raise();
     }
 }

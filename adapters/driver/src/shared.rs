@@ -504,6 +504,13 @@ impl Shared {
         }
     }
 
+    /// Takes the link driver's waker, for a caller that wakes the driver its
+    /// own way (hawser-blocking writes from the calling thread when its
+    /// writer is idle); `None` if the driver is awake already.
+    pub(crate) fn take_driver_waker(&mut self) -> Option<Waker> {
+        self.driver_waker.take()
+    }
+
     /// Something changed that the driver must act on (new output, a command).
     pub fn wake_driver(&mut self) {
         if let Some(waker) = self.driver_waker.take() {

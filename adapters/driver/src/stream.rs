@@ -2,7 +2,7 @@
 //! thread-parking waker, by the blocking one).
 
 use std::io;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use hawser_core::{FinishError, ReadError, ResetCode, StreamId, WriteError};
@@ -25,6 +25,20 @@ pub struct StreamCore {
     reset: Option<ResetCode>,
     /// The reason that came with the reset (native profile), kept with it.
     reason: Option<Box<str>>,
+    /// Whether writes, flushes and finishes hand the driver's wake-up to the
+    /// caller instead of waking it (see [`StreamCore::defer_driver_wakes`]).
+    defer_wakes: bool,
+    /// The driver wake-up the last such operation handed over.
+    deferred: Option<Waker>,
+}
+
+/// Hands the driver's waker to the caller, or wakes the driver.
+fn wake_or_defer(shared: &mut Shared, defer: bool, deferred: &mut Option<Waker>) {
+    if !defer {
+        shared.wake_driver();
+    } else if let Some(waker) = shared.take_driver_waker() {
+        *deferred = Some(waker);
+    }
 }
 
 impl StreamCore {
@@ -49,12 +63,29 @@ impl StreamCore {
             write_done: false,
             reset: None,
             reason: None,
+            defer_wakes: false,
+            deferred: None,
         }
     }
 
     /// The stream id.
     pub fn id(&self) -> StreamId {
         self.id
+    }
+
+    /// From now on, a write, flush or finish that gives the link driver work
+    /// does not wake it: it takes the driver's waker and leaves it for
+    /// [`take_deferred_wake`](Self::take_deferred_wake). For an adapter that
+    /// can do the driver's work on the calling thread (hawser-blocking writes
+    /// the frames itself when its writer thread is idle).
+    pub fn defer_driver_wakes(&mut self) {
+        self.defer_wakes = true;
+    }
+
+    /// The driver wake-up the last write, flush or finish handed over, if
+    /// any: act on it (do the driver's work, or wake it) before waiting.
+    pub fn take_deferred_wake(&mut self) -> Option<Waker> {
+        self.deferred.take()
     }
 
     /// The session this stream belongs to.
@@ -130,7 +161,11 @@ impl StreamCore {
         let room = shared.session().stream(id).writable_bytes();
         let take = data.len().min(room.max(1));
         let copy = shared.copy_in(&data[..take]);
-        let result = shared.change_waking(|session| session.stream(id).write(copy), Result::is_ok);
+        let defer = self.defer_wakes;
+        let result = shared.change_waking(|session| session.stream(id).write(copy), |r| r.is_ok() && !defer);
+        if defer && result.is_ok() {
+            wake_or_defer(&mut shared, true, &mut self.deferred);
+        }
         Self::finish_write(&mut shared, self.id, cx, result, &mut self.reset, &mut self.reason)
     }
 
@@ -144,7 +179,14 @@ impl StreamCore {
             return Poll::Ready(Err(with_reason(WriteError::Reset(code), &self.reason)));
         }
         let id = self.id;
-        let result = shared.change_waking(|session| session.stream(id).write(data.clone()), Result::is_ok);
+        let defer = self.defer_wakes;
+        let result = shared.change_waking(
+            |session| session.stream(id).write(data.clone()),
+            |r| r.is_ok() && !defer,
+        );
+        if defer && result.is_ok() {
+            wake_or_defer(&mut shared, true, &mut self.deferred);
+        }
         Self::finish_write(&mut shared, self.id, cx, result, &mut self.reset, &mut self.reason)
     }
 
@@ -213,7 +255,7 @@ impl StreamCore {
             return Poll::Ready(Ok(()));
         }
         shared.register_flush(self.id, cx.waker());
-        shared.wake_driver();
+        wake_or_defer(&mut shared, self.defer_wakes, &mut self.deferred);
         Poll::Pending
     }
 
@@ -236,10 +278,14 @@ impl StreamCore {
             return Err(with_reason(WriteError::Reset(code), &self.reason));
         }
         let id = self.id;
-        let result = shared.change_now(|session| session.stream(id).finish());
+        let defer = self.defer_wakes;
+        let result = shared.change_checking(|session| session.stream(id).finish(), |_| !defer);
         match result {
             Ok(()) | Err(FinishError::Finished) => {
                 self.write_done = true;
+                if defer {
+                    wake_or_defer(&mut shared, true, &mut self.deferred);
+                }
                 Ok(())
             }
             Err(FinishError::SessionClosed) => Err(shared.closed_error()),
@@ -270,6 +316,10 @@ impl StreamCore {
 
 impl Drop for StreamCore {
     fn drop(&mut self) {
+        // A wake-up handed over and never acted on must not be lost.
+        if let Some(waker) = self.deferred.take() {
+            waker.wake();
+        }
         let shared_ref = self.shared.clone();
         let mut shared = Shared::lock(&shared_ref);
         self.release(&mut shared);
