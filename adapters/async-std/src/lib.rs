@@ -75,7 +75,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-#[cfg(feature = "async-std")]
+#[cfg(any(feature = "async-std", feature = "smol"))]
 mod pool;
 mod runtime;
 mod stream;
@@ -137,5 +137,49 @@ flavour!(AsyncStd, async_std::net::TcpStream, "async-std");
 /// ```
 #[cfg(feature = "smol")]
 pub mod smol {
+    use crate::Stream;
+
     flavour!(crate::Smol, ::smol::net::TcpStream, "smol");
+
+    hawser_driver::declare_pool! {
+        /// A pool of sessions to one service, on smol: the same policy as the
+        /// crate root's `Pool` (and hawser-tokio's), its dials and upkeep on
+        /// smol tasks.
+        ///
+        /// ```
+        /// use futures::{AsyncReadExt, AsyncWriteExt};
+        /// use hawser_async_std::smol::{Listener, Pool, Session};
+        /// use hawser_async_std::{Config, PoolConfig};
+        ///
+        /// # smol::block_on(async {
+        /// let listener = Listener::bind("127.0.0.1:0", Config::default()).await?;
+        /// let addr = listener.local_addr()?;
+        /// smol::spawn(async move {
+        ///     while let Ok((session, _)) = listener.accept().await {
+        ///         smol::spawn(async move {
+        ///             while let Some(mut stream) = session.accept().await {
+        ///                 stream.write_all(b"hi").await?;
+        ///                 stream.close().await?;
+        ///             }
+        ///             std::io::Result::Ok(())
+        ///         })
+        ///         .detach();
+        ///     }
+        /// })
+        /// .detach();
+        ///
+        /// let pool = Pool::new(PoolConfig::default(), move || Session::connect(addr, Config::default()))?;
+        /// let mut stream = pool.open_stream().await?;
+        /// let mut greeting = String::new();
+        /// stream.read_to_string(&mut greeting).await?;
+        /// assert_eq!(greeting, "hi");
+        /// # std::io::Result::Ok(()) }).unwrap();
+        /// ```
+        runtime: crate::Smol,
+        session: Session,
+        control: Control,
+        stream: Stream,
+    }
+
+    crate::pool::pool_stream_io!();
 }

@@ -1,14 +1,12 @@
-//! A pool of sessions to one service, on async-std.
+//! Pools of sessions to one service, on async-std and on smol: the pool of
+//! hawser-driver, with futures-io's I/O traits on its streams.
 
-use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
-use futures_io::{AsyncRead, AsyncWrite};
-
+#[cfg(feature = "async-std")]
 use crate::stream::Stream;
+#[cfg(feature = "async-std")]
 use crate::{Control, Session};
 
+#[cfg(feature = "async-std")]
 hawser_driver::declare_pool! {
     /// A pool of sessions to one service, with the same policy as hawser-tokio's
     /// `Pool`: streams go to the least-loaded healthy session, another session is
@@ -59,22 +57,46 @@ hawser_driver::declare_pool! {
     stream: Stream,
 }
 
-impl AsyncRead for PoolStream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
-    }
+/// futures-io's I/O traits for a flavour's `PoolStream`, by way of its stream.
+macro_rules! pool_stream_io {
+    () => {
+        impl futures_io::AsyncRead for PoolStream {
+            fn poll_read(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                buf: &mut [u8],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                std::pin::Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+            }
+        }
+
+        impl futures_io::AsyncWrite for PoolStream {
+            fn poll_write(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                buf: &[u8],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                std::pin::Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+            }
+
+            fn poll_flush(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                std::pin::Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+            }
+
+            fn poll_close(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                std::pin::Pin::new(&mut self.get_mut().stream).poll_close(cx)
+            }
+        }
+    };
 }
+#[cfg(feature = "smol")]
+pub(crate) use pool_stream_io;
 
-impl AsyncWrite for PoolStream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
-    }
-
-    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_close(cx)
-    }
-}
+#[cfg(feature = "async-std")]
+pool_stream_io!();

@@ -134,3 +134,49 @@ futures_runtime! {
     listener: ::smol::net::TcpListener,
     spawn: |task| ::smol::spawn(task).detach(),
 }
+
+#[cfg(test)]
+mod tests {
+    /// Dials and accepts through `R`'s `TcpRuntime` and checks both sockets
+    /// have `TCP_NODELAY`, where a plain dial has Nagle on.
+    #[cfg(any(feature = "async-std", feature = "smol"))]
+    macro_rules! nodelay_test {
+        ($name:ident, $runtime:ty, $block_on:path, $plain:path) => {
+            #[test]
+            fn $name() {
+                use hawser_driver::TcpRuntime;
+                $block_on(async {
+                    let listener = <$runtime>::bind_tcp("127.0.0.1:0".into())
+                        .await
+                        .expect("bind on loopback");
+                    let addr = <$runtime>::local_addr(&listener).expect("bound");
+                    let dialled = <$runtime>::connect_tcp(addr.to_string()).await.expect("dial");
+                    let (accepted, _) = <$runtime>::accept_tcp(&listener).await.expect("accept");
+                    assert!(dialled.nodelay().expect("readable option"));
+                    assert!(accepted.nodelay().expect("readable option"));
+                    let plain = $plain(addr).await.expect("dial");
+                    assert!(
+                        !plain.nodelay().expect("readable option"),
+                        "the default is Nagle on"
+                    );
+                });
+            }
+        };
+    }
+
+    #[cfg(feature = "async-std")]
+    nodelay_test!(
+        async_std_sockets_have_nodelay,
+        crate::AsyncStd,
+        async_std::task::block_on,
+        async_std::net::TcpStream::connect
+    );
+
+    #[cfg(feature = "smol")]
+    nodelay_test!(
+        smol_sockets_have_nodelay,
+        crate::Smol,
+        ::smol::block_on,
+        ::smol::net::TcpStream::connect
+    );
+}
