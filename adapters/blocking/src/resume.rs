@@ -137,11 +137,9 @@ impl<L> Clone for Acceptor<L> {
 impl<L: BlockingLink> Acceptor<L> {
     /// An acceptor whose new sessions use `config` (which must enable resumption).
     pub fn new(config: Config) -> io::Result<Self> {
-        check_resumable(&config)?;
-        let budgets = config.resumption.clone().unwrap_or_default();
         Ok(Acceptor {
+            registry: Arc::new(Registry::for_config(&config)?),
             config,
-            registry: Arc::new(Registry::new(budgets)),
             lot: ParkingLot::new(),
         })
     }

@@ -14,7 +14,6 @@ use hawser_core::Config;
 use crate::link::Link;
 use crate::link_driver::LinkDriver;
 use crate::registry::{AcceptorStats, Registry, SourceAddr};
-use crate::resume::check_resumable;
 use crate::runtime::{timeout, LinkOf};
 use crate::session::{spawn_driver, Session};
 
@@ -70,11 +69,9 @@ impl<R: LinkOf<T>, T> std::fmt::Debug for Acceptor<R, T> {
 impl<R: LinkOf<T>, T> Acceptor<R, T> {
     /// An acceptor whose new sessions use `config` (which must enable resumption).
     pub fn new(config: Config) -> io::Result<Self> {
-        check_resumable(&config)?;
-        let budgets = config.resumption.clone().unwrap_or_default();
         Ok(Acceptor {
+            registry: Arc::new(Registry::for_config(&config)?),
             config,
-            registry: Arc::new(Registry::new(budgets)),
         })
     }
 

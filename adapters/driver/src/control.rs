@@ -26,12 +26,6 @@ impl ControlCore {
         ControlCore { shared }
     }
 
-    /// The shared session (for the adapters).
-    #[doc(hidden)]
-    pub fn shared(&self) -> &SharedRef {
-        &self.shared
-    }
-
     /// A wait to open one stream: poll it until it gives the stream. The waits
     /// of a session are served in order, and dropping one gives up its place
     /// (cancel-safe: it opens no stream unless it returned one).

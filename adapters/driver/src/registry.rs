@@ -401,6 +401,13 @@ pub struct Registry<L> {
 }
 
 impl<L> Registry<L> {
+    /// The registry of an acceptor whose sessions use `config`: checks that
+    /// `config` can make resumable sessions, and applies its budgets.
+    pub fn for_config(config: &hawser_core::Config) -> io::Result<Self> {
+        crate::resume::check_resumable(config)?;
+        Ok(Registry::new(config.resumption.clone().unwrap_or_default()))
+    }
+
     /// A registry applying the budgets in `budgets`.
     pub fn new(budgets: Resumption) -> Self {
         Registry {

@@ -56,7 +56,11 @@ pub(crate) async fn timeout<R: Runtime, F: Future>(limit: Duration, future: F) -
 
 /// Waits `wait` on `R`'s timer.
 pub(crate) async fn sleep<R: Runtime>(wait: Duration) {
-    let deadline = Instant::now() + wait;
+    sleep_until::<R>(Instant::now() + wait).await
+}
+
+/// Waits until `deadline` on `R`'s timer.
+pub(crate) async fn sleep_until<R: Runtime>(deadline: Instant) {
     let mut timer = R::Timer::default();
     poll_fn(|cx| timer.poll_until(cx, deadline)).await
 }

@@ -497,7 +497,7 @@ impl Shared {
     /// was `timer_before` left it something to do: a frame to send, an end,
     /// or a different timer. Most reads change none of these (a window update
     /// is owed only once half a window has been read).
-    pub fn wake_driver_if_needed(&mut self, timer_before: Option<Instant>) {
+    pub(crate) fn wake_driver_if_needed(&mut self, timer_before: Option<Instant>) {
         let session = &self.session;
         if session.has_transmit() || session.is_closed() || session.poll_timeout() != timer_before {
             self.wake_driver();

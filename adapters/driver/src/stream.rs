@@ -42,14 +42,6 @@ fn wake_or_defer(shared: &mut Shared, defer: bool, deferred: &mut Option<Waker>)
 }
 
 impl StreamCore {
-    /// A handle for stream `id` of `shared`.
-    pub fn new(shared: SharedRef, id: StreamId) -> Self {
-        let mut locked = Shared::lock(&shared);
-        let core = Self::adopted(&shared, &mut locked, id);
-        drop(locked);
-        core
-    }
-
     /// A handle for stream `id`, made under the lock that opened or accepted
     /// it, so that no event for the stream can come between.
     pub(crate) fn adopted(shared: &SharedRef, locked: &mut Shared, id: StreamId) -> Self {

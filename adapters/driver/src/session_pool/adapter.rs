@@ -55,7 +55,7 @@ impl<R: Runtime> PoolRuntime for RuntimePool<R> {
     }
 
     async fn sleep_until(deadline: Instant) {
-        crate::runtime::sleep::<R>(deadline.saturating_duration_since(Instant::now())).await;
+        crate::runtime::sleep_until::<R>(deadline).await;
     }
 }
 
