@@ -9,13 +9,11 @@
 //! The lock order is outbox first, then the session: nothing locks the outbox
 //! while holding the session.
 
-use std::io::IoSlice;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::Waker;
-use std::time::Instant;
 
-use hawser_driver::{FrameQueue, Shared, SharedRef, MAX_SLICES};
+use hawser_driver::{FrameQueue, LinkSide};
 
 use crate::link::BlockingLink;
 use crate::wait::Signal;
@@ -32,58 +30,33 @@ pub(crate) struct Outbox<L> {
     pub(crate) out: FrameQueue,
 }
 
-/// When the writer thread next runs the session's timers without being woken
-/// (`None`: only when woken). It is set and read with the session locked, so
-/// whoever changes the session sees the writer's plan for that same state.
+/// How many reader threads a session runs: at most one, but for a moment
+/// while a resumed session's old reader notices it has been replaced. An
+/// ended session's writer waits for them to finish lingering.
 #[derive(Default)]
-pub(crate) struct WriterPlan {
-    wakes_at: Mutex<Option<Instant>>,
-    /// Reader threads still running (at most one, but for a moment while a
-    /// resumed session's old reader notices it has been replaced).
-    readers: AtomicUsize,
+pub(crate) struct Readers {
+    running: AtomicUsize,
 }
 
-impl WriterPlan {
-    pub(crate) fn reader_started(&self) {
-        self.readers.fetch_add(1, Ordering::AcqRel);
+impl Readers {
+    pub(crate) fn started(&self) {
+        self.running.fetch_add(1, Ordering::AcqRel);
     }
 
-    pub(crate) fn reader_ended(&self) {
-        self.readers.fetch_sub(1, Ordering::AcqRel);
+    pub(crate) fn ended(&self) {
+        self.running.fetch_sub(1, Ordering::AcqRel);
     }
 
-    pub(crate) fn readers(&self) -> usize {
-        self.readers.load(Ordering::Acquire)
-    }
-
-    /// The writer thread, with the session locked: it looks at the timers
-    /// again by `at` at the latest.
-    pub(crate) fn set(&self, at: Option<Instant>) {
-        *self.wakes_at.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = at;
-    }
-
-    /// Whether the session, as `guard` holds it, needs the writer thread now:
-    /// something to send, an end to act on, or a timer due before the writer
-    /// would look.
-    pub(crate) fn writer_needed(&self, guard: &Shared) -> bool {
-        let session = guard.session_ref();
-        if session.has_transmit() || session.is_closed() || guard.link_dropped() {
-            return true;
-        }
-        let planned = *self.wakes_at.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        match (session.poll_timeout().map(|at| guard.to_std(at)), planned) {
-            (Some(at), Some(planned)) => at < planned,
-            (Some(_), None) => true,
-            (None, _) => false,
-        }
+    pub(crate) fn running(&self) -> usize {
+        self.running.load(Ordering::Acquire)
     }
 }
 
 /// A session's outbox, shared by its writer thread and by callers.
 pub(crate) struct Direct<L> {
     outbox: Mutex<Outbox<L>>,
-    shared: SharedRef,
-    plan: Arc<WriterPlan>,
+    side: LinkSide,
+    readers: Arc<Readers>,
     /// The writer thread's waker, registered again after a direct write took
     /// the session's driver waker.
     waker: Waker,
@@ -91,14 +64,14 @@ pub(crate) struct Direct<L> {
 
 impl<L: BlockingLink> Direct<L> {
     /// An outbox for `link`, whose writer waits on `signal`.
-    pub(crate) fn new(shared: SharedRef, link: Option<L>, signal: &Arc<Signal>, plan: Arc<WriterPlan>) -> Arc<Self> {
+    pub(crate) fn new(side: LinkSide, link: Option<L>, signal: &Arc<Signal>, readers: Arc<Readers>) -> Arc<Self> {
         Arc::new(Direct {
             outbox: Mutex::new(Outbox {
                 link,
                 out: FrameQueue::default(),
             }),
-            shared,
-            plan,
+            side,
+            readers,
             waker: Waker::from(signal.clone()),
         })
     }
@@ -118,14 +91,9 @@ impl<L: BlockingLink> Direct<L> {
         &self.waker
     }
 
-    /// The writer thread's plan.
-    pub(crate) fn plan(&self) -> &WriterPlan {
-        &self.plan
-    }
-
-    /// The writer thread's plan, for a reader thread.
-    pub(crate) fn plan_arc(&self) -> Arc<WriterPlan> {
-        self.plan.clone()
+    /// The session's reader threads.
+    pub(crate) fn readers(&self) -> &Arc<Readers> {
+        &self.readers
     }
 
     /// Locks the outbox, waiting for a caller that is writing.
@@ -159,19 +127,10 @@ impl<L: BlockingLink> DirectWrite for Direct<L> {
             // The writer thread is between two writes of a stalled link.
             return false;
         }
-        {
-            let mut guard = Shared::lock(&self.shared);
-            if guard.link_dropped() || guard.session_ref().is_closed() {
-                return false;
-            }
-            let now = guard.now();
-            guard.take_transmits(out, now);
-            guard.register_driver(&self.waker);
-            if self.plan.writer_needed(&guard) {
-                // More than one batch to send, or a timer the writer would
-                // sleep past: the writer writes these frames too.
-                return false;
-            }
+        if !self.side.take_for_caller(out, &self.waker) {
+            // More than one batch to send, or a timer the writer would sleep
+            // past: the writer writes these frames too.
+            return false;
         }
         if out.is_empty() {
             return true;
@@ -179,14 +138,8 @@ impl<L: BlockingLink> DirectWrite for Direct<L> {
         if out.len() > DIRECT_MAX {
             return false;
         }
-        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
-        let count = out.slices(&mut slices);
-        match link.write_vectored(&slices[..count]) {
-            Ok(n) => out.advance(n),
-            // The writer thread retries, and handles a failed link.
-            Err(_) => return false,
-        }
-        out.is_empty() && link.flush().is_ok()
+        // A failed write: the writer thread retries, and handles a failed link.
+        out.write_once(link).is_ok() && out.is_empty() && link.flush().is_ok()
     }
 }
 

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use hawser_core::resume::{Opening, ResumeRefusal};
 use hawser_core::{Config, Role};
 use hawser_driver::{
-    check_resumable, FirstDial, OpeningReader, OpeningStep, RedialSchedule, Registry, RetryPolicy, Shared, SourceAddr,
+    check_resumable, FirstDial, LinkSide, OpeningReader, OpeningStep, RedialSchedule, Registry, RetryPolicy, SourceAddr,
 };
 
 use crate::link::BlockingLink;
@@ -85,14 +85,14 @@ impl Session {
         F: FnMut() -> io::Result<L> + Send + 'static,
     {
         let link = (connect.lock().unwrap_or_else(|p| p.into_inner()))()?;
-        let shared = Shared::new(Role::Client, config.clone())
+        let side = LinkSide::new(Role::Client, config.clone())
             .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
         let redial = connect.clone();
         let supply = Supply::Dial(Redial {
             dial: Box::new(move || (redial.lock().unwrap_or_else(|p| p.into_inner()))()),
             schedule: RedialSchedule::new(retry.clone(), Instant::now()),
         });
-        let session = Session::start(shared, link, supply)?;
+        let session = Session::start(side, link, supply)?;
         match session.resumable(Some(config.handshake_timeout)) {
             Ok(()) => Ok(session),
             Err(err) => {
@@ -210,10 +210,10 @@ impl<L: BlockingLink> Acceptor<L> {
     fn open(&self, link: L, opening: Opening, buf: Vec<u8>, source: Option<SourceAddr>) -> io::Result<Accepted> {
         match opening {
             Opening::Hello => {
-                let (shared, slot) = self
+                let (side, slot) = self
                     .registry
                     .start_session(self.config.clone(), Bytes::from(buf), source)?;
-                Session::start(shared, link, Supply::Slot(slot, self.lot.clone())).map(Accepted::New)
+                Session::start(side, link, Supply::Slot(slot, self.lot.clone())).map(Accepted::New)
             }
             Opening::Resume { request, consumed } => {
                 let rest = Bytes::copy_from_slice(&buf[consumed..]);

@@ -1,6 +1,6 @@
 //! The blocking session: two threads per link, and blocking operations.
 
-use std::io::{self, IoSlice, Write};
+use std::io::{self, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
@@ -8,28 +8,21 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use hawser_core::{Config, Role};
-use hawser_driver::slab::SlabBuf;
 use hawser_driver::{
-    ControlCore, FrameQueue, LinkSource, RedialSchedule, RedialStep, SessionSlot, Shared, SharedRef, StreamCore,
-    MAX_SLICES,
+    ControlCore, FrameQueue, Input, LinkSide, LinkSource, ReadPump, RedialSchedule, RedialStep, SessionSlot,
+    StreamCore, LINGER,
 };
 
-use crate::direct::{Direct, Outbox, WriterPlan, WriterWake};
+use crate::direct::{Direct, Outbox, Readers, WriterWake};
 use crate::link::BlockingLink;
 use crate::park::{Parkable, Parked, ParkingLot};
 use crate::stream::Stream;
 use crate::wait::{block_on_poll, Signal};
 
-const READ_BUFFER: usize = hawser_driver::slab::SLAB;
 /// How long one link write may block before the writer thread runs the
 /// session's timers and tries again: a peer that stops reading must not stop
 /// keepalive from noticing it.
 const WRITE_STALL: Duration = Duration::from_millis(200);
-/// How long an ended session keeps reading its link for the peer to close
-/// its side, before it shuts the link anyway.
-const LINGER: Duration = Duration::from_secs(2);
-/// The read size of a quiet link, and the first read's.
-const QUIET_READ: usize = hawser_driver::slab::SMALL_BUF;
 
 /// A multiplexed session over one blocking link. It derefs to [`ControlCore`] for
 /// go-away, close, ping, health and counters.
@@ -53,21 +46,22 @@ impl Session {
 
     /// A session for `role` over `link`; starts its reader and writer threads.
     pub fn new<L: BlockingLink>(link: L, config: Config, role: Role) -> io::Result<Session> {
-        let shared = Shared::new(role, config).map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
-        Self::start(shared, link, Supply::None)
+        let side = LinkSide::new(role, config).map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
+        Self::start(side, link, Supply::None)
     }
 
-    pub(crate) fn start<L: BlockingLink>(shared: SharedRef, link: L, supply: Supply<L>) -> io::Result<Session> {
+    pub(crate) fn start<L: BlockingLink>(side: LinkSide, link: L, supply: Supply<L>) -> io::Result<Session> {
         link.set_write_timeout(Some(WRITE_STALL))?;
         let generation = Arc::new(AtomicU64::new(0));
-        let plan = Arc::new(WriterPlan::default());
+        let readers = Arc::new(Readers::default());
         let signal = Arc::new(Signal::default());
-        let reader_thread = spawn_reader(&shared, &link, &generation, &plan, &signal)?;
-        let direct = Direct::new(shared.clone(), Some(link), &signal, plan);
+        let reader_thread = spawn_reader(&side, &link, &generation, &readers, &signal)?;
+        let direct = Direct::new(side.clone(), Some(link), &signal, readers);
         let writer_wake = direct.writer_wake(&signal);
+        let control = side.control();
         let writer = Writer {
             direct,
-            shared: shared.clone(),
+            side,
             supply,
             generation,
             signal,
@@ -76,7 +70,7 @@ impl Session {
             .name("hawser-writer".into())
             .spawn(move || writer.run())?;
         Ok(Session {
-            control: ControlCore::new(shared),
+            control,
             threads: vec![reader_thread, writer_thread],
             writer_wake,
         })
@@ -167,50 +161,48 @@ impl std::ops::Deref for Session {
 }
 
 fn spawn_reader<L: BlockingLink>(
-    shared: &SharedRef,
+    side: &LinkSide,
     link: &L,
     generation: &Arc<AtomicU64>,
-    plan: &Arc<WriterPlan>,
+    readers: &Arc<Readers>,
     signal: &Arc<Signal>,
 ) -> io::Result<JoinHandle<()>> {
     let reader = link.try_clone()?;
-    let shared = shared.clone();
+    let side = side.clone();
     let current = generation.load(Ordering::Acquire);
     let generation = generation.clone();
     // Counted before the thread starts, so that a writer that has just ended
     // the session waits for it.
-    let running = ReaderRunning::new(plan.clone(), signal.clone());
+    let running = ReaderRunning::new(readers.clone(), signal.clone());
     thread::Builder::new()
         .name("hawser-reader".into())
-        .spawn(move || read_loop(shared, reader, current, generation, running))
+        .spawn(move || read_loop(side, reader, current, generation, running))
 }
 
-/// A reader thread, counted in its writer's plan while it runs; its end wakes
-/// the writer, which may be waiting for it to finish lingering.
+/// A reader thread, counted while it runs; its end wakes the writer, which
+/// may be waiting for it to finish lingering.
 struct ReaderRunning {
-    plan: Arc<WriterPlan>,
+    readers: Arc<Readers>,
     signal: Arc<Signal>,
 }
 
 impl ReaderRunning {
-    fn new(plan: Arc<WriterPlan>, signal: Arc<Signal>) -> Self {
-        plan.reader_started();
-        ReaderRunning { plan, signal }
+    fn new(readers: Arc<Readers>, signal: Arc<Signal>) -> Self {
+        readers.started();
+        ReaderRunning { readers, signal }
     }
 }
 
 impl Drop for ReaderRunning {
     fn drop(&mut self) {
-        self.plan.reader_ended();
+        self.readers.ended();
         self.signal.raise();
     }
 }
 
 /// After the session has ended: reads and drops what the peer still sends
-/// until it closes its side, or until the writer, done lingering, shuts the
-/// link. Until the peer has read the end of every stream it still sends
-/// window updates; a socket closed for reading would answer them with a
-/// reset, and a reset throws away what the peer has not read yet.
+/// until it closes its side, or until the writer, done lingering (see
+/// [`LINGER`]), shuts the link.
 fn drain_until_closed<L: BlockingLink>(link: &mut L) {
     let mut scratch = [0u8; 4096];
     loop {
@@ -226,70 +218,42 @@ fn drain_until_closed<L: BlockingLink>(link: &mut L) {
 /// Reads one link into the session until the link ends or is replaced (its
 /// generation is no longer current).
 fn read_loop<L: BlockingLink>(
-    shared: SharedRef,
+    side: LinkSide,
     mut link: L,
     mine: u64,
     generation: Arc<AtomicU64>,
-    running: ReaderRunning,
+    _running: ReaderRunning,
 ) {
-    let plan = &running.plan;
-    // Reads land in recycled slabs, cut into the `Bytes` the session keeps.
-    let mut slab = SlabBuf::default();
-    // Zeroing what a read may fill costs as much as the read: ask for little
-    // while reads come back small, more while they come back full.
-    let mut read_size = QUIET_READ;
+    let mut reads = ReadPump::default();
     loop {
-        let buf = if read_size <= QUIET_READ {
-            // A quiet link reads into a small buffer, not a slab (see `slab`).
-            slab.with_small_room(QUIET_READ)
-        } else {
-            slab.with_room(READ_BUFFER / 4)
-        };
-        let want = read_size.min(buf.capacity());
-        buf.resize(want, 0);
-        let result = link.read(buf);
-        let n = match result {
-            Ok(n) => n,
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => {
-                buf.clear();
-                continue;
-            }
-            Err(err) => {
-                tracing::debug!(%err, "link read failed");
-                0
+        let result = reads.read_from(&mut link);
+        if generation.load(Ordering::Acquire) != mine {
+            // The writer has moved on to a new link: this one no longer counts.
+            return;
+        }
+        let input = match result {
+            Ok(Some(input)) => input,
+            Ok(None) | Err(_) => {
+                if let Err(err) = result {
+                    tracing::debug!(%err, "link read failed");
+                }
+                side.lost(side.now());
+                return;
             }
         };
-        buf.truncate(n);
-        read_size = hawser_driver::next_read_size(want, n);
-        let mut guard = Shared::lock(&shared);
-        if generation.load(Ordering::Acquire) != mine || guard.link_dropped() {
-            // The writer has moved on to a new link, or is about to (the session
-            // was resumed over another link): this one no longer counts.
-            return;
-        }
-        if guard.session_ref().is_closed() {
-            drop(guard);
-            drain_until_closed(&mut link);
-            return;
-        }
-        let now = guard.now();
-        if n == 0 {
-            guard.link_lost(now);
-            guard.wake_driver();
-            return;
-        }
-        guard.link_input(now, buf.split().freeze());
-        // A reset can end a flush's wait: the writer used to notice for it.
-        guard.wake_flushed();
-        // Most inputs (data for a reader, a window update) leave nothing to
-        // send: waking the writer for them would only cost a thread switch.
-        if plan.writer_needed(&guard) {
-            guard.wake_driver();
-        }
-        if guard.session_ref().is_closed() {
-            drop(guard);
-            drain_until_closed(&mut link);
-            return;
+        match side.input(side.now(), input) {
+            // Most inputs (data for a reader, a window update) leave nothing
+            // to send: waking the writer for them would only cost a thread switch.
+            Input::Taken { wake_writer } => {
+                if wake_writer {
+                    side.wake_driver();
+                }
+            }
+            Input::Stale => return,
+            Input::Ended => {
+                drain_until_closed(&mut link);
+                return;
+            }
         }
     }
 }
@@ -330,7 +294,7 @@ enum Acquire<L> {
 /// The writer thread: sends the session's frames, keeps its timers, and for a
 /// resumable session replaces a lost link.
 pub(crate) struct Writer<L> {
-    shared: SharedRef,
+    side: LinkSide,
     /// The link and the frames waiting for it, shared with callers that
     /// write directly.
     direct: Arc<Direct<L>>,
@@ -345,28 +309,17 @@ impl<L: BlockingLink> Writer<L> {
         loop {
             let direct = self.direct.clone();
             let mut outbox = direct.lock();
-            let (deadline, closed) = {
-                let mut guard = Shared::lock(&self.shared);
-                let now = guard.now();
-                guard.run_timers(now);
-                // Retire a dead link before taking anything to send: once the
-                // session is resumed, its output belongs to the new link.
-                if guard.take_drop_link() {
-                    retire(&self.generation, &mut outbox);
-                }
-                if outbox.link.is_some() {
-                    guard.take_transmits(&mut outbox.out, now);
-                } else {
-                    guard.dispatch_events();
-                    guard.wake_flushed();
-                }
-                guard.register_driver(&waker);
-                let deadline = guard.session_ref().poll_timeout().map(|at| guard.to_std(at));
-                // Set with the session locked: a change after this that needs
-                // a timer sooner wakes this thread (see `WriterPlan`).
-                self.direct.plan().set(deadline);
-                (deadline, guard.session_ref().is_closed())
-            };
+            let now = self.side.now();
+            let plan = self.side.plan(now, &waker);
+            // Retire a dead link before taking anything to send: once the
+            // session is resumed, its output belongs to the new link.
+            if plan.drop_link {
+                retire(&self.generation, &mut outbox);
+            }
+            if outbox.link.is_some() {
+                self.side.take_transmits(&mut outbox.out, now);
+            }
+            let (deadline, closed) = (plan.next_timer, plan.closed);
             if closed && (outbox.out.is_empty() || outbox.link.is_none()) {
                 let mut link = outbox.link.take();
                 drop(outbox);
@@ -376,7 +329,7 @@ impl<L: BlockingLink> Writer<L> {
                     // (see `drain_until_closed`).
                     let _ = link.shutdown_write();
                 }
-                Shared::lock(&self.shared).note_driver_finished();
+                self.side.finished();
                 if let Some(link) = link {
                     self.linger();
                     // Unblocks a reader still waiting on a peer that never closed.
@@ -401,9 +354,7 @@ impl<L: BlockingLink> Writer<L> {
                         let wake_at = [until, deadline].into_iter().flatten().min();
                         self.signal.wait_until(wake_at);
                     }
-                    Acquire::GaveUp => {
-                        Shared::lock(&self.shared).give_up();
-                    }
+                    Acquire::GaveUp => self.side.give_up(),
                 }
                 continue;
             }
@@ -424,16 +375,8 @@ impl<L: BlockingLink> Writer<L> {
                     }
                     tracing::debug!(%err, "link write failed");
                     out.clear();
-                    let mut guard = Shared::lock(&self.shared);
-                    if !guard.link_dropped() {
-                        // Unless the session has already left this link (an
-                        // acceptor resumed it over a new one meanwhile): then the
-                        // old link's failure must not detach it from the new one.
-                        let now = guard.now();
-                        guard.link_lost(now);
-                    }
-                    let _ = guard.take_drop_link();
-                    drop(guard);
+                    self.side.lost(self.side.now());
+                    let _ = self.side.take_drop_link();
                     retire(&self.generation, &mut outbox);
                 }
                 continue;
@@ -453,24 +396,14 @@ impl<L: BlockingLink> Parkable for Writer<L> {
     }
 
     fn check_parked(&mut self, waker: &Waker) -> Parked<L> {
-        {
-            let mut guard = Shared::lock(&self.shared);
-            let now = guard.now();
-            guard.run_timers(now);
-            let _ = guard.take_drop_link();
-            guard.register_driver(waker);
-            if guard.session_ref().is_closed() {
-                guard.note_driver_finished();
-                return Parked::Finished;
-            }
+        if self.side.plan(self.side.now(), waker).closed {
+            self.side.finished();
+            return Parked::Finished;
         }
         match self.acquire(waker) {
             Acquire::Link(link) => Parked::Link(link),
             Acquire::GaveUp => Parked::Finished,
-            Acquire::Wait(_) => {
-                let guard = Shared::lock(&self.shared);
-                Parked::Waiting(guard.session_ref().poll_timeout().map(|at| guard.to_std(at)))
-            }
+            Acquire::Wait(_) => Parked::Waiting(self.side.next_timer()),
         }
     }
 }
@@ -479,33 +412,20 @@ impl<L: BlockingLink> Writer<L> {
     /// Waits, at most [`LINGER`], for the reader to see the peer close.
     fn linger(&self) {
         let until = Instant::now() + LINGER;
-        while self.direct.plan().readers() > 0 && Instant::now() < until {
+        while self.direct.readers().running() > 0 && Instant::now() < until {
             self.signal.wait_until(Some(until));
         }
     }
 
     pub(crate) fn attach(&mut self, link: L) {
-        {
-            let mut guard = Shared::lock(&self.shared);
-            let now = guard.now();
-            if guard.session_ref().role() == Role::Client {
-                if let Err(err) = guard.attach_link(now) {
-                    tracing::debug!(%err, "cannot attach the new link");
-                    return;
-                }
-            }
+        if !self.side.attach(self.side.now()) {
+            return;
         }
         if let Err(err) = link.set_write_timeout(Some(WRITE_STALL)) {
             tracing::debug!(%err, "cannot bound the new link's writes");
             return;
         }
-        match spawn_reader(
-            &self.shared,
-            &link,
-            &self.generation,
-            &self.direct.plan_arc(),
-            &self.signal,
-        ) {
+        match spawn_reader(&self.side, &link, &self.generation, self.direct.readers(), &self.signal) {
             Ok(_) => self.direct.lock().link = Some(link),
             Err(err) => tracing::debug!(%err, "cannot start a reader for the new link"),
         }
@@ -519,37 +439,27 @@ impl<L: BlockingLink> Writer<L> {
                 Poll::Ready(None) => Acquire::GaveUp,
                 Poll::Pending => Acquire::Wait(None),
             },
-            Supply::Dial(redial) => {
-                let resumes = Shared::lock(&self.shared).session_ref().stats().resumes;
-                match redial.schedule.next(Instant::now(), resumes) {
-                    RedialStep::GiveUp => Acquire::GaveUp,
-                    RedialStep::WaitUntil(at) => Acquire::Wait(Some(at)),
-                    RedialStep::Dial(attempt) => {
-                        Shared::lock(&self.shared).note_reconnect_attempt(attempt);
-                        match (redial.dial)() {
-                            Ok(link) => Acquire::Link(link),
-                            Err(err) => {
-                                tracing::debug!(%err, attempt, "reconnect failed");
-                                Acquire::Wait(Some(redial.schedule.failed(Instant::now())))
-                            }
+            Supply::Dial(redial) => match redial.schedule.next(Instant::now(), self.side.resumes()) {
+                RedialStep::GiveUp => Acquire::GaveUp,
+                RedialStep::WaitUntil(at) => Acquire::Wait(Some(at)),
+                RedialStep::Dial(attempt) => {
+                    self.side.reconnecting(attempt);
+                    match (redial.dial)() {
+                        Ok(link) => Acquire::Link(link),
+                        Err(err) => {
+                            tracing::debug!(%err, attempt, "reconnect failed");
+                            Acquire::Wait(Some(redial.schedule.failed(Instant::now())))
                         }
                     }
                 }
-            }
+            },
         }
     }
 }
 
 fn write_all_vectored<W: Write>(link: &mut W, out: &mut FrameQueue) -> io::Result<()> {
     while !out.is_empty() {
-        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
-        let count = out.slices(&mut slices);
-        match link.write_vectored(&slices[..count]) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => out.advance(n),
-            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-            Err(err) => return Err(err),
-        }
+        out.write_once(link)?;
     }
     link.flush()
 }

@@ -110,13 +110,13 @@ impl<R: LinkOf<T>, T> Acceptor<R, T> {
         };
         match opening {
             Opening::Hello => {
-                let (shared, slot) = self
+                let (side, slot) = self
                     .registry
                     .start_session(self.config.clone(), Bytes::from(buf), source)?;
-                let driver =
-                    LinkDriver::new(shared.clone(), link, R::Timer::default()).with_link_source(Box::new(slot));
+                let session = Session::from_shared(side.shared().clone());
+                let driver = LinkDriver::new(side, link, R::Timer::default()).with_link_source(Box::new(slot));
                 spawn_driver::<R, _>(driver);
-                Ok(Accepted::New(Session::from_shared(shared)))
+                Ok(Accepted::New(session))
             }
             Opening::Resume { request, consumed } => {
                 let rest = Bytes::copy_from_slice(&buf[consumed..]);

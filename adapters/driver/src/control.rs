@@ -19,9 +19,8 @@ pub struct ControlCore {
 }
 
 impl ControlCore {
-    /// Operations on `shared` (for the adapters, which make these handles).
-    #[doc(hidden)]
-    pub fn new(shared: SharedRef) -> Self {
+    /// Operations on `shared`.
+    pub(crate) fn new(shared: SharedRef) -> Self {
         Shared::lock(&shared).acquire_handle();
         ControlCore { shared }
     }

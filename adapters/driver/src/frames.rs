@@ -3,7 +3,7 @@
 //! handled in one place.
 
 use std::collections::VecDeque;
-use std::io::IoSlice;
+use std::io::{self, IoSlice, Write};
 
 use bytes::{Buf, Bytes, BytesMut};
 use hawser_core::{Instant, Session};
@@ -112,6 +112,25 @@ impl FrameQueue {
             count += 1;
         }
         count
+    }
+
+    /// One vectored write of the front of the queue to a blocking `writer`;
+    /// removes and returns what it took. Interrupted writes are retried, and a
+    /// write of nothing is an error (`WriteZero`).
+    pub fn write_once(&mut self, writer: &mut impl Write) -> io::Result<usize> {
+        loop {
+            let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+            let count = self.slices(&mut slices);
+            match writer.write_vectored(&slices[..count]) {
+                Ok(0) if count > 0 => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(written) => {
+                    self.advance(written);
+                    return Ok(written);
+                }
+                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+                Err(err) => return Err(err),
+            }
+        }
     }
 
     /// Removes `written` bytes from the front after a (possibly partial) write.

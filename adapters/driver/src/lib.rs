@@ -1,20 +1,23 @@
 //! # hawser-driver
 //!
 //! What the hawser adapters share, whatever the runtime:
-//! - [`Shared`]: the core [`hawser_core::Session`] behind a mutex, with the wakers
-//!   of every task (or thread) waiting on a stream, an accept or an open;
-//! - [`StreamCore`]: the poll-style stream operations that each adapter wraps in
-//!   its ecosystem's I/O traits;
-//! - [`LinkDriver`]: a future that moves bytes between a [`Link`] and the session and
-//!   keeps the session's timers with a [`Timer`]; the async adapters spawn it;
+//! - [`ControlCore`] and [`StreamCore`]: the poll-style session and stream
+//!   operations that each adapter wraps (in its ecosystem's I/O traits, or in
+//!   blocking calls);
+//! - [`LinkSide`] and [`ReadPump`]: the link pump, the rules of moving a
+//!   session's bytes over its link, written once: [`LinkDriver`] (a future
+//!   over a [`Link`] and a [`Timer`], which the async adapters spawn) drives
+//!   it, and so do hawser-blocking's reader and writer threads;
 //! - [`slab`]: recycled 256 KiB slabs that stream writes are copied into and link
 //!   reads fill, so that a fast link does not make the allocator fault memory in
 //!   afresh; up to 8 MiB of used slabs wait for reuse, process-wide;
 //! - [`session_pool`]: the policy of a pool of sessions (which session a stream
 //!   goes to, when to dial, which sessions to take out), for the adapters' pools.
 //!
-//! The lock is never held across I/O: the driver takes what the session wants to
-//! send under the lock, releases it, and writes.
+//! The session and the wakers of everything waiting on it live behind one
+//! mutex, reached only through these handles. The lock is never held across
+//! I/O: the driver takes what the session wants to send under the lock,
+//! releases it, and writes.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -34,6 +37,7 @@ mod link_driver;
 mod net;
 mod open_queue;
 mod permits;
+mod pump;
 mod registry;
 mod request;
 mod resume;
@@ -51,14 +55,15 @@ pub use events::LinkEvent;
 pub use frames::{FrameQueue, MAX_SLICES, WRITE_BATCH};
 pub use health::{HealthEvent, Status};
 pub use link::{Link, LinkSource, Timer};
-pub use link_driver::{next_read_size, LinkDriver};
+pub use link_driver::LinkDriver;
 pub use net::{Incoming, Listener};
+pub use pump::{Input, LinkSide, Plan, ReadPump, LINGER};
 pub use registry::{AcceptorStats, Registry, SessionSlot, SourceAddr};
 pub use request::{MessageError, RequestOptions, MESSAGE_PREFIX};
 pub use resume::{check_config, check_resumable, entropy, FirstDial, RedialSchedule, RedialStep, RetryPolicy};
 pub use runtime::{LinkOf, Runtime, TcpRuntime};
 pub use session::{Control, Session, SessionDriver};
-pub use shared::{live_sessions, Shared, SharedRef};
+pub use shared::live_sessions;
 pub use stream::StreamCore;
 
 /// Turns a session error into the `io::Error` every stream operation reports

@@ -8,17 +8,11 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant as StdInstant;
 
-use hawser_core::Role;
-
 use crate::frames::{FrameQueue, MAX_SLICES};
 use crate::link::{Link, LinkSource, Timer};
-use crate::shared::{shared_clock, Shared, SharedRef};
-use crate::slab::SlabBuf;
+use crate::pump::{Input, LinkSide, ReadPump, LINGER};
+use crate::shared::shared_clock;
 
-/// How many bytes one read asks for at most.
-const READ_BUFFER: usize = crate::slab::SLAB;
-/// How many bytes one read asks for at least.
-const MIN_READ: usize = crate::slab::SMALL_BUF;
 /// Batches smaller than this wait one scheduler turn before they are written.
 const COALESCE: usize = 16 * 1024;
 /// How many reads or writes one poll does before yielding to other tasks.
@@ -28,24 +22,16 @@ const OPS_PER_POLL: usize = 32;
 /// and lets its frame queue shrink: a thousand sessions that moved data once
 /// and then sit idle should not each keep half a megabyte.
 const QUIET: std::time::Duration = std::time::Duration::from_secs(1);
-/// How long an ended session goes on reading its link, once it has shut its
-/// sending side, for the peer to close its side too (see
-/// [`LinkDriver::poll_linger`]).
-const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Drives one session until it ends, over one link or, for a resumable session,
 /// over each new link its [`LinkSource`] provides; resolves to the session's close
 /// reason as an `io::Result`.
 pub struct LinkDriver<L, T> {
-    shared: SharedRef,
+    side: LinkSide,
     link: Option<L>,
     source: Option<Box<dyn LinkSource<L> + Send>>,
     timer: T,
-    read_buf: SlabBuf,
-    /// How much the next read asks for: the buffer must be zeroed before a safe
-    /// read, so small reads (request/response traffic) zero little, and a read
-    /// that fills its slice doubles the next, up to `READ_BUFFER`.
-    read_size: usize,
+    reads: ReadPump,
     /// Frames taken from the session and not yet fully written.
     out: FrameQueue,
     read_closed: bool,
@@ -62,9 +48,6 @@ pub struct LinkDriver<L, T> {
     turn_now: hawser_core::Instant,
     /// When a read last brought data.
     last_read: hawser_core::Instant,
-    /// Whether the link is idle (new, or quiet for [`QUIET`]): its reads then
-    /// wait with a tiny buffer (see `slab::IDLE_BUF`) until bytes come.
-    idle_reads: bool,
     /// When to look next whether the link has been quiet for [`QUIET`]: set
     /// once per look, not moved by every read, so that a busy session does not
     /// re-arm its timer on each read; never earlier than `QUIET` after the
@@ -73,16 +56,15 @@ pub struct LinkDriver<L, T> {
 }
 
 impl<L: Link + Unpin, T: Timer + Unpin> LinkDriver<L, T> {
-    /// A driver for `shared` over `link`.
-    pub fn new(shared: SharedRef, link: L, timer: T) -> Self {
-        let epoch = Shared::lock(&shared).epoch();
+    /// A driver for `side`'s session over `link`.
+    pub(crate) fn new(side: LinkSide, link: L, timer: T) -> Self {
+        let epoch = side.epoch();
         LinkDriver {
-            shared,
+            side,
             link: Some(link),
             source: None,
             timer,
-            read_buf: SlabBuf::default(),
-            read_size: MIN_READ,
+            reads: ReadPump::default(),
             out: FrameQueue::default(),
             read_closed: false,
             shut_down: false,
@@ -91,7 +73,6 @@ impl<L: Link + Unpin, T: Timer + Unpin> LinkDriver<L, T> {
             epoch,
             turn_now: hawser_core::Instant::ZERO,
             last_read: hawser_core::Instant::ZERO,
-            idle_reads: true,
             quiet_check: None,
         }
     }
@@ -110,17 +91,11 @@ impl<L: Link + Unpin, T: Timer + Unpin> LinkDriver<L, T> {
         if self.source.is_none() {
             return self.link.is_some();
         }
-        {
-            let mut shared = Shared::lock(&self.shared);
-            let dropped = std::mem::take(&mut shared.link_events.drop_link);
-            let closed = shared.session_ref().is_closed();
-            drop(shared);
-            if dropped {
-                self.release_link();
-            }
-            if self.link.is_some() || closed {
-                return self.link.is_some();
-            }
+        if self.side.take_drop_link() {
+            self.release_link();
+        }
+        if self.link.is_some() || self.side.is_closed() {
+            return self.link.is_some();
         }
         let Some(source) = self.source.as_mut() else {
             return false;
@@ -128,13 +103,8 @@ impl<L: Link + Unpin, T: Timer + Unpin> LinkDriver<L, T> {
         match source.poll_link(cx) {
             Poll::Pending => false,
             Poll::Ready(Some(link)) => {
-                let mut shared = Shared::lock(&self.shared);
-                let now = shared.now();
-                if shared.session_ref().role() == Role::Client {
-                    if let Err(err) = shared.attach_link(now) {
-                        tracing::debug!(%err, "cannot attach the new link");
-                        return false;
-                    }
+                if !self.side.attach(self.turn_now) {
+                    return false;
                 }
                 self.link = Some(link);
                 self.read_closed = false;
@@ -142,7 +112,7 @@ impl<L: Link + Unpin, T: Timer + Unpin> LinkDriver<L, T> {
                 true
             }
             Poll::Ready(None) => {
-                Shared::lock(&self.shared).give_up();
+                self.side.give_up();
                 false
             }
         }
@@ -156,18 +126,9 @@ impl<L: Link + Unpin, T: Timer + Unpin> LinkDriver<L, T> {
             let Some(link) = self.link.as_mut() else {
                 return false;
             };
-            // Reads land in recycled slabs (see `slab`), cut into the `Bytes`
-            // the session keeps until the application reads them.
-            let read_buf = if self.idle_reads {
-                self.read_buf.with_idle_room()
-            } else if self.read_size <= MIN_READ {
-                self.read_buf.with_small_room(MIN_READ)
-            } else {
-                self.read_buf.with_room(READ_BUFFER / 4)
-            };
-            let want = self.read_size.min(read_buf.capacity() - read_buf.len());
-            let n = match link.poll_read_buf(cx, read_buf, want) {
-                Poll::Ready(Ok(n)) => n,
+            let (buf, want) = self.reads.room();
+            let got = match link.poll_read_buf(cx, buf, want) {
+                Poll::Ready(Ok(got)) => got,
                 Poll::Ready(Err(err)) => {
                     tracing::debug!(%err, "link read failed");
                     self.link_lost();
@@ -175,25 +136,19 @@ impl<L: Link + Unpin, T: Timer + Unpin> LinkDriver<L, T> {
                 }
                 Poll::Pending => return false,
             };
-            self.read_size = next_read_size(want, n);
-            if n == 0 {
+            let Some(input) = self.reads.filled(want, got) else {
                 tracing::debug!("link closed by the peer");
                 self.link_lost();
                 return false;
-            }
+            };
             self.last_read = self.turn_now;
-            // Pings, acknowledgements and small requests fit in the idle buffer;
-            // a read that fills it is the start of real traffic.
-            self.idle_reads &= n < want;
-            let input = self.read_buf.take_filled();
-            let mut shared = Shared::lock(&self.shared);
-            if shared.link_events.drop_link {
-                // Another thread resumed the session over a new link while this
-                // read was under way: what the old link brought no longer counts
-                // (the client sends it again from the offset it was told).
-                return false;
+            match self.side.input(self.turn_now, input) {
+                // This task is the writer: it looks at the session next anyway.
+                Input::Taken { .. } => {}
+                // Stale: the session was resumed over a new link while this
+                // read was under way. Ended: only lingering reads are left.
+                Input::Stale | Input::Ended => return false,
             }
-            shared.link_input(self.turn_now, input);
         }
         // Still more to read: come back after other tasks had a turn.
         cx.waker().wake_by_ref();
@@ -201,26 +156,13 @@ impl<L: Link + Unpin, T: Timer + Unpin> LinkDriver<L, T> {
     }
 
     fn link_lost(&mut self) {
-        self.read_size = MIN_READ;
         self.read_closed = true;
-        let mut shared = Shared::lock(&self.shared);
-        if shared.link_events.drop_link {
-            // The session has already left this link: it was resumed over a new
-            // one while this read or write was under way (a takeover), or it
-            // detached. This link's failure says nothing about the session, and
-            // telling the session would detach it from the link it now uses.
-            shared.link_events.drop_link = false;
-            drop(shared);
-            self.release_link();
-            return;
-        }
-        let now = shared.now();
-        shared.link_lost(now);
+        // A link the session had already left (it was resumed over a new one
+        // while this read or write was under way) changes nothing here.
+        self.side.lost(self.turn_now);
         self.out.clear();
-        if shared.session_ref().is_detached() {
-            // The session waits for a new link; this one is done.
-            shared.link_events.drop_link = false;
-            drop(shared);
+        if self.side.take_drop_link() {
+            // The session waits for a new link, or has one: this one is done.
             self.release_link();
         }
     }
@@ -230,21 +172,14 @@ impl<L: Link + Unpin, T: Timer + Unpin> LinkDriver<L, T> {
     fn release_link(&mut self) {
         self.link = None;
         self.out = FrameQueue::default();
-        self.read_buf = SlabBuf::default();
-        self.read_size = MIN_READ;
-        self.idle_reads = true;
+        self.reads.release();
         self.read_closed = false;
     }
 
     /// Takes the session's frames; returns how many streams it has open.
     fn take_transmits(&mut self) -> usize {
-        let mut shared = Shared::lock(&self.shared);
-        if shared.link_events.drop_link {
-            // The session has moved to a new link: its output is for that one.
-            return shared.session_ref().stream_count();
-        }
-        shared.take_transmits(&mut self.out, self.turn_now);
-        shared.session_ref().stream_count()
+        // `None`: the session has moved to a new link, its output is for that one.
+        self.side.take_transmits(&mut self.out, self.turn_now).unwrap_or(0)
     }
 
     /// Writes what is queued; returns Ready(Err) when the link failed.
@@ -284,12 +219,8 @@ impl<L: Link + Unpin, T: Timer + Unpin> LinkDriver<L, T> {
     }
 
     fn poll_timer(&mut self, cx: &mut Context<'_>) -> bool {
-        let (session_deadline, write_slab) = {
-            let shared = Shared::lock(&self.shared);
-            let deadline = shared.session_ref().poll_timeout().map(|at| shared.to_std(at));
-            (deadline, shared.holds_write_slab())
-        };
-        let grown = write_slab || !self.idle_reads || self.read_buf.holds_slab() || self.out.is_grown();
+        let (session_deadline, write_slab) = self.side.timer_and_write_slab();
+        let grown = write_slab || self.reads.is_grown() || self.out.is_grown();
         let last_read = self.epoch + self.last_read.since_origin();
         let quiet_deadline = grown.then(|| *self.quiet_check.get_or_insert(last_read + QUIET));
         let deadline = match (session_deadline, quiet_deadline) {
@@ -315,9 +246,7 @@ impl<L: Link + Unpin, T: Timer + Unpin> LinkDriver<L, T> {
             });
         }
         if session_deadline.is_some_and(|at| now >= at) {
-            let mut shared = Shared::lock(&self.shared);
-            let now = shared.now();
-            shared.run_timers(now);
+            self.side.run_timers(shared_clock(self.epoch, now));
         }
         true
     }
@@ -336,9 +265,8 @@ impl<L: Link + Unpin, T: Timer + Unpin> LinkDriver<L, T> {
             let Some(link) = self.link.as_mut() else {
                 return Poll::Ready(());
             };
-            let scratch = self.read_buf.with_small_room(MIN_READ);
-            scratch.clear();
-            match link.poll_read_buf(cx, scratch, MIN_READ) {
+            let (scratch, want) = self.reads.scratch();
+            match link.poll_read_buf(cx, scratch, want) {
                 Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => {
                     self.read_closed = true;
                     return Poll::Ready(());
@@ -356,11 +284,9 @@ impl<L: Link + Unpin, T: Timer + Unpin> LinkDriver<L, T> {
     /// an empty frame queue back to its first size.
     fn release_idle_buffers(&mut self) {
         tracing::trace!("quiet link: buffers released");
-        self.read_buf = SlabBuf::default();
-        self.read_size = MIN_READ;
-        self.idle_reads = true;
+        self.reads.release();
         self.out.shrink_when_empty();
-        Shared::lock(&self.shared).release_write_slab();
+        self.side.release_write_slab();
         crate::slab::trim_when_quiet();
     }
 }
@@ -373,7 +299,7 @@ impl<L: Link + Unpin, T: Timer + Unpin> Future for LinkDriver<L, T> {
         if this.linger_until.is_some() {
             return this.finish_lingering(cx);
         }
-        Shared::lock(&this.shared).register_driver(cx.waker());
+        this.side.register_driver(cx.waker());
         loop {
             this.turn_now = shared_clock(this.epoch, StdInstant::now());
             if this.manage_link(cx) {
@@ -387,7 +313,7 @@ impl<L: Link + Unpin, T: Timer + Unpin> Future for LinkDriver<L, T> {
             // Losing the link may have brought the next one already.
             let relinked = this.link.is_none() && this.manage_link(cx);
             let fired = this.poll_timer(cx);
-            let closed = Shared::lock(&this.shared).session_ref().is_closed();
+            let closed = this.side.is_closed();
             if closed && this.out.is_empty() && !this.read_closed && this.link.is_some() {
                 // A command on another thread may have ended the session after
                 // this turn took its frames: its last frames (the go-away) go out
@@ -409,7 +335,7 @@ impl<L: Link + Unpin, T: Timer + Unpin> Future for LinkDriver<L, T> {
                 }
                 // The session is over for everyone waiting on it; the link
                 // lingers only for the peer's sake.
-                Shared::lock(&this.shared).note_driver_finished();
+                this.side.finished();
                 return this.finish_lingering(cx);
             }
             if !fired && !relinked {
@@ -427,7 +353,7 @@ impl<L: Link + Unpin, T: Timer + Unpin> LinkDriver<L, T> {
             return Poll::Pending;
         }
         self.link = None;
-        let reason = Shared::lock(&self.shared).session_ref().close_reason();
+        let reason = self.side.close_reason();
         Poll::Ready(match reason {
             None => Ok(()),
             Some(err) => Err(err.into()),
@@ -439,21 +365,6 @@ impl<L, T> Drop for LinkDriver<L, T> {
     fn drop(&mut self) {
         // Dropped unfinished (its task was cancelled): nothing more will go out
         // either way, so whoever waits for the end must not wait forever.
-        Shared::lock(&self.shared).note_driver_finished();
-    }
-}
-
-/// The next read's size after one of `asked` bytes returned `got`: reads must
-/// zero their buffer first (no unsafe here), so a read that came back full asks
-/// for twice as much next time, and one that came back mostly empty for half.
-pub fn next_read_size(asked: usize, got: usize) -> usize {
-    if got >= asked {
-        (asked * 2).min(READ_BUFFER)
-    } else if got < asked / 4 {
-        // Shrink gently: a bulk reader that caught up with its writer for one
-        // read should not fall back to small reads.
-        (asked / 2).max(MIN_READ)
-    } else {
-        asked
+        self.side.finished();
     }
 }

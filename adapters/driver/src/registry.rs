@@ -21,8 +21,9 @@ use hawser_core::resume::{ResumeRefusal, ResumeRequest, ResumeToken, Ticket};
 use hawser_core::Resumption;
 
 use crate::link::LinkSource;
+use crate::pump::LinkSide;
 use crate::resume::entropy;
-use crate::shared::{Shared, SharedRef};
+use crate::shared::Shared;
 
 /// Where a link came from, for the per-source budgets: an IPv4 address, or the
 /// /64 prefix of an IPv6 address (one host usually owns a whole /64).
@@ -445,7 +446,8 @@ impl<L> Registry<L> {
     /// Registers a new server session whose link came from `source`: gives it a
     /// ticket (a random id and a random token) and returns the slot its driver
     /// takes new links from.
-    pub fn register(&self, shared: &SharedRef, source: Option<SourceAddr>) -> io::Result<SessionSlot<L>> {
+    pub fn register(&self, side: &LinkSide, source: Option<SourceAddr>) -> io::Result<SessionSlot<L>> {
+        let shared = side.shared();
         let token = ResumeToken::from_bytes(entropy()?);
         let mut inner = lock(&self.inner);
         // Ids are random, so that one tells nothing about others; 2^64 of them
@@ -484,16 +486,16 @@ impl<L> Registry<L> {
         config: hawser_core::Config,
         first: Bytes,
         source: Option<SourceAddr>,
-    ) -> io::Result<(SharedRef, SessionSlot<L>)> {
-        let shared = Shared::new(hawser_core::Role::Server, config)
+    ) -> io::Result<(LinkSide, SessionSlot<L>)> {
+        let side = LinkSide::new(hawser_core::Role::Server, config)
             .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
-        let slot = self.register(&shared, source)?;
-        let mut guard = Shared::lock(&shared);
+        let slot = self.register(&side, source)?;
+        let mut guard = Shared::lock(side.shared());
         let now = guard.now();
         guard.session().handle_input(now, first);
         guard.dispatch_events();
         drop(guard);
-        Ok((shared, slot))
+        Ok((side, slot))
     }
 
     /// Routes a resume request that arrived on `link` from `source` (with `rest`,
@@ -573,6 +575,7 @@ impl<L> Registry<L> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shared::SharedRef;
     use std::net::Ipv6Addr;
 
     fn config() -> hawser_core::Config {
@@ -607,9 +610,10 @@ mod tests {
     /// A server session from `source` whose link is lost, holding `hold` bytes
     /// of unsent writes, reported to the registry as its driver would.
     fn detached(registry: &Registry<()>, source: Option<SourceAddr>, hold: usize) -> (SharedRef, SessionSlot<()>) {
-        let (shared, mut slot) = registry
+        let (side, mut slot) = registry
             .start_session(config(), client_hello(), source)
             .expect("a session");
+        let shared = side.shared().clone();
         {
             let mut guard = Shared::lock(&shared);
             let now = guard.now();
@@ -735,10 +739,10 @@ mod tests {
         let registry: Registry<()> = Registry::new(Resumption::default());
         let mut kept = Vec::new();
         for round in 0..1000 {
-            let shared = Shared::new(hawser_core::Role::Server, config()).expect("valid config");
-            let slot = registry.register(&shared, None).expect("entropy");
+            let side = LinkSide::new(hawser_core::Role::Server, config()).expect("valid config");
+            let slot = registry.register(&side, None).expect("entropy");
             if round % 10 == 0 {
-                kept.push((shared, slot));
+                kept.push((side, slot));
             }
         }
         assert_eq!((registry.stats().sessions, registry.stats().detached), (100, 0));
@@ -749,9 +753,9 @@ mod tests {
         let registry: Registry<()> = Registry::new(Resumption::default());
         let ids: Vec<u64> = (0..4)
             .map(|_| {
-                let shared = Shared::new(hawser_core::Role::Server, config()).expect("valid config");
-                let _slot = registry.register(&shared, None).expect("entropy");
-                let id = Shared::lock(&shared).session_ref().resume_ticket().map(|t| t.id);
+                let side = LinkSide::new(hawser_core::Role::Server, config()).expect("valid config");
+                let _slot = registry.register(&side, None).expect("entropy");
+                let id = Shared::lock(side.shared()).session_ref().resume_ticket().map(|t| t.id);
                 id.expect("a ticket")
             })
             .collect();

@@ -10,6 +10,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use crate::link::{Link, LinkSource, Timer};
+use crate::pump::LinkSide;
 use crate::runtime::{timeout, LinkOf, Runtime, TcpRuntime};
 use crate::session::{spawn_driver, Session};
 use crate::shared::{Shared, SharedRef};
@@ -266,7 +267,8 @@ where
     let shared = Shared::new(hawser_core::Role::Client, config)
         .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
     let source = Redial::new(shared.clone(), dial, retry, T::default());
-    let driver = crate::LinkDriver::new(shared.clone(), link, T::default()).with_link_source(Box::new(source));
+    let driver = crate::LinkDriver::new(LinkSide::from_shared(shared.clone()), link, T::default())
+        .with_link_source(Box::new(source));
     Ok((shared, driver))
 }
 

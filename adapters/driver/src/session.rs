@@ -11,6 +11,7 @@ use crate::control::ControlCore;
 use crate::events::LinkEvent;
 use crate::health::HealthEvent;
 use crate::link_driver::LinkDriver;
+use crate::pump::LinkSide;
 use crate::runtime::{LinkOf, Runtime};
 use crate::shared::{Shared, SharedRef};
 use crate::stream::StreamCore;
@@ -69,7 +70,11 @@ impl<R: Runtime> Session<R> {
         R: LinkOf<T>,
     {
         let shared = Shared::new(role, config).map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
-        let driver = LinkDriver::new(shared.clone(), R::link(link), R::Timer::default());
+        let driver = LinkDriver::new(
+            LinkSide::from_shared(shared.clone()),
+            R::link(link),
+            R::Timer::default(),
+        );
         Ok((Session::from_shared(shared), driver))
     }
 

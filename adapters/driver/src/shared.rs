@@ -15,7 +15,7 @@ use crate::open_queue::OpenQueue;
 use crate::slab::SlabBuf;
 
 /// The shared state behind a mutex.
-pub type SharedRef = Arc<Mutex<Shared>>;
+pub(crate) type SharedRef = Arc<Mutex<Shared>>;
 
 /// Sessions whose state is still in memory, process-wide.
 static LIVE_SESSIONS: AtomicUsize = AtomicUsize::new(0);
@@ -47,25 +47,38 @@ struct Abandoned {
     drained: u64,
 }
 
-/// What the driver keeps for a stream whose handle is alive.
+/// What the shared layer keeps for a stream whose handle is alive.
 #[derive(Default)]
-struct StreamWakers {
+struct HandleEntry {
     read: Option<Waker>,
     write: Option<Waker>,
-    /// The code of a reset the session announced: the session releases the
-    /// stream on announcing it, so the handle learns the code from here.
-    reset: Option<ResetCode>,
+    /// How the stream was reset, once either side did: the one record of it
+    /// above the core. The session releases a reset stream once the reset is
+    /// delivered (and keeps only the last few codes), so every later
+    /// operation of the handle reports the reset from here.
+    reset: Option<SeenReset>,
+}
+
+/// A stream's reset as its handle reports it.
+struct SeenReset {
+    code: ResetCode,
+    /// The reason that came with it (native profile).
+    reason: Option<Box<str>>,
 }
 
 /// A core session plus the wakers of everything waiting on it.
-pub struct Shared {
+pub(crate) struct Shared {
     session: Session,
     epoch: StdInstant,
-    wakers: HashMap<StreamId, StreamWakers, BuildHasherDefault<IdHasher>>,
+    /// The streams whose handle is alive (see `adopt`).
+    handles_by_id: HashMap<StreamId, HandleEntry, BuildHasherDefault<IdHasher>>,
     accept_wakers: Vec<Waker>,
     pub(crate) open_queue: OpenQueue,
     flush_wakers: Vec<(StreamId, Waker)>,
     driver_waker: Option<Waker>,
+    /// When the link's writer next looks at the session's timers without
+    /// being woken (`None`: only when woken); see [`writer_needed`](Self::writer_needed).
+    driver_plan: Option<StdInstant>,
     /// Streams whose handle was dropped before the peer finished: their inbound
     /// data is read and dropped (so the peer is never stuck on a window nobody
     /// reads), within a byte and time grace, then they are reset.
@@ -98,11 +111,12 @@ impl Shared {
         Ok(Arc::new(Mutex::new(Shared {
             session,
             epoch: StdInstant::now(),
-            wakers: HashMap::default(),
+            handles_by_id: HashMap::default(),
             accept_wakers: Vec::new(),
             open_queue: OpenQueue::default(),
             flush_wakers: Vec::new(),
             driver_waker: None,
+            driver_plan: None,
             abandoned: HashMap::default(),
             link_events: LinkEvents::default(),
             write_slab: SlabBuf::default(),
@@ -302,18 +316,40 @@ impl Shared {
         crate::session_closed_error(self.session.close_reason())
     }
 
-    /// The code of the reset the session announced for stream `id`, whose
-    /// handle is alive.
-    pub(crate) fn announced_reset(&self, id: StreamId) -> Option<ResetCode> {
-        self.wakers.get(&id).and_then(|wakers| wakers.reset)
+    /// Whether stream `id`, whose handle is alive, has been reset by either side.
+    pub(crate) fn is_reset(&self, id: StreamId) -> bool {
+        self.handles_by_id.get(&id).is_some_and(|entry| entry.reset.is_some())
+    }
+
+    /// The error an operation of stream `id` reports once the stream has been
+    /// reset: `reported(code)`, with the reset's reason attached.
+    pub(crate) fn reset_error<E: Into<std::io::Error>>(
+        &self,
+        id: StreamId,
+        reported: impl FnOnce(ResetCode) -> E,
+    ) -> Option<std::io::Error> {
+        let reset = self.handles_by_id.get(&id)?.reset.as_ref()?;
+        Some(crate::errors::with_reason(reported(reset.code), &reset.reason))
+    }
+
+    /// Records that stream `id` was reset with `code` (an operation saw it,
+    /// the session announced it, or this side reset it), with the reason
+    /// the session knows.
+    pub(crate) fn note_reset(&mut self, id: StreamId, code: ResetCode) {
+        if let Some(entry) = self.handles_by_id.get_mut(&id) {
+            if entry.reset.is_none() {
+                let reason = self.session.reset_reason(id).map(Box::from);
+                entry.reset = Some(SeenReset { code, reason });
+            }
+        }
     }
 
     pub(crate) fn register_read(&mut self, id: StreamId, waker: &Waker) {
-        self.wakers.entry(id).or_default().read = Some(waker.clone());
+        self.handles_by_id.entry(id).or_default().read = Some(waker.clone());
     }
 
     pub(crate) fn register_write(&mut self, id: StreamId, waker: &Waker) {
-        self.wakers.entry(id).or_default().write = Some(waker.clone());
+        self.handles_by_id.entry(id).or_default().write = Some(waker.clone());
     }
 
     /// Registers a task waiting for an inbound stream.
@@ -403,12 +439,12 @@ impl Shared {
     /// A handle for stream `id` was made: it owns the stream's entry (wakers
     /// and an announced reset) until it is dropped (`forget` or `abandon`).
     pub(crate) fn adopt(&mut self, id: StreamId) {
-        self.wakers.insert(id, StreamWakers::default());
+        self.handles_by_id.insert(id, HandleEntry::default());
     }
 
     /// The handle of stream `id` was dropped before the peer finished it.
     pub(crate) fn abandon(&mut self, id: StreamId) {
-        self.wakers.remove(&id);
+        self.handles_by_id.remove(&id);
         let since = self.now();
         // What had arrived before the handle went does not count: only what
         // the peer sends after.
@@ -424,8 +460,9 @@ impl Shared {
         self.drain_abandoned(id);
     }
 
+    /// The handle of stream `id` was dropped, and the stream needs nothing more.
     pub(crate) fn forget(&mut self, id: StreamId) {
-        self.wakers.remove(&id);
+        self.handles_by_id.remove(&id);
     }
 
     /// Reads and drops what arrived on a stream nobody holds any more; resets
@@ -504,6 +541,27 @@ impl Shared {
         }
     }
 
+    /// The link's writer, with the session locked: it looks at the timers
+    /// again by `at` at the latest.
+    pub(crate) fn set_driver_plan(&mut self, at: Option<StdInstant>) {
+        self.driver_plan = at;
+    }
+
+    /// Whether the session needs the link's writer now: something to send,
+    /// an end or a link change to act on, or a timer due before the writer
+    /// planned to look.
+    pub(crate) fn writer_needed(&self) -> bool {
+        let session = &self.session;
+        if session.has_transmit() || session.is_closed() || self.link_events.drop_link {
+            return true;
+        }
+        match (session.poll_timeout().map(|at| self.to_std(at)), self.driver_plan) {
+            (Some(at), Some(planned)) => at < planned,
+            (Some(_), None) => true,
+            (None, _) => false,
+        }
+    }
+
     /// Takes the link driver's waker, for a caller that wakes the driver its
     /// own way (hawser-blocking writes from the calling thread when its
     /// writer is idle); `None` if the driver is awake already.
@@ -544,9 +602,7 @@ impl Shared {
                     self.abandoned.remove(&id);
                     // Only a live handle has an entry (see `adopt`); nobody
                     // else needs the code.
-                    if let Some(wakers) = self.wakers.get_mut(&id) {
-                        wakers.reset = Some(code);
-                    }
+                    self.note_reset(id, code);
                     self.wake_stream(id, true, true);
                 }
                 Event::StreamClosed(id) => {
@@ -626,14 +682,14 @@ impl Shared {
     }
 
     fn wake_stream(&mut self, id: StreamId, read: bool, write: bool) {
-        if let Some(wakers) = self.wakers.get_mut(&id) {
+        if let Some(entry) = self.handles_by_id.get_mut(&id) {
             if read {
-                if let Some(waker) = wakers.read.take() {
+                if let Some(waker) = entry.read.take() {
                     waker.wake();
                 }
             }
             if write {
-                if let Some(waker) = wakers.write.take() {
+                if let Some(waker) = entry.write.take() {
                     waker.wake();
                 }
             }
@@ -641,8 +697,9 @@ impl Shared {
     }
 
     fn wake_everything(&mut self) {
-        for (_, wakers) in self.wakers.drain() {
-            for waker in [wakers.read, wakers.write].into_iter().flatten() {
+        // The entries stay: a stream reset before the end still reports its reset.
+        for entry in self.handles_by_id.values_mut() {
+            for waker in [entry.read.take(), entry.write.take()].into_iter().flatten() {
                 waker.wake();
             }
         }

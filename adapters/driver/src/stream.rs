@@ -7,7 +7,6 @@ use std::task::{Context, Poll, Waker};
 use bytes::Bytes;
 use hawser_core::{FinishError, ReadError, ResetCode, StreamId, WriteError};
 
-use crate::errors::with_reason;
 use crate::shared::{Shared, SharedRef};
 
 /// One stream of a shared session: the operations every adapter's stream type
@@ -19,12 +18,6 @@ pub struct StreamCore {
     id: StreamId,
     read_done: bool,
     write_done: bool,
-    /// The code the stream was reset with, once an operation saw the reset (or
-    /// this side reset it): the session may release a reset stream, and every
-    /// later operation must still report the reset, not an unknown stream.
-    reset: Option<ResetCode>,
-    /// The reason that came with the reset (native profile), kept with it.
-    reason: Option<Box<str>>,
     /// Whether writes, flushes and finishes hand the driver's wake-up to the
     /// caller instead of waking it (see [`StreamCore::defer_driver_wakes`]).
     defer_wakes: bool,
@@ -53,8 +46,6 @@ impl StreamCore {
             id,
             read_done: false,
             write_done: false,
-            reset: None,
-            reason: None,
             defer_wakes: false,
             deferred: None,
         }
@@ -80,11 +71,6 @@ impl StreamCore {
         self.deferred.take()
     }
 
-    /// The session this stream belongs to.
-    pub fn shared(&self) -> &SharedRef {
-        &self.shared
-    }
-
     /// Reads into `buf`; `Ok(0)` is the end of the stream.
     pub fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         if buf.is_empty() {
@@ -104,14 +90,11 @@ impl StreamCore {
         if self.read_done {
             return Poll::Ready(Ok(None));
         }
-        if let Some(code) = self.reset {
-            return Poll::Ready(Err(with_reason(ReadError::Reset(code), &self.reason)));
-        }
         let mut shared = Shared::lock(&self.shared);
-        if let Some(code) = Self::announced_reset(&shared, self.id, &mut self.reset, &mut self.reason) {
-            return Poll::Ready(Err(with_reason(ReadError::Reset(code), &self.reason)));
-        }
         let id = self.id;
+        if let Some(err) = shared.reset_error(id, ReadError::Reset) {
+            return Poll::Ready(Err(err));
+        }
         // Reading may owe the peer a window update.
         let result = shared.change_checking(
             |session| session.stream(id).read(max),
@@ -128,12 +111,11 @@ impl StreamCore {
                 Poll::Pending
             }
             Err(ReadError::SessionClosed) => Poll::Ready(Err(shared.closed_error())),
-            Err(err) => {
-                if let ReadError::Reset(code) = err {
-                    Self::note_reset(&shared, self.id, code, &mut self.reset, &mut self.reason);
-                }
-                Poll::Ready(Err(with_reason(err, &self.reason)))
+            Err(ReadError::Reset(code)) => {
+                shared.note_reset(id, code);
+                Poll::Ready(Err(reset_error(&shared, id, code, ReadError::Reset)))
             }
+            Err(err) => Poll::Ready(Err(err.into())),
         }
     }
 
@@ -142,14 +124,11 @@ impl StreamCore {
         if data.is_empty() {
             return Poll::Ready(Ok(0));
         }
-        if let Some(code) = self.reset {
-            return Poll::Ready(Err(with_reason(WriteError::Reset(code), &self.reason)));
-        }
         let mut shared = Shared::lock(&self.shared);
-        if let Some(code) = Self::announced_reset(&shared, self.id, &mut self.reset, &mut self.reason) {
-            return Poll::Ready(Err(with_reason(WriteError::Reset(code), &self.reason)));
-        }
         let id = self.id;
+        if let Some(err) = shared.reset_error(id, WriteError::Reset) {
+            return Poll::Ready(Err(err));
+        }
         let room = shared.session().stream(id).writable_bytes();
         let take = data.len().min(room.max(1));
         let copy = shared.copy_in(&data[..take]);
@@ -158,19 +137,16 @@ impl StreamCore {
         if defer && result.is_ok() {
             wake_or_defer(&mut shared, true, &mut self.deferred);
         }
-        Self::finish_write(&mut shared, self.id, cx, result, &mut self.reset, &mut self.reason)
+        finish_write(&mut shared, id, cx, result)
     }
 
     /// Queues `data` without copying.
     pub fn poll_write_bytes(&mut self, cx: &mut Context<'_>, data: &Bytes) -> Poll<io::Result<usize>> {
-        if let Some(code) = self.reset {
-            return Poll::Ready(Err(with_reason(WriteError::Reset(code), &self.reason)));
-        }
         let mut shared = Shared::lock(&self.shared);
-        if let Some(code) = Self::announced_reset(&shared, self.id, &mut self.reset, &mut self.reason) {
-            return Poll::Ready(Err(with_reason(WriteError::Reset(code), &self.reason)));
-        }
         let id = self.id;
+        if let Some(err) = shared.reset_error(id, WriteError::Reset) {
+            return Poll::Ready(Err(err));
+        }
         let defer = self.defer_wakes;
         let result = shared.change_waking(
             |session| session.stream(id).write(data.clone()),
@@ -179,58 +155,7 @@ impl StreamCore {
         if defer && result.is_ok() {
             wake_or_defer(&mut shared, true, &mut self.deferred);
         }
-        Self::finish_write(&mut shared, self.id, cx, result, &mut self.reset, &mut self.reason)
-    }
-
-    /// A reset the session announced (and released the stream on): from now
-    /// on this handle reports it without asking the session.
-    fn announced_reset(
-        shared: &Shared,
-        id: StreamId,
-        reset: &mut Option<ResetCode>,
-        reason: &mut Option<Box<str>>,
-    ) -> Option<ResetCode> {
-        let code = shared.announced_reset(id)?;
-        Self::note_reset(shared, id, code, reset, reason);
-        Some(code)
-    }
-
-    /// Keeps the code of a reset this handle has seen, and its reason.
-    fn note_reset(
-        shared: &Shared,
-        id: StreamId,
-        code: ResetCode,
-        reset: &mut Option<ResetCode>,
-        reason: &mut Option<Box<str>>,
-    ) {
-        *reset = Some(code);
-        if reason.is_none() {
-            *reason = shared.session_ref().reset_reason(id).map(Box::from);
-        }
-    }
-
-    fn finish_write(
-        shared: &mut Shared,
-        id: StreamId,
-        cx: &mut Context<'_>,
-        result: Result<usize, WriteError>,
-        reset: &mut Option<ResetCode>,
-        reason: &mut Option<Box<str>>,
-    ) -> Poll<io::Result<usize>> {
-        match result {
-            Ok(n) => Poll::Ready(Ok(n)),
-            Err(WriteError::Blocked) => {
-                shared.register_write(id, cx.waker());
-                Poll::Pending
-            }
-            Err(WriteError::SessionClosed) => Poll::Ready(Err(shared.closed_error())),
-            Err(err) => {
-                if let WriteError::Reset(code) = err {
-                    Self::note_reset(shared, id, code, reset, reason);
-                }
-                Poll::Ready(Err(with_reason(err, reason)))
-            }
-        }
+        finish_write(&mut shared, id, cx, result)
     }
 
     /// Waits until everything written so far has been handed to the link.
@@ -243,7 +168,7 @@ impl StreamCore {
                 Err(shared.closed_error())
             });
         }
-        if self.reset.is_some() || shared.session().stream(self.id).buffered_send() == 0 {
+        if shared.is_reset(self.id) || shared.session().stream(self.id).buffered_send() == 0 {
             return Poll::Ready(Ok(()));
         }
         shared.register_flush(self.id, cx.waker());
@@ -262,14 +187,11 @@ impl StreamCore {
         if self.write_done {
             return Ok(());
         }
-        if let Some(code) = self.reset {
-            return Err(with_reason(WriteError::Reset(code), &self.reason));
-        }
         let mut shared = Shared::lock(&self.shared);
-        if let Some(code) = Self::announced_reset(&shared, self.id, &mut self.reset, &mut self.reason) {
-            return Err(with_reason(WriteError::Reset(code), &self.reason));
-        }
         let id = self.id;
+        if let Some(err) = shared.reset_error(id, WriteError::Reset) {
+            return Err(err);
+        }
         let defer = self.defer_wakes;
         let result = shared.change_checking(|session| session.stream(id).finish(), |_| !defer);
         match result {
@@ -282,8 +204,8 @@ impl StreamCore {
             }
             Err(FinishError::SessionClosed) => Err(shared.closed_error()),
             Err(FinishError::Reset(code)) => {
-                Self::note_reset(&shared, self.id, code, &mut self.reset, &mut self.reason);
-                Err(with_reason(WriteError::Reset(code), &self.reason))
+                shared.note_reset(id, code);
+                Err(reset_error(&shared, id, code, WriteError::Reset))
             }
             Err(FinishError::UnknownStream) => Err(WriteError::UnknownStream.into()),
         }
@@ -301,8 +223,7 @@ impl StreamCore {
         let mut shared = Shared::lock(&self.shared);
         let id = self.id;
         let _ = shared.change_now(|session| session.stream(id).reset_with_reason(code, reason));
-        self.reset = Some(code);
-        shared.forget(id);
+        shared.note_reset(id, code);
     }
 }
 
@@ -322,7 +243,7 @@ impl Drop for StreamCore {
 impl StreamCore {
     /// What dropping the stream does to it, before the handle count goes down.
     fn release(&mut self, shared: &mut Shared) {
-        if self.reset.is_some() || shared.closed().is_some() || shared.announced_reset(self.id).is_some() {
+        if shared.is_reset(self.id) || shared.closed().is_some() {
             // Over already: nothing to finish or drain.
             shared.forget(self.id);
             return;
@@ -340,6 +261,43 @@ impl StreamCore {
         // Forgetting or abandoning may have given the driver work (a reset,
         // data to drain).
         shared.wake_driver();
+    }
+}
+
+/// The error for an operation that met stream `id`'s reset `code`: the
+/// recorded one (with its reason), or `reported(code)` if the handle has no
+/// record (it was released).
+fn reset_error<E: Into<io::Error>>(
+    shared: &Shared,
+    id: StreamId,
+    code: ResetCode,
+    reported: impl Fn(ResetCode) -> E,
+) -> io::Error {
+    shared
+        .reset_error(id, &reported)
+        .unwrap_or_else(|| reported(code).into())
+}
+
+/// The outcome of a stream write: a blocked write waits for room, a reset is
+/// recorded.
+fn finish_write(
+    shared: &mut Shared,
+    id: StreamId,
+    cx: &mut Context<'_>,
+    result: Result<usize, WriteError>,
+) -> Poll<io::Result<usize>> {
+    match result {
+        Ok(n) => Poll::Ready(Ok(n)),
+        Err(WriteError::Blocked) => {
+            shared.register_write(id, cx.waker());
+            Poll::Pending
+        }
+        Err(WriteError::SessionClosed) => Poll::Ready(Err(shared.closed_error())),
+        Err(WriteError::Reset(code)) => {
+            shared.note_reset(id, code);
+            Poll::Ready(Err(reset_error(shared, id, code, WriteError::Reset)))
+        }
+        Err(err) => Poll::Ready(Err(err.into())),
     }
 }
 

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use hawser_core::{Config, Resumption, Role};
-use hawser_driver::{Registry, Shared};
+use hawser_driver::{LinkSide, Registry};
 
 /// Prints the time per registration with 1k to 100k live sessions registered.
 pub fn run() {
@@ -18,7 +18,7 @@ pub fn run() {
         let registry: Registry<()> = Registry::new(Resumption::default());
         let mut held = Vec::with_capacity(live);
         for _ in 0..live {
-            let Ok(shared) = Shared::new(Role::Server, config.clone()) else {
+            let Ok(shared) = LinkSide::new(Role::Server, config.clone()) else {
                 eprintln!("invalid config");
                 return;
             };
@@ -31,7 +31,7 @@ pub fn run() {
             }
         }
         let fresh: Vec<_> = (0..TIMED)
-            .filter_map(|_| Shared::new(Role::Server, config.clone()).ok())
+            .filter_map(|_| LinkSide::new(Role::Server, config.clone()).ok())
             .collect();
         let started = Instant::now();
         for shared in &fresh {
