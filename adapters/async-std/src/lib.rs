@@ -181,5 +181,5 @@ pub mod smol {
         stream: Stream,
     }
 
-    crate::pool::pool_stream_io!();
+    crate::stream::futures_io!(PoolStream);
 }

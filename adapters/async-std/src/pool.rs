@@ -57,46 +57,5 @@ hawser_driver::declare_pool! {
     stream: Stream,
 }
 
-/// futures-io's I/O traits for a flavour's `PoolStream`, by way of its stream.
-macro_rules! pool_stream_io {
-    () => {
-        impl futures_io::AsyncRead for PoolStream {
-            fn poll_read(
-                self: std::pin::Pin<&mut Self>,
-                cx: &mut std::task::Context<'_>,
-                buf: &mut [u8],
-            ) -> std::task::Poll<std::io::Result<usize>> {
-                std::pin::Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
-            }
-        }
-
-        impl futures_io::AsyncWrite for PoolStream {
-            fn poll_write(
-                self: std::pin::Pin<&mut Self>,
-                cx: &mut std::task::Context<'_>,
-                buf: &[u8],
-            ) -> std::task::Poll<std::io::Result<usize>> {
-                std::pin::Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
-            }
-
-            fn poll_flush(
-                self: std::pin::Pin<&mut Self>,
-                cx: &mut std::task::Context<'_>,
-            ) -> std::task::Poll<std::io::Result<()>> {
-                std::pin::Pin::new(&mut self.get_mut().stream).poll_flush(cx)
-            }
-
-            fn poll_close(
-                self: std::pin::Pin<&mut Self>,
-                cx: &mut std::task::Context<'_>,
-            ) -> std::task::Poll<std::io::Result<()>> {
-                std::pin::Pin::new(&mut self.get_mut().stream).poll_close(cx)
-            }
-        }
-    };
-}
-#[cfg(feature = "smol")]
-pub(crate) use pool_stream_io;
-
 #[cfg(feature = "async-std")]
-pool_stream_io!();
+crate::stream::futures_io!(PoolStream);

@@ -18,17 +18,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Link for FuturesLink<T> {
         Pin::new(&mut self.0).poll_read(cx, buf)
     }
 
-    fn poll_write_vectored(&mut self, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
-    }
-
-    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-
-    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_close(cx)
-    }
+    hawser_driver::link_write_methods!(poll_close);
 }
 
 /// The session timer, on async-io (which async-std and smol both run).

@@ -1,7 +1,6 @@
 //! The blocking session: two threads per link, and blocking operations.
 
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::thread::{self, JoinHandle};
@@ -9,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use hawser_core::{Config, Role};
 use hawser_driver::{
-    ControlCore, FrameQueue, Input, LinkSide, LinkSource, ReadPump, RedialSchedule, RedialStep, SessionSlot,
-    StreamCore, LINGER,
+    ControlCore, FrameQueue, Input, LinkGeneration, LinkSide, LinkSource, ReadPump, RedialSchedule, RedialStep,
+    SessionSlot, StreamCore, LINGER,
 };
 
 use crate::direct::{Direct, Outbox, Readers, WriterWake};
@@ -52,10 +51,9 @@ impl Session {
 
     pub(crate) fn start<L: BlockingLink>(side: LinkSide, link: L, supply: Supply<L>) -> io::Result<Session> {
         link.set_write_timeout(Some(WRITE_STALL))?;
-        let generation = Arc::new(AtomicU64::new(0));
         let readers = Arc::new(Readers::default());
         let signal = Arc::new(Signal::default());
-        let reader_thread = spawn_reader(&side, &link, &generation, &readers, &signal)?;
+        let (reader_thread, current) = spawn_reader(&side, &link, &readers, &signal)?;
         let direct = Direct::new(side.clone(), Some(link), &signal, readers);
         let writer_wake = direct.writer_wake(&signal);
         let control = side.control();
@@ -63,7 +61,7 @@ impl Session {
             direct,
             side,
             supply,
-            generation,
+            current,
             signal,
         };
         let writer_thread = thread::Builder::new()
@@ -160,23 +158,24 @@ impl std::ops::Deref for Session {
     }
 }
 
+/// Starts the reader thread of `link`, the session's current link; returns
+/// it and which link it is.
 fn spawn_reader<L: BlockingLink>(
     side: &LinkSide,
     link: &L,
-    generation: &Arc<AtomicU64>,
     readers: &Arc<Readers>,
     signal: &Arc<Signal>,
-) -> io::Result<JoinHandle<()>> {
+) -> io::Result<(JoinHandle<()>, LinkGeneration)> {
     let reader = link.try_clone()?;
     let side = side.clone();
-    let current = generation.load(Ordering::Acquire);
-    let generation = generation.clone();
+    let current = side.link_generation();
     // Counted before the thread starts, so that a writer that has just ended
     // the session waits for it.
     let running = ReaderRunning::new(readers.clone(), signal.clone());
-    thread::Builder::new()
+    let thread = thread::Builder::new()
         .name("hawser-reader".into())
-        .spawn(move || read_loop(side, reader, current, generation, running))
+        .spawn(move || read_loop(side, reader, current, running))?;
+    Ok((thread, current))
 }
 
 /// A reader thread, counted while it runs; its end wakes the writer, which
@@ -215,33 +214,23 @@ fn drain_until_closed<L: BlockingLink>(link: &mut L) {
     }
 }
 
-/// Reads one link into the session until the link ends or is replaced (its
-/// generation is no longer current).
-fn read_loop<L: BlockingLink>(
-    side: LinkSide,
-    mut link: L,
-    mine: u64,
-    generation: Arc<AtomicU64>,
-    _running: ReaderRunning,
-) {
+/// Reads one link (`mine`) into the session until the link ends or the
+/// session has left it.
+fn read_loop<L: BlockingLink>(side: LinkSide, mut link: L, mine: LinkGeneration, _running: ReaderRunning) {
     let mut reads = ReadPump::default();
     loop {
         let result = reads.read_from(&mut link);
-        if generation.load(Ordering::Acquire) != mine {
-            // The writer has moved on to a new link: this one no longer counts.
-            return;
-        }
         let input = match result {
             Ok(Some(input)) => input,
             Ok(None) | Err(_) => {
                 if let Err(err) = result {
                     tracing::debug!(%err, "link read failed");
                 }
-                side.lost(side.now());
+                side.lost(mine, side.now());
                 return;
             }
         };
-        match side.input(side.now(), input) {
+        match side.input(mine, side.now(), input) {
             // Most inputs (data for a reader, a window update) leave nothing
             // to send: waking the writer for them would only cost a thread switch.
             Input::Taken { wake_writer } => {
@@ -260,8 +249,7 @@ fn read_loop<L: BlockingLink>(
 
 /// Shuts the current link (its reader thread then ends) and retires it, with
 /// what was waiting to be written to it.
-fn retire<L: BlockingLink>(generation: &AtomicU64, outbox: &mut Outbox<L>) {
-    generation.fetch_add(1, Ordering::AcqRel);
+fn retire<L: BlockingLink>(outbox: &mut Outbox<L>) {
     outbox.out.clear();
     if let Some(link) = outbox.link.take() {
         let _ = link.shutdown();
@@ -299,7 +287,8 @@ pub(crate) struct Writer<L> {
     /// write directly.
     direct: Arc<Direct<L>>,
     supply: Supply<L>,
-    generation: Arc<AtomicU64>,
+    /// Which of the session's links the outbox holds.
+    current: LinkGeneration,
     signal: Arc<Signal>,
 }
 
@@ -314,7 +303,7 @@ impl<L: BlockingLink> Writer<L> {
             // Retire a dead link before taking anything to send: once the
             // session is resumed, its output belongs to the new link.
             if plan.drop_link {
-                retire(&self.generation, &mut outbox);
+                retire(&mut outbox);
             }
             if outbox.link.is_some() {
                 self.side.take_transmits(&mut outbox.out, now);
@@ -375,9 +364,9 @@ impl<L: BlockingLink> Writer<L> {
                     }
                     tracing::debug!(%err, "link write failed");
                     out.clear();
-                    self.side.lost(self.side.now());
+                    self.side.lost(self.current, self.side.now());
                     let _ = self.side.take_drop_link();
-                    retire(&self.generation, &mut outbox);
+                    retire(&mut outbox);
                 }
                 continue;
             }
@@ -425,8 +414,11 @@ impl<L: BlockingLink> Writer<L> {
             tracing::debug!(%err, "cannot bound the new link's writes");
             return;
         }
-        match spawn_reader(&self.side, &link, &self.generation, self.direct.readers(), &self.signal) {
-            Ok(_) => self.direct.lock().link = Some(link),
+        match spawn_reader(&self.side, &link, self.direct.readers(), &self.signal) {
+            Ok((_, current)) => {
+                self.current = current;
+                self.direct.lock().link = Some(link);
+            }
             Err(err) => tracing::debug!(%err, "cannot start a reader for the new link"),
         }
     }

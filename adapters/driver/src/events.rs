@@ -95,6 +95,9 @@ pub(crate) struct LinkEvents {
     /// The driver must drop its link (the session detached or a resume attempt
     /// on it failed).
     pub(crate) drop_link: bool,
+    /// Counts the links the driver has let go of: a link's reads count only
+    /// while it is the current one (see `LinkSide::input`).
+    pub(crate) link_generation: u64,
     /// Reconnect attempts made, in all.
     pub(crate) reconnects: u64,
 }

@@ -10,7 +10,7 @@ use std::time::Instant as StdInstant;
 
 use crate::frames::{FrameQueue, MAX_SLICES};
 use crate::link::{Link, LinkSource, Timer};
-use crate::pump::{Input, LinkSide, ReadPump, LINGER};
+use crate::pump::{Input, LinkGeneration, LinkSide, ReadPump, LINGER};
 use crate::shared::shared_clock;
 
 /// Batches smaller than this wait one scheduler turn before they are written.
@@ -29,6 +29,8 @@ const QUIET: std::time::Duration = std::time::Duration::from_secs(1);
 pub struct LinkDriver<L, T> {
     side: LinkSide,
     link: Option<L>,
+    /// Which of the session's links `link` is.
+    generation: LinkGeneration,
     source: Option<Box<dyn LinkSource<L> + Send>>,
     timer: T,
     reads: ReadPump,
@@ -59,9 +61,11 @@ impl<L: Link + Unpin, T: Timer + Unpin> LinkDriver<L, T> {
     /// A driver for `side`'s session over `link`.
     pub(crate) fn new(side: LinkSide, link: L, timer: T) -> Self {
         let epoch = side.epoch();
+        let generation = side.link_generation();
         LinkDriver {
             side,
             link: Some(link),
+            generation,
             source: None,
             timer,
             reads: ReadPump::default(),
@@ -107,6 +111,7 @@ impl<L: Link + Unpin, T: Timer + Unpin> LinkDriver<L, T> {
                     return false;
                 }
                 self.link = Some(link);
+                self.generation = self.side.link_generation();
                 self.read_closed = false;
                 self.shut_down = false;
                 true
@@ -142,7 +147,7 @@ impl<L: Link + Unpin, T: Timer + Unpin> LinkDriver<L, T> {
                 return false;
             };
             self.last_read = self.turn_now;
-            match self.side.input(self.turn_now, input) {
+            match self.side.input(self.generation, self.turn_now, input) {
                 // This task is the writer: it looks at the session next anyway.
                 Input::Taken { .. } => {}
                 // Stale: the session was resumed over a new link while this
@@ -159,7 +164,7 @@ impl<L: Link + Unpin, T: Timer + Unpin> LinkDriver<L, T> {
         self.read_closed = true;
         // A link the session had already left (it was resumed over a new one
         // while this read or write was under way) changes nothing here.
-        self.side.lost(self.turn_now);
+        self.side.lost(self.generation, self.turn_now);
         self.out.clear();
         if self.side.take_drop_link() {
             // The session waits for a new link, or has one: this one is done.

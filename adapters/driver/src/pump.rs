@@ -54,6 +54,11 @@ pub struct LinkSide {
     epoch: StdInstant,
 }
 
+/// Which of a session's links something came from (see
+/// [`LinkSide::link_generation`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkGeneration(u64);
+
 /// What became of bytes a link delivered ([`LinkSide::input`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Input {
@@ -121,11 +126,21 @@ impl LinkSide {
         Shared::lock(&self.shared).wake_driver();
     }
 
-    /// The bytes a link read at `now` go into the session, unless the session
-    /// has left that link or ended.
-    pub fn input(&self, now: Instant, bytes: Bytes) -> Input {
+    /// Which link is the current one: a driver notes it when it starts using
+    /// a link, and passes it with what that link brought
+    /// ([`input`](Self::input), [`lost`](Self::lost)). It changes whenever the
+    /// driver takes the cue to drop its link.
+    pub fn link_generation(&self) -> LinkGeneration {
+        LinkGeneration(Shared::lock(&self.shared).link_generation())
+    }
+
+    /// The bytes that link `link` read at `now` go into the session, unless
+    /// the session has left that link or ended.
+    pub fn input(&self, link: LinkGeneration, now: Instant, bytes: Bytes) -> Input {
         let mut shared = Shared::lock(&self.shared);
-        if shared.link_dropped() {
+        // Both checked under the lock that takes the cue and moves the
+        // generation on: a read that raced a resume is never fed.
+        if shared.link_dropped() || shared.link_generation() != link.0 {
             // The client sends again, from the offset it is told, what the
             // old link brought.
             return Input::Stale;
@@ -144,13 +159,13 @@ impl LinkSide {
         }
     }
 
-    /// The link failed or the peer closed it, at `now`. A resumable session
-    /// detaches (and [`take_drop_link`](Self::take_drop_link) then says so);
-    /// any other ends. A link the session had already left says nothing about
-    /// the session and changes nothing.
-    pub fn lost(&self, now: Instant) {
+    /// Link `link` failed or the peer closed it, at `now`. A resumable
+    /// session detaches (and [`take_drop_link`](Self::take_drop_link) then
+    /// says so); any other ends. A link the session had already left says
+    /// nothing about the session and changes nothing.
+    pub fn lost(&self, link: LinkGeneration, now: Instant) {
         let mut shared = Shared::lock(&self.shared);
-        if !shared.link_dropped() {
+        if !shared.link_dropped() && shared.link_generation() == link.0 {
             shared.link_lost(now);
             shared.wake_driver();
         }
@@ -437,7 +452,20 @@ mod tests {
     #[test]
     fn input_for_a_link_the_session_left_is_stale() {
         let side = LinkSide::new(Role::Client, Config::default()).expect("valid config");
+        let first = side.link_generation();
         Shared::lock(side.shared()).link_events.drop_link = true;
-        assert_eq!(side.input(Instant::ZERO, Bytes::from_static(b"x")), Input::Stale);
+        assert_eq!(side.input(first, Instant::ZERO, Bytes::from_static(b"x")), Input::Stale);
+        assert!(side.take_drop_link());
+        assert_eq!(
+            side.input(first, Instant::ZERO, Bytes::from_static(b"x")),
+            Input::Stale,
+            "once the cue is taken, the old link's reads are still stale"
+        );
+        let second = side.link_generation();
+        assert_ne!(first, second);
+        assert!(matches!(
+            side.input(second, Instant::ZERO, Bytes::from_static(b"")),
+            Input::Taken { .. }
+        ));
     }
 }

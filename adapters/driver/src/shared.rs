@@ -509,7 +509,19 @@ impl Shared {
     /// Resumption: takes the cue to drop the current link (the session detached,
     /// or a resume attempt on it failed).
     pub fn take_drop_link(&mut self) -> bool {
-        std::mem::take(&mut self.link_events.drop_link)
+        let dropped = std::mem::take(&mut self.link_events.drop_link);
+        if dropped {
+            // Under the same lock as the cue: a reader of the old link can
+            // never see neither (see `LinkSide::input`).
+            self.link_events.link_generation += 1;
+        }
+        dropped
+    }
+
+    /// Which link is the current one: it changes whenever the driver takes
+    /// the cue to drop its link.
+    pub(crate) fn link_generation(&self) -> u64 {
+        self.link_events.link_generation
     }
 
     /// Resumption: whether the current link is to be dropped (the session

@@ -319,6 +319,12 @@ macro_rules! declare_stream {
             }
         }
 
+        impl $crate::HasStreamCore for Stream {
+            fn stream_core(&mut self) -> &mut $crate::StreamCore {
+                &mut self.core
+            }
+        }
+
         impl Stream {
             /// The stream id.
             pub fn id(&self) -> $crate::hawser_core::StreamId {

@@ -86,17 +86,7 @@ impl<T: AsyncRead + AsyncWrite + Unpin> Link for TokioLink<T> {
         tokio_util::io::poll_read_buf(Pin::new(&mut self.0), cx, buf)
     }
 
-    fn poll_write_vectored(&mut self, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
-    }
-
-    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-
-    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
-    }
+    hawser_driver::link_write_methods!(poll_shutdown);
 }
 
 /// The session timer, on tokio's.

@@ -2,7 +2,7 @@
 //! plain memcpy loop, hawser-blocking next to raw `std::net`, and hawser-async-std.
 
 use std::io::{self, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -103,12 +103,7 @@ pub fn core_transfer(sizes: &Sizes) -> Vec<Figure> {
 }
 
 fn loopback() -> io::Result<(TcpStream, TcpStream)> {
-    let listener = TcpListener::bind("127.0.0.1:0")?;
-    let dialled = TcpStream::connect(listener.local_addr()?)?;
-    let (accepted, _) = listener.accept()?;
-    dialled.set_nodelay(true)?;
-    accepted.set_nodelay(true)?;
-    Ok((dialled, accepted))
+    hawser_conformance::interop::link::tcp_pair()
 }
 
 /// A byte stream a blocking workload can use: raw TCP or a hawser-blocking stream.

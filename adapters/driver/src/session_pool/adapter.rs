@@ -148,6 +148,12 @@ macro_rules! declare_pool {
             }
         }
 
+        impl $crate::HasStreamCore for PoolStream {
+            fn stream_core(&mut self) -> &mut $crate::StreamCore {
+                $crate::HasStreamCore::stream_core(&mut self.stream)
+            }
+        }
+
         impl ::std::ops::Deref for PoolStream {
             type Target = $stream;
 

@@ -1,0 +1,74 @@
+//! What the async adapters' I/O trait impls have in common, written once: the
+//! write side of a stream type over its [`StreamCore`], and the write side of
+//! a link over an ecosystem's I/O object. The two ecosystems' `AsyncWrite`
+//! traits differ only in their paths and in the name of the method that
+//! closes (`poll_shutdown` for tokio, `poll_close` for futures-io).
+
+use crate::StreamCore;
+
+/// A type whose I/O is a [`StreamCore`]'s: an adapter's `Stream`, and the
+/// `PoolStream` that holds one. For the adapters' macros.
+#[doc(hidden)]
+pub trait HasStreamCore {
+    /// The stream's operations.
+    fn stream_core(&mut self) -> &mut StreamCore;
+}
+
+/// Implements an async write trait (`$write`, whose close method is `$close`)
+/// for `$ty`, a [`HasStreamCore`]: writes queue on the stream, a flush waits
+/// until they have gone to the link, and closing finishes the stream (a
+/// half-close). For the adapters.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! impl_stream_write {
+    ($ty:ty, $write:path, $close:ident) => {
+        impl $write for $ty {
+            fn poll_write(
+                self: ::std::pin::Pin<&mut Self>,
+                cx: &mut ::std::task::Context<'_>,
+                buf: &[u8],
+            ) -> ::std::task::Poll<::std::io::Result<usize>> {
+                $crate::HasStreamCore::stream_core(self.get_mut()).poll_write(cx, buf)
+            }
+
+            fn poll_flush(
+                self: ::std::pin::Pin<&mut Self>,
+                cx: &mut ::std::task::Context<'_>,
+            ) -> ::std::task::Poll<::std::io::Result<()>> {
+                $crate::HasStreamCore::stream_core(self.get_mut()).poll_flush(cx)
+            }
+
+            fn $close(
+                self: ::std::pin::Pin<&mut Self>,
+                cx: &mut ::std::task::Context<'_>,
+            ) -> ::std::task::Poll<::std::io::Result<()>> {
+                $crate::HasStreamCore::stream_core(self.get_mut()).poll_finish(cx)
+            }
+        }
+    };
+}
+
+/// The write half of a [`Link`](crate::Link) impl for a newtype over an
+/// ecosystem's I/O object (field `0`), whose write trait must be in scope and
+/// whose close method is `$close`. For the adapters.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! link_write_methods {
+    ($close:ident) => {
+        fn poll_write_vectored(
+            &mut self,
+            cx: &mut ::std::task::Context<'_>,
+            bufs: &[::std::io::IoSlice<'_>],
+        ) -> ::std::task::Poll<::std::io::Result<usize>> {
+            ::std::pin::Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+        }
+
+        fn poll_flush(&mut self, cx: &mut ::std::task::Context<'_>) -> ::std::task::Poll<::std::io::Result<()>> {
+            ::std::pin::Pin::new(&mut self.0).poll_flush(cx)
+        }
+
+        fn poll_shutdown(&mut self, cx: &mut ::std::task::Context<'_>) -> ::std::task::Poll<::std::io::Result<()>> {
+            ::std::pin::Pin::new(&mut self.0).$close(cx)
+        }
+    };
+}
