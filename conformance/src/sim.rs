@@ -93,6 +93,9 @@ pub struct Pair {
     events: [VecDeque<Event>; 2],
     rng: Rng,
     link_up: bool,
+    /// A silent outage: nothing arrives, nothing is lost (bytes wait in
+    /// flight, as in TCP's queues, and arrive when it ends).
+    blackhole: bool,
     /// Cut the link once this many bytes (both directions together) have arrived.
     cut_at: Option<u64>,
     delivered: u64,
@@ -122,6 +125,7 @@ impl Pair {
             links: Default::default(),
             events: Default::default(),
             link_up: true,
+            blackhole: false,
             cut_at: None,
             delivered: 0,
             cuts: 0,
@@ -129,6 +133,14 @@ impl Pair {
             refusals: Vec::new(),
             refused_link: false,
         }
+    }
+
+    /// Starts (`true`) or ends a silent outage: while it lasts nothing
+    /// arrives in either direction, and nothing is lost; what was sent
+    /// arrives once it ends (a path that drops packets for a while, under
+    /// TCP).
+    pub fn blackhole(&mut self, on: bool) {
+        self.blackhole = on;
     }
 
     /// The session on `side`.
@@ -331,6 +343,9 @@ impl Pair {
     }
 
     fn next_arrival(&self) -> Option<Instant> {
+        if self.blackhole {
+            return None;
+        }
         self.links
             .iter()
             .filter_map(|l| l.in_flight.front().map(|(at, _)| *at))
@@ -393,7 +408,7 @@ impl Pair {
         let now = self.now;
         let mut delivered = false;
         while let Some((at, _)) = self.links[from.index()].in_flight.front() {
-            if *at > now || !self.link_up {
+            if *at > now || !self.link_up || self.blackhole {
                 break;
             }
             let Some((_, mut piece)) = self.links[from.index()].in_flight.pop_front() else {

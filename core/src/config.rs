@@ -101,6 +101,12 @@ pub struct Config {
     ///
     /// Default: 3.
     pub max_missed_pings: u32,
+    /// Liveness from progress: how soon a link that stopped answering is
+    /// suspected ([`Event::LinkSuspect`](crate::Event::LinkSuspect)), long
+    /// before keepalive declares it dead. `None` turns it off.
+    ///
+    /// Default: `Some(Liveness::default())` (1 s floor, 4 round trips).
+    pub liveness: Option<Liveness>,
     /// How long a locally opened stream may wait for the peer's acknowledgement
     /// before it is reset; `None` waits forever. [`Config::yamux`] sets `None`:
     /// rust-yamux acknowledges a stream only when it first sends on it.
@@ -133,6 +139,49 @@ pub struct Config {
     ///
     /// Default: [`Limits::default()`].
     pub limits: Limits,
+}
+
+/// How soon a silent link is suspected. A link is suspect when something
+/// that needs an answer has had none, and nothing else came from the peer
+/// either, for longer than the *silence bound*: `rtt_multiple` times the
+/// smallest round trip measured on the link (the round trip with short
+/// queues), and at least `floor`; a link that has always paused longer
+/// between answers (long queues, bursty peers) gets twice its recent longest
+/// pause. Two things need an answer: a ping, and a
+/// frame sent after the last input (the peer answers data with window
+/// updates or acknowledgements, and an open with its acknowledgement). When
+/// the link has been silent for half the bound after such a frame, the session
+/// sends a ping to ask (a probe). Any input from the peer clears the
+/// suspicion ([`Event::LinkResponsive`](crate::Event::LinkResponsive)).
+/// The session only reports it: what to do about a suspect link (dial
+/// another, for a resumable client) is the driver's choice.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Liveness {
+    /// The shortest silence bound.
+    ///
+    /// Default: 1 s.
+    pub floor: Duration,
+    /// The silence bound in round trips (of the smallest measured).
+    ///
+    /// Default: 4.
+    pub rtt_multiple: u32,
+}
+
+impl Default for Liveness {
+    fn default() -> Self {
+        Liveness {
+            floor: Duration::from_secs(1),
+            rtt_multiple: 4,
+        }
+    }
+}
+
+impl Liveness {
+    /// The silence bound, given the smallest round trip measured so far.
+    pub fn silence_bound(&self, min_rtt: Option<Duration>) -> Duration {
+        let from_rtt = min_rtt.map_or(Duration::ZERO, |rtt| rtt.saturating_mul(self.rtt_multiple));
+        from_rtt.max(self.floor)
+    }
 }
 
 /// How a resumable session acknowledges, replays and waits.
@@ -255,6 +304,7 @@ impl Default for Config {
             keepalive_interval: Some(Duration::from_secs(30)),
             ping_timeout: Duration::from_secs(10),
             max_missed_pings: 3,
+            liveness: Some(Liveness::default()),
             open_timeout: Some(Duration::from_secs(30)),
             close_timeout: Some(Duration::from_secs(60)),
             drain_timeout: Duration::from_secs(30),
@@ -315,6 +365,14 @@ impl Config {
         }
         if self.ping_timeout.is_zero() {
             return Err(ConfigError::new("ping_timeout", "must be non-zero"));
+        }
+        if let Some(liveness) = &self.liveness {
+            if liveness.floor.is_zero() {
+                return Err(ConfigError::new("liveness.floor", "must be non-zero"));
+            }
+            if liveness.rtt_multiple == 0 {
+                return Err(ConfigError::new("liveness.rtt_multiple", "must be at least 1"));
+            }
         }
         if self.keepalive_interval.is_some_and(|interval| interval.is_zero()) {
             return Err(ConfigError::new(

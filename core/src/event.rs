@@ -54,6 +54,16 @@ pub enum Event {
         /// Consecutive unanswered keepalive pings; 0 means healthy.
         missed_pings: u32,
     },
+    /// The link is suspect: something that needs an answer (a ping, or a frame
+    /// sent after the peer last sent anything) has had none, and nothing else
+    /// came, for longer than the silence bound (see [`Liveness`](crate::Liveness)).
+    /// The session carries on; a resumable client may dial another link.
+    LinkSuspect {
+        /// How long the peer has been silent.
+        silent_for: Duration,
+    },
+    /// Input arrived on a link that was suspect: it is making progress again.
+    LinkResponsive,
     /// The peer sent a go-away: no new streams; the session closes when the live
     /// ones finish.
     GoAwayReceived(GoAwayCode),

@@ -121,7 +121,7 @@ pub mod stats;
 mod stream;
 mod time;
 
-pub use config::{Config, ConfigError, Limits, Resumption, Role, YAMUX_INITIAL_WINDOW};
+pub use config::{Config, ConfigError, Limits, Liveness, Resumption, Role, YAMUX_INITIAL_WINDOW};
 pub use error::{
     ClosedError, FinishError, GoAwayCode, OpenError, PingError, ProtocolError, ReadError, ResetCode, SessionError,
     WriteError,

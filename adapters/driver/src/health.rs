@@ -38,6 +38,16 @@ pub enum HealthEvent {
     Unhealthy,
     /// A keepalive ping was answered again after one or more were missed.
     Recovered,
+    /// The link stopped answering: something that needs an answer has had
+    /// none, and nothing else came, for longer than the silence bound
+    /// (`Config::liveness`: 4 of the smallest round trips, at least 1 s). The
+    /// session carries on; this comes long before keepalive gives up.
+    Suspect {
+        /// How long the peer has been silent.
+        silent_for: Duration,
+    },
+    /// A suspect link brought input again.
+    Responsive,
     /// The peer went away with this code: no new streams on this session.
     GoAwayReceived(GoAwayCode),
 }
@@ -55,6 +65,8 @@ pub struct Status {
     pub since_last_pong: Option<Duration>,
     /// How many times the link went unhealthy (a first missed ping).
     pub unhealthy_episodes: u64,
+    /// Whether the link is suspect (see [`HealthEvent::Suspect`]).
+    pub suspect: bool,
     /// Resumable client: reconnect attempts made, in all.
     pub reconnects: u64,
     /// Resumable session: how many times it resumed over a new link.

@@ -290,6 +290,7 @@ impl Shared {
             missed_pings: session.missed_pings(),
             since_last_pong: self.health_log.last_pong.map(|at| at.elapsed()),
             unhealthy_episodes: self.health_log.unhealthy_episodes,
+            suspect: session.is_link_suspect(),
             reconnects: self.link_events.reconnects,
             resumes: session.stats().resumes,
             streams_open: session.stream_count(),
@@ -672,6 +673,19 @@ impl Shared {
                     tracing::info!(code = code.0, "resume refused; will retry");
                     self.link_events.drop_link = true;
                     self.wake_driver();
+                }
+                Event::LinkSuspect { silent_for } => {
+                    // Servers log their clients' links at debug, as with `Detached`.
+                    if self.session.role() == hawser_core::Role::Client {
+                        tracing::info!(?silent_for, "link suspect: the peer stopped answering");
+                    } else {
+                        tracing::debug!(?silent_for, "link suspect: the peer stopped answering");
+                    }
+                    self.health_log.push(HealthEvent::Suspect { silent_for });
+                }
+                Event::LinkResponsive => {
+                    tracing::debug!("suspect link responsive again");
+                    self.health_log.push(HealthEvent::Responsive);
                 }
                 Event::HealthChanged { missed_pings } => {
                     let before = self.missed_before;

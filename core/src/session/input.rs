@@ -81,6 +81,9 @@ impl Session {
                 return;
             }
         }
+        if !data.is_empty() {
+            self.note_input(now);
+        }
         while !data.is_empty() && self.phase != Phase::Closed {
             let state = core::mem::replace(&mut self.decoder.state, Decoder::header_state());
             match state {
@@ -628,6 +631,7 @@ impl Session {
             None => rtt,
         });
         self.stats.rtt_last = Some(rtt);
+        self.progress.measured(rtt);
         if ping.keepalive && self.missed_pings > 0 {
             self.missed_pings = 0;
             self.events.push_back(Event::HealthChanged { missed_pings: 0 });

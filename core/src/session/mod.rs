@@ -2,6 +2,7 @@
 
 mod handle;
 mod input;
+mod liveness;
 mod output;
 mod resume_state;
 mod timers;
@@ -132,6 +133,8 @@ pub struct Session {
     next_keepalive: Option<Instant>,
     missed_pings: u32,
     srtt: Option<Duration>,
+    /// The link's progress, for liveness (see `liveness`).
+    progress: liveness::Progress,
 
     ping_budget: RateBudget,
     empty_frame_budget: RateBudget,
@@ -209,6 +212,7 @@ impl Session {
             next_keepalive: config.keepalive_interval.map(|_| now),
             missed_pings: 0,
             srtt: None,
+            progress: liveness::Progress::starting(now),
             ping_budget: RateBudget::new(limits.pings_per_second, now),
             empty_frame_budget: RateBudget::new(limits.empty_frames_per_second, now),
             reset_budget: RateBudget::new(limits.resets_per_second, now),
@@ -534,6 +538,12 @@ impl Session {
         self.missed_pings
     }
 
+    /// Whether the link is suspect (see [`Event::LinkSuspect`]): it has not
+    /// answered within the silence bound, and nothing has come since.
+    pub fn is_link_suspect(&self) -> bool {
+        self.progress.is_suspect()
+    }
+
     /// Streams currently open (both directions, including ones waiting to be
     /// accepted); after the session closed, streams with received data still unread.
     pub fn stream_count(&self) -> usize {
@@ -610,6 +620,7 @@ impl Session {
             sent_at: now,
             keepalive,
         });
+        self.note_ping_sent(now);
         self.stats.pings_sent += 1;
         self.push_control(Header::new(FrameType::Ping, Flags::SYN, 0, opaque), Bytes::new());
     }

@@ -39,6 +39,22 @@ impl core::fmt::Debug for Transmit {
 }
 
 impl Transmit {
+    /// Whether the peer answers this frame: data (with window updates or
+    /// acknowledgements), a window update (with data, or an open's
+    /// acknowledgement), a ping request. Ping replies, acknowledgements,
+    /// go-aways and handshake frames are not answered.
+    pub(crate) fn needs_answer(&self) -> bool {
+        if usize::from(self.header_len) != HEADER_LEN {
+            return false;
+        }
+        match self.header[1] {
+            0 | 1 => true,
+            // A ping: a request (SYN) is answered, a reply (ACK) is not.
+            2 => self.header[3] & 0x1 != 0,
+            _ => false,
+        }
+    }
+
     pub(crate) fn new(header: Header, profile: Profile, payload: Bytes) -> Self {
         Transmit {
             header: header.encode(profile),
@@ -142,6 +158,7 @@ impl Session {
             self.record_sent(&transmit);
             transmit
         };
+        self.note_sent(now, &transmit);
         self.stats.frames_out += 1;
         self.stats.bytes_out += transmit.len() as u64;
         Some(transmit)

@@ -12,7 +12,7 @@ use alloc::collections::VecDeque;
 use bytes::Bytes;
 
 use super::output::Transmit;
-use super::{Phase, Session};
+use super::{liveness, Phase, Session};
 use crate::config::Resumption;
 use crate::error::{GoAwayCode, ProtocolError, SessionError};
 use crate::event::Event;
@@ -292,6 +292,7 @@ impl Session {
         self.pings.clear();
         self.missed_pings = 0;
         self.next_keepalive = None;
+        self.progress = Default::default();
         if was_attached {
             tracing::debug!("link lost; session detached");
         }
@@ -407,6 +408,7 @@ impl Session {
     fn after_resume(&mut self, now: Instant, replayed: u64) {
         self.stats.resumes += 1;
         self.stats.bytes_replayed += replayed;
+        self.progress = liveness::Progress::starting(now);
         if self.config.keepalive_interval.is_some() {
             self.next_keepalive = Some(now);
         }

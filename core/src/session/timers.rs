@@ -20,17 +20,14 @@ impl Session {
             .map_or(self.next_keepalive, |ping| {
                 Some(ping.sent_at + self.config.ping_timeout)
             });
-        [
-            keepalive,
-            self.handshake_deadline,
-            self.drain_deadline,
-            self.open_deadlines.first().map(|(at, _)| *at),
-            self.close_deadlines.first().map(|(at, _)| *at),
-            self.resume_timeout(),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        // Called on every turn of a driver and around every stream operation:
+        // a plain fold, not an iterator over an array of options.
+        let mut due = earliest(keepalive, self.handshake_deadline);
+        due = earliest(due, self.drain_deadline);
+        due = earliest(due, self.open_deadlines.first().map(|(at, _)| *at));
+        due = earliest(due, self.close_deadlines.first().map(|(at, _)| *at));
+        due = earliest(due, self.resume_timeout());
+        earliest(due, self.liveness_timeout())
     }
 
     /// Runs every timer due at `now`. Calling it early or often is harmless.
@@ -53,6 +50,7 @@ impl Session {
         if self.phase == Phase::Closed {
             return;
         }
+        self.run_liveness(now);
         while let Some(&(at, id)) = self.open_deadlines.first() {
             if at > now {
                 break;
@@ -142,5 +140,14 @@ impl Session {
             self.send_ping(now, true);
             self.next_keepalive = Some(now + interval);
         }
+    }
+}
+
+/// The earlier of two optional deadlines.
+#[inline]
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
