@@ -11,10 +11,22 @@ use tokio::runtime::Runtime;
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
-/// One forwarded connection: its task, and the cue to cut only its client side.
+/// One forwarded connection: its task, the cue to cut only its client side,
+/// and the cue to stop forwarding with both sides kept open.
 struct Forwarded {
     task: AbortHandle,
     cut_client: Arc<Notify>,
+    blackhole: Arc<Notify>,
+}
+
+/// How a forwarded connection stopped.
+enum Stop {
+    /// Either side ended it.
+    Ended,
+    /// The client side was closed; the server side stays, silent.
+    ClientCut,
+    /// Nothing is forwarded any more; both sides stay open, silent.
+    Blackholed,
 }
 
 /// A proxy between a client and `target`; see [`kill_all`](Self::kill_all).
@@ -66,6 +78,8 @@ impl KillProxy {
                 counted.fetch_add(1, Ordering::Relaxed);
                 let cut_client = Arc::new(Notify::new());
                 let cue = cut_client.clone();
+                let blackhole = Arc::new(Notify::new());
+                let hole = blackhole.clone();
                 let silent = silent.clone();
                 let task = tokio::spawn(async move {
                     let cut = {
@@ -80,13 +94,22 @@ impl KillProxy {
                             let _ = tokio::io::AsyncWriteExt::shutdown(&mut in_write).await;
                         };
                         tokio::select! {
-                            _ = async { tokio::join!(up, down) } => false,
-                            _ = cue.notified() => true,
+                            _ = async { tokio::join!(up, down) } => Stop::Ended,
+                            _ = cue.notified() => Stop::ClientCut,
+                            _ = hole.notified() => Stop::Blackholed,
                         }
                     };
-                    if cut {
-                        drop(inbound);
-                        silent.lock().unwrap_or_else(|p| p.into_inner()).push(outbound);
+                    let mut silent = silent.lock().unwrap_or_else(|p| p.into_inner());
+                    match cut {
+                        Stop::Ended => {}
+                        Stop::ClientCut => {
+                            drop(inbound);
+                            silent.push(outbound);
+                        }
+                        Stop::Blackholed => {
+                            silent.push(inbound);
+                            silent.push(outbound);
+                        }
                     }
                 });
                 let mut live = accepted.lock().unwrap_or_else(|p| p.into_inner());
@@ -94,6 +117,7 @@ impl KillProxy {
                 live.push(Forwarded {
                     task: task.abort_handle(),
                     cut_client,
+                    blackhole,
                 });
             }
         });
@@ -140,6 +164,20 @@ impl KillProxy {
             self.kills.fetch_add(1, Ordering::Relaxed);
         }
         cut
+    }
+
+    /// Stops forwarding on every connection through the proxy, keeping both
+    /// sides open: neither end sees its connection end, and nothing it sends
+    /// arrives any more, as when a client moves to another network and its
+    /// old path goes silent. New connections are forwarded as before. Needs
+    /// no privileges. Returns how many connections went silent.
+    pub fn blackhole_all(&self) -> usize {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        let silenced = live.iter().filter(|forwarded| !forwarded.task.is_finished()).count();
+        for forwarded in live.drain(..) {
+            forwarded.blackhole.notify_one();
+        }
+        silenced
     }
 
     /// How many times [`kill_all`](Self::kill_all) cut something.

@@ -58,6 +58,12 @@ pub struct SimConfig {
     pub max_chunk: Option<usize>,
     /// Seed of the splitting and of anything else random in the run.
     pub seed: u64,
+    /// Under limited bandwidth: how many bytes may wait to be serialised
+    /// before a side takes no more frames from its session, as a kernel
+    /// with `TCP_NOTSENT_LOWAT` keeps its unsent queue small. `None`: the
+    /// queue has no bound (every frame is taken at once, and a ping waits
+    /// behind all of them).
+    pub send_queue: Option<usize>,
 }
 
 impl Default for SimConfig {
@@ -67,6 +73,7 @@ impl Default for SimConfig {
             bandwidth: None,
             max_chunk: None,
             seed: 1,
+            send_queue: None,
         }
     }
 }
@@ -363,9 +370,26 @@ impl Pair {
     /// Moves `side`'s queued frames onto the link, cut into pieces.
     fn flush(&mut self, side: Side) -> bool {
         let now = self.now;
+        // The room left in a bounded send queue: once it is full, the
+        // session keeps its frames (and can still put a ping before its
+        // data) until the queue drains.
+        let room = match (self.config.bandwidth, self.config.send_queue) {
+            (Some(rate), Some(limit)) => {
+                let waiting = self.links[side.index()].busy_until.saturating_duration_since(now);
+                let queued = (waiting.as_secs_f64() * rate as f64) as usize;
+                if queued >= limit {
+                    return false;
+                }
+                limit - queued
+            }
+            _ => usize::MAX,
+        };
         let mut bytes = BytesMut::new();
         let nothing_promised = !self.session(side).has_transmit();
-        while let Some(transmit) = self.session(side).poll_transmit(now) {
+        while bytes.len() < room {
+            let Some(transmit) = self.session(side).poll_transmit(now) else {
+                break;
+            };
             // Embedders skip waking a writer on this promise: every simulated
             // run checks it.
             assert!(

@@ -100,13 +100,15 @@ fn an_idle_healthy_link_is_never_suspect() {
 }
 
 #[test]
-fn a_long_queue_is_not_a_dead_link() {
+fn a_slow_saturated_link_is_not_a_dead_link() {
     // A link that delivers slowly (2 Mbit/s, 100 ms round trip) with a
-    // transfer much larger than the window: the sender waits on window
-    // updates that come steadily, so it is never silent long enough.
+    // transfer much larger than the window, whose sender keeps its unsent
+    // queue small (as the helpers' TCP_NOTSENT_LOWAT does): window updates
+    // come only every second or so, but probes are answered at once.
     let sim = SimConfig {
         latency: Duration::from_millis(50),
         bandwidth: Some(250_000),
+        send_queue: Some(32 * 1024),
         ..SimConfig::default()
     };
     let mut pair = Pair::new(config(Profile::Native), config(Profile::Native), sim);

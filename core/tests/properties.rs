@@ -193,6 +193,7 @@ fn run_workload(w: &Workload) -> Result<(), String> {
         bandwidth: w.bandwidth,
         max_chunk: w.max_chunk,
         seed: w.seed,
+        send_queue: None,
     };
     let mut pair = Pair::new(config.clone(), config.clone(), sim);
     let mut rng = Rng::new(w.seed);

@@ -201,6 +201,7 @@ fn several_cuts_in_a_longer_transfer_including_during_replay() {
         bandwidth: Some(10_000_000),
         max_chunk: Some(4000),
         seed: 3,
+        send_queue: None,
     };
     let mut pair = resumable_pair(32 * 1024, sim);
     let mut exchange = Exchange::new(400_000, 300_000);

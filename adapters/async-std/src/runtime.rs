@@ -79,7 +79,7 @@ macro_rules! futures_runtime {
 
             async fn connect_tcp(addr: String) -> std::io::Result<$tcp> {
                 let tcp = <$tcp>::connect(addr).await?;
-                tcp.set_nodelay(true)?;
+                hawser_driver::tune_tcp(&tcp)?;
                 Ok(tcp)
             }
 
@@ -93,7 +93,7 @@ macro_rules! futures_runtime {
 
             async fn accept_tcp(listener: &$listener) -> std::io::Result<($tcp, std::net::SocketAddr)> {
                 let (tcp, peer) = listener.accept().await?;
-                tcp.set_nodelay(true)?;
+                hawser_driver::tune_tcp(&tcp)?;
                 Ok((tcp, peer))
             }
         }

@@ -71,7 +71,7 @@ impl Listener {
 }
 
 fn tuned(tcp: TcpStream) -> io::Result<TcpStream> {
-    tcp.set_nodelay(true)?;
+    hawser_driver::tune_tcp(&tcp)?;
     Ok(tcp)
 }
 

@@ -46,8 +46,8 @@ impl Session {
     /// A resumable client session: `connect` dials a link now, and again whenever
     /// the link is lost, under `retry`; streams stay open meanwhile and nothing
     /// written is lost or repeated. `config` (and the server's) must enable
-    /// `resumption`. A dial over TCP should set `TCP_NODELAY` on its socket, as
-    /// [`connect_resumable`](Session::connect_resumable) does.
+    /// `resumption`. A dial over TCP should tune its socket with
+    /// [`tune_tcp`](crate::tune_tcp), as [`connect_resumable`](Session::connect_resumable) does.
     ///
     /// The first dial is retried under `retry` too, and the session is returned
     /// only once it can survive losing its link (the handshake and the ticket

@@ -48,6 +48,7 @@ pub mod session_pool;
 mod shared;
 pub mod slab;
 mod stream;
+mod tcp;
 
 pub use acceptor::{Accepted, Acceptor, OpeningReader, OpeningStep};
 pub use control::{ControlCore, OpenWait};
@@ -68,6 +69,7 @@ pub use runtime::{LinkOf, Runtime, TcpRuntime};
 pub use session::{Control, Session, SessionDriver};
 pub use shared::live_sessions;
 pub use stream::StreamCore;
+pub use tcp::{tune_tcp, NOTSENT_LOWAT};
 
 /// Turns a session error into the `io::Error` every stream operation reports
 /// after the session ended.
@@ -84,8 +86,8 @@ pub fn session_closed_error(reason: Option<hawser_core::SessionError>) -> std::i
 pub mod common {
     pub use crate::session_pool::{PoolConfig, PoolConfigError, PoolStats};
     pub use crate::{
-        live_sessions, reset_code, reset_reason, session_error, AcceptorStats, ControlCore, HealthEvent, LinkEvent,
-        RequestOptions, RetryPolicy, Status,
+        live_sessions, reset_code, reset_reason, session_error, tune_tcp, AcceptorStats, ControlCore, HealthEvent,
+        LinkEvent, RequestOptions, RetryPolicy, Status, NOTSENT_LOWAT,
     };
     pub use hawser_core::{
         Config, ConfigError, FinishError, GoAwayCode, HandshakeError, Limits, OpenError, Profile, ProtocolError,

@@ -41,9 +41,20 @@ pub trait Timer {
     fn poll_until(&mut self, cx: &mut Context<'_>, deadline: StdInstant) -> Poll<()>;
 }
 
-/// Where a detached session's next link comes from. The driver polls it only
-/// while the session is detached.
+/// Where a detached session's next link comes from. The driver polls
+/// [`poll_link`](Self::poll_link) only while the session is detached, and
+/// [`poll_early_link`](Self::poll_early_link) only while its link is suspect.
 pub trait LinkSource<L> {
     /// The next link; `Ready(None)` when there will be none (the client gave up).
     fn poll_link(&mut self, cx: &mut Context<'_>) -> Poll<Option<L>>;
+
+    /// Make-before-break: while the current link is suspect, a fresh link
+    /// to take over from it. The provided version never has one (a server's
+    /// links come from its clients).
+    fn poll_early_link(&mut self, _cx: &mut Context<'_>) -> Poll<Option<L>> {
+        Poll::Pending
+    }
+
+    /// The suspect link brought input again: drop the early links under way.
+    fn cancel_early(&mut self) {}
 }

@@ -31,6 +31,8 @@ pub struct LinkDriver<L, T> {
     link: Option<L>,
     /// Which of the session's links `link` is.
     generation: LinkGeneration,
+    /// Whether the source is dialling ahead of a suspect link.
+    dialling_ahead: bool,
     source: Option<Box<dyn LinkSource<L> + Send>>,
     timer: T,
     reads: ReadPump,
@@ -66,6 +68,7 @@ impl<L: Link + Unpin, T: Timer + Unpin> LinkDriver<L, T> {
             side,
             link: Some(link),
             generation,
+            dialling_ahead: false,
             source: None,
             timer,
             reads: ReadPump::default(),
@@ -95,11 +98,16 @@ impl<L: Link + Unpin, T: Timer + Unpin> LinkDriver<L, T> {
         if self.source.is_none() {
             return self.link.is_some();
         }
-        if self.side.take_drop_link() {
+        let state = self.side.link_state();
+        if state.dropped {
             self.release_link();
         }
-        if self.link.is_some() || self.side.is_closed() {
+        if self.link.is_some() {
+            self.make_before_break(cx, state.suspect && !state.closed);
             return self.link.is_some();
+        }
+        if state.closed {
+            return false;
         }
         let Some(source) = self.source.as_mut() else {
             return false;
@@ -120,6 +128,40 @@ impl<L: Link + Unpin, T: Timer + Unpin> LinkDriver<L, T> {
                 self.side.give_up();
                 false
             }
+        }
+    }
+
+    /// While the link is suspect, a fresh link from the source takes over
+    /// from it: the session lets the old link go and resumes on the new one.
+    /// When the link makes progress again, the early dials stop.
+    fn make_before_break(&mut self, cx: &mut Context<'_>, suspect: bool) {
+        let Some(source) = self.source.as_mut() else {
+            return;
+        };
+        if !suspect {
+            if std::mem::take(&mut self.dialling_ahead) {
+                source.cancel_early();
+            }
+            return;
+        }
+        self.dialling_ahead = true;
+        let Poll::Ready(Some(fresh)) = source.poll_early_link(cx) else {
+            return;
+        };
+        self.dialling_ahead = false;
+        let now = self.turn_now;
+        // The old link is given up as lost: the session detaches from it (its
+        // unacknowledged tail waits for replay) and the driver drops it.
+        self.side.lost(self.generation, now);
+        if self.side.take_drop_link() {
+            self.release_link();
+        }
+        if self.link.is_none() && self.side.attach(now) {
+            tracing::info!("suspect link replaced by a fresh one");
+            self.link = Some(fresh);
+            self.generation = self.side.link_generation();
+            self.read_closed = false;
+            self.shut_down = false;
         }
     }
 

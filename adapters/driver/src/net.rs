@@ -5,7 +5,8 @@
 //! hawser batches frames itself (many frames per vectored write), so Nagle's
 //! algorithm only adds latency: with it, a small write that follows another
 //! waits for the peer's delayed ACK, up to 40 ms on Linux. Use these helpers,
-//! or set `TCP_NODELAY` on a socket you hand to a session yourself.
+//! or call [`tune_tcp`](crate::tune_tcp) on a socket you hand to a session
+//! yourself (it also bounds the kernel's unsent queue on Linux).
 
 use std::collections::VecDeque;
 use std::future::{poll_fn, Future};

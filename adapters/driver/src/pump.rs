@@ -75,6 +75,16 @@ pub enum Input {
     Ended,
 }
 
+/// The link's state, as a driver with a link source looks at it each turn.
+pub(crate) struct LinkState {
+    /// The session has left the link.
+    pub(crate) dropped: bool,
+    /// The session has ended.
+    pub(crate) closed: bool,
+    /// The link is suspect (see `hawser_core::Liveness`).
+    pub(crate) suspect: bool,
+}
+
 /// What a link's writer does next, as the session says once per turn
 /// ([`LinkSide::plan`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,6 +178,22 @@ impl LinkSide {
         if !shared.link_dropped() && shared.link_generation() == link.0 {
             shared.link_lost(now);
             shared.wake_driver();
+        }
+    }
+
+    /// One look at the link's state for a driver with a link source: takes
+    /// the cue to let go of the link, and says whether the session has ended
+    /// and whether its link is suspect.
+    pub(crate) fn link_state(&self) -> LinkState {
+        let mut shared = Shared::lock(&self.shared);
+        let session = shared.session_ref();
+        let closed = session.is_closed();
+        // Only a session that would survive losing the link may give it up early.
+        let suspect = session.is_link_suspect() && session.is_resumable();
+        LinkState {
+            dropped: shared.take_drop_link(),
+            closed,
+            suspect,
         }
     }
 

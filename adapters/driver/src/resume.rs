@@ -28,6 +28,19 @@ pub struct RetryPolicy {
     pub max_attempts: u32,
     /// Give up after this long since the link was lost.
     pub give_up_after: Duration,
+    /// Make-before-break: while the link is suspect (`HealthEvent::Suspect`),
+    /// a fresh dial starts this often, before the session lets the link go;
+    /// the first that connects takes over, and the session resumes on it. If
+    /// the suspect link brings input first, the dials are dropped. `None`
+    /// waits for the link to be declared lost (keepalive) instead.
+    ///
+    /// Default: `Some(1 s)`.
+    pub suspect_redial_interval: Option<Duration>,
+    /// How long one such early dial may take before it is dropped; at most
+    /// three are in flight at once.
+    ///
+    /// Default: 3 s.
+    pub suspect_dial_timeout: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -37,6 +50,8 @@ impl Default for RetryPolicy {
             max_backoff: Duration::from_secs(5),
             max_attempts: 30,
             give_up_after: Duration::from_secs(30),
+            suspect_redial_interval: Some(Duration::from_secs(1)),
+            suspect_dial_timeout: Duration::from_secs(3),
         }
     }
 }
@@ -188,6 +203,29 @@ enum RedialState<L> {
     Dialling(Dial<L>),
 }
 
+/// How many early dials (see [`RetryPolicy::suspect_redial_interval`]) may
+/// be in flight at once.
+const EARLY_DIALS: usize = 3;
+
+/// Dials made while the link is only suspect: each started at a time, the
+/// next due at another.
+struct EarlyDials<L> {
+    in_flight: Vec<(Instant, Dial<L>)>,
+    next_at: Option<Instant>,
+    /// Attempts in this suspect episode.
+    attempt: u32,
+}
+
+impl<L> Default for EarlyDials<L> {
+    fn default() -> Self {
+        EarlyDials {
+            in_flight: Vec::new(),
+            next_at: None,
+            attempt: 0,
+        }
+    }
+}
+
 /// A client's link source on an async runtime: dials again on the
 /// [`RedialSchedule`] until the policy runs out.
 pub(crate) struct Redial<L, T> {
@@ -196,6 +234,10 @@ pub(crate) struct Redial<L, T> {
     schedule: RedialSchedule,
     timer: T,
     state: RedialState<L>,
+    early: EarlyDials<L>,
+    /// Make-before-break (see [`RetryPolicy::suspect_redial_interval`]).
+    early_interval: Option<Duration>,
+    early_timeout: Duration,
 }
 
 impl<L, T: Timer> Redial<L, T> {
@@ -204,9 +246,12 @@ impl<L, T: Timer> Redial<L, T> {
         Redial {
             shared,
             dial,
+            early_interval: retry.suspect_redial_interval,
+            early_timeout: retry.suspect_dial_timeout,
             schedule: RedialSchedule::new(retry, Instant::now()),
             timer,
             state: RedialState::Idle,
+            early: EarlyDials::default(),
         }
     }
 }
@@ -246,6 +291,52 @@ impl<L, T: Timer> LinkSource<L> for Redial<L, T> {
                 },
             }
         }
+    }
+
+    fn poll_early_link(&mut self, cx: &mut Context<'_>) -> Poll<Option<L>> {
+        let Some(interval) = self.early_interval else {
+            return Poll::Pending;
+        };
+        loop {
+            let now = Instant::now();
+            let timeout = self.early_timeout;
+            self.early.in_flight.retain(|(started, _)| now < *started + timeout);
+            if self.early.next_at.map_or(true, |at| now >= at) && self.early.in_flight.len() < EARLY_DIALS {
+                self.early.attempt += 1;
+                Shared::lock(&self.shared).note_reconnect_attempt(self.early.attempt);
+                tracing::debug!(attempt = self.early.attempt, "link suspect: dialling ahead");
+                self.early.in_flight.push((now, (self.dial)()));
+                self.early.next_at = Some(now + interval);
+            }
+            let mut index = 0;
+            while index < self.early.in_flight.len() {
+                match self.early.in_flight[index].1.as_mut().poll(cx) {
+                    Poll::Pending => index += 1,
+                    Poll::Ready(Ok(link)) => {
+                        tracing::debug!(attempt = self.early.attempt, "a fresh link is up: taking it over");
+                        self.early = EarlyDials::default();
+                        return Poll::Ready(Some(link));
+                    }
+                    Poll::Ready(Err(err)) => {
+                        tracing::debug!(%err, "early dial failed");
+                        drop(self.early.in_flight.swap_remove(index));
+                    }
+                }
+            }
+            let expiry = self.early.in_flight.iter().map(|(started, _)| *started + timeout).min();
+            let wake = [self.early.next_at, expiry].into_iter().flatten().min();
+            match wake {
+                Some(at) if self.timer.poll_until(cx, at).is_ready() => continue,
+                _ => return Poll::Pending,
+            }
+        }
+    }
+
+    fn cancel_early(&mut self) {
+        if !self.early.in_flight.is_empty() || self.early.next_at.is_some() {
+            tracing::debug!("suspect link responsive again: early dials dropped");
+        }
+        self.early = EarlyDials::default();
     }
 }
 
@@ -317,7 +408,7 @@ impl<R: Runtime> Session<R> {
     /// a link, now and again whenever the link is lost, under `retry`. Streams
     /// stay open while it redials; nothing written is lost or repeated.
     /// `config` must have `resumption` set, and so must the server's. A dial
-    /// over TCP should set `TCP_NODELAY` on its socket, as
+    /// over TCP should tune its socket with [`tune_tcp`](crate::tune_tcp), as
     /// [`connect_resumable`](Self::connect_resumable) does.
     ///
     /// The first dial is retried under `retry` too (a server that is not up

@@ -44,8 +44,8 @@ pub type SessionDriver<L, R> = LinkDriver<L, <R as Runtime>::Timer>;
 impl<R: Runtime> Session<R> {
     /// A session as the dialling side (odd stream ids) over `link`, its driver
     /// spawned at once on the runtime. `link` is any I/O object of the
-    /// runtime's ecosystem; over TCP, set `TCP_NODELAY` on it (the adapters'
-    /// `connect` and `Listener` do).
+    /// runtime's ecosystem; over TCP, tune it with [`tune_tcp`](crate::tune_tcp)
+    /// (the adapters' `connect` and `Listener` do).
     pub fn client<T>(link: T, config: Config) -> io::Result<Self>
     where
         R: LinkOf<T>,

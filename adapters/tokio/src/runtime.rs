@@ -63,7 +63,7 @@ impl TcpRuntime for Tokio {
 }
 
 fn tuned(tcp: TcpStream) -> io::Result<TcpStream> {
-    tcp.set_nodelay(true)?;
+    hawser_driver::tune_tcp(&tcp)?;
     Ok(tcp)
 }
 

@@ -34,6 +34,22 @@ pub enum TokioImpl {
 }
 
 impl TokioImpl {
+    /// Tunes a socket as the implementation's own helpers would: hawser's
+    /// with `tune_tcp` (`TCP_NODELAY` and `TCP_NOTSENT_LOWAT`), the others
+    /// with `TCP_NODELAY`. `HAWSER_BENCH_TCP=nodelay` gives hawser only
+    /// `TCP_NODELAY` too, to measure what the unsent bound costs or saves.
+    fn tune(self, tcp: &TcpStream) -> io::Result<()> {
+        let hawser = matches!(
+            self,
+            TokioImpl::HawserNative | TokioImpl::HawserYamux | TokioImpl::HawserResume
+        );
+        if hawser && std::env::var("HAWSER_BENCH_TCP").as_deref() != Ok("nodelay") {
+            hawser_tokio::tune_tcp(tcp)
+        } else {
+            tcp.set_nodelay(true)
+        }
+    }
+
     pub const ALL: [TokioImpl; 7] = [
         TokioImpl::RawTcp,
         TokioImpl::HawserNative,
@@ -143,7 +159,7 @@ pub async fn connect_to(which: TokioImpl, addr: SocketAddr, streams: usize) -> i
         return Ok(Client::Raw(addr));
     }
     let tcp = TcpStream::connect(addr).await?;
-    tcp.set_nodelay(true)?;
+    which.tune(&tcp)?;
     Ok(match which {
         TokioImpl::RawTcp => unreachable!("handled above"),
         TokioImpl::HawserNative | TokioImpl::HawserYamux => {
@@ -154,7 +170,7 @@ pub async fn connect_to(which: TokioImpl, addr: SocketAddr, streams: usize) -> i
             let session = Session::connect_resumable_with(
                 move || async move {
                     let tcp = TcpStream::connect(addr).await?;
-                    tcp.set_nodelay(true)?;
+                    which.tune(&tcp)?;
                     Ok(tcp)
                 },
                 which.hawser_config(streams),
@@ -184,7 +200,7 @@ async fn run_server(which: TokioImpl, listener: TcpListener, streams: usize) {
         None
     };
     while let Ok((tcp, _)) = listener.accept().await {
-        let _ = tcp.set_nodelay(true);
+        let _ = which.tune(&tcp);
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
             match which {

@@ -83,6 +83,27 @@ impl Session {
             tracing::debug!("suspect link responsive again");
             self.events.push_back(Event::LinkResponsive);
         }
+        if progress.check_at.is_none() {
+            self.arm_check_if_waiting(now);
+        }
+    }
+
+    /// Waiting on the peer counts as having sent something it must answer:
+    /// frames or data that wait to go out (a driver whose link stopped taking
+    /// bytes, because the path went silent and the kernel's buffer is full,
+    /// takes nothing more from the session; a stream whose window the peer
+    /// no longer opens), and, with resumption, bytes the peer has not
+    /// acknowledged. Otherwise nothing would be sent after the last input,
+    /// and a silent path would never be suspected.
+    fn arm_check_if_waiting(&mut self, now: Instant) {
+        let Some(liveness) = &self.config.liveness else {
+            return;
+        };
+        if self.send_buffered_total > 0 || self.replay_buffered() > 0 || self.has_transmit() {
+            let progress = &mut self.progress;
+            progress.sent_since_input.get_or_insert(now);
+            progress.check_at = Some(now + progress.bound(liveness) / 2);
+        }
     }
 
     /// `transmit` left at `now`: if the peer owes an answer to it, the
@@ -142,6 +163,7 @@ impl Session {
         }
         self.progress.check_at = None;
         let Some(sent) = self.progress.sent_since_input else {
+            self.arm_check_if_waiting(now);
             return;
         };
         // A probe asks after half the bound, so that an unanswered one is

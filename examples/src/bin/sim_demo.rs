@@ -40,6 +40,7 @@ fn main() -> ExitCode {
         bandwidth: Some(125_000_000),
         max_chunk: Some(64 * 1024),
         seed: 7,
+        send_queue: None,
     };
     let mut pair = Pair::new(Config::default(), Config::default(), sim);
     let mut rng = Rng::new(42);
