@@ -69,6 +69,7 @@
 #![warn(missing_docs)]
 
 mod direct;
+mod early;
 mod link;
 mod net;
 mod park;

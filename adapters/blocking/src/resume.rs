@@ -12,6 +12,7 @@ use hawser_driver::{
     check_resumable, FirstDial, LinkSide, OpeningReader, OpeningStep, RedialSchedule, Registry, RetryPolicy, SourceAddr,
 };
 
+use crate::early::{EarlyDials, SharedDial};
 use crate::link::BlockingLink;
 use crate::park::ParkingLot;
 use crate::session::{Redial, Session, Supply, Writer};
@@ -88,8 +89,12 @@ impl Session {
         let side = LinkSide::new(Role::Client, config.clone())
             .map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
         let redial = connect.clone();
+        let dial: SharedDial<L> = Arc::new(move || (redial.lock().unwrap_or_else(|p| p.into_inner()))());
         let supply = Supply::Dial(Redial {
-            dial: Box::new(move || (redial.lock().unwrap_or_else(|p| p.into_inner()))()),
+            early: retry
+                .suspect_redial_interval
+                .map(|interval| EarlyDials::new(dial.clone(), interval)),
+            dial,
             schedule: RedialSchedule::new(retry.clone(), Instant::now()),
         });
         let session = Session::start(side, link, supply)?;

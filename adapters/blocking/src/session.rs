@@ -13,6 +13,7 @@ use hawser_driver::{
 };
 
 use crate::direct::{Direct, Outbox, Readers, WriterWake};
+use crate::early::{EarlyDials, SharedDial};
 use crate::link::BlockingLink;
 use crate::park::{Parkable, Parked, ParkingLot};
 use crate::stream::Stream;
@@ -268,8 +269,20 @@ pub(crate) enum Supply<L> {
 }
 
 pub(crate) struct Redial<L> {
-    pub(crate) dial: Box<dyn FnMut() -> io::Result<L> + Send>,
+    pub(crate) dial: SharedDial<L>,
     pub(crate) schedule: RedialSchedule,
+    /// Make-before-break while the link is suspect (`None`: off).
+    pub(crate) early: Option<EarlyDials<L>>,
+}
+
+/// What dialling ahead of a suspect link did.
+enum Ahead {
+    /// Nothing: the link is not suspect, or the session does not redial.
+    Idle,
+    /// Dials are under way; look again at this time (or when one connects).
+    LookAgain(Instant),
+    /// A fresh link took over.
+    TookOver,
 }
 
 enum Acquire<L> {
@@ -295,11 +308,18 @@ pub(crate) struct Writer<L> {
 impl<L: BlockingLink> Writer<L> {
     pub(crate) fn run(mut self) {
         let waker = self.direct.waker().clone();
+        let mut suspect = false;
         loop {
+            // A fresh link dialled ahead of a suspect one takes over first.
+            let early_wake = match self.dial_ahead(suspect) {
+                Ahead::LookAgain(at) => Some(at),
+                Ahead::Idle | Ahead::TookOver => None,
+            };
             let direct = self.direct.clone();
             let mut outbox = direct.lock();
             let now = self.side.now();
             let plan = self.side.plan(now, &waker);
+            suspect = plan.suspect && outbox.link.is_some();
             // Retire a dead link before taking anything to send: once the
             // session is resumed, its output belongs to the new link.
             if plan.drop_link {
@@ -371,7 +391,43 @@ impl<L: BlockingLink> Writer<L> {
                 continue;
             }
             drop(outbox);
-            self.signal.wait_until(deadline);
+            // This turn's plan may have just found the link suspect.
+            let early_wake = match self.dial_ahead(suspect) {
+                Ahead::TookOver => continue,
+                Ahead::LookAgain(at) => Some(at),
+                Ahead::Idle => early_wake,
+            };
+            let wake_at = [deadline, early_wake].into_iter().flatten().min();
+            self.signal.wait_until(wake_at);
+        }
+    }
+
+    /// Make-before-break: while the link is `suspect`, dials ahead, and lets
+    /// a fresh link that connected take over (the session resumes on it);
+    /// stops the dials once the link recovers.
+    fn dial_ahead(&mut self, suspect: bool) -> Ahead {
+        let Supply::Dial(Redial { early: Some(early), .. }) = &mut self.supply else {
+            return Ahead::Idle;
+        };
+        if !suspect {
+            early.cancel();
+            return Ahead::Idle;
+        }
+        match early.poll(&self.side, &self.signal) {
+            Err(look_again) => Ahead::LookAgain(look_again),
+            Ok(fresh) => {
+                // The old link is given up as lost: the session detaches from
+                // it (its unacknowledged tail waits for replay).
+                self.side.lost(self.current, self.side.now());
+                if self.side.take_drop_link() {
+                    retire(&mut self.direct.lock());
+                }
+                if self.direct.lock().link.is_none() {
+                    tracing::info!("suspect link replaced by a fresh one");
+                    self.attach(fresh);
+                }
+                Ahead::TookOver
+            }
         }
     }
 }

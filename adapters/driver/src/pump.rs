@@ -98,6 +98,9 @@ pub struct Plan {
     /// [`LinkSide::take_drop_link`]): what it queued for it is dropped, and
     /// the session's output belongs to the next link.
     pub drop_link: bool,
+    /// Whether the link is suspect and the session would survive losing it:
+    /// a resumable client may dial a fresh link to take over.
+    pub suspect: bool,
 }
 
 impl LinkSide {
@@ -250,10 +253,12 @@ impl LinkSide {
         // Set with the session locked: a change after this that needs the
         // timers sooner wakes the writer (see `Shared::writer_needed`).
         shared.set_driver_plan(next_timer);
+        let session = shared.session_ref();
         Plan {
             next_timer,
-            closed: shared.session_ref().is_closed(),
+            closed: session.is_closed(),
             drop_link,
+            suspect: session.is_link_suspect() && session.is_resumable(),
         }
     }
 

@@ -15,9 +15,12 @@ use tokio::net::{TcpListener, TcpStream};
 
 const TOTAL: u64 = 8 * 1024 * 1024;
 
+/// Keepalive pings only every 10 minutes: the link must be suspected and
+/// replaced by liveness from progress alone, or the scenario times out.
 fn config() -> Config {
     Config {
         resumption: Some(Resumption::default()),
+        keepalive_interval: Some(Duration::from_secs(600)),
         ..Config::default()
     }
 }

@@ -270,17 +270,18 @@ impl Client {
         loop {
             tokio::time::sleep(every).await;
             let counters = &self.counters;
-            let (rtt_ms, reconnects, resumes, replayed) = match self.session() {
+            let (rtt_ms, suspect, reconnects, resumes, replayed) = match self.session() {
                 Some(control) => {
                     let status = control.status();
                     (
-                        status.rtt_smoothed.map(|rtt| rtt.as_secs_f64() * 1e3),
+                        status.rtt_smoothed.map(|rtt| format!("{:.2}", rtt.as_secs_f64() * 1e3)),
+                        status.suspect,
                         status.reconnects,
                         status.resumes,
                         control.stats().bytes_replayed,
                     )
                 }
-                None => (None, 0, 0, 0),
+                None => (None, false, 0, 0, 0),
             };
             tracing::info!(
                 forwards = self.local_addrs.len(),
@@ -288,7 +289,8 @@ impl Client {
                 connections_total = counters.total.load(Ordering::Relaxed),
                 bytes_out = counters.sent.load(Ordering::Relaxed),
                 bytes_in = counters.received.load(Ordering::Relaxed),
-                rtt_ms = ?rtt_ms,
+                rtt_ms = rtt_ms.as_deref().unwrap_or("-"),
+                suspect,
                 reconnects,
                 resumes,
                 bytes_replayed = replayed,
