@@ -164,7 +164,7 @@ impl ClientOptions {
             forwards,
             reverses,
             config: crate::session_config(),
-            retry: RetryPolicy::default(),
+            retry: crate::retry_policy(),
         })
     }
 }

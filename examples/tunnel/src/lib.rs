@@ -79,13 +79,33 @@ pub fn describe_link_error(err: &io::Error) -> String {
     err.to_string()
 }
 
+/// How long the tunnel's sessions wait for a new link: long enough for a
+/// laptop that sleeps a few minutes or a network that is gone for a while,
+/// within the server's detached budgets (count, memory, per address).
+pub const OUTAGE: Duration = Duration::from_secs(5 * 60);
+
 /// The session configuration the tunnel uses on both sides: the native
-/// profile, resumption with the default budgets, keepalive every 10 s so that
-/// a dead link is noticed within about 40 s even when nothing is forwarded.
+/// profile, resumption with the default budgets and a detached session kept
+/// for [`OUTAGE`], keepalive every 10 s so that a dead link is noticed within
+/// about 40 s even when nothing is forwarded (a link that stops answering
+/// while something is forwarded is suspected within about 2 s).
 pub fn session_config() -> hawser_core::Config {
     hawser_core::Config {
-        resumption: Some(hawser_core::Resumption::default()),
+        resumption: Some(hawser_core::Resumption {
+            detached_timeout: OUTAGE,
+            ..hawser_core::Resumption::default()
+        }),
         keepalive_interval: Some(Duration::from_secs(10)),
         ..hawser_core::Config::default()
+    }
+}
+
+/// How the tunnel's client redials a lost link: for as long as the server
+/// keeps the session ([`OUTAGE`]), at most 5 s apart.
+pub fn retry_policy() -> hawser_tokio::RetryPolicy {
+    hawser_tokio::RetryPolicy {
+        give_up_after: OUTAGE,
+        max_attempts: u32::MAX,
+        ..hawser_tokio::RetryPolicy::default()
     }
 }

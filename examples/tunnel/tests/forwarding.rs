@@ -94,6 +94,57 @@ async fn local_and_reverse_forwards_survive_ten_link_kills() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwards_ride_through_a_path_that_goes_silent() {
+    // The client's path goes silent mid-transfer and stays so, as when the
+    // client moves to another network: the old connection neither ends nor
+    // delivers. The client suspects it, dials a fresh link and resumes on it
+    // long before keepalive would have declared the old one dead.
+    let dir = scratch("silent");
+    let fingerprint = keygen(&dir);
+    let echo = echo_service().await;
+    let reverse_port = free_port();
+    let allow_reverse = reverse_port.to_string();
+    let echo_text = echo.to_string();
+    let (_server, server_addr) = server(&dir, &["--allow", &echo_text, "--allow-reverse", &allow_reverse]);
+    let proxy = Arc::new(KillProxy::start(server_addr).unwrap());
+    let local = format!("0:{echo}");
+    let remote = format!("{reverse_port}:{echo}");
+    let client = client(&dir, proxy.addr(), &fingerprint, &["-L", &local, "-R", &remote]);
+    let local_addr = forwarded(&client);
+    client.line("reverse ");
+
+    const BYTES: u64 = 16 * 1024 * 1024;
+    let progress = Arc::new(AtomicU64::new(0));
+    let silencer = {
+        let (proxy, progress) = (proxy.clone(), progress.clone());
+        tokio::spawn(async move {
+            while progress.load(Ordering::Relaxed) < 2 * BYTES / 3 {
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            proxy.blackhole_all()
+        })
+    };
+    let reverse_addr = std::net::SocketAddr::from(([127, 0, 0, 1], reverse_port));
+    let transfers = async {
+        tokio::join!(
+            echo_through(local_addr, 3, BYTES, progress.clone()),
+            echo_through(reverse_addr, 4, BYTES, progress.clone()),
+        )
+    };
+    tokio::time::timeout(Duration::from_secs(120), transfers)
+        .await
+        .expect("the transfers finished in time");
+    assert_eq!(silencer.await.unwrap(), 1, "the link went silent mid-transfer");
+    let log = client.stderr();
+    assert!(log.contains("suspect link replaced by a fresh one"), "{log}");
+    assert!(
+        !log.contains("keepalive pings unanswered"),
+        "keepalive had to notice:\n{log}"
+    );
+    assert!(!log.contains("reconnecting"), "the session had to be rebuilt:\n{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn half_close_is_carried_both_ways_and_many_connections_run_at_once() {
     let dir = scratch("halfclose");
     let fingerprint = keygen(&dir);
