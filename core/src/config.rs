@@ -155,7 +155,7 @@ pub struct Config {
 /// suspicion ([`Event::LinkResponsive`](crate::Event::LinkResponsive)).
 /// The session only reports it: what to do about a suspect link (dial
 /// another, for a resumable client) is the driver's choice.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Liveness {
     /// The shortest silence bound.
     ///

@@ -384,8 +384,7 @@ impl<L: BlockingLink> Writer<L> {
                     }
                     tracing::debug!(%err, "link write failed");
                     out.clear();
-                    self.side.lost(self.current, self.side.now());
-                    let _ = self.side.take_drop_link();
+                    let _ = self.side.lose(self.current, self.side.now());
                     retire(&mut outbox);
                 }
                 continue;
@@ -418,8 +417,7 @@ impl<L: BlockingLink> Writer<L> {
             Ok(fresh) => {
                 // The old link is given up as lost: the session detaches from
                 // it (its unacknowledged tail waits for replay).
-                self.side.lost(self.current, self.side.now());
-                if self.side.take_drop_link() {
+                if self.side.lose(self.current, self.side.now()) {
                     retire(&mut self.direct.lock());
                 }
                 if self.direct.lock().link.is_none() {

@@ -152,8 +152,7 @@ impl<L: Link + Unpin, T: Timer + Unpin> LinkDriver<L, T> {
         let now = self.turn_now;
         // The old link is given up as lost: the session detaches from it (its
         // unacknowledged tail waits for replay) and the driver drops it.
-        self.side.lost(self.generation, now);
-        if self.side.take_drop_link() {
+        if self.side.lose(self.generation, now) {
             self.release_link();
         }
         if self.link.is_none() && self.side.attach(now) {
@@ -206,9 +205,8 @@ impl<L: Link + Unpin, T: Timer + Unpin> LinkDriver<L, T> {
         self.read_closed = true;
         // A link the session had already left (it was resumed over a new one
         // while this read or write was under way) changes nothing here.
-        self.side.lost(self.generation, self.turn_now);
         self.out.clear();
-        if self.side.take_drop_link() {
+        if self.side.lose(self.generation, self.turn_now) {
             // The session waits for a new link, or has one: this one is done.
             self.release_link();
         }

@@ -177,11 +177,7 @@ impl LinkSide {
     /// says so); any other ends. A link the session had already left says
     /// nothing about the session and changes nothing.
     pub fn lost(&self, link: LinkGeneration, now: Instant) {
-        let mut shared = Shared::lock(&self.shared);
-        if !shared.link_dropped() && shared.link_generation() == link.0 {
-            shared.link_lost(now);
-            shared.wake_driver();
-        }
+        lost_locked(&mut Shared::lock(&self.shared), link, now);
     }
 
     /// One look at the link's state for a driver with a link source: takes
@@ -198,6 +194,16 @@ impl LinkSide {
             closed,
             suspect,
         }
+    }
+
+    /// Link `link` failed, or the driver gives it up for a fresh one, at
+    /// `now`: [`lost`](Self::lost), then [`take_drop_link`](Self::take_drop_link)
+    /// under the same lock. Returns whether the driver must let go of the
+    /// link now (the session detached from it, or had already left it).
+    pub fn lose(&self, link: LinkGeneration, now: Instant) -> bool {
+        let mut shared = Shared::lock(&self.shared);
+        lost_locked(&mut shared, link, now);
+        shared.take_drop_link()
     }
 
     /// Takes the cue to let go of the current link: the session detached from
@@ -332,6 +338,14 @@ impl LinkSide {
         let shared = Shared::lock(&self.shared);
         let next_timer = shared.session_ref().poll_timeout().map(|at| shared.to_std(at));
         (next_timer, shared.holds_write_slab())
+    }
+}
+
+/// [`LinkSide::lost`] with the session locked.
+fn lost_locked(shared: &mut Shared, link: LinkGeneration, now: Instant) {
+    if !shared.link_dropped() && shared.link_generation() == link.0 {
+        shared.link_lost(now);
+        shared.wake_driver();
     }
 }
 

@@ -140,7 +140,7 @@ impl Session {
 
     /// Runs the liveness timer: suspects the link, or sends a probe.
     pub(super) fn run_liveness(&mut self, now: Instant) {
-        let Some(liveness) = self.config.liveness.clone() else {
+        let Some(liveness) = self.config.liveness else {
             return;
         };
         if self.progress.suspect_since.is_some() || !self.link_attached() {

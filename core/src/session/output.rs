@@ -47,12 +47,13 @@ impl Transmit {
         if usize::from(self.header_len) != HEADER_LEN {
             return false;
         }
-        match self.header[1] {
-            0 | 1 => true,
-            // A ping: a request (SYN) is answered, a reply (ACK) is not.
-            2 => self.header[3] & 0x1 != 0,
-            _ => false,
+        let ty = self.header[1];
+        if ty == FrameType::Data.to_u8() || ty == FrameType::WindowUpdate.to_u8() {
+            return true;
         }
+        // A ping: a request (SYN) is answered, a reply (ACK) is not.
+        let flags = u16::from_be_bytes([self.header[2], self.header[3]]);
+        ty == FrameType::Ping.to_u8() && flags & Flags::SYN.bits() != 0
     }
 
     pub(crate) fn new(header: Header, profile: Profile, payload: Bytes) -> Self {
