@@ -12,6 +12,8 @@
 //!   [`conformance_tests!`] to get them all as tests named `conformance::*`.
 //! - [`faults`]: a loopback TCP proxy that kills its connections on demand, for
 //!   the resumption scenarios.
+//! - [`path`] (Linux): a packet-level path between two network namespaces, with
+//!   delay, a bottleneck, loss, a blackhole and a client that changes address.
 //! - [`interop`]: hawser's yamux profile against the `yamux` crate and
 //!   `tokio-yamux`, both roles, through any adapter; [`interop_tests!`] makes them
 //!   tests named `interop::<peer>::<hawser role>::*`.
@@ -22,6 +24,8 @@
 pub mod faults;
 pub mod harness;
 pub mod interop;
+#[cfg(target_os = "linux")]
+pub mod path;
 pub mod rng;
 pub mod scenarios;
 pub mod sim;
