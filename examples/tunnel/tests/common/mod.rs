@@ -56,8 +56,14 @@ pub struct Process {
 
 impl Process {
     pub fn start(args: &[&str], stderr: PathBuf) -> Process {
-        let mut child = Command::new(HAWSER)
-            .args(args)
+        let mut command = Command::new(HAWSER);
+        command.args(args);
+        Process::spawn(command, stderr)
+    }
+
+    /// Runs `command` (which runs `hawser`, perhaps inside a namespace).
+    pub fn spawn(mut command: Command, stderr: PathBuf) -> Process {
+        let mut child = command
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr).unwrap())
@@ -141,7 +147,7 @@ pub fn server_on(dir: &Path, listen: &str, extra: &[&str]) -> (Process, SocketAd
     (process, addr)
 }
 
-fn unique() -> u64 {
+pub fn unique() -> u64 {
     static COUNT: AtomicU64 = AtomicU64::new(0);
     COUNT.fetch_add(1, Ordering::Relaxed)
 }
