@@ -88,7 +88,7 @@ pub use runtime::AsyncStd;
 #[cfg(feature = "smol")]
 pub use runtime::Smol;
 pub use runtime::{AsyncIoTimer, FuturesLink};
-pub use stream::Stream;
+pub use stream::{OwnedReadHalf, OwnedWriteHalf, Stream};
 
 #[cfg(any(feature = "async-std", feature = "smol"))]
 /// The names of one executor's flavour of the shared types.

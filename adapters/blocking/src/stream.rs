@@ -1,11 +1,10 @@
 //! A stream as `std::io::Read + Write`.
 
 use std::io::{self, Read, Write};
-use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use hawser_core::{ResetCode, StreamId};
-use hawser_driver::StreamCore;
+use hawser_driver::{SplitCore, StreamCore};
 
 use crate::direct::WriterWake;
 use crate::wait::block_on_poll;
@@ -33,9 +32,9 @@ fn writing<T>(core: &mut StreamCore, writer: &WriterWake, step: impl FnOnce(&mut
 
 /// [`writing`] for a half: the stream's lock is let go before the writer is
 /// woken or written for, so that the read half is not held up meanwhile.
-fn writing_half<T>(core: &Mutex<StreamCore>, writer: &WriterWake, step: impl FnOnce(&mut StreamCore) -> T) -> T {
+fn writing_half<T>(core: &SplitCore, writer: &WriterWake, step: impl FnOnce(&mut StreamCore) -> T) -> T {
     let (outcome, taken) = {
-        let mut core = lock(core);
+        let mut core = core.lock();
         let outcome = step(&mut core);
         (outcome, core.take_deferred_wake())
     };
@@ -132,7 +131,7 @@ impl Stream {
             read_timeout,
             write_timeout,
         } = self;
-        let core = Arc::new(Mutex::new(core));
+        let core = SplitCore::new(core);
         (
             ReadHalf {
                 core: core.clone(),
@@ -147,21 +146,16 @@ impl Stream {
     }
 }
 
-fn lock(core: &Mutex<StreamCore>) -> MutexGuard<'_, StreamCore> {
-    // A panic elsewhere cannot leave a stream handle half-updated.
-    core.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 /// The reading half of a [`Stream`], from [`Stream::split`].
 pub struct ReadHalf {
-    core: Arc<Mutex<StreamCore>>,
+    core: SplitCore,
     timeout: Option<Duration>,
 }
 
 impl ReadHalf {
     /// The stream id.
     pub fn id(&self) -> StreamId {
-        lock(&self.core).id()
+        self.core.lock().id()
     }
 
     /// How long a read may wait; `None` waits forever.
@@ -174,14 +168,14 @@ impl Read for ReadHalf {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         // The lock is held for one poll at a time, never while waiting, so the
         // write half is never held up by a read that waits for data.
-        block_on_poll(self.timeout, |cx| lock(&self.core).poll_read(cx, buf))
+        block_on_poll(self.timeout, |cx| self.core.lock().poll_read(cx, buf))
     }
 }
 
 /// The writing half of a [`Stream`], from [`Stream::split`]. Dropping it
 /// finishes the stream.
 pub struct WriteHalf {
-    core: Arc<Mutex<StreamCore>>,
+    core: SplitCore,
     writer: WriterWake,
     timeout: Option<Duration>,
 }
@@ -189,7 +183,7 @@ pub struct WriteHalf {
 impl WriteHalf {
     /// The stream id.
     pub fn id(&self) -> StreamId {
-        lock(&self.core).id()
+        self.core.lock().id()
     }
 
     /// How long a write or flush may wait; `None` waits forever.
@@ -206,13 +200,13 @@ impl WriteHalf {
     /// Resets the stream with `code`, abandoning buffered data in both
     /// directions; the read half's reads fail from now on.
     pub fn reset(self, code: ResetCode) {
-        lock(&self.core).reset(code);
+        self.core.lock().reset(code);
     }
 
     /// [`reset`](Self::reset) with a reason, as for
     /// [`Stream::reset_with_reason`].
     pub fn reset_with_reason(self, code: ResetCode, reason: &str) {
-        lock(&self.core).reset_with_reason(code, reason);
+        self.core.lock().reset_with_reason(code, reason);
     }
 }
 

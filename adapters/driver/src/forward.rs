@@ -6,12 +6,14 @@
 
 use crate::StreamCore;
 
-/// A type whose I/O is a [`StreamCore`]'s: an adapter's `Stream`, and the
-/// `PoolStream` that holds one. For the adapters' macros.
+/// A type whose I/O is a [`StreamCore`]'s: an adapter's `Stream`, the
+/// `PoolStream` that holds one, and the owned halves that share one. For the
+/// adapters' macros.
 #[doc(hidden)]
 pub trait HasStreamCore {
-    /// The stream's operations.
-    fn stream_core(&mut self) -> &mut StreamCore;
+    /// Runs `operation` on the stream's core (for a half, under the lock
+    /// the two halves share, held for this one operation).
+    fn with_core<T>(&mut self, operation: impl FnOnce(&mut StreamCore) -> T) -> T;
 }
 
 /// Implements an async write trait (`$write`, whose close method is `$close`)
@@ -28,21 +30,21 @@ macro_rules! impl_stream_write {
                 cx: &mut ::std::task::Context<'_>,
                 buf: &[u8],
             ) -> ::std::task::Poll<::std::io::Result<usize>> {
-                $crate::HasStreamCore::stream_core(self.get_mut()).poll_write(cx, buf)
+                $crate::HasStreamCore::with_core(self.get_mut(), |core| core.poll_write(cx, buf))
             }
 
             fn poll_flush(
                 self: ::std::pin::Pin<&mut Self>,
                 cx: &mut ::std::task::Context<'_>,
             ) -> ::std::task::Poll<::std::io::Result<()>> {
-                $crate::HasStreamCore::stream_core(self.get_mut()).poll_flush(cx)
+                $crate::HasStreamCore::with_core(self.get_mut(), |core| core.poll_flush(cx))
             }
 
             fn $close(
                 self: ::std::pin::Pin<&mut Self>,
                 cx: &mut ::std::task::Context<'_>,
             ) -> ::std::task::Poll<::std::io::Result<()>> {
-                $crate::HasStreamCore::stream_core(self.get_mut()).poll_finish(cx)
+                $crate::HasStreamCore::with_core(self.get_mut(), |core| core.poll_finish(cx))
             }
         }
     };

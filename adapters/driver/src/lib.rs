@@ -68,7 +68,7 @@ pub use resume::{check_config, check_resumable, entropy, FirstDial, RedialSchedu
 pub use runtime::{LinkOf, Runtime, TcpRuntime};
 pub use session::{Control, Session, SessionDriver};
 pub use shared::live_sessions;
-pub use stream::StreamCore;
+pub use stream::{SplitCore, StreamCore};
 pub use tcp::{tune_tcp, NOTSENT_LOWAT};
 
 /// Turns a session error into the `io::Error` every stream operation reports

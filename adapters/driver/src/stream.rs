@@ -2,6 +2,7 @@
 //! thread-parking waker, by the blocking one).
 
 use std::io;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
@@ -264,6 +265,27 @@ impl StreamCore {
     }
 }
 
+/// A [`StreamCore`] shared by a stream's two owned halves: each operation
+/// holds the lock for one poll, never while waiting, so neither half holds up
+/// the other. The stream is released (as a dropped stream is) when the last
+/// clone goes. For the adapters' `split`/`into_split`.
+#[doc(hidden)]
+#[derive(Clone)]
+pub struct SplitCore(Arc<Mutex<StreamCore>>);
+
+impl SplitCore {
+    /// Shares `core` between the halves.
+    pub fn new(core: StreamCore) -> SplitCore {
+        SplitCore(Arc::new(Mutex::new(core)))
+    }
+
+    /// The core, for one operation.
+    pub fn lock(&self) -> MutexGuard<'_, StreamCore> {
+        // A panic elsewhere cannot leave a stream handle half-updated.
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
 /// The error for an operation that met stream `id`'s reset `code`: the
 /// recorded one (with its reason), or `reported(code)` if the handle has no
 /// record (it was released).
@@ -320,8 +342,77 @@ macro_rules! declare_stream {
         }
 
         impl $crate::HasStreamCore for Stream {
-            fn stream_core(&mut self) -> &mut $crate::StreamCore {
-                &mut self.core
+            fn with_core<T>(&mut self, operation: impl FnOnce(&mut $crate::StreamCore) -> T) -> T {
+                operation(&mut self.core)
+            }
+        }
+
+        /// The reading half of a [`Stream`], from [`Stream::into_split`]; it can
+        /// move to another task than the writing half.
+        pub struct OwnedReadHalf {
+            core: $crate::SplitCore,
+        }
+
+        /// The writing half of a [`Stream`], from [`Stream::into_split`].
+        /// Dropping it finishes the stream, as shutting it down does.
+        pub struct OwnedWriteHalf {
+            core: $crate::SplitCore,
+        }
+
+        impl $crate::HasStreamCore for OwnedReadHalf {
+            fn with_core<T>(&mut self, operation: impl FnOnce(&mut $crate::StreamCore) -> T) -> T {
+                operation(&mut self.core.lock())
+            }
+        }
+
+        impl $crate::HasStreamCore for OwnedWriteHalf {
+            fn with_core<T>(&mut self, operation: impl FnOnce(&mut $crate::StreamCore) -> T) -> T {
+                operation(&mut self.core.lock())
+            }
+        }
+
+        impl OwnedReadHalf {
+            /// The stream id.
+            pub fn id(&self) -> $crate::hawser_core::StreamId {
+                self.core.lock().id()
+            }
+        }
+
+        impl OwnedWriteHalf {
+            /// The stream id.
+            pub fn id(&self) -> $crate::hawser_core::StreamId {
+                self.core.lock().id()
+            }
+
+            /// Resets the stream with `code`, abandoning buffered data in both
+            /// directions; the read half's reads fail from now on.
+            pub fn reset(self, code: $crate::hawser_core::ResetCode) {
+                self.core.lock().reset(code);
+            }
+
+            /// [`reset`](Self::reset) with a reason, as for
+            /// [`Stream::reset_with_reason`].
+            pub fn reset_with_reason(self, code: $crate::hawser_core::ResetCode, reason: &str) {
+                self.core.lock().reset_with_reason(code, reason);
+            }
+        }
+
+        impl ::std::ops::Drop for OwnedWriteHalf {
+            fn drop(&mut self) {
+                // An error means the stream already ended: nothing to finish.
+                let _ = self.core.lock().finish();
+            }
+        }
+
+        impl ::std::fmt::Debug for OwnedReadHalf {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.debug_struct("OwnedReadHalf").field("id", &self.id()).finish_non_exhaustive()
+            }
+        }
+
+        impl ::std::fmt::Debug for OwnedWriteHalf {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
+                f.debug_struct("OwnedWriteHalf").field("id", &self.id()).finish_non_exhaustive()
             }
         }
 
@@ -342,6 +433,17 @@ macro_rules! declare_stream {
             /// most 256 bytes (a longer one is cut at a character boundary).
             pub fn reset_with_reason(mut self, code: $crate::hawser_core::ResetCode, reason: &str) {
                 self.core.reset_with_reason(code, reason);
+            }
+
+            /// Splits the stream into a reading and a writing half that can
+            /// move to different tasks, without the lock `split` helpers wrap
+            /// around the whole stream. Each half's operations lock the shared
+            /// stream for one poll, never while waiting. Dropping the write half
+            /// finishes the stream; once both halves are gone the stream is
+            /// released as a dropped `Stream` is.
+            pub fn into_split(self) -> (OwnedReadHalf, OwnedWriteHalf) {
+                let core = $crate::SplitCore::new(self.core);
+                (OwnedReadHalf { core: core.clone() }, OwnedWriteHalf { core })
             }
         }
     };

@@ -157,7 +157,7 @@ mod stream;
 pub use hawser_driver::common::*;
 pub use pool::{Pool, PoolStream};
 pub use runtime::{Tokio, TokioLink, TokioTimer};
-pub use stream::Stream;
+pub use stream::{OwnedReadHalf, OwnedWriteHalf, Stream};
 
 /// A multiplexed session over one link, its driver on a tokio task; see
 /// [`hawser_driver::Session`].

@@ -149,8 +149,8 @@ macro_rules! declare_pool {
         }
 
         impl $crate::HasStreamCore for PoolStream {
-            fn stream_core(&mut self) -> &mut $crate::StreamCore {
-                $crate::HasStreamCore::stream_core(&mut self.stream)
+            fn with_core<T>(&mut self, operation: impl FnOnce(&mut $crate::StreamCore) -> T) -> T {
+                $crate::HasStreamCore::with_core(&mut self.stream, operation)
             }
         }
 
