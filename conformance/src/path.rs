@@ -233,6 +233,7 @@ impl EmulatedPath {
         if !std::path::Path::new("/dev/net/tun").exists() {
             return Err(unavailable("/dev/net/tun is missing"));
         }
+        remove_leftovers();
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let stem = format!("hawser-{}-{n}", std::process::id());
@@ -446,6 +447,23 @@ impl Drop for EmulatedPath {
         }
         for name in &self.names {
             let _ = ip(&["netns", "del", name]);
+        }
+    }
+}
+
+/// Deletes namespaces that paths of processes no longer running left behind
+/// (a test killed before its path was dropped).
+fn remove_leftovers() {
+    let Ok(entries) = std::fs::read_dir("/run/netns") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix("hawser-").and_then(|rest| rest.split('-').next()) else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok() && !std::path::Path::new("/proc").join(pid).exists() {
+            let _ = ip(&["netns", "del", &name]);
         }
     }
 }

@@ -67,6 +67,9 @@ pub struct Status {
     pub unhealthy_episodes: u64,
     /// Whether the link is suspect (see [`HealthEvent::Suspect`]).
     pub suspect: bool,
+    /// How many times the link became suspect, in all: on a healthy link
+    /// under any load this stays 0.
+    pub suspect_episodes: u64,
     /// Resumable client: reconnect attempts made, in all.
     pub reconnects: u64,
     /// Resumable session: how many times it resumed over a new link.
@@ -90,6 +93,7 @@ pub(crate) struct HealthLog {
     events: EventQueue<HealthEvent>,
     pub(crate) last_pong: Option<Instant>,
     pub(crate) unhealthy_episodes: u64,
+    pub(crate) suspect_episodes: u64,
 }
 
 impl HealthLog {
@@ -97,6 +101,7 @@ impl HealthLog {
         match event {
             HealthEvent::Pong { .. } => self.last_pong = Some(Instant::now()),
             HealthEvent::Unhealthy => self.unhealthy_episodes += 1,
+            HealthEvent::Suspect { .. } => self.suspect_episodes += 1,
             _ => {}
         }
         self.events.push(event);

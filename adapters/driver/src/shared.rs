@@ -291,6 +291,7 @@ impl Shared {
             since_last_pong: self.health_log.last_pong.map(|at| at.elapsed()),
             unhealthy_episodes: self.health_log.unhealthy_episodes,
             suspect: session.is_link_suspect(),
+            suspect_episodes: self.health_log.suspect_episodes,
             reconnects: self.link_events.reconnects,
             resumes: session.stats().resumes,
             streams_open: session.stream_count(),

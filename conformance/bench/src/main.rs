@@ -9,6 +9,7 @@
 //! cargo run --release -p hawser-bench -- --workload rr --runtime current
 //! cargo run --release -p hawser-bench -- --workload open --impl hawser-tokio
 //! cargo run --release -p hawser-bench -- --workload open-burst --impl hawser-tokio
+//! cargo run --release -p hawser-bench -- --workload wan    # an emulated WAN; Linux, root
 //! ```
 //!
 //! Each figure is the median of `--reps` repetitions (3 by default, 1 with
@@ -20,6 +21,8 @@ mod mux;
 mod others;
 mod sessions;
 mod tunnel;
+#[cfg(target_os = "linux")]
+mod wan;
 mod workloads;
 
 use std::future::Future;
@@ -87,7 +90,7 @@ impl Sizes {
     }
 }
 
-const WORKLOADS: [&str; 11] = [
+const WORKLOADS: [&str; 12] = [
     "bulk-1",
     "bulk-100",
     "rr",
@@ -99,6 +102,8 @@ const WORKLOADS: [&str; 11] = [
     "idle",
     "core",
     "tunnel",
+    // Only when asked for: it needs root and takes minutes.
+    "wan",
 ];
 
 struct Args {
@@ -276,8 +281,19 @@ fn main() {
         sizes.core = bytes;
     }
     let mut results = Vec::new();
+    if args.workload.as_deref() == Some("wan") {
+        #[cfg(target_os = "linux")]
+        wan::run(
+            args.quick,
+            if args.reps_given { args.reps } else { 1 },
+            args.implementation.as_deref(),
+        );
+        #[cfg(not(target_os = "linux"))]
+        println!("wan: skipped: the emulated path needs Linux");
+        return;
+    }
     for workload in WORKLOADS {
-        if args.workload.as_deref().is_some_and(|w| w != workload) {
+        if args.workload.as_deref().is_some_and(|w| w != workload) || workload == "wan" {
             continue;
         }
         if workload == "tunnel" {

@@ -5,8 +5,10 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hawser_conformance::interop::link::Pattern;
 
 use hawser_conformance::interop::peer::{Endpoint, PeerRole, PeerStream};
 use hawser_tokio::{Accepted, Acceptor, Config, Resumption, RetryPolicy, Session};
@@ -16,10 +18,36 @@ use tokio::net::{TcpListener, TcpStream};
 /// How many hold streams this process's servers have answered.
 pub static HELD: AtomicUsize = AtomicUsize::new(0);
 
+/// What the server side of `COUNT` streams has received: the bench measures
+/// a flow where it arrives, and the server runs in the same process.
+pub static ARRIVALS: Mutex<Arrivals> = Mutex::new(Arrivals {
+    last_byte: None,
+    longest_gap: Duration::ZERO,
+    bytes: 0,
+    broken: None,
+});
+
+/// See [`ARRIVALS`]; one `COUNT` stream at a time.
+pub struct Arrivals {
+    /// When the last byte arrived.
+    pub last_byte: Option<Instant>,
+    /// The longest time between two arrivals.
+    pub longest_gap: Duration,
+    /// Bytes arrived, each checked against the pattern.
+    pub bytes: u64,
+    /// Why the flow broke: it ended, failed, or brought wrong bytes.
+    pub broken: Option<String>,
+}
+
+/// The pattern `COUNT` streams carry.
+pub const COUNT_SEED: u64 = 9;
+
 /// Stream commands: the first byte of every stream.
 pub const SINK: u8 = b'S';
 pub const ECHO: u8 = b'E';
 pub const HOLD: u8 = b'H';
+/// Reads a pattern to the end, checking it and recording arrivals in [`ARRIVALS`].
+pub const COUNT: u8 = b'C';
 
 /// An implementation that runs on tokio.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,17 +65,27 @@ impl TokioImpl {
     /// Tunes a socket as the implementation's own helpers would: hawser's
     /// with `tune_tcp` (`TCP_NODELAY` and `TCP_NOTSENT_LOWAT`), the others
     /// with `TCP_NODELAY`. `HAWSER_BENCH_TCP=nodelay` gives hawser only
-    /// `TCP_NODELAY` too, to measure what the unsent bound costs or saves.
+    /// `TCP_NODELAY` too, and `HAWSER_BENCH_TCP=lowat:BYTES` another bound on
+    /// the unsent queue, to measure what the bound costs or saves.
     fn tune(self, tcp: &TcpStream) -> io::Result<()> {
         let hawser = matches!(
             self,
             TokioImpl::HawserNative | TokioImpl::HawserYamux | TokioImpl::HawserResume
         );
-        if hawser && std::env::var("HAWSER_BENCH_TCP").as_deref() != Ok("nodelay") {
-            hawser_tokio::tune_tcp(tcp)
-        } else {
-            tcp.set_nodelay(true)
+        if !hawser {
+            return tcp.set_nodelay(true);
         }
+        let setting = std::env::var("HAWSER_BENCH_TCP").unwrap_or_default();
+        if setting == "nodelay" {
+            return tcp.set_nodelay(true);
+        }
+        hawser_tokio::tune_tcp(tcp)?;
+        // `lowat:BYTES`: another bound on the unsent queue, to compare.
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        if let Some(bytes) = setting.strip_prefix("lowat:").and_then(|n| n.parse().ok()) {
+            socket2::SockRef::from(tcp).set_tcp_notsent_lowat(bytes)?;
+        }
+        Ok(())
     }
 
     pub const ALL: [TokioImpl; 7] = [
@@ -149,8 +187,13 @@ pub async fn connect(which: TokioImpl, streams: usize) -> io::Result<Client> {
 pub async fn listen(which: TokioImpl, streams: usize) -> io::Result<SocketAddr> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
-    tokio::spawn(run_server(which, listener, streams));
+    serve_on(which, listener, streams);
     Ok(addr)
+}
+
+/// Serves `which` on `listener`, in a task of the current runtime.
+pub fn serve_on(which: TokioImpl, listener: TcpListener, streams: usize) {
+    tokio::spawn(run_server(which, listener, streams));
 }
 
 /// Connects a client for `which` to the server at `addr`.
@@ -265,6 +308,31 @@ pub async fn serve(mut stream: PeerStream) {
             }
             let _ = stream.write_all(b"k").await;
             let _ = stream.shutdown().await;
+        }
+        COUNT => {
+            let mut check = Pattern::new(COUNT_SEED);
+            let mut buf = vec![0u8; 256 * 1024];
+            loop {
+                let result = stream.read(&mut buf).await;
+                let now = Instant::now();
+                let mut arrivals = ARRIVALS.lock().unwrap_or_else(|p| p.into_inner());
+                match result {
+                    Ok(0) => arrivals.broken = Some("the stream ended".into()),
+                    Err(e) => arrivals.broken = Some(format!("the stream failed: {e}")),
+                    Ok(n) => match check.check(&buf[..n]) {
+                        Err(e) => arrivals.broken = Some(format!("bytes arrived wrong: {e}")),
+                        Ok(()) => {
+                            if let Some(last) = arrivals.last_byte {
+                                arrivals.longest_gap = arrivals.longest_gap.max(now - last);
+                            }
+                            arrivals.last_byte = Some(now);
+                            arrivals.bytes += n as u64;
+                            continue;
+                        }
+                    },
+                }
+                return;
+            }
         }
         ECHO => {
             // Small, and on the heap: echo streams carry requests of up to 64

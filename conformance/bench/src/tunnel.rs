@@ -71,49 +71,90 @@ fn other(err: impl ToString) -> io::Error {
     io::Error::other(err.to_string())
 }
 
-/// A tunnel server and client to `target`; returns the client's local address
-/// (and the client, which must live as long as it is used).
+/// What a tunnel server and its client share: the token, and TLS (a fresh
+/// self-signed certificate the client trusts by fingerprint) or none.
+pub struct Keys {
+    token: Token,
+    server_tls: Option<Arc<rustls::ServerConfig>>,
+    client_tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
+}
+
+impl Keys {
+    pub fn new(with_tls: bool) -> io::Result<Keys> {
+        let token = Token::parse(&Token::generate()?).map_err(other)?;
+        let (server_tls, client_tls) = if with_tls {
+            let (cert, key, fingerprint) = tls::self_signed(vec!["localhost".into()]).map_err(other)?;
+            let chain = vec![CertificateDer::from_pem_slice(cert.as_bytes()).map_err(other)?];
+            let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(other)?;
+            let server = tls::server_config(chain, key).map_err(other)?;
+            let client = tls::client_config(&tls::Trust::Fingerprint(fingerprint)).map_err(other)?;
+            let name = ServerName::try_from("localhost").map_err(other)?;
+            (Some(server), Some((client, name)))
+        } else {
+            (None, None)
+        };
+        Ok(Keys {
+            token,
+            server_tls,
+            client_tls,
+        })
+    }
+
+    /// Serves tunnel clients on `listener`, forwarding to `target` only, in a
+    /// task of the current runtime.
+    pub fn serve(&self, listener: TcpListener, target: SocketAddr) -> io::Result<()> {
+        let server = Server::new(ServerOptions {
+            token: self.token.clone(),
+            tls: self.server_tls.clone(),
+            allow: vec![target.to_string()],
+            allow_reverse: Vec::new(),
+            config: hawser_tunnel::session_config(),
+        })?;
+        tokio::spawn(server.serve(listener));
+        Ok(())
+    }
+
+    /// A client of the server at `server`, with one `-L` forward from an
+    /// ephemeral loopback port to `target`, redialling under `retry`; returns
+    /// the forward's address (and the client, which must live as long as it
+    /// is used).
+    pub async fn client(
+        &self,
+        server: SocketAddr,
+        target: SocketAddr,
+        retry: hawser_tokio::RetryPolicy,
+    ) -> io::Result<(SocketAddr, Arc<Client>)> {
+        let client = Client::start(ClientOptions {
+            dialer: Dialer {
+                server: server.to_string(),
+                tls: self.client_tls.clone(),
+                token: self.token.clone(),
+            },
+            forwards: vec![Forward {
+                bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+                target: target.to_string(),
+            }],
+            reverses: Vec::new(),
+            config: hawser_tunnel::session_config(),
+            retry,
+        })
+        .await
+        .map_err(other)?;
+        let local = *client.local_addrs.first().ok_or_else(|| other("no local listener"))?;
+        Ok((local, client))
+    }
+}
+
+/// A tunnel server and client to `target`, both on loopback; returns the
+/// client's local address (and the client, which must live as long as it is
+/// used).
 async fn tunnel(target: SocketAddr, with_tls: bool) -> io::Result<(SocketAddr, Arc<Client>)> {
-    let token = Token::parse(&Token::generate()?).map_err(other)?;
-    let (server_tls, client_tls) = if with_tls {
-        let (cert, key, fingerprint) = tls::self_signed(vec!["localhost".into()]).map_err(other)?;
-        let chain = vec![CertificateDer::from_pem_slice(cert.as_bytes()).map_err(other)?];
-        let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(other)?;
-        let server = tls::server_config(chain, key).map_err(other)?;
-        let client = tls::client_config(&tls::Trust::Fingerprint(fingerprint)).map_err(other)?;
-        let name = ServerName::try_from("localhost").map_err(other)?;
-        (Some(server), Some((client, name)))
-    } else {
-        (None, None)
-    };
-    let server = Server::new(ServerOptions {
-        token: token.clone(),
-        tls: server_tls,
-        allow: vec![target.to_string()],
-        allow_reverse: Vec::new(),
-        config: hawser_tunnel::session_config(),
-    })?;
+    let keys = Keys::new(with_tls)?;
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let server_addr = listener.local_addr()?;
-    tokio::spawn(server.serve(listener));
-    let client = Client::start(ClientOptions {
-        dialer: Dialer {
-            server: server_addr.to_string(),
-            tls: client_tls,
-            token,
-        },
-        forwards: vec![Forward {
-            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
-            target: target.to_string(),
-        }],
-        reverses: Vec::new(),
-        config: hawser_tunnel::session_config(),
-        retry: hawser_tokio::RetryPolicy::default(),
-    })
-    .await
-    .map_err(other)?;
-    let local = *client.local_addrs.first().ok_or_else(|| other("no local listener"))?;
-    Ok((local, client))
+    keys.serve(listener, target)?;
+    keys.client(server_addr, target, hawser_tokio::RetryPolicy::default())
+        .await
 }
 
 /// Sends `bytes` on each of `connections` connections to `addr`; MB/s in all.

@@ -26,7 +26,7 @@ fn figure(metric: &'static str, value: f64, unit: &'static str) -> Figure {
 /// Sends `len` bytes on a sink stream in 64 KiB writes and waits for the answer.
 /// The read side is polled throughout: tokio-yamux applies window updates only
 /// while its application reads.
-async fn send_bulk(client: &Client, len: usize, chunk: &[u8]) -> io::Result<()> {
+pub async fn send_bulk(client: &Client, len: usize, chunk: &[u8]) -> io::Result<()> {
     let stream = client.open().await?;
     let (mut reader, mut writer) = tokio::io::split(stream);
     let writing = async {

@@ -265,23 +265,24 @@ impl Client {
     }
 
     /// Logs a status line every `every`: connections, bytes, the link's RTT,
-    /// reconnects and resumes.
+    /// whether it is suspect and how often it was, reconnects and resumes.
     pub async fn log_status(self: Arc<Self>, every: Duration) {
         loop {
             tokio::time::sleep(every).await;
             let counters = &self.counters;
-            let (rtt_ms, suspect, reconnects, resumes, replayed) = match self.session() {
+            let (rtt_ms, suspect, suspicions, reconnects, resumes, replayed) = match self.session() {
                 Some(control) => {
                     let status = control.status();
                     (
                         status.rtt_smoothed.map(|rtt| format!("{:.2}", rtt.as_secs_f64() * 1e3)),
                         status.suspect,
+                        status.suspect_episodes,
                         status.reconnects,
                         status.resumes,
                         control.stats().bytes_replayed,
                     )
                 }
-                None => (None, false, 0, 0, 0),
+                None => (None, false, 0, 0, 0, 0),
             };
             tracing::info!(
                 forwards = self.local_addrs.len(),
@@ -291,6 +292,7 @@ impl Client {
                 bytes_in = counters.received.load(Ordering::Relaxed),
                 rtt_ms = rtt_ms.as_deref().unwrap_or("-"),
                 suspect,
+                suspicions,
                 reconnects,
                 resumes,
                 bytes_replayed = replayed,

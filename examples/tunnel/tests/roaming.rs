@@ -1,8 +1,8 @@
 //! The real `hawser` binary on a packet-level emulated path (two network
 //! namespaces, kernel TCP at both ends; Linux and root, skipped with a reason
-//! elsewhere): one forwarded connection carries a transfer through 10 s of
+//! elsewhere): a `-L` and a `-R` connection carry transfers through 10 s of
 //! silence and then through the client moving to another address, and
-//! neither end of it notices.
+//! neither end of either notices.
 #![cfg(target_os = "linux")]
 
 mod common;
@@ -20,10 +20,10 @@ use hawser_conformance::path::{EmulatedPath, Outage, PathSpec, Side};
 
 const BYTES: u64 = 32 * 1024 * 1024;
 
-/// An echo service on the server namespace's loopback, a thread per connection.
-fn echo_inside_server(path: &EmulatedPath) -> SocketAddr {
+/// An echo service on `side`'s loopback, a thread per connection.
+fn echo_inside(path: &EmulatedPath, side: Side) -> SocketAddr {
     let listener = path
-        .spawn_in(Side::Server, || TcpListener::bind("127.0.0.1:0"))
+        .spawn_in(side, || TcpListener::bind("127.0.0.1:0"))
         .join()
         .unwrap()
         .unwrap();
@@ -53,34 +53,40 @@ fn a_forwarded_connection_rides_through_silence_and_a_move() {
     let dir = scratch("emulated");
     let fingerprint = keygen(&dir);
     let (cert, key, token) = files(&dir);
-    let echo = echo_inside_server(&path).to_string();
+    let echo = echo_inside(&path, Side::Server).to_string();
+    let client_echo = echo_inside(&path, Side::Client).to_string();
+    let reverse = SocketAddr::from((path.server_ip(), 7100));
+    let allow_reverse = reverse.to_string();
     let listen = SocketAddr::from((path.server_ip(), 0)).to_string();
 
     let mut command = path.command_in(Side::Server, HAWSER);
     command.args(["server", "--listen", &listen, "--token-file", &token]);
     command.args(["--cert", &cert, "--key", &key, "--allow", &echo]);
+    command.args(["--allow-reverse", &allow_reverse]);
     let server = Process::spawn(command, dir.join("server.log"));
     let server_addr = server.line("listening on ");
 
     let local = format!("0:{echo}");
+    let remote = format!("{reverse}:{client_echo}");
     let mut command = path.command_in(Side::Client, HAWSER);
     command.args(["client", "--connect", &server_addr, "--token-file", &token]);
-    command.args(["--fingerprint", &fingerprint, "-L", &local]);
+    command.args(["--fingerprint", &fingerprint, "-L", &local, "-R", &remote]);
     let client = Process::spawn(command, dir.join("client.log"));
     let local_addr = forwarded(&client);
+    client.line("reverse ");
 
     let progress = Arc::new(AtomicU64::new(0));
     let (done_tx, done_rx) = mpsc::channel();
-    {
-        let (path, progress) = (path.clone(), progress.clone());
+    for (side, addr, seed) in [(Side::Client, local_addr, 6), (Side::Server, reverse, 7)] {
+        let (path, progress, done_tx) = (path.clone(), progress.clone(), done_tx.clone());
         thread::spawn(move || {
-            let _ = done_tx.send(echo_through(&path, local_addr, progress));
+            let _ = done_tx.send(echo_through(&path, side, addr, seed, progress));
         });
     }
     let mut gaps = Vec::new();
     for (outage, at) in [
-        (Outage::Silence(Duration::from_secs(10)), BYTES / 4),
-        (Outage::ClientMoves, BYTES / 2),
+        (Outage::Silence(Duration::from_secs(10)), BYTES / 2),
+        (Outage::ClientMoves, BYTES),
     ] {
         while progress.load(Ordering::Relaxed) < at {
             thread::sleep(Duration::from_millis(5));
@@ -97,10 +103,12 @@ fn a_forwarded_connection_rides_through_silence_and_a_move() {
         }
         gaps.push((outage, usable.elapsed()));
     }
-    let checked = done_rx
-        .recv_timeout(Duration::from_secs(120))
-        .expect("the transfer finished in time (or panicked)");
-    assert_eq!(checked, BYTES, "every byte came back, in order, and no more");
+    for _ in 0..2 {
+        let checked = done_rx
+            .recv_timeout(Duration::from_secs(120))
+            .expect("the transfers finished in time (or panicked)");
+        assert_eq!(checked, BYTES, "every byte came back, in order, and no more");
+    }
     for (outage, gap) in gaps {
         eprintln!("{outage:?}: bytes flowed again {gap:?} after the path was usable");
     }
@@ -111,20 +119,20 @@ fn a_forwarded_connection_rides_through_silence_and_a_move() {
     assert!(path.stats().dropped_silent > 0, "the outages did silence the path");
 }
 
-/// Sends `BYTES` of a pattern through the forward at `addr` (inside the
-/// client's namespace) and checks all of it as it echoes back; counts
-/// checked bytes into `progress`, and returns their total.
-fn echo_through(path: &EmulatedPath, addr: SocketAddr, progress: Arc<AtomicU64>) -> u64 {
-    let mut tcp = path.connect(Side::Client, addr, Duration::from_secs(5)).unwrap();
+/// Sends `BYTES` of a pattern through the forward at `addr` (inside `side`'s
+/// namespace) and checks all of it as it echoes back; counts checked bytes
+/// into `progress`, and returns their total.
+fn echo_through(path: &EmulatedPath, side: Side, addr: SocketAddr, seed: u64, progress: Arc<AtomicU64>) -> u64 {
+    let mut tcp = path.connect(side, addr, Duration::from_secs(5)).unwrap();
     let mut back = tcp.try_clone().unwrap();
     let writer = thread::spawn(move || {
-        let mut pattern = Pattern::new(6);
+        let mut pattern = Pattern::new(seed);
         while pattern.position() < BYTES {
             tcp.write_all(&pattern.take(64 * 1024)).unwrap();
         }
         tcp.shutdown(std::net::Shutdown::Write).unwrap();
     });
-    let mut check = Pattern::new(6);
+    let mut check = Pattern::new(seed);
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = back.read(&mut buf).expect("no reset: nothing may be lost");
