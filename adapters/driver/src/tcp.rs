@@ -5,9 +5,18 @@ use std::io;
 /// The most unsent bytes the kernel keeps queued on a tuned socket (Linux
 /// and Android): the rest of a batch waits in the session, where pings,
 /// acknowledgements and window updates go ahead of data. Without a bound the
-/// kernel's queue grows to megabytes, and a ping written behind them waits
-/// for all of them: its round trip then measures the queue, not the path.
-pub const NOTSENT_LOWAT: u32 = 128 * 1024;
+/// kernel's queue can grow to its send buffer's limit (4 MiB by default), and
+/// a ping written behind it waits for all of it.
+///
+/// Why 2 MiB, measured with `hawser-bench --workload wan` on a 100 ms,
+/// 500 Mbit/s emulated path (`HAWSER_BENCH_TCP` picks the bound): one stream
+/// moved 177 Mbit/s under a 128 KiB bound, 191 under 512 KiB, 225 under
+/// 2 MiB and 232 with no bound, and eight streams 195, 224, 277 and 282. A
+/// small bound leaves the kernel a few milliseconds of data to send, and a
+/// writer that is late by more than that idles a long path. The round trips
+/// of a ninth stream under that load did not get shorter with a smaller bound
+/// (p99 207, 376, 206 and 176 ms), nor on loopback (`rr-under-load`).
+pub const NOTSENT_LOWAT: u32 = 2 * 1024 * 1024;
 
 /// Tunes a TCP socket for a session: `TCP_NODELAY` (frames are already
 /// batched; Nagle would hold back small ones for a delayed ACK), and on
