@@ -6,7 +6,7 @@
 //! ```text
 //! cargo run --release -p hawser-bench                      # everything, a table
 //! cargo run --release -p hawser-bench -- --quick --json    # small sizes, JSON lines
-//! cargo run --release -p hawser-bench -- --workload rr --runtime current
+//! cargo run --release -p hawser-bench -- --workload rr --runtime current --quick
 //! cargo run --release -p hawser-bench -- --workload open --impl hawser-tokio
 //! cargo run --release -p hawser-bench -- --workload open-burst --impl hawser-tokio
 //! cargo run --release -p hawser-bench -- --workload wan    # an emulated WAN; Linux, root
@@ -117,6 +117,8 @@ struct Args {
     multi_thread: bool,
     /// Overrides how much `bulk-1` and `core` move (for instruction counts).
     bytes: Option<usize>,
+    /// Overrides how many round trips `rr` makes (for instruction counts).
+    round_trips: Option<usize>,
 }
 
 impl Args {
@@ -138,6 +140,7 @@ fn parse_args() -> Result<Args, String> {
         reps_given: false,
         multi_thread: true,
         bytes: None,
+        round_trips: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -159,6 +162,14 @@ fn parse_args() -> Result<Args, String> {
                     .filter(|n| *n > 0)
                     .ok_or("--reps needs a positive number")?
             }
+            "--round-trips" => {
+                args.round_trips = Some(
+                    it.next()
+                        .and_then(|n| n.parse().ok())
+                        .filter(|n| *n > 0)
+                        .ok_or("--round-trips needs a positive number")?,
+                )
+            }
             "--bytes" => {
                 args.bytes = Some(
                     it.next()
@@ -174,7 +185,7 @@ fn parse_args() -> Result<Args, String> {
             },
             "--help" | "-h" => {
                 return Err(
-                    "usage: hawser-bench [--quick] [--json] [--workload NAME] [--impl NAME] [--reps N] [--runtime multi|current] [--bytes N]"
+                    "usage: hawser-bench [--quick] [--json] [--workload NAME] [--impl NAME] [--reps N] [--runtime multi|current] [--bytes N] [--round-trips N]"
                         .into(),
                 )
             }
@@ -262,6 +273,11 @@ where
 }
 
 fn main() {
+    // RUST_LOG (e.g. `hawser_driver=debug`) shows what the sessions do, on stderr.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .try_init();
     let mut raw = std::env::args().skip(1);
     match raw.next().as_deref() {
         Some(side @ ("--idle-server" | "--idle-client")) => idle::child_main(side, raw),
@@ -276,6 +292,9 @@ fn main() {
         }
     };
     let mut sizes = if args.quick { Sizes::quick() } else { Sizes::full() };
+    if let Some(round_trips) = args.round_trips {
+        sizes.round_trips = round_trips;
+    }
     if let Some(bytes) = args.bytes {
         sizes.bulk_one = bytes;
         sizes.core = bytes;

@@ -49,6 +49,8 @@ const RESUMABLE: [&str; 2] = ["hawser-tokio", "tunnel-tls"];
 struct Plan {
     one: usize,
     eight_each: usize,
+    /// How long a flow runs before the outage.
+    warm: Duration,
     silence: Duration,
     /// How long to wait for data after the path is usable before calling the
     /// connection lost.
@@ -60,16 +62,18 @@ impl Plan {
     fn new(quick: bool) -> Plan {
         if quick {
             Plan {
-                one: 16 << 20,
-                eight_each: 2 << 20,
+                one: 8 << 20,
+                eight_each: 1 << 20,
+                warm: Duration::from_secs(1),
                 silence: Duration::from_secs(2),
-                give_up: Duration::from_secs(6),
-                saturate: Duration::from_secs(5),
+                give_up: Duration::from_secs(3),
+                saturate: Duration::from_secs(3),
             }
         } else {
             Plan {
                 one: 128 << 20,
                 eight_each: 16 << 20,
+                warm: Duration::from_secs(3),
                 silence: Duration::from_secs(10),
                 give_up: Duration::from_secs(30),
                 saturate: Duration::from_secs(60),
@@ -201,7 +205,13 @@ struct Ride {
 /// Keeps an upload going on a `COUNT` stream (the server checks every byte
 /// and records when it arrives), imposes `outage` once the flow is warm, and
 /// measures how soon bytes arrive again.
-async fn ride(client: Arc<Client>, path: Arc<EmulatedPath>, outage: Outage, give_up: Duration) -> io::Result<Ride> {
+async fn ride(
+    client: Arc<Client>,
+    path: Arc<EmulatedPath>,
+    outage: Outage,
+    warm: Duration,
+    give_up: Duration,
+) -> io::Result<Ride> {
     *mux::ARRIVALS.lock().unwrap_or_else(|p| p.into_inner()) = mux::Arrivals {
         last_byte: None,
         longest_gap: Duration::ZERO,
@@ -218,7 +228,7 @@ async fn ride(client: Arc<Client>, path: Arc<EmulatedPath>, outage: Outage, give
             while stream.write_all(&pattern.take(16 * 1024)).await.is_ok() {}
         }
     });
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    tokio::time::sleep(warm).await;
     if arrivals().bytes == 0 {
         writer.abort();
         return Err(io::Error::other("nothing arrived before the outage"));
@@ -405,8 +415,13 @@ pub fn run(quick: bool, reps: usize, only: Option<&str>) {
             for which in impls().into_iter().filter(picked) {
                 let figures = Ends::new(spec).and_then(|ends| {
                     let across = set_up(&ends, which, 1)?;
-                    let ride =
-                        ends.on_client(ride(across.client.clone(), ends.path.clone(), outage, plan.give_up))??;
+                    let ride = ends.on_client(ride(
+                        across.client.clone(),
+                        ends.path.clone(),
+                        outage,
+                        plan.warm,
+                        plan.give_up,
+                    ))??;
                     Ok((ride, (across.status)()))
                 });
                 match figures {
