@@ -20,12 +20,7 @@ pub static HELD: AtomicUsize = AtomicUsize::new(0);
 
 /// What the server side of `COUNT` streams has received: the bench measures
 /// a flow where it arrives, and the server runs in the same process.
-pub static ARRIVALS: Mutex<Arrivals> = Mutex::new(Arrivals {
-    last_byte: None,
-    longest_gap: Duration::ZERO,
-    bytes: 0,
-    broken: None,
-});
+pub static ARRIVALS: Mutex<Arrivals> = Mutex::new(Arrivals::NONE);
 
 /// See [`ARRIVALS`]; one `COUNT` stream at a time.
 pub struct Arrivals {
@@ -37,6 +32,16 @@ pub struct Arrivals {
     pub bytes: u64,
     /// Why the flow broke: it ended, failed, or brought wrong bytes.
     pub broken: Option<String>,
+}
+
+impl Arrivals {
+    /// Nothing arrived yet.
+    pub const NONE: Arrivals = Arrivals {
+        last_byte: None,
+        longest_gap: Duration::ZERO,
+        bytes: 0,
+        broken: None,
+    };
 }
 
 /// The pattern `COUNT` streams carry.

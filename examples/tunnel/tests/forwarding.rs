@@ -45,9 +45,18 @@ async fn echo_through(addr: std::net::SocketAddr, seed: u64, bytes: u64, progres
     tokio::join!(writing, reading);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn local_and_reverse_forwards_survive_ten_link_kills() {
-    let dir = scratch("kills");
+/// A server, a client reaching it through a `KillProxy`, and a `-L` and a
+/// `-R` forward to one echo service.
+struct Forwarding {
+    _server: Process,
+    proxy: Arc<KillProxy>,
+    client: Process,
+    local_addr: std::net::SocketAddr,
+    reverse_addr: std::net::SocketAddr,
+}
+
+async fn forwarding_through_proxy(name: &str) -> Forwarding {
+    let dir = scratch(name);
     let fingerprint = keygen(&dir);
     let echo = echo_service().await;
     let reverse_port = free_port();
@@ -60,6 +69,24 @@ async fn local_and_reverse_forwards_survive_ten_link_kills() {
     let client = client(&dir, proxy.addr(), &fingerprint, &["-L", &local, "-R", &remote]);
     let local_addr = forwarded(&client);
     client.line("reverse ");
+    Forwarding {
+        _server,
+        proxy,
+        client,
+        local_addr,
+        reverse_addr: std::net::SocketAddr::from(([127, 0, 0, 1], reverse_port)),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_and_reverse_forwards_survive_ten_link_kills() {
+    let Forwarding {
+        _server,
+        proxy,
+        client,
+        local_addr,
+        reverse_addr,
+    } = forwarding_through_proxy("kills").await;
 
     let progress = Arc::new(AtomicU64::new(0));
     let total = 2 * PER_DIRECTION;
@@ -74,7 +101,6 @@ async fn local_and_reverse_forwards_survive_ten_link_kills() {
             }
         })
     };
-    let reverse_addr = std::net::SocketAddr::from(([127, 0, 0, 1], reverse_port));
     let transfers = async {
         tokio::join!(
             echo_through(local_addr, 1, PER_DIRECTION, progress.clone()),
@@ -99,19 +125,13 @@ async fn forwards_ride_through_a_path_that_goes_silent() {
     // client moves to another network: the old connection neither ends nor
     // delivers. The client suspects it, dials a fresh link and resumes on it
     // long before keepalive would have declared the old one dead.
-    let dir = scratch("silent");
-    let fingerprint = keygen(&dir);
-    let echo = echo_service().await;
-    let reverse_port = free_port();
-    let allow_reverse = reverse_port.to_string();
-    let echo_text = echo.to_string();
-    let (_server, server_addr) = server(&dir, &["--allow", &echo_text, "--allow-reverse", &allow_reverse]);
-    let proxy = Arc::new(KillProxy::start(server_addr).unwrap());
-    let local = format!("0:{echo}");
-    let remote = format!("{reverse_port}:{echo}");
-    let client = client(&dir, proxy.addr(), &fingerprint, &["-L", &local, "-R", &remote]);
-    let local_addr = forwarded(&client);
-    client.line("reverse ");
+    let Forwarding {
+        _server,
+        proxy,
+        client,
+        local_addr,
+        reverse_addr,
+    } = forwarding_through_proxy("silent").await;
 
     const BYTES: u64 = 16 * 1024 * 1024;
     let progress = Arc::new(AtomicU64::new(0));
@@ -124,7 +144,6 @@ async fn forwards_ride_through_a_path_that_goes_silent() {
             proxy.blackhole_all()
         })
     };
-    let reverse_addr = std::net::SocketAddr::from(([127, 0, 0, 1], reverse_port));
     let transfers = async {
         tokio::join!(
             echo_through(local_addr, 3, BYTES, progress.clone()),

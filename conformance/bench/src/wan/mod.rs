@@ -212,13 +212,8 @@ async fn ride(
     warm: Duration,
     give_up: Duration,
 ) -> io::Result<Ride> {
-    *mux::ARRIVALS.lock().unwrap_or_else(|p| p.into_inner()) = mux::Arrivals {
-        last_byte: None,
-        longest_gap: Duration::ZERO,
-        bytes: 0,
-        broken: None,
-    };
     let arrivals = || mux::ARRIVALS.lock().unwrap_or_else(|p| p.into_inner());
+    *arrivals() = mux::Arrivals::NONE;
     let mut stream = client.open().await?;
     // It writes until aborted; should a write fail, the server side sees the
     // stream end and reports that.

@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hawser_conformance::path::Side;
 use tokio::net::TcpListener;
 
 use super::{Across, Ends};
@@ -86,7 +87,7 @@ pub fn set_up(ends: &Ends, streams: usize) -> io::Result<Across> {
         mux::serve_on(TokioImpl::RawTcp, target, streams);
         Ok::<_, io::Error>(addr)
     })??;
-    let mut server = ends.path.command_in(hawser_conformance::path::Side::Server, &sshd);
+    let mut server = ends.path.command_in(Side::Server, &sshd);
     server
         .arg("-D")
         .arg("-f")
@@ -97,9 +98,9 @@ pub fn set_up(ends: &Ends, streams: usize) -> io::Result<Across> {
     running.children.push(server.spawn()?);
     // sshd is listening once a connection to it succeeds.
     let sshd_addr = SocketAddr::from((server_ip, SSHD_PORT));
-    wait_for(ends, hawser_conformance::path::Side::Client, sshd_addr)?;
+    wait_for(ends, Side::Client, sshd_addr)?;
     let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
-    let mut client = ends.path.command_in(hawser_conformance::path::Side::Client, "ssh");
+    let mut client = ends.path.command_in(Side::Client, "ssh");
     client
         .args(["-N", "-p", &SSHD_PORT.to_string(), "-i"])
         .arg(dir.join("user"))
@@ -125,7 +126,7 @@ pub fn set_up(ends: &Ends, streams: usize) -> io::Result<Across> {
         .stderr(std::fs::File::create(dir.join("ssh.log"))?);
     running.children.push(client.spawn()?);
     let local = SocketAddr::from(([127, 0, 0, 1], LOCAL_PORT));
-    wait_for(ends, hawser_conformance::path::Side::Client, local).map_err(|e| {
+    wait_for(ends, Side::Client, local).map_err(|e| {
         let log = std::fs::read_to_string(dir.join("ssh.log")).unwrap_or_default();
         io::Error::other(format!("{e}; ssh said: {log}"))
     })?;
@@ -137,7 +138,7 @@ pub fn set_up(ends: &Ends, streams: usize) -> io::Result<Across> {
 }
 
 /// Waits (at most 10 s) until a TCP connection from `side` to `addr` succeeds.
-fn wait_for(ends: &Ends, side: hawser_conformance::path::Side, addr: SocketAddr) -> io::Result<()> {
+fn wait_for(ends: &Ends, side: Side, addr: SocketAddr) -> io::Result<()> {
     let started = Instant::now();
     loop {
         match ends.path.connect(side, addr, Duration::from_secs(1)) {
