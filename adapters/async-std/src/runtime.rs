@@ -13,6 +13,14 @@ use hawser_driver::{Link, Timer};
 /// A futures-io link as the session's driver sees it.
 pub struct FuturesLink<T>(T);
 
+impl<T> FuturesLink<T> {
+    /// Wraps `io`, for a driver made by hand
+    /// ([`LinkDriver::with_session`](hawser_driver::LinkDriver::with_session)).
+    pub fn new(io: T) -> Self {
+        FuturesLink(io)
+    }
+}
+
 impl<T: AsyncRead + AsyncWrite + Unpin> Link for FuturesLink<T> {
     fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.0).poll_read(cx, buf)
@@ -102,7 +110,7 @@ macro_rules! futures_runtime {
 
 #[cfg(any(feature = "async-std", feature = "smol"))]
 pub(crate) fn futures_link<T>(io: T) -> FuturesLink<T> {
-    FuturesLink(io)
+    FuturesLink::new(io)
 }
 
 #[cfg(feature = "async-std")]

@@ -28,9 +28,9 @@ impl ControlCore {
     /// A wait to open one stream: poll it until it gives the stream. The waits
     /// of a session are served in order, and dropping one gives up its place
     /// (cancel-safe: it opens no stream unless it returned one).
-    pub fn open_wait(&self) -> OpenWait<'_> {
+    pub fn open_wait(&self) -> OpenWait {
         OpenWait {
-            core: self,
+            shared: self.shared.clone(),
             place: None,
         }
     }
@@ -188,22 +188,22 @@ impl Drop for ControlCore {
 }
 
 /// One task's wait to open a stream (see [`ControlCore::open_wait`]).
-pub struct OpenWait<'a> {
-    core: &'a ControlCore,
+pub struct OpenWait {
+    shared: SharedRef,
     place: crate::open_queue::Place,
 }
 
-impl OpenWait<'_> {
+impl OpenWait {
     /// Opens the stream, or waits while a limit (max streams, unacknowledged
     /// opens) is reached.
     pub fn poll(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<StreamCore>> {
-        let mut shared = Shared::lock(&self.core.shared);
+        let mut shared = Shared::lock(&self.shared);
         match shared.change(|session, now| session.open(now)) {
             Ok(id) => {
                 shared.open_queue.opened(&mut self.place);
                 // There may be room for the next one too.
                 shared.open_queue.wake_next();
-                Poll::Ready(Ok(StreamCore::adopted(&self.core.shared, &mut shared, id)))
+                Poll::Ready(Ok(StreamCore::adopted(&self.shared, &mut shared, id)))
             }
             Err(OpenError::Blocked) => {
                 shared.open_queue.register(&mut self.place, cx.waker());
@@ -221,10 +221,10 @@ impl OpenWait<'_> {
     }
 }
 
-impl Drop for OpenWait<'_> {
+impl Drop for OpenWait {
     fn drop(&mut self) {
         if self.place.is_some() {
-            Shared::lock(&self.core.shared).open_queue.leave(&mut self.place);
+            Shared::lock(&self.shared).open_queue.leave(&mut self.place);
         }
     }
 }

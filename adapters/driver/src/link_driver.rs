@@ -84,6 +84,23 @@ impl<L: Link + Unpin, T: Timer + Unpin> LinkDriver<L, T> {
         }
     }
 
+    /// A new session for `role` over `link`, its timers on `timer`: the
+    /// driver to poll and the session's control handle. For running a
+    /// session without a [`Runtime`](crate::Runtime), inside another
+    /// library's poll loop (hawser-libp2p's muxer polls the driver from
+    /// `StreamMuxer::poll`). Nothing moves until the driver is polled.
+    pub fn with_session(
+        link: L,
+        timer: T,
+        config: hawser_core::Config,
+        role: hawser_core::Role,
+    ) -> io::Result<(Self, crate::ControlCore)> {
+        let shared =
+            crate::shared::Shared::new(role, config).map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
+        let control = crate::ControlCore::new(shared.clone());
+        Ok((LinkDriver::new(LinkSide::from_shared(shared), link, timer), control))
+    }
+
     /// A resumable session: when the link is lost, the next one comes from `source`
     /// (a client's reconnect loop, or the slot a server's acceptor fills).
     pub fn with_link_source(mut self, source: Box<dyn LinkSource<L> + Send>) -> Self {

@@ -11,9 +11,8 @@ use crate::control::ControlCore;
 use crate::events::LinkEvent;
 use crate::health::HealthEvent;
 use crate::link_driver::LinkDriver;
-use crate::pump::LinkSide;
 use crate::runtime::{LinkOf, Runtime};
-use crate::shared::{Shared, SharedRef};
+use crate::shared::SharedRef;
 use crate::stream::StreamCore;
 
 /// A cloneable handle for opening streams and steering the session from any
@@ -69,13 +68,14 @@ impl<R: Runtime> Session<R> {
     where
         R: LinkOf<T>,
     {
-        let shared = Shared::new(role, config).map_err(|err| io::Error::new(io::ErrorKind::InvalidInput, err))?;
-        let driver = LinkDriver::new(
-            LinkSide::from_shared(shared.clone()),
-            R::link(link),
-            R::Timer::default(),
-        );
-        Ok((Session::from_shared(shared), driver))
+        let (driver, core) = LinkDriver::with_session(R::link(link), R::Timer::default(), config, role)?;
+        let session = Session {
+            control: Control {
+                core,
+                runtime: PhantomData,
+            },
+        };
+        Ok((session, driver))
     }
 
     fn spawned<T>(link: T, config: Config, role: Role) -> io::Result<Self>
