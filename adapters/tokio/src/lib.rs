@@ -111,6 +111,15 @@
 //! # Ok(()) }
 //! ```
 //!
+//! ## HTTP: hyper, tonic, axum
+//! Behind the features `hyper`, `tonic` and `axum`, the `http` module
+//! (which needs Rust 1.88, as tonic does) puts a session under tokio's HTTP
+//! stack: `http::Connector` opens a stream per connection for hyper's
+//! client and tonic's `Endpoint::connect_with_connector`;
+//! `http::InboundStreams` hands a session's inbound streams to tonic's
+//! `serve_with_incoming`; `http::SessionListener` is axum's `Listener`.
+//! Over a resumable session, calls survive the loss of the link.
+//!
 //! ## Cancel safety
 //! Reading, writing (`poll_write`: a write that is cancelled took nothing),
 //! [`Control::open_stream`], [`Session::accept`], [`Control::closed`] and the
@@ -150,6 +159,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(any(feature = "hyper", feature = "tonic", feature = "axum"))]
+pub mod http;
 mod pool;
 mod runtime;
 mod stream;
