@@ -570,6 +570,39 @@ fn drain_deadline_resets_stragglers() {
 }
 
 #[test]
+fn ending_a_drain_resets_the_stragglers_on_both_sides_at_once() {
+    let mut pair = pair(Profile::Native);
+    let id = pair.client.open(pair.now).unwrap();
+    pair.drive();
+    accept_all(&mut pair, Side::Server);
+    pair.server.go_away(pair.now, GoAwayCode::NORMAL).unwrap();
+    pair.drive();
+    assert!(!pair.server.is_closed(), "the stream keeps the drain going");
+    pair.server.end_drain(pair.now);
+    // Well within the 30 s drain timeout either side would otherwise wait.
+    pair.drive_for(Duration::from_secs(1));
+    assert!(pair.server.is_closed());
+    assert_eq!(pair.server.close_reason(), None, "an orderly end");
+    let code = ResetCode::DRAIN_TIMEOUT;
+    assert!(has_event(&pair, Side::Client, &Event::StreamReset { id, code }));
+    assert!(has_event(&pair, Side::Server, &Event::StreamReset { id, code }));
+}
+
+#[test]
+fn ending_a_drain_that_never_began_changes_nothing() {
+    let mut pair = pair(Profile::Native);
+    let id = pair.client.open(pair.now).unwrap();
+    pair.drive();
+    pair.server.end_drain(pair.now);
+    pair.drive();
+    assert!(!pair.server.is_closed() && !pair.client.is_closed());
+    assert_eq!(
+        pair.client.stream(id).write(bytes::Bytes::from_static(b"still open")),
+        Ok(10)
+    );
+}
+
+#[test]
 fn go_away_with_an_error_code_ends_the_peer_at_once() {
     let mut pair = pair(Profile::Native);
     let id = pair.client.open(pair.now).unwrap();

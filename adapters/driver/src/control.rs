@@ -50,6 +50,15 @@ impl ControlCore {
         Poll::Pending
     }
 
+    /// Ends a drain at once (see [`hawser_core::Session::end_drain`]): the
+    /// streams still open are reset with `DRAIN_TIMEOUT`, the peer reads the
+    /// resets, and the session closes. For a shutdown whose own deadline ran
+    /// out; [`close`](Self::close) instead would leave the peer's streams to
+    /// its own drain timeout.
+    pub fn end_drain(&self) {
+        Shared::lock(&self.shared).change(|session, now| session.end_drain(now));
+    }
+
     /// Starts a graceful shutdown (see [`hawser_core::Session::go_away`]).
     pub fn go_away(&self, code: GoAwayCode) -> io::Result<()> {
         self.go_away_with_reason(code, "")

@@ -372,6 +372,19 @@ impl Session {
         self.go_away(now, code)
     }
 
+    /// Ends a drain now, as if `drain_timeout` had passed: every stream still
+    /// open is reset with `DRAIN_TIMEOUT` (the resets go out, so the peer's
+    /// side of each stream ends at once too, instead of waiting for its own
+    /// drain timeout), and the session closes as the last reset goes out. For
+    /// an application whose own shutdown deadline ran out. Does nothing
+    /// unless the session is draining.
+    pub fn end_drain(&mut self, now: Instant) {
+        if self.phase == Phase::Draining {
+            self.drain_deadline = Some(now);
+            self.handle_timeout(now);
+        }
+    }
+
     /// [`close`](Self::close) with a reason, as for
     /// [`go_away_with_reason`](Self::go_away_with_reason).
     pub fn close_with_reason(&mut self, code: GoAwayCode, reason: &str) {

@@ -54,7 +54,7 @@ pub struct Common {
     /// Log a status line this often (e.g. 5s, 1m).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub status: Option<Duration>,
-    /// On Ctrl-C, how long open connections may take to finish before they are cut.
+    /// On Ctrl-C or SIGTERM, how long open connections may take to finish before they are reset (a second signal resets them at once).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
     pub drain: Duration,
 }

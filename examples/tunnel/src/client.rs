@@ -222,14 +222,20 @@ pub struct Client {
     sessions_built: Mutex<u64>,
     /// Set by `shut_down`: no new session after this one.
     stopping: std::sync::atomic::AtomicBool,
+    /// Set by `shut_down`: the `-R` requests' streams let go, so that the
+    /// server closes those listeners and the drain need not wait for them.
+    release_reverses: watch::Sender<bool>,
+    /// The exit status, once the client cannot go on (the server no longer
+    /// accepts its credentials).
+    fatal: Arc<watch::Sender<Option<u8>>>,
 }
 
 impl Client {
     /// Dials the server, asks for the `-R` listeners and opens the `-L` ones.
     pub async fn start(options: ClientOptions) -> Result<Arc<Client>, StartError> {
         let options = Arc::new(options);
-        let session = connect(&options).await.map_err(StartError::Link)?;
-        request_reverses(&session, &options.reverses).await?;
+        // The local ports first, as ssh's ExitOnForwardFailure does: a busy
+        // port fails before anything is asked of the server.
         let mut listeners = Vec::new();
         for forward in &options.forwards {
             let listener = TcpListener::bind(forward.bind)
@@ -238,6 +244,10 @@ impl Client {
             listeners.push(listener);
         }
         let local_addrs = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
+        let fatal = Arc::new(watch::channel(None).0);
+        let session = connect(&options, &fatal).await.map_err(StartError::Link)?;
+        let (release_reverses, released) = watch::channel(false);
+        request_reverses(&session, &options.reverses, &released).await?;
         let (current, _) = watch::channel(Some(session.control()));
         let client = Arc::new(Client {
             options: options.clone(),
@@ -246,6 +256,8 @@ impl Client {
             counters: Arc::default(),
             sessions_built: Mutex::new(1),
             stopping: std::sync::atomic::AtomicBool::new(false),
+            release_reverses,
+            fatal,
         });
         for (listener, forward) in listeners.into_iter().zip(options.forwards.iter().cloned()) {
             tokio::spawn(client.clone().serve_forward(listener, forward));
@@ -316,21 +328,33 @@ impl Client {
                 return;
             }
             match ended {
-                Ok(()) => tracing::warn!("the server ended the session; its connections are reset; reconnecting"),
+                Ok(()) => tracing::warn!(
+                    reason = session.peer_go_away_reason().as_deref().unwrap_or("none given"),
+                    "the server ended the session; its connections are reset; reconnecting"
+                ),
                 Err(err) => tracing::warn!(%err, "the session cannot go on; its connections are reset; reconnecting"),
             }
             self.current.send_replace(None);
+            let released = self.release_reverses.subscribe();
+            let mut wait = REBUILD_FIRST_WAIT;
             session = loop {
-                match connect(&self.options).await {
-                    Ok(session) => match request_reverses(&session, &self.options.reverses).await {
+                match connect(&self.options, &self.fatal).await {
+                    Ok(session) => match request_reverses(&session, &self.options.reverses, &released).await {
                         Ok(()) => break session,
                         Err(err) => tracing::error!(%err, "the new session's reverse forwards failed"),
                     },
-                    Err(err) => {
-                        tracing::warn!(why = %crate::describe_link_error(&err), "cannot build a new session; retrying")
+                    Err(err) if crate::credentials_rejected(&err) => {
+                        give_up_on_credentials(&self.fatal, &err);
+                        return;
                     }
+                    Err(err) => tracing::warn!(
+                        why = %crate::describe_link_error(&err),
+                        retry_in = ?wait,
+                        "cannot build a new session; retrying"
+                    ),
                 }
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(REBUILD_LAST_WAIT);
             };
             *self.sessions_built.lock().unwrap_or_else(|p| p.into_inner()) += 1;
             tracing::info!("new session to the server");
@@ -371,6 +395,7 @@ impl Client {
                 }
             };
             let _ = tcp.set_nodelay(true);
+            forward::arm_reset(&tcp);
             let this = self.clone();
             let target = forward.target.clone();
             tokio::spawn(async move { this.forward_one(tcp, peer, target).await });
@@ -461,36 +486,93 @@ impl Client {
         }
     }
 
-    /// Asks the session to go away, and waits up to `drain` for it to end.
+    /// Asks the session to go away, and waits up to `drain` for it to end:
+    /// no new connection is taken, the `-R` listeners are given up, and open
+    /// connections may finish. Those still open when the drain runs out are
+    /// reset.
     pub async fn shut_down(&self, drain: Duration) {
         self.stopping.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.release_reverses.send_replace(true);
         let Some(control) = self.session() else {
             return;
         };
         let _ = control.go_away(GoAwayCode::NORMAL);
-        if tokio::time::timeout(drain, control.closed()).await.is_err() {
+        if tokio::time::timeout(drain, control.closed()).await.is_ok() {
+            tracing::info!("drained: every connection finished");
+        } else {
+            tracing::warn!(
+                open = self.counters.open.load(Ordering::Relaxed),
+                "the drain ran out; closing: open connections are reset"
+            );
+            self.close_now().await;
+        }
+    }
+
+    /// Ends the session at once (a second signal, or the drain ran out):
+    /// each stream still open is reset, on the link too, so that the server
+    /// resets its end of each connection at once instead of keeping them for
+    /// a client that will not come back. Waits a moment for the resets to go
+    /// out, then closes what is left.
+    pub async fn close_now(&self) {
+        self.stopping.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(control) = self.session() {
+            let _ = control.go_away_with_reason(GoAwayCode::NORMAL, "the client is shutting down");
+            control.end_drain();
+            let _ = tokio::time::timeout(crate::CLOSE_FLUSH, control.closed()).await;
             control.close(GoAwayCode::NORMAL);
         }
     }
+
+    /// Waits until the client cannot go on; returns the exit status.
+    pub async fn failed(&self) -> u8 {
+        let mut fatal = self.fatal.subscribe();
+        let code = match fatal.wait_for(Option::is_some).await {
+            Ok(code) => code.unwrap_or(crate::EXIT_LINK),
+            // The sender lives as long as the client: never.
+            Err(_) => std::future::pending().await,
+        };
+        code
+    }
+}
+
+/// How long to wait before building a new session again after a failed
+/// attempt, doubling up to the last wait.
+const REBUILD_FIRST_WAIT: Duration = Duration::from_secs(1);
+const REBUILD_LAST_WAIT: Duration = Duration::from_secs(30);
+
+/// Ends the client: the server no longer accepts its credentials. Retrying
+/// cannot help, and every failed proof counts against this address at the
+/// server, locking out the clients that share it.
+fn give_up_on_credentials(fatal: &watch::Sender<Option<u8>>, err: &io::Error) {
+    tracing::error!(
+        why = %crate::describe_link_error(err),
+        "the server no longer accepts this client's credentials; giving up"
+    );
+    fatal.send_replace(Some(crate::EXIT_AUTH));
 }
 
 /// A resumable session over a first link dialled here (so that a wrong token
 /// or certificate fails at once instead of being retried), redialling later
-/// links under the retry policy.
-async fn connect(options: &ClientOptions) -> io::Result<Session> {
+/// links under the retry policy; a redial whose credentials are rejected ends
+/// the client through `fatal`.
+async fn connect(options: &ClientOptions, fatal: &Arc<watch::Sender<Option<u8>>>) -> io::Result<Session> {
     let first = options.dialer.dial().await?;
     let first = Arc::new(Mutex::new(Some(first)));
     let dialer = options.dialer.clone();
+    let fatal = fatal.clone();
     let dial = move || {
         let first = first.lock().unwrap_or_else(|p| p.into_inner()).take();
         let dialer = dialer.clone();
+        let fatal = fatal.clone();
         async move {
             match first {
                 Some(link) => Ok::<Link, io::Error>(link),
                 None => {
                     let link = dialer.dial().await;
-                    if let Err(err) = &link {
-                        tracing::debug!(why = %crate::describe_link_error(err), "redial failed");
+                    match &link {
+                        Err(err) if crate::credentials_rejected(err) => give_up_on_credentials(&fatal, err),
+                        Err(err) => tracing::debug!(why = %crate::describe_link_error(err), "redial failed"),
+                        Ok(_) => {}
                     }
                     link
                 }
@@ -502,7 +584,11 @@ async fn connect(options: &ClientOptions) -> io::Result<Session> {
 
 /// Asks for each reverse listener on its own stream, which stays open for as
 /// long as the listener should.
-async fn request_reverses(session: &Session, reverses: &[Reverse]) -> Result<(), StartError> {
+async fn request_reverses(
+    session: &Session,
+    reverses: &[Reverse],
+    released: &watch::Receiver<bool>,
+) -> Result<(), StartError> {
     for reverse in reverses {
         let mut stream = session.open_stream().await.map_err(StartError::Link)?;
         Request::Listen(reverse.listen.to_string())
@@ -512,10 +598,22 @@ async fn request_reverses(session: &Session, reverses: &[Reverse]) -> Result<(),
         match wire::read_answer(&mut stream).await.map_err(StartError::Link)? {
             Ok(()) => {
                 tracing::info!(listen = %reverse.listen, target = %reverse.target, "reverse forward open");
-                // Held open: the server closes the listener when this stream ends.
+                // Held open: the server closes the listener when this stream
+                // ends, which it does when the server ends it or the client
+                // shuts down.
+                let mut released = released.clone();
                 tokio::spawn(async move {
                     let mut sink = [0u8; 64];
-                    while matches!(tokio::io::AsyncReadExt::read(&mut stream, &mut sink).await, Ok(n) if n > 0) {}
+                    loop {
+                        tokio::select! {
+                            read = tokio::io::AsyncReadExt::read(&mut stream, &mut sink) => {
+                                if !matches!(read, Ok(n) if n > 0) {
+                                    break;
+                                }
+                            }
+                            _ = released.wait_for(|released| *released) => break,
+                        }
+                    }
                 });
             }
             Err(refusal) => return Err(StartError::Refused(refusal)),

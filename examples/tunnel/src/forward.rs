@@ -48,16 +48,35 @@ enum Failed {
 /// Resets a TCP connection (RST, not FIN): its reader must not mistake a
 /// failure for the end of the data.
 pub fn reset_tcp(tcp: TcpStream) {
+    arm_reset(&tcp);
+    drop(tcp);
+}
+
+/// Makes closing `tcp` reset it (`SO_LINGER` 0), however it gets closed:
+/// dropped on an error path, or closed by the kernel because the process
+/// ended (a signal, a drain that ran out, a fatal error). Every forwarded
+/// connection is armed from the moment it is accepted or dialled until it
+/// ends cleanly, so a connection cut for any reason is never seen as a
+/// complete transfer.
+pub fn arm_reset(tcp: &TcpStream) {
     if let Err(err) = tcp.set_zero_linger() {
         tracing::debug!(%err, "cannot set SO_LINGER to reset the connection");
     }
-    drop(tcp);
+}
+
+/// Undoes [`arm_reset`] once both directions have finished, so that the
+/// close is an orderly one and data still in the send buffer is delivered.
+fn disarm_reset(tcp: &TcpStream) {
+    if let Err(err) = socket2::SockRef::from(tcp).set_linger(None) {
+        tracing::debug!(%err, "cannot clear SO_LINGER");
+    }
 }
 
 /// Copies `tcp` into `stream` and `stream` into `tcp` until both directions
 /// have finished. An end of file in one direction is passed on as a half-close;
 /// a failure of either side resets the other.
 pub async fn splice(mut tcp: TcpStream, mut stream: hawser_tokio::Stream, counters: &Counters) -> End {
+    arm_reset(&tcp);
     counters.open.fetch_add(1, Ordering::Relaxed);
     counters.total.fetch_add(1, Ordering::Relaxed);
     let result = {
@@ -91,7 +110,10 @@ pub async fn splice(mut tcp: TcpStream, mut stream: hawser_tokio::Stream, counte
     };
     counters.open.fetch_sub(1, Ordering::Relaxed);
     match result {
-        Ok(_) => End::Clean,
+        Ok(_) => {
+            disarm_reset(&tcp);
+            End::Clean
+        }
         Err(Failed::Local(err)) => {
             counters.reset.fetch_add(1, Ordering::Relaxed);
             stream.reset(codes::CONNECTION_FAILED);

@@ -57,6 +57,22 @@ pub fn is_auth_failure(err: &io::Error) -> bool {
     )
 }
 
+/// How long a side that closes its session at once (a second signal, a
+/// drain that ran out) waits for the close to reach the other side before the
+/// process exits.
+pub const CLOSE_FLUSH: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Whether a link error says this client's credentials are not accepted (a
+/// wrong token, or a certificate that is not the trusted one): a redial
+/// cannot mend that. A refusal for too many failures from this address is
+/// not one; it passes.
+pub fn credentials_rejected(err: &io::Error) -> bool {
+    if let Some(auth) = auth::AuthError::of(err) {
+        return auth == auth::AuthError::BadToken;
+    }
+    is_auth_failure(err)
+}
+
 /// The exit status for a link error.
 pub fn exit_code(err: &io::Error) -> u8 {
     if is_auth_failure(err) {

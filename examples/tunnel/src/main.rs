@@ -61,14 +61,24 @@ async fn run_server(args: ServerArgs) -> ExitCode {
         Ok(addr) => println!("listening on {addr}"),
         Err(err) => return usage(err),
     }
+    let mut signals = match Signals::new() {
+        Ok(signals) => signals,
+        Err(err) => return usage(format!("cannot watch for signals: {err}")),
+    };
     let serving = tokio::spawn(server.clone().serve(listener));
     if let Some(every) = args.common.status {
         tokio::spawn(server.clone().log_status(every));
     }
-    let _ = tokio::signal::ctrl_c().await;
-    tracing::info!(drain = ?args.common.drain, "shutting down: going away, then closing");
+    let signal = signals.next().await;
+    tracing::info!(signal, drain = ?args.common.drain, "shutting down: going away, then closing; a second signal closes at once");
     serving.abort();
-    server.shut_down(args.common.drain).await;
+    tokio::select! {
+        () = server.shut_down(args.common.drain) => {}
+        signal = signals.next() => {
+            tracing::warn!(signal, "second signal: closing now; open connections are reset");
+            server.close_now().await;
+        }
+    }
     ExitCode::SUCCESS
 }
 
@@ -99,8 +109,64 @@ async fn run_client(args: ClientArgs) -> ExitCode {
     if let Some(every) = args.common.status {
         tokio::spawn(client.clone().log_status(every));
     }
-    let _ = tokio::signal::ctrl_c().await;
-    tracing::info!(drain = ?args.common.drain, "shutting down: going away, then closing");
-    client.shut_down(args.common.drain).await;
+    let mut signals = match Signals::new() {
+        Ok(signals) => signals,
+        Err(err) => return usage(format!("cannot watch for signals: {err}")),
+    };
+    let signal = tokio::select! {
+        signal = signals.next() => signal,
+        code = client.failed() => return ExitCode::from(code),
+    };
+    tracing::info!(signal, drain = ?args.common.drain, "shutting down: going away, then closing; a second signal closes at once");
+    tokio::select! {
+        () = client.shut_down(args.common.drain) => {}
+        signal = signals.next() => {
+            tracing::warn!(signal, "second signal: closing now; open connections are reset");
+            client.close_now().await;
+        }
+    }
     ExitCode::SUCCESS
+}
+
+/// The signals that end `hawser server` and `hawser client`: SIGINT (Ctrl-C)
+/// and SIGTERM (what `systemctl stop`, `docker stop` and `kill` send). The
+/// first starts the drain, a second of either ends it at once. Whichever way
+/// the process ends, a forwarded connection it cuts is reset, never closed
+/// cleanly (see `forward::arm_reset`).
+struct Signals {
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            Ok(Signals {
+                interrupt: signal(SignalKind::interrupt())?,
+                terminate: signal(SignalKind::terminate())?,
+            })
+        }
+        #[cfg(not(unix))]
+        Ok(Signals {})
+    }
+
+    /// The name of the next signal.
+    async fn next(&mut self) -> &'static str {
+        #[cfg(unix)]
+        {
+            tokio::select! {
+                _ = self.interrupt.recv() => "SIGINT",
+                _ = self.terminate.recv() => "SIGTERM",
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+            "Ctrl-C"
+        }
+    }
 }

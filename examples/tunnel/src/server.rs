@@ -113,6 +113,8 @@ pub struct Server {
     sessions: Mutex<Vec<Control>>,
     /// Forwarded connections.
     pub counters: Arc<Counters>,
+    /// Set when shutting down: the reverse listeners close.
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl Server {
@@ -126,6 +128,7 @@ impl Server {
             unauthenticated: Semaphore::new(MAX_UNAUTHENTICATED),
             sessions: Mutex::new(Vec::new()),
             counters: Arc::default(),
+            stopping: tokio::sync::watch::channel(false).0,
         }))
     }
 
@@ -357,6 +360,7 @@ impl Server {
             return;
         }
         tracing::info!(%addr, "reverse listener open");
+        let mut stopping = self.stopping.subscribe();
         // The listener lives as long as the request's stream: until the client
         // finishes it or the session ends.
         let mut ignored = [0u8; 64];
@@ -365,6 +369,7 @@ impl Server {
                 accepted = listener.accept() => {
                     let Ok((tcp, peer)) = accepted else { continue };
                     let _ = tcp.set_nodelay(true);
+                    forward::arm_reset(&tcp);
                     let control = control.clone();
                     let address = address.clone();
                     let counters = self.counters.clone();
@@ -391,13 +396,19 @@ impl Server {
                         break;
                     }
                 }
+                // Shutting down: the listener closes, and ending the
+                // request's stream lets the drain finish without it.
+                _ = stopping.wait_for(|stopping| *stopping) => break,
             }
         }
         tracing::info!(%addr, "reverse listener closed");
     }
 
-    /// Asks every live session to go away, and waits up to `drain` for them to end.
+    /// Asks every live session to go away, closes the reverse listeners, and
+    /// waits up to `drain` for the sessions to end; those still open then are
+    /// closed, their connections reset.
     pub async fn shut_down(&self, drain: Duration) {
+        self.stopping.send_replace(true);
         let sessions = self.live_sessions();
         for control in &sessions {
             let _ = control.go_away(GoAwayCode::NORMAL);
@@ -407,10 +418,37 @@ impl Server {
                 let _ = control.closed().await;
             }
         };
-        if tokio::time::timeout(drain, all_closed).await.is_err() {
+        if tokio::time::timeout(drain, all_closed).await.is_ok() {
+            tracing::info!("drained: every session ended");
+        } else {
+            tracing::warn!(
+                open = self.counters.open.load(Ordering::Relaxed),
+                "the drain ran out; closing: open connections are reset"
+            );
+            self.close_now().await;
+        }
+    }
+
+    /// Ends every session at once (a second signal, or the drain ran out):
+    /// each stream still open is reset, on the link too, so that the client
+    /// resets its end of each connection at once instead of waiting for a
+    /// link that will not come back. Waits a moment for the resets to go
+    /// out, then closes what is left.
+    pub async fn close_now(&self) {
+        self.stopping.send_replace(true);
+        let sessions = self.live_sessions();
+        for control in &sessions {
+            let _ = control.go_away_with_reason(GoAwayCode::NORMAL, "the server is shutting down");
+            control.end_drain();
+        }
+        let all_closed = async {
             for control in &sessions {
-                control.close(GoAwayCode::NORMAL);
+                let _ = control.closed().await;
             }
+        };
+        let _ = tokio::time::timeout(crate::CLOSE_FLUSH, all_closed).await;
+        for control in &sessions {
+            control.close(GoAwayCode::NORMAL);
         }
     }
 }
