@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hawser_core::{Config, GoAwayCode};
+use hawser_core::Config;
 use hawser_tokio::{Control, RetryPolicy, Session};
 use rustls::pki_types::ServerName;
 use tokio::net::{TcpListener, TcpStream};
@@ -493,34 +493,16 @@ impl Client {
     pub async fn shut_down(&self, drain: Duration) {
         self.stopping.store(true, std::sync::atomic::Ordering::Relaxed);
         self.release_reverses.send_replace(true);
-        let Some(control) = self.session() else {
-            return;
-        };
-        let _ = control.go_away(GoAwayCode::NORMAL);
-        if tokio::time::timeout(drain, control.closed()).await.is_ok() {
-            tracing::info!("drained: every connection finished");
-        } else {
-            tracing::warn!(
-                open = self.counters.open.load(Ordering::Relaxed),
-                "the drain ran out; closing: open connections are reset"
-            );
-            self.close_now().await;
-        }
+        let sessions: Vec<Control> = self.session().into_iter().collect();
+        crate::shutdown::drain(&sessions, drain, REASON, &self.counters.open).await;
     }
 
-    /// Ends the session at once (a second signal, or the drain ran out):
-    /// each stream still open is reset, on the link too, so that the server
-    /// resets its end of each connection at once instead of keeping them for
-    /// a client that will not come back. Waits a moment for the resets to go
-    /// out, then closes what is left.
+    /// Ends the session at once (a second signal): open connections are
+    /// reset at both ends.
     pub async fn close_now(&self) {
         self.stopping.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let Some(control) = self.session() {
-            let _ = control.go_away_with_reason(GoAwayCode::NORMAL, "the client is shutting down");
-            control.end_drain();
-            let _ = tokio::time::timeout(crate::CLOSE_FLUSH, control.closed()).await;
-            control.close(GoAwayCode::NORMAL);
-        }
+        let sessions: Vec<Control> = self.session().into_iter().collect();
+        crate::shutdown::end_now(&sessions, REASON).await;
     }
 
     /// Waits until the client cannot go on; returns the exit status.
@@ -534,6 +516,9 @@ impl Client {
         code
     }
 }
+
+/// The go-away reason the server logs when the client shuts down.
+const REASON: &str = "the client is shutting down";
 
 /// How long to wait before building a new session again after a failed
 /// attempt, doubling up to the last wait.

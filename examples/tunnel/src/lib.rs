@@ -28,6 +28,7 @@ pub mod demo;
 pub mod forward;
 pub mod link;
 pub mod server;
+pub mod shutdown;
 pub mod tls;
 pub mod wire;
 
@@ -56,11 +57,6 @@ pub fn is_auth_failure(err: &io::Error) -> bool {
         Some(rustls::Error::InvalidCertificate(_) | rustls::Error::General(_))
     )
 }
-
-/// How long a side that closes its session at once (a second signal, a
-/// drain that ran out) waits for the close to reach the other side before the
-/// process exits.
-pub const CLOSE_FLUSH: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Whether a link error says this client's credentials are not accepted (a
 /// wrong token, or a certificate that is not the trusted one): a redial

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hawser_core::{Config, GoAwayCode};
+use hawser_core::Config;
 use hawser_tokio::{Accepted, Acceptor, Control, Session};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
@@ -405,53 +405,23 @@ impl Server {
     }
 
     /// Asks every live session to go away, closes the reverse listeners, and
-    /// waits up to `drain` for the sessions to end; those still open then are
-    /// closed, their connections reset.
+    /// waits up to `drain` for the sessions to end; the connections still
+    /// open then are reset at both ends.
     pub async fn shut_down(&self, drain: Duration) {
         self.stopping.send_replace(true);
-        let sessions = self.live_sessions();
-        for control in &sessions {
-            let _ = control.go_away(GoAwayCode::NORMAL);
-        }
-        let all_closed = async {
-            for control in &sessions {
-                let _ = control.closed().await;
-            }
-        };
-        if tokio::time::timeout(drain, all_closed).await.is_ok() {
-            tracing::info!("drained: every session ended");
-        } else {
-            tracing::warn!(
-                open = self.counters.open.load(Ordering::Relaxed),
-                "the drain ran out; closing: open connections are reset"
-            );
-            self.close_now().await;
-        }
+        crate::shutdown::drain(&self.live_sessions(), drain, REASON, &self.counters.open).await;
     }
 
-    /// Ends every session at once (a second signal, or the drain ran out):
-    /// each stream still open is reset, on the link too, so that the client
-    /// resets its end of each connection at once instead of waiting for a
-    /// link that will not come back. Waits a moment for the resets to go
-    /// out, then closes what is left.
+    /// Ends every session at once (a second signal): open connections are
+    /// reset at both ends.
     pub async fn close_now(&self) {
         self.stopping.send_replace(true);
-        let sessions = self.live_sessions();
-        for control in &sessions {
-            let _ = control.go_away_with_reason(GoAwayCode::NORMAL, "the server is shutting down");
-            control.end_drain();
-        }
-        let all_closed = async {
-            for control in &sessions {
-                let _ = control.closed().await;
-            }
-        };
-        let _ = tokio::time::timeout(crate::CLOSE_FLUSH, all_closed).await;
-        for control in &sessions {
-            control.close(GoAwayCode::NORMAL);
-        }
+        crate::shutdown::end_now(&self.live_sessions(), REASON).await;
     }
 }
+
+/// The go-away reason clients log when the server shuts down.
+const REASON: &str = "the server is shutting down";
 
 /// Tells the client why, then finishes the stream.
 async fn refuse(mut stream: hawser_tokio::Stream, refusal: Refusal) {
