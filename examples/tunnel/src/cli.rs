@@ -51,8 +51,8 @@ pub struct Common {
     /// No TLS. Only for loopback addresses (tests); refused for anything else.
     #[arg(long)]
     pub insecure_plaintext: bool,
-    /// Log a status line this often (e.g. 5s, 1m).
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    /// Log a status line this often (e.g. 5s, 1m; at least 1s).
+    #[arg(long, value_name = "DURATION", value_parser = parse_status_interval)]
     pub status: Option<Duration>,
     /// On Ctrl-C or SIGTERM, how long open connections may take to finish before they are reset (a second signal resets them at once).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
@@ -123,6 +123,10 @@ pub struct KeygenArgs {
     /// Also write a new random token (256 bits) to this file.
     #[arg(long, value_name = "FILE")]
     pub token: Option<PathBuf>,
+    /// Replace files that exist already (by default keygen refuses: a new key
+    /// and token lock out every client configured with the old ones).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `hawser demo`.
@@ -137,6 +141,16 @@ pub struct DemoArgs {
     /// Connections to spread the transfer over.
     #[arg(long, default_value_t = 4)]
     pub connections: u64,
+}
+
+/// `--status`: a duration of at least a second (a shorter one would flood
+/// the log, hundreds of lines a second at `0s`).
+pub fn parse_status_interval(text: &str) -> Result<Duration, String> {
+    let every = parse_duration(text)?;
+    if every < Duration::from_secs(1) {
+        return Err(format!("{text:?} is too often: a status line at most once a second (e.g. 5s)"));
+    }
+    Ok(every)
 }
 
 /// A duration as `5s`, `500ms`, `2m` or `1h` (seconds without a unit).

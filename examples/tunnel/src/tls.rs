@@ -181,6 +181,21 @@ pub fn self_signed(names: Vec<String>) -> Result<(String, String, String), Strin
 /// owner only), and a token if asked for; prints where they went and the
 /// fingerprint clients pin.
 pub fn keygen(args: &crate::cli::KeygenArgs) -> Result<(), String> {
+    if !args.force {
+        let existing: Vec<String> = [Some(&args.cert), Some(&args.key), args.token.as_ref()]
+            .into_iter()
+            .flatten()
+            .filter(|path| path.exists())
+            .map(|path| path.display().to_string())
+            .collect();
+        if !existing.is_empty() {
+            return Err(format!(
+                "{} already exist(s); a new key and token lock out every client configured with the old \
+                 fingerprint and token: pass --force to replace them",
+                existing.join(", ")
+            ));
+        }
+    }
     let (cert, key, fingerprint) =
         self_signed(args.name.clone()).map_err(|err| format!("cannot make a certificate: {err}"))?;
     std::fs::write(&args.cert, cert).map_err(|err| format!("cannot write {}: {err}", args.cert.display()))?;

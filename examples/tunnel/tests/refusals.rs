@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -234,4 +235,41 @@ async fn a_ca_file_is_trusted_for_the_right_name_only() {
     let mut wrong = start("other.test");
     assert_eq!(wrong.exit_code(), 3, "{}", wrong.stderr());
     assert!(wrong.stderr().contains("certificate"), "{}", wrong.stderr());
+}
+
+#[test]
+fn keygen_refuses_to_replace_a_key_without_force() {
+    let dir = scratch("keygen-force");
+    let fingerprint = keygen(&dir);
+    let (cert, key, token) = files(&dir);
+    let before = std::fs::read_to_string(&token).unwrap();
+    let again = Command::new(HAWSER)
+        .args(["keygen", "--cert", &cert, "--key", &key, "--token", &token])
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(2), "{again:?}");
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("--force"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&token).unwrap(), before, "the token was kept");
+    let forced = Command::new(HAWSER)
+        .args(["keygen", "--cert", &cert, "--key", &key, "--token", &token, "--force"])
+        .output()
+        .unwrap();
+    assert!(forced.status.success(), "{forced:?}");
+    assert_ne!(std::fs::read_to_string(&token).unwrap(), before, "a new token");
+    assert!(!String::from_utf8_lossy(&forced.stdout).contains(&fingerprint), "a new key");
+}
+
+#[test]
+fn a_status_interval_under_a_second_is_refused() {
+    let dir = scratch("status-interval");
+    keygen(&dir);
+    let (cert, key, token) = files(&dir);
+    let out = Command::new(HAWSER)
+        .args(["server", "--listen", "127.0.0.1:0", "--token-file", &token])
+        .args(["--cert", &cert, "--key", &key, "--status", "0s"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("too often"), "{out:?}");
 }
