@@ -30,6 +30,9 @@ pub const MIN_TOKEN_BYTES: usize = 16;
 const STATUS_OK: u8 = 0;
 const STATUS_BAD_TOKEN: u8 = 1;
 const STATUS_RATE_LIMITED: u8 = 2;
+/// Sent in the clear by a TLS server to a client that sent nothing (a TLS
+/// client speaks first; a plaintext client waits for the challenge).
+pub const STATUS_TLS_REQUIRED: u8 = 3;
 
 /// The shared secret. Its `Debug` does not show it.
 #[derive(Clone)]
@@ -112,6 +115,10 @@ pub enum AuthError {
     RateLimited,
     /// The peer does not speak this protocol.
     NotATunnel,
+    /// The client dialled without TLS; the server wants TLS.
+    TlsRequired,
+    /// The client dialled with TLS; the server runs without it.
+    TlsUnexpected,
 }
 
 impl fmt::Display for AuthError {
@@ -122,6 +129,10 @@ impl fmt::Display for AuthError {
                 "authentication refused: too many failed attempts from this address; wait a minute"
             }
             AuthError::NotATunnel => "the peer is not a hawser tunnel server (or speaks another revision)",
+            AuthError::TlsRequired => "the server speaks TLS: drop --insecure-plaintext and give --fingerprint or --ca",
+            AuthError::TlsUnexpected => {
+                "TLS was asked for, but the server runs without it (--insecure-plaintext on both sides, loopback only)"
+            }
         })
     }
 }
@@ -129,9 +140,15 @@ impl fmt::Display for AuthError {
 impl std::error::Error for AuthError {}
 
 impl AuthError {
-    /// As an `io::Error` of kind `PermissionDenied` that [`AuthError::of`] finds again.
+    /// As an `io::Error` that [`AuthError::of`] finds again: of kind
+    /// `PermissionDenied`, or `InvalidInput` for a TLS mismatch (a usage
+    /// error, exit status 2).
     pub fn into_io(self) -> io::Error {
-        io::Error::new(io::ErrorKind::PermissionDenied, self)
+        let kind = match self {
+            AuthError::TlsRequired | AuthError::TlsUnexpected => io::ErrorKind::InvalidInput,
+            _ => io::ErrorKind::PermissionDenied,
+        };
+        io::Error::new(kind, self)
     }
 
     /// The authentication error inside `err`, if that is what it is.
@@ -144,8 +161,10 @@ impl AuthError {
 pub async fn prove<L: AsyncRead + AsyncWrite + Unpin>(link: &mut L, token: &Token) -> io::Result<()> {
     let mut challenge = [0u8; MAGIC.len() + CHALLENGE_LEN];
     link.read_exact(&mut challenge[..1]).await?;
-    if challenge[0] == STATUS_RATE_LIMITED {
-        return Err(AuthError::RateLimited.into_io());
+    match challenge[0] {
+        STATUS_RATE_LIMITED => return Err(AuthError::RateLimited.into_io()),
+        STATUS_TLS_REQUIRED => return Err(AuthError::TlsRequired.into_io()),
+        _ => {}
     }
     link.read_exact(&mut challenge[1..]).await?;
     if &challenge[..MAGIC.len()] != MAGIC {
@@ -230,6 +249,11 @@ impl Gate {
             Ok::<_, io::Error>(proof)
         };
         let proof = io.await.map_err(|_| AuthError::NotATunnel)?;
+        if looks_like_tls(&proof) {
+            // A TLS client on a plaintext server: not a guess at the token.
+            let _ = link.shutdown().await;
+            return Err(AuthError::TlsUnexpected);
+        }
         if !token.verify(&challenge[MAGIC.len()..], &proof) {
             self.failed(source);
             let _ = link.write_all(&[STATUS_BAD_TOKEN]).await;
@@ -239,6 +263,12 @@ impl Gate {
         link.write_all(&[STATUS_OK]).await.map_err(|_| AuthError::NotATunnel)?;
         Ok(())
     }
+}
+
+/// Whether `bytes` start like a TLS handshake record (a ClientHello): type
+/// 22, version 3.x.
+pub fn looks_like_tls(bytes: &[u8]) -> bool {
+    matches!(bytes, [0x16, 0x03, 0x00..=0x04, ..])
 }
 
 #[cfg(test)]

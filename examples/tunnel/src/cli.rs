@@ -148,7 +148,9 @@ pub struct DemoArgs {
 pub fn parse_status_interval(text: &str) -> Result<Duration, String> {
     let every = parse_duration(text)?;
     if every < Duration::from_secs(1) {
-        return Err(format!("{text:?} is too often: a status line at most once a second (e.g. 5s)"));
+        return Err(format!(
+            "{text:?} is too often: a status line at most once a second (e.g. 5s)"
+        ));
     }
     Ok(every)
 }

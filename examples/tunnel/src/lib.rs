@@ -48,8 +48,9 @@ pub const EXIT_REFUSED: u8 = 5;
 /// Whether a link error is an authentication failure: a wrong token, or a
 /// certificate that is not the trusted one.
 pub fn is_auth_failure(err: &io::Error) -> bool {
-    if auth::AuthError::of(err).is_some_and(|e| e != auth::AuthError::NotATunnel) {
-        return true;
+    use auth::AuthError;
+    if let Some(auth) = AuthError::of(err) {
+        return matches!(auth, AuthError::BadToken | AuthError::RateLimited);
     }
     let tls = err.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>());
     matches!(

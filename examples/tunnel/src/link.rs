@@ -34,6 +34,12 @@ pub fn check_plaintext(addr: SocketAddr) -> Result<(), String> {
     }
 }
 
+/// Whether a TLS handshake failed because the server's bytes were no TLS.
+fn is_not_tls(err: &io::Error) -> bool {
+    let tls = err.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>());
+    matches!(tls, Some(rustls::Error::InvalidMessage(_)))
+}
+
 /// The client's way to a new link: where, with what trust, with what token.
 #[derive(Clone)]
 pub struct Dialer {
@@ -69,7 +75,13 @@ impl Dialer {
         let mut link: Link = match &self.tls {
             Some((config, name)) => {
                 let connector = tokio_rustls::TlsConnector::from(config.clone());
-                Box::new(connector.connect(name.clone(), tcp).await?)
+                match connector.connect(name.clone(), tcp).await {
+                    Ok(tls) => Box::new(tls),
+                    // What a plaintext server sends first (its challenge, or a
+                    // status byte) is no TLS record.
+                    Err(err) if is_not_tls(&err) => return Err(auth::AuthError::TlsUnexpected.into_io()),
+                    Err(err) => return Err(err),
+                }
             }
             None => Box::new(tcp),
         };

@@ -214,6 +214,14 @@ impl Server {
     async fn open_link(&self, tcp: TcpStream, source: IpAddr) -> Result<Link, String> {
         let mut link: Link = match &self.options.tls {
             Some(config) => {
+                if !speaks_first(&tcp).await {
+                    // A TLS client sends its hello at once; a plaintext one
+                    // waits for the challenge. Tell it, in the clear.
+                    tracing::warn!(%source, "a client without TLS reached this TLS server; refused");
+                    let mut tcp = tcp;
+                    let _ = tokio::io::AsyncWriteExt::write_all(&mut tcp, &[crate::auth::STATUS_TLS_REQUIRED]).await;
+                    return Err("the client does not speak TLS".into());
+                }
                 let acceptor = tokio_rustls::TlsAcceptor::from(config.clone());
                 Box::new(acceptor.accept(tcp).await.map_err(|err| format!("TLS: {err}"))?)
             }
@@ -221,6 +229,10 @@ impl Server {
         };
         match self.gate.check(&mut link, source, &self.options.token).await {
             Ok(()) => Ok(link),
+            Err(crate::auth::AuthError::TlsUnexpected) => {
+                tracing::warn!(%source, "a TLS client reached this plaintext server; refused");
+                Err(crate::auth::AuthError::TlsUnexpected.to_string())
+            }
             Err(err) => {
                 if err != crate::auth::AuthError::NotATunnel {
                     tracing::warn!(%source, %err, "link refused");
@@ -418,6 +430,17 @@ impl Server {
         self.stopping.send_replace(true);
         crate::shutdown::end_now(&self.live_sessions(), REASON).await;
     }
+}
+
+/// Whether the client sends something within 3 s of connecting, as a
+/// TLS client does (its hello); a plaintext tunnel client sends nothing
+/// until it has the challenge.
+async fn speaks_first(tcp: &TcpStream) -> bool {
+    let mut first = [0u8; 1];
+    matches!(
+        tokio::time::timeout(Duration::from_secs(3), tcp.peek(&mut first)).await,
+        Ok(Ok(n)) if n > 0
+    )
 }
 
 /// The go-away reason clients log when the server shuts down.

@@ -257,7 +257,10 @@ fn keygen_refuses_to_replace_a_key_without_force() {
         .unwrap();
     assert!(forced.status.success(), "{forced:?}");
     assert_ne!(std::fs::read_to_string(&token).unwrap(), before, "a new token");
-    assert!(!String::from_utf8_lossy(&forced.stdout).contains(&fingerprint), "a new key");
+    assert!(
+        !String::from_utf8_lossy(&forced.stdout).contains(&fingerprint),
+        "a new key"
+    );
 }
 
 #[test]
@@ -272,4 +275,60 @@ fn a_status_interval_under_a_second_is_refused() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("too often"), "{out:?}");
+}
+
+#[test]
+fn a_plaintext_client_is_told_the_server_wants_tls() {
+    let dir = scratch("wants-tls");
+    keygen(&dir);
+    let (server, addr) = server(&dir, &["--allow", "127.0.0.1:9"]);
+    let (_, _, token) = files(&dir);
+    let server_addr = addr.to_string();
+    let mut client = Process::start(
+        &[
+            "client",
+            "--connect",
+            &server_addr,
+            "--token-file",
+            &token,
+            "--insecure-plaintext",
+            "-L",
+            "0:127.0.0.1:9",
+        ],
+        dir.join("client.log"),
+    );
+    assert_eq!(client.exit_code(), 2, "{}", client.stderr());
+    assert!(client.stderr().contains("the server speaks TLS"), "{}", client.stderr());
+    assert!(server.stderr().contains("without TLS"), "{}", server.stderr());
+}
+
+#[test]
+fn a_tls_client_is_told_the_server_runs_without_tls() {
+    let dir = scratch("no-tls");
+    let fingerprint = keygen(&dir);
+    let (_, _, token) = files(&dir);
+    let server = Process::start(
+        &[
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--token-file",
+            &token,
+            "--insecure-plaintext",
+            "--allow",
+            "127.0.0.1:9",
+        ],
+        dir.join("server.log"),
+    );
+    let addr: std::net::SocketAddr = server.line("listening on ").parse().unwrap();
+    let mut client = client(&dir, addr, &fingerprint, &["-L", "0:127.0.0.1:9"]);
+    assert_eq!(client.exit_code(), 2, "{}", client.stderr());
+    assert!(client.stderr().contains("runs without it"), "{}", client.stderr());
+    std::thread::sleep(Duration::from_millis(200));
+    let log = server.stderr();
+    assert!(log.contains("a TLS client reached this plaintext server"), "{log}");
+    assert!(
+        !log.contains("authentication failed"),
+        "not counted as a wrong token: {log}"
+    );
 }
