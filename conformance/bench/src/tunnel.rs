@@ -106,7 +106,7 @@ impl Keys {
         let server = Server::new(ServerOptions {
             token: self.token.clone(),
             tls: self.server_tls.clone(),
-            allow: vec![target.to_string()],
+            allow: hawser_tunnel::allow::Rules::parse(&[target.to_string()]).map_err(io::Error::other)?,
             allow_reverse: Vec::new(),
             config: hawser_tunnel::session_config(),
         })?;

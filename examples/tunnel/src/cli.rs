@@ -71,8 +71,8 @@ pub struct ServerArgs {
     /// The certificate's private key (PEM).
     #[arg(long, value_name = "PEM", required_unless_present = "insecure_plaintext")]
     pub key: Option<PathBuf>,
-    /// A target that -L may reach, as HOST:PORT (repeatable). Nothing else is reachable.
-    #[arg(long, value_name = "HOST:PORT")]
+    /// What -L may reach (repeatable; nothing else is reachable): NAME:PORT, *.DOMAIN:PORT, ADDRESS:PORT or NETWORK/PREFIX:PORT, PORT a port or a range LOW-HIGH (e.g. db.internal:5432, 10.0.0.0/8:22, 127.0.0.1:8000-8099). Checked after the target's name is resolved.
+    #[arg(long, value_name = "RULE")]
     pub allow: Vec<String>,
     /// An address that -R may listen on: PORT (on 127.0.0.1) or ADDR:PORT (repeatable).
     #[arg(long, value_name = "[ADDR:]PORT")]

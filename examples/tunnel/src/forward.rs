@@ -75,8 +75,28 @@ fn disarm_reset(tcp: &TcpStream) {
 /// Copies `tcp` into `stream` and `stream` into `tcp` until both directions
 /// have finished. An end of file in one direction is passed on as a half-close;
 /// a failure of either side resets the other.
-pub async fn splice(mut tcp: TcpStream, mut stream: hawser_tokio::Stream, counters: &Counters) -> End {
+pub async fn splice(tcp: TcpStream, stream: hawser_tokio::Stream, counters: &Counters) -> End {
+    splice_counted(tcp, stream, counters).await.0
+}
+
+/// What one forwarded connection moved.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Transfer {
+    /// Bytes from the TCP connection into the stream.
+    pub from_tcp: u64,
+    /// Bytes from the stream out to the TCP connection.
+    pub to_tcp: u64,
+}
+
+/// [`splice`], also saying how many bytes went each way (for the access log).
+pub async fn splice_counted(
+    mut tcp: TcpStream,
+    mut stream: hawser_tokio::Stream,
+    counters: &Counters,
+) -> (End, Transfer) {
     arm_reset(&tcp);
+    let from_tcp = AtomicU64::new(0);
+    let to_tcp = AtomicU64::new(0);
     counters.open.fetch_add(1, Ordering::Relaxed);
     counters.total.fetch_add(1, Ordering::Relaxed);
     let result = {
@@ -92,6 +112,7 @@ pub async fn splice(mut tcp: TcpStream, mut stream: hawser_tokio::Stream, counte
                 }
                 stream_out.write_all(&buf[..n]).await.map_err(Failed::Remote)?;
                 counters.sent.fetch_add(n as u64, Ordering::Relaxed);
+                from_tcp.fetch_add(n as u64, Ordering::Relaxed);
             }
         };
         let down = async {
@@ -104,12 +125,17 @@ pub async fn splice(mut tcp: TcpStream, mut stream: hawser_tokio::Stream, counte
                 }
                 tcp_out.write_all(&buf[..n]).await.map_err(Failed::Local)?;
                 counters.received.fetch_add(n as u64, Ordering::Relaxed);
+                to_tcp.fetch_add(n as u64, Ordering::Relaxed);
             }
         };
         tokio::try_join!(up, down)
     };
     counters.open.fetch_sub(1, Ordering::Relaxed);
-    match result {
+    let transfer = Transfer {
+        from_tcp: from_tcp.into_inner(),
+        to_tcp: to_tcp.into_inner(),
+    };
+    let end = match result {
         Ok(_) => {
             disarm_reset(&tcp);
             End::Clean
@@ -124,7 +150,8 @@ pub async fn splice(mut tcp: TcpStream, mut stream: hawser_tokio::Stream, counte
             reset_tcp(tcp);
             End::Remote(err)
         }
-    }
+    };
+    (end, transfer)
 }
 
 /// Describes a stream error for a log line: a reset's code and what it means.

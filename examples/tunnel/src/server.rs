@@ -14,6 +14,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
+use crate::allow::{self, Rules};
 use crate::auth::{Gate, Token};
 use crate::cli::ServerArgs;
 use crate::forward::{self, Counters};
@@ -39,8 +40,8 @@ pub struct ServerOptions {
     pub token: Token,
     /// TLS; `None` for plaintext (loopback only).
     pub tls: Option<Arc<rustls::ServerConfig>>,
-    /// Targets (`host:port`, compared without regard to case) `-L` may reach.
-    pub allow: Vec<String>,
+    /// What `-L` connections may reach (see [`crate::allow`]).
+    pub allow: Rules,
     /// Addresses `-R` may listen on.
     pub allow_reverse: Vec<SocketAddr>,
     /// The sessions' configuration (resumption on).
@@ -69,20 +70,14 @@ impl ServerOptions {
             .iter()
             .map(|entry| parse_reverse_bind(entry))
             .collect::<Result<_, _>>()?;
-        for target in &args.allow {
-            check_target(target)?;
-        }
+        let allow = Rules::parse(&args.allow)?;
         Ok(ServerOptions {
             token,
             tls,
-            allow: args.allow.clone(),
+            allow,
             allow_reverse,
             config: crate::session_config(),
         })
-    }
-
-    fn allows(&self, target: &str) -> bool {
-        self.allow.iter().any(|allowed| allowed.eq_ignore_ascii_case(target))
     }
 }
 
@@ -93,14 +88,6 @@ fn parse_reverse_bind(entry: &str) -> Result<SocketAddr, String> {
         Err(_) => entry
             .parse::<SocketAddr>()
             .map_err(|_| format!("--allow-reverse {entry:?} is not PORT or ADDR:PORT")),
-    }
-}
-
-/// An `--allow` entry must be `HOST:PORT`.
-fn check_target(target: &str) -> Result<(), String> {
-    match target.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
-        _ => Err(format!("--allow {target:?} is not HOST:PORT")),
     }
 }
 
@@ -203,7 +190,7 @@ impl Server {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .push(session.control());
-                self.serve_session(session).await;
+                self.serve_session(session, peer).await;
             }
             Ok(Accepted::Resumed) => tracing::debug!(%peer, "link resumed a session"),
             Ok(Accepted::Refused(refusal)) => tracing::debug!(%peer, %refusal, "resume refused"),
@@ -242,17 +229,19 @@ impl Server {
         }
     }
 
-    async fn serve_session(self: &Arc<Self>, session: Session) {
+    /// Serves one session; `client` is the address its first link came from,
+    /// which names the client in the access log and in refusals.
+    async fn serve_session(self: &Arc<Self>, session: Session, client: SocketAddr) {
         let reverse = Arc::new(Semaphore::new(MAX_REVERSE_PER_SESSION));
         while let Some(stream) = session.accept().await {
             let this = self.clone();
             let control = session.control();
             let reverse = reverse.clone();
-            tokio::spawn(async move { this.serve_stream(stream, control, reverse).await });
+            tokio::spawn(async move { this.serve_stream(stream, control, reverse, client).await });
         }
         match session.closed().await {
-            Ok(()) => tracing::info!("session ended"),
-            Err(err) => tracing::info!(%err, "session ended"),
+            Ok(()) => tracing::info!(%client, "session ended"),
+            Err(err) => tracing::info!(%client, %err, "session ended"),
         }
     }
 
@@ -261,6 +250,7 @@ impl Server {
         mut stream: hawser_tokio::Stream,
         control: Control,
         reverse: Arc<Semaphore>,
+        client: SocketAddr,
     ) {
         let request = match tokio::time::timeout(REQUEST_TIMEOUT, Request::read(&mut stream)).await {
             Ok(Ok(request)) => request,
@@ -275,8 +265,8 @@ impl Server {
             }
         };
         match request {
-            Request::Connect(target) => self.connect(stream, target).await,
-            Request::Listen(address) => self.listen(stream, address, control, reverse).await,
+            Request::Connect(target) => self.connect(stream, target, client).await,
+            Request::Listen(address) => self.listen(stream, address, control, reverse, client).await,
             Request::Reverse(_) => {
                 tracing::debug!("a client sent a server's request");
                 stream.reset(codes::BAD_REQUEST);
@@ -284,20 +274,69 @@ impl Server {
         }
     }
 
-    async fn connect(&self, mut stream: hawser_tokio::Stream, target: String) {
-        if !self.options.allows(&target) {
-            tracing::warn!(%target, "refused: not on the allow list");
-            let refusal = Refusal {
+    /// Where `target` may be reached: its addresses that the allow rules
+    /// admit, looked up here; or the refusal to send.
+    async fn admitted(&self, target: &str, client: SocketAddr) -> Result<Vec<SocketAddr>, Refusal> {
+        let refused = |message: String| {
+            tracing::warn!(%client, %target, "refused: {message}");
+            Refusal {
                 code: codes::NOT_ALLOWED,
-                message: format!("{target} is not on the server's --allow list"),
-            };
-            refuse(stream, refusal).await;
-            return;
+                message,
+            }
+        };
+        let Some((host, port)) = allow::split_target(target) else {
+            return Err(refused(format!("{target:?} is not HOST:PORT")));
+        };
+        let rules = &self.options.allow;
+        if rules.refuse_unresolved(host, port) {
+            return Err(refused(format!("{target} is not on the server's --allow list")));
         }
-        let tcp = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&target)).await {
-            Ok(Ok(tcp)) => tcp,
+        let resolved: Vec<SocketAddr> =
+            match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::lookup_host((host, port))).await {
+                Ok(Ok(addresses)) => addresses.collect(),
+                Ok(Err(err)) => {
+                    tracing::info!(%client, %target, %err, "cannot resolve the target");
+                    return Err(Refusal {
+                        code: codes::TARGET_UNREACHABLE,
+                        message: format!("the server cannot resolve {host}: {err}"),
+                    });
+                }
+                Err(_) => {
+                    return Err(Refusal {
+                        code: codes::TARGET_TIMEOUT,
+                        message: format!("resolving {host} took more than {} s", CONNECT_TIMEOUT.as_secs()),
+                    })
+                }
+            };
+        let admitted = rules.admitted(host, &resolved);
+        if admitted.is_empty() {
+            return Err(refused(format!(
+                "{target} resolves to {}, which the server's --allow list does not admit",
+                resolved.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        Ok(admitted)
+    }
+
+    async fn connect(&self, mut stream: hawser_tokio::Stream, target: String, client: SocketAddr) {
+        let addresses = match self.admitted(&target, client).await {
+            Ok(addresses) => addresses,
+            Err(refusal) => return refuse(stream, refusal).await,
+        };
+        let dial = async {
+            let mut last = None;
+            for address in &addresses {
+                match TcpStream::connect(address).await {
+                    Ok(tcp) => return Ok((tcp, *address)),
+                    Err(err) => last = Some(err),
+                }
+            }
+            Err(last.unwrap_or_else(|| io::Error::other("no address")))
+        };
+        let (tcp, address) = match tokio::time::timeout(CONNECT_TIMEOUT, dial).await {
+            Ok(Ok(connected)) => connected,
             Ok(Err(err)) => {
-                tracing::info!(%target, %err, "cannot reach the target");
+                tracing::info!(%client, %target, %err, "cannot reach the target");
                 let refusal = Refusal {
                     code: codes::TARGET_UNREACHABLE,
                     message: format!("the server cannot connect to {target}: {err}"),
@@ -306,7 +345,7 @@ impl Server {
                 return;
             }
             Err(_) => {
-                tracing::info!(%target, "the target did not answer in time");
+                tracing::info!(%client, %target, "the target did not answer in time");
                 let refusal = Refusal {
                     code: codes::TARGET_TIMEOUT,
                     message: format!("{target} did not answer within {} s", CONNECT_TIMEOUT.as_secs()),
@@ -316,17 +355,29 @@ impl Server {
             }
         };
         let _ = tcp.set_nodelay(true);
+        forward::arm_reset(&tcp);
         if wire::write_answer(&mut stream, &Ok(())).await.is_err() {
             forward::reset_tcp(tcp);
             return;
         }
-        match forward::splice(tcp, stream, &self.counters).await {
-            forward::End::Clean => tracing::debug!(%target, "forwarded connection done"),
-            forward::End::Local(err) => tracing::debug!(%target, %err, "target connection failed; stream reset"),
-            forward::End::Remote(err) => {
-                tracing::debug!(%target, why = %forward::describe(&err), "stream failed; target connection reset")
-            }
-        }
+        let started = std::time::Instant::now();
+        let (end, transfer) = forward::splice_counted(tcp, stream, &self.counters).await;
+        let ended = match &end {
+            forward::End::Clean => "closed".to_string(),
+            forward::End::Local(err) => format!("the target failed ({err}); stream reset"),
+            forward::End::Remote(err) => format!("the client's side failed ({}); target reset", forward::describe(err)),
+        };
+        // The access log: one line per forwarded connection.
+        tracing::info!(
+            %client,
+            %target,
+            %address,
+            bytes_to_target = transfer.to_tcp,
+            bytes_from_target = transfer.from_tcp,
+            seconds = format_args!("{:.3}", started.elapsed().as_secs_f64()),
+            ended,
+            "connection"
+        );
     }
 
     async fn listen(
@@ -335,13 +386,14 @@ impl Server {
         address: String,
         control: Control,
         reverse: Arc<Semaphore>,
+        client: SocketAddr,
     ) {
         let allowed = address
             .parse::<SocketAddr>()
             .ok()
             .filter(|addr| self.options.allow_reverse.contains(addr));
         let Some(addr) = allowed else {
-            tracing::warn!(%address, "refused: reverse listener not allowed");
+            tracing::warn!(%client, %address, "refused: reverse listener not allowed");
             let refusal = Refusal {
                 code: codes::NOT_ALLOWED,
                 message: format!("listening on {address} is not on the server's --allow-reverse list"),
@@ -371,7 +423,7 @@ impl Server {
         if wire::write_answer(&mut stream, &Ok(())).await.is_err() {
             return;
         }
-        tracing::info!(%addr, "reverse listener open");
+        tracing::info!(%client, %addr, "reverse listener open");
         let mut stopping = self.stopping.subscribe();
         // The listener lives as long as the request's stream: until the client
         // finishes it or the session ends.

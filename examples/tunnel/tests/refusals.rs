@@ -332,3 +332,65 @@ fn a_tls_client_is_told_the_server_runs_without_tls() {
         "not counted as a wrong token: {log}"
     );
 }
+
+/// The allow rules are checked after the target's name is resolved: a name
+/// reaches an address rule, the server logs each connection (who, where,
+/// bytes each way, how it ended), and a name resolving outside the rules is
+/// refused with the client named in the log.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allow_rules_apply_to_resolved_addresses_and_every_connection_is_logged() {
+    let dir = scratch("resolved");
+    let fingerprint = keygen(&dir);
+    let echo = echo_service().await;
+    let port = echo.port();
+    let by_address = format!("127.0.0.1:{port}");
+    let elsewhere = format!("10.0.0.0/8:{port}");
+    let (server, addr) = server(&dir, &["--allow", &by_address]);
+    let spec = format!("0:localhost:{port}");
+    let client = client(&dir, addr, &fingerprint, &["-L", &spec]);
+    let local = forwarded(&client);
+    let mut tcp = TcpStream::connect(local).await.unwrap();
+    tcp.write_all(b"by name").await.unwrap();
+    tcp.shutdown().await.unwrap();
+    let (got, ended) = read_all(&mut tcp).await;
+    assert!(ended.is_ok(), "{ended:?}\n{}", server.stderr());
+    assert_eq!(got, b"by name");
+    let mut access = String::new();
+    for _ in 0..100 {
+        access = server.stderr();
+        if access.contains(" connection ") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let line = access
+        .lines()
+        .find(|line| line.contains(" connection "))
+        .unwrap_or_else(|| panic!("{access}"));
+    for field in [
+        "client=127.0.0.1:".to_string(),
+        format!("target=localhost:{port}"),
+        format!("address=127.0.0.1:{port}"),
+        "bytes_to_target=7".into(),
+        "bytes_from_target=7".into(),
+        "ended=\"closed\"".into(),
+    ] {
+        assert!(line.contains(&field), "{field} missing from: {line}");
+    }
+
+    let dir = scratch("resolved-outside");
+    let fingerprint = keygen(&dir);
+    let (strict, addr) = common::server(&dir, &["--allow", &elsewhere]);
+    let strict_client = common::client(&dir, addr, &fingerprint, &["-L", &spec]);
+    let local = forwarded(&strict_client);
+    if let Ok(mut tcp) = TcpStream::connect(local).await {
+        let (_, ended) = read_all(&mut tcp).await;
+        assert!(ended.is_err(), "a refusal is a reset");
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let log = strict.stderr();
+    assert!(
+        log.contains("does not admit") && log.contains("client=127.0.0.1:"),
+        "{log}"
+    );
+}

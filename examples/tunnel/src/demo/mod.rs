@@ -128,7 +128,7 @@ async fn demo(megabytes: u64, kills: u64, connections: u64) -> Result<(), String
     let server = Server::new(ServerOptions {
         token: token.clone(),
         tls: Some(tls::server_config(chain, key)?),
-        allow: vec![target.to_string()],
+        allow: crate::allow::Rules::parse(&[target.to_string()])?,
         allow_reverse: Vec::new(),
         config: crate::session_config(),
     })
