@@ -135,6 +135,7 @@ impl Keys {
                 target: target.to_string(),
             }],
             reverses: Vec::new(),
+            socks: Vec::new(),
             config: hawser_tunnel::session_config(),
             retry,
         })

@@ -103,6 +103,9 @@ pub struct ClientArgs {
     /// The server listens on [BIND:]PORT; this side connects each connection to HOST:PORT (repeatable).
     #[arg(short = 'R', value_name = "[BIND:]PORT:HOST:PORT")]
     pub remote: Vec<String>,
+    /// A SOCKS5 proxy on [BIND:]PORT (a loopback address; 127.0.0.1 if left out): each connection's target is resolved and checked against the allow rules at the server (repeatable).
+    #[arg(short = 'D', value_name = "[BIND:]PORT")]
+    pub dynamic: Vec<String>,
     #[command(flatten)]
     #[allow(missing_docs)] // a doc comment here would become clap's help text
     pub common: Common,

@@ -20,8 +20,8 @@ use crate::auth::Token;
 use crate::cli::ClientArgs;
 use crate::forward::{self, Counters};
 use crate::link::{check_plaintext, Dialer, Link};
-use crate::tls;
 use crate::wire::{self, codes, Refusal, Request};
+use crate::{socks, tls};
 
 /// `-L`: listen here, and have the server connect to `target`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -116,6 +116,8 @@ pub struct ClientOptions {
     pub forwards: Vec<Forward>,
     /// `-R` forwards.
     pub reverses: Vec<Reverse>,
+    /// `-D`: the SOCKS5 listeners' addresses (loopback).
+    pub socks: Vec<SocketAddr>,
     /// The session's configuration (resumption on).
     pub config: Config,
     /// How to redial a lost link.
@@ -152,8 +154,13 @@ impl ClientOptions {
             .iter()
             .map(|spec| Reverse::parse(spec).map_err(|err| format!("-R {err}")))
             .collect::<Result<Vec<_>, _>>()?;
-        if forwards.is_empty() && reverses.is_empty() {
-            return Err("nothing to forward: give -L or -R".into());
+        let socks = args
+            .dynamic
+            .iter()
+            .map(|spec| parse_socks_bind(spec))
+            .collect::<Result<Vec<_>, _>>()?;
+        if forwards.is_empty() && reverses.is_empty() && socks.is_empty() {
+            return Err("nothing to forward: give -L, -R or -D".into());
         }
         Ok(ClientOptions {
             dialer: Dialer {
@@ -163,10 +170,29 @@ impl ClientOptions {
             },
             forwards,
             reverses,
+            socks,
             config: crate::session_config(),
             retry: crate::retry_policy(),
         })
     }
+}
+
+/// `-D [BIND:]PORT`: a loopback address (127.0.0.1 if left out). The SOCKS
+/// proxy takes no authentication, so anyone who can reach it could use the
+/// tunnel: other addresses are refused.
+fn parse_socks_bind(spec: &str) -> Result<SocketAddr, String> {
+    let addr = match spec.parse::<u16>() {
+        Ok(port) => SocketAddr::from(([127, 0, 0, 1], port)),
+        Err(_) => spec
+            .parse::<SocketAddr>()
+            .map_err(|_| format!("-D {spec:?} is not [BIND:]PORT"))?,
+    };
+    if !addr.ip().is_loopback() {
+        return Err(format!(
+            "-D {spec}: the SOCKS proxy takes no authentication, so it listens on loopback addresses only"
+        ));
+    }
+    Ok(addr)
 }
 
 /// The client's TLS: whom it trusts (`--fingerprint` or `--ca`) and the name
@@ -216,6 +242,8 @@ pub struct Client {
     current: watch::Sender<Option<Control>>,
     /// The local addresses of the `-L` listeners, in order.
     pub local_addrs: Vec<SocketAddr>,
+    /// The local addresses of the `-D` listeners, in order.
+    pub socks_addrs: Vec<SocketAddr>,
     /// Forwarded connections.
     pub counters: Arc<Counters>,
     /// Sessions built, in all (more than one after a session could not resume).
@@ -244,6 +272,14 @@ impl Client {
             listeners.push(listener);
         }
         let local_addrs = listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
+        let mut socks_listeners = Vec::new();
+        for bind in &options.socks {
+            let listener = TcpListener::bind(bind)
+                .await
+                .map_err(|err| StartError::Local(format!("cannot listen on {bind}: {err}")))?;
+            socks_listeners.push(listener);
+        }
+        let socks_addrs = socks_listeners.iter().filter_map(|l| l.local_addr().ok()).collect();
         let fatal = Arc::new(watch::channel(None).0);
         let session = connect(&options, &fatal).await.map_err(StartError::Link)?;
         let (release_reverses, released) = watch::channel(false);
@@ -253,6 +289,7 @@ impl Client {
             options: options.clone(),
             current,
             local_addrs,
+            socks_addrs,
             counters: Arc::default(),
             sessions_built: Mutex::new(1),
             stopping: std::sync::atomic::AtomicBool::new(false),
@@ -261,6 +298,9 @@ impl Client {
         });
         for (listener, forward) in listeners.into_iter().zip(options.forwards.iter().cloned()) {
             tokio::spawn(client.clone().serve_forward(listener, forward));
+        }
+        for listener in socks_listeners {
+            tokio::spawn(client.clone().serve_socks(listener));
         }
         tokio::spawn(client.clone().supervise(session));
         Ok(client)
@@ -384,62 +424,69 @@ impl Client {
             .flatten()
     }
 
-    async fn serve_forward(self: Arc<Self>, listener: TcpListener, forward: Forward) {
+    /// The next local connection on `listener`, with Nagle off and armed to
+    /// reset; accept errors (out of descriptors) are logged and retried.
+    async fn accept_local(listener: &TcpListener) -> (TcpStream, SocketAddr) {
         loop {
-            let (tcp, peer) = match listener.accept().await {
-                Ok(accepted) => accepted,
+            match listener.accept().await {
+                Ok((tcp, peer)) => {
+                    let _ = tcp.set_nodelay(true);
+                    forward::arm_reset(&tcp);
+                    return (tcp, peer);
+                }
                 Err(err) => {
                     tracing::warn!(%err, "local accept failed; retrying");
                     tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
                 }
-            };
-            let _ = tcp.set_nodelay(true);
-            forward::arm_reset(&tcp);
+            }
+        }
+    }
+
+    async fn serve_forward(self: Arc<Self>, listener: TcpListener, forward: Forward) {
+        loop {
+            let (tcp, peer) = Self::accept_local(&listener).await;
             let this = self.clone();
             let target = forward.target.clone();
             tokio::spawn(async move { this.forward_one(tcp, peer, target).await });
         }
     }
 
-    async fn forward_one(&self, tcp: TcpStream, peer: SocketAddr, target: String) {
-        let Some(control) = self.usable_session().await else {
-            tracing::warn!(%peer, "no session to the server; connection reset");
-            forward::reset_tcp(tcp);
-            return;
-        };
-        let mut stream = match control.open_stream().await {
-            Ok(stream) => stream,
-            Err(err) => {
-                tracing::warn!(%peer, %err, "cannot open a stream; connection reset");
-                forward::reset_tcp(tcp);
-                return;
-            }
-        };
+    /// A stream to `target` through the server: a session, a stream, the
+    /// request, and the server's answer, each bounded in time.
+    async fn open_to(&self, target: &str) -> Result<hawser_tokio::Stream, Unopened> {
+        let control = self.usable_session().await.ok_or(Unopened::NoSession)?;
+        let mut stream = control.open_stream().await.map_err(Unopened::Stream)?;
         let asked = async {
-            Request::Connect(target.clone()).write(&mut stream).await?;
+            Request::Connect(target.to_string()).write(&mut stream).await?;
             wire::read_answer(&mut stream).await
         };
         match tokio::time::timeout(Duration::from_secs(30), asked).await {
-            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Ok(()))) => Ok(stream),
             Ok(Ok(Err(refusal))) => {
-                tracing::error!(%peer, %target, "refused: {refusal}");
-                forward::reset_tcp(tcp);
                 stream.reset(refusal.code);
-                return;
+                Err(Unopened::Refused(refusal))
             }
-            Ok(Err(err)) => {
-                tracing::warn!(%peer, %target, why = %forward::describe(&err), "connection reset");
-                forward::reset_tcp(tcp);
-                return;
-            }
+            Ok(Err(err)) => Err(Unopened::Stream(err)),
             Err(_) => {
-                tracing::warn!(%peer, %target, "the server did not answer in time; connection reset");
-                forward::reset_tcp(tcp);
                 stream.reset(codes::TARGET_TIMEOUT);
-                return;
+                Err(Unopened::Timeout)
             }
         }
+    }
+
+    async fn forward_one(&self, tcp: TcpStream, peer: SocketAddr, target: String) {
+        let stream = match self.open_to(&target).await {
+            Ok(stream) => stream,
+            Err(unopened) => {
+                unopened.log(peer, &target);
+                forward::reset_tcp(tcp);
+                return;
+            }
+        };
+        self.splice_logged(tcp, stream, peer).await;
+    }
+
+    async fn splice_logged(&self, tcp: TcpStream, stream: hawser_tokio::Stream, peer: SocketAddr) {
         match forward::splice(tcp, stream, &self.counters).await {
             forward::End::Clean => tracing::debug!(%peer, "forwarded connection done"),
             forward::End::Local(err) => tracing::debug!(%peer, %err, "local connection failed; stream reset"),
@@ -447,6 +494,50 @@ impl Client {
                 tracing::info!(%peer, why = %forward::describe(&err), "connection reset")
             }
         }
+    }
+
+    async fn serve_socks(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            let (tcp, peer) = Self::accept_local(&listener).await;
+            let this = self.clone();
+            tokio::spawn(async move { this.socks_one(tcp, peer).await });
+        }
+    }
+
+    /// One SOCKS5 connection: the handshake (bounded in time), the stream
+    /// to its target, the reply, then the splice.
+    async fn socks_one(&self, mut tcp: TcpStream, peer: SocketAddr) {
+        let target = match tokio::time::timeout(Duration::from_secs(10), socks::handshake(&mut tcp)).await {
+            Ok(Ok(target)) => target,
+            Ok(Err(socks::HandshakeError::Unsupported(reply))) => {
+                tracing::info!(%peer, ?reply, "SOCKS request not served");
+                return;
+            }
+            Ok(Err(socks::HandshakeError::Io(err))) => {
+                tracing::debug!(%peer, %err, "SOCKS handshake failed");
+                forward::reset_tcp(tcp);
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "SOCKS handshake timed out");
+                forward::reset_tcp(tcp);
+                return;
+            }
+        };
+        let stream = match self.open_to(&target).await {
+            Ok(stream) => stream,
+            Err(unopened) => {
+                unopened.log(peer, &target);
+                let _ = socks::send_reply(&mut tcp, unopened.socks_reply()).await;
+                return;
+            }
+        };
+        if socks::send_reply(&mut tcp, socks::Reply::Succeeded).await.is_err() {
+            stream.reset(codes::CONNECTION_FAILED);
+            forward::reset_tcp(tcp);
+            return;
+        }
+        self.splice_logged(tcp, stream, peer).await;
     }
 
     async fn serve_reverse(&self, mut stream: hawser_tokio::Stream) {
@@ -519,6 +610,41 @@ impl Client {
 
 /// The go-away reason the server logs when the client shuts down.
 const REASON: &str = "the client is shutting down";
+
+/// Why a stream to a target could not be had.
+enum Unopened {
+    /// No session to the server, even after waiting.
+    NoSession,
+    /// The stream failed (the session ended, or the request could not go).
+    Stream(io::Error),
+    /// The server refused.
+    Refused(Refusal),
+    /// The server did not answer in time.
+    Timeout,
+}
+
+impl Unopened {
+    fn log(&self, peer: SocketAddr, target: &str) {
+        match self {
+            Unopened::NoSession => tracing::warn!(%peer, "no session to the server; connection reset"),
+            Unopened::Stream(err) => {
+                tracing::warn!(%peer, %target, why = %forward::describe(err), "connection reset")
+            }
+            Unopened::Refused(refusal) => tracing::error!(%peer, %target, "refused: {refusal}"),
+            Unopened::Timeout => {
+                tracing::warn!(%peer, %target, "the server did not answer in time; connection reset")
+            }
+        }
+    }
+
+    fn socks_reply(&self) -> socks::Reply {
+        match self {
+            Unopened::Refused(refusal) => socks::Reply::for_refusal(refusal),
+            Unopened::Timeout => socks::Reply::TimedOut,
+            Unopened::NoSession | Unopened::Stream(_) => socks::Reply::GeneralFailure,
+        }
+    }
+}
 
 /// How long to wait before building a new session again after a failed
 /// attempt, doubling up to the last wait.

@@ -30,6 +30,7 @@ pub mod forward;
 pub mod link;
 pub mod server;
 pub mod shutdown;
+pub mod socks;
 pub mod tls;
 pub mod wire;
 

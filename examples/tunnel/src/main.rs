@@ -106,6 +106,9 @@ async fn run_client(args: ClientArgs) -> ExitCode {
     for reverse in &reverses {
         println!("reverse {} -> {}", reverse.listen, reverse.target);
     }
+    for socks in &client.socks_addrs {
+        println!("socks5 on {socks}");
+    }
     if let Some(every) = args.common.status {
         tokio::spawn(client.clone().log_status(every));
     }

@@ -151,6 +151,7 @@ async fn demo(megabytes: u64, kills: u64, connections: u64) -> Result<(), String
             target: target.to_string(),
         }],
         reverses: Vec::new(),
+        socks: Vec::new(),
         config: crate::session_config(),
         retry: hawser_tokio::RetryPolicy {
             initial_backoff: Duration::from_millis(10),
