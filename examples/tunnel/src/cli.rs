@@ -54,6 +54,9 @@ pub struct Common {
     /// Log a status line this often (e.g. 5s, 1m; at least 1s).
     #[arg(long, value_name = "DURATION", value_parser = parse_status_interval)]
     pub status: Option<Duration>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9100; no authentication, so keep it off public addresses).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
     /// On Ctrl-C or SIGTERM, how long open connections may take to finish before they are reset (a second signal resets them at once).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
     pub drain: Duration,

@@ -20,6 +20,7 @@ use crate::auth::Token;
 use crate::cli::ClientArgs;
 use crate::forward::{self, Counters};
 use crate::link::{check_plaintext, Dialer, Link};
+use crate::metrics::{Family, Kind};
 use crate::wire::{self, codes, Refusal, Request};
 use crate::{socks, tls};
 
@@ -352,6 +353,90 @@ impl Client {
                 "status"
             );
         }
+    }
+
+    /// The client's figures for `--metrics`.
+    pub fn metrics(&self) -> Vec<Family> {
+        let counters = &self.counters;
+        let count = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed) as f64;
+        let session = self.session();
+        let status = session.as_ref().map(|control| control.status());
+        let replayed = session.as_ref().map_or(0, |control| control.stats().bytes_replayed);
+        let of_status = |read: fn(&hawser_tokio::Status) -> f64| status.as_ref().map_or(0.0, read);
+        vec![
+            Family::single(
+                "hawser_tunnel_connections_open",
+                "Forwarded connections open now.",
+                Kind::Gauge,
+                count(&counters.open),
+            ),
+            Family::single(
+                "hawser_tunnel_connections_total",
+                "Forwarded connections, in all.",
+                Kind::Counter,
+                count(&counters.total),
+            ),
+            Family::single(
+                "hawser_tunnel_connections_reset_total",
+                "Forwarded connections that ended in a reset.",
+                Kind::Counter,
+                count(&counters.reset),
+            ),
+            Family::single(
+                "hawser_tunnel_bytes_sent_total",
+                "Bytes from local connections into the tunnel.",
+                Kind::Counter,
+                count(&counters.sent),
+            ),
+            Family::single(
+                "hawser_tunnel_bytes_received_total",
+                "Bytes from the tunnel out to local connections.",
+                Kind::Counter,
+                count(&counters.received),
+            ),
+            Family::single(
+                "hawser_tunnel_sessions_built_total",
+                "Sessions built to the server (more than one after a session could not resume).",
+                Kind::Counter,
+                self.sessions_built() as f64,
+            ),
+            Family::single(
+                "hawser_tunnel_rtt_seconds",
+                "The link's smoothed round-trip time.",
+                Kind::Gauge,
+                crate::metrics::seconds(status.as_ref().and_then(|s| s.rtt_smoothed)),
+            ),
+            Family::single(
+                "hawser_tunnel_link_suspect",
+                "1 while the link is suspect (stopped answering).",
+                Kind::Gauge,
+                of_status(|s| f64::from(u8::from(s.suspect))),
+            ),
+            Family::single(
+                "hawser_tunnel_suspicions",
+                "Times this session's link became suspect.",
+                Kind::Gauge,
+                of_status(|s| s.suspect_episodes as f64),
+            ),
+            Family::single(
+                "hawser_tunnel_redials",
+                "Links this session dialled after the first.",
+                Kind::Gauge,
+                of_status(|s| s.reconnects as f64),
+            ),
+            Family::single(
+                "hawser_tunnel_resumes",
+                "Times this session resumed on a new link.",
+                Kind::Gauge,
+                of_status(|s| s.resumes as f64),
+            ),
+            Family::single(
+                "hawser_tunnel_bytes_replayed",
+                "Bytes this session replayed after resumes.",
+                Kind::Gauge,
+                replayed as f64,
+            ),
+        ]
     }
 
     /// Serves the session's inbound streams (reverse connections) until it

@@ -28,6 +28,7 @@ pub mod client;
 pub mod demo;
 pub mod forward;
 pub mod link;
+pub mod metrics;
 pub mod server;
 pub mod shutdown;
 pub mod socks;

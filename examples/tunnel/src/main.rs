@@ -2,6 +2,7 @@
 //! connections survive the loss of the link. See `hawser --help`.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
 use hawser_tunnel::cli::{Cli, ClientArgs, Command, ServerArgs};
@@ -65,6 +66,19 @@ async fn run_server(args: ServerArgs) -> ExitCode {
         Ok(signals) => signals,
         Err(err) => return usage(format!("cannot watch for signals: {err}")),
     };
+    if let Some(addr) = args.common.metrics {
+        let metrics = match hawser_tunnel::metrics::bind(addr).await {
+            Ok(listener) => listener,
+            Err(err) => return usage(err),
+        };
+        let bound = metrics.local_addr().unwrap_or(addr);
+        let figures = server.clone();
+        tokio::spawn(hawser_tunnel::metrics::serve(
+            metrics,
+            Arc::new(move || figures.metrics()),
+        ));
+        println!("metrics on http://{bound}/metrics");
+    }
     let serving = tokio::spawn(server.clone().serve(listener));
     if let Some(every) = args.common.status {
         tokio::spawn(server.clone().log_status(every));
@@ -108,6 +122,19 @@ async fn run_client(args: ClientArgs) -> ExitCode {
     }
     for socks in &client.socks_addrs {
         println!("socks5 on {socks}");
+    }
+    if let Some(addr) = args.common.metrics {
+        let metrics = match hawser_tunnel::metrics::bind(addr).await {
+            Ok(listener) => listener,
+            Err(err) => return usage(err),
+        };
+        let bound = metrics.local_addr().unwrap_or(addr);
+        let figures = client.clone();
+        tokio::spawn(hawser_tunnel::metrics::serve(
+            metrics,
+            Arc::new(move || figures.metrics()),
+        ));
+        println!("metrics on http://{bound}/metrics");
     }
     if let Some(every) = args.common.status {
         tokio::spawn(client.clone().log_status(every));

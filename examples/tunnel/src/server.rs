@@ -19,6 +19,7 @@ use crate::auth::{Gate, Token};
 use crate::cli::ServerArgs;
 use crate::forward::{self, Counters};
 use crate::link::{check_plaintext, Link, LINK_SETUP_TIMEOUT};
+use crate::metrics::{Family, Kind, Refusals};
 use crate::tls;
 use crate::wire::{self, codes, Refusal, Request};
 
@@ -102,6 +103,8 @@ pub struct Server {
     pub counters: Arc<Counters>,
     /// Set when shutting down: the reverse listeners close.
     stopping: tokio::sync::watch::Sender<bool>,
+    /// Refusals by reason, for `--metrics`.
+    pub refusals: Refusals,
 }
 
 impl Server {
@@ -116,6 +119,7 @@ impl Server {
             sessions: Mutex::new(Vec::new()),
             counters: Arc::default(),
             stopping: tokio::sync::watch::channel(false).0,
+            refusals: Refusals::default(),
         }))
     }
 
@@ -204,6 +208,7 @@ impl Server {
                 if !speaks_first(&tcp).await {
                     // A TLS client sends its hello at once; a plaintext one
                     // waits for the challenge. Tell it, in the clear.
+                    self.refusals.tls_mismatch.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(%source, "a client without TLS reached this TLS server; refused");
                     let mut tcp = tcp;
                     let _ = tokio::io::AsyncWriteExt::write_all(&mut tcp, &[crate::auth::STATUS_TLS_REQUIRED]).await;
@@ -217,11 +222,13 @@ impl Server {
         match self.gate.check(&mut link, source, &self.options.token).await {
             Ok(()) => Ok(link),
             Err(crate::auth::AuthError::TlsUnexpected) => {
+                self.refusals.tls_mismatch.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(%source, "a TLS client reached this plaintext server; refused");
                 Err(crate::auth::AuthError::TlsUnexpected.to_string())
             }
             Err(err) => {
                 if err != crate::auth::AuthError::NotATunnel {
+                    self.refusals.authentication.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(%source, %err, "link refused");
                 }
                 Err(err.to_string())
@@ -255,11 +262,13 @@ impl Server {
         let request = match tokio::time::timeout(REQUEST_TIMEOUT, Request::read(&mut stream)).await {
             Ok(Ok(request)) => request,
             Ok(Err(err)) => {
-                tracing::debug!(%err, "bad stream request");
+                tracing::debug!(%client, %err, "bad stream request");
+                self.refusals.bad_request.fetch_add(1, Ordering::Relaxed);
                 stream.reset(codes::BAD_REQUEST);
                 return;
             }
             Err(_) => {
+                self.refusals.bad_request.fetch_add(1, Ordering::Relaxed);
                 stream.reset(codes::BAD_REQUEST);
                 return;
             }
@@ -321,7 +330,7 @@ impl Server {
     async fn connect(&self, mut stream: hawser_tokio::Stream, target: String, client: SocketAddr) {
         let addresses = match self.admitted(&target, client).await {
             Ok(addresses) => addresses,
-            Err(refusal) => return refuse(stream, refusal).await,
+            Err(refusal) => return self.refuse(stream, refusal).await,
         };
         let dial = async {
             let mut last = None;
@@ -341,7 +350,7 @@ impl Server {
                     code: codes::TARGET_UNREACHABLE,
                     message: format!("the server cannot connect to {target}: {err}"),
                 };
-                refuse(stream, refusal).await;
+                self.refuse(stream, refusal).await;
                 return;
             }
             Err(_) => {
@@ -350,7 +359,7 @@ impl Server {
                     code: codes::TARGET_TIMEOUT,
                     message: format!("{target} did not answer within {} s", CONNECT_TIMEOUT.as_secs()),
                 };
-                refuse(stream, refusal).await;
+                self.refuse(stream, refusal).await;
                 return;
             }
         };
@@ -398,7 +407,7 @@ impl Server {
                 code: codes::NOT_ALLOWED,
                 message: format!("listening on {address} is not on the server's --allow-reverse list"),
             };
-            refuse(stream, refusal).await;
+            self.refuse(stream, refusal).await;
             return;
         };
         let Ok(_slot) = reverse.try_acquire() else {
@@ -406,7 +415,7 @@ impl Server {
                 code: codes::NOT_ALLOWED,
                 message: format!("at most {MAX_REVERSE_PER_SESSION} reverse listeners per session"),
             };
-            refuse(stream, refusal).await;
+            self.refuse(stream, refusal).await;
             return;
         };
         let listener = match TcpListener::bind(addr).await {
@@ -416,7 +425,7 @@ impl Server {
                     code: codes::TARGET_UNREACHABLE,
                     message: format!("the server cannot listen on {addr}: {err}"),
                 };
-                refuse(stream, refusal).await;
+                self.refuse(stream, refusal).await;
                 return;
             }
         };
@@ -476,6 +485,98 @@ impl Server {
         crate::shutdown::drain(&self.live_sessions(), drain, REASON, &self.counters.open).await;
     }
 
+    /// Tells the client why, then finishes the stream; counts the refusal.
+    async fn refuse(&self, mut stream: hawser_tokio::Stream, refusal: Refusal) {
+        let counter = match refusal.code {
+            codes::NOT_ALLOWED => &self.refusals.not_allowed,
+            codes::TARGET_UNREACHABLE => &self.refusals.unreachable,
+            codes::TARGET_TIMEOUT => &self.refusals.timeout,
+            _ => &self.refusals.bad_request,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        if wire::write_answer(&mut stream, &Err(refusal)).await.is_ok() {
+            let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
+        }
+    }
+
+    /// The server's figures for `--metrics`.
+    pub fn metrics(&self) -> Vec<Family> {
+        let stats = self.acceptor_stats();
+        let sessions = self.live_sessions();
+        let statuses: Vec<_> = sessions.iter().map(|control| control.status()).collect();
+        let counters = &self.counters;
+        let count = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed) as f64;
+        vec![
+            Family::single(
+                "hawser_tunnel_sessions",
+                "Client sessions alive, attached or detached.",
+                Kind::Gauge,
+                stats.sessions as f64,
+            ),
+            Family::single(
+                "hawser_tunnel_sessions_detached",
+                "Sessions waiting for their client to come back.",
+                Kind::Gauge,
+                stats.detached as f64,
+            ),
+            Family::single(
+                "hawser_tunnel_connections_open",
+                "Forwarded connections open now.",
+                Kind::Gauge,
+                count(&counters.open),
+            ),
+            Family::single(
+                "hawser_tunnel_connections_total",
+                "Forwarded connections, in all.",
+                Kind::Counter,
+                count(&counters.total),
+            ),
+            Family::single(
+                "hawser_tunnel_connections_reset_total",
+                "Forwarded connections that ended in a reset.",
+                Kind::Counter,
+                count(&counters.reset),
+            ),
+            Family::single(
+                "hawser_tunnel_bytes_to_targets_total",
+                "Bytes from clients out to targets.",
+                Kind::Counter,
+                count(&counters.received),
+            ),
+            Family::single(
+                "hawser_tunnel_bytes_from_targets_total",
+                "Bytes from targets back to clients.",
+                Kind::Counter,
+                count(&counters.sent),
+            ),
+            Family::labelled(
+                "hawser_tunnel_refusals_total",
+                "Links and connections refused, by reason.",
+                Kind::Counter,
+                "reason",
+                self.refusals.samples(),
+            ),
+            Family::single(
+                "hawser_tunnel_resumes",
+                "Resumes of the sessions alive now.",
+                Kind::Gauge,
+                statuses.iter().map(|s| s.resumes as f64).sum(),
+            ),
+            Family::single(
+                "hawser_tunnel_bytes_replayed",
+                "Bytes replayed after resumes, by the sessions alive now.",
+                Kind::Gauge,
+                sessions.iter().map(|c| c.stats().bytes_replayed as f64).sum(),
+            ),
+            Family::single(
+                "hawser_tunnel_detached_bytes_held",
+                "Bytes the detached sessions hold for their clients.",
+                Kind::Gauge,
+                stats.detached_held as f64,
+            ),
+        ]
+    }
+
     /// Ends every session at once (a second signal): open connections are
     /// reset at both ends.
     pub async fn close_now(&self) {
@@ -497,10 +598,3 @@ async fn speaks_first(tcp: &TcpStream) -> bool {
 
 /// The go-away reason clients log when the server shuts down.
 const REASON: &str = "the server is shutting down";
-
-/// Tells the client why, then finishes the stream.
-async fn refuse(mut stream: hawser_tokio::Stream, refusal: Refusal) {
-    if wire::write_answer(&mut stream, &Err(refusal)).await.is_ok() {
-        let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
-    }
-}
