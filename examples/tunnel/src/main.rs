@@ -1,6 +1,7 @@
 //! `hawser`: forward TCP ports over one encrypted hawser session whose
 //! connections survive the loss of the link. See `hawser --help`.
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -66,18 +67,9 @@ async fn run_server(args: ServerArgs) -> ExitCode {
         Ok(signals) => signals,
         Err(err) => return usage(format!("cannot watch for signals: {err}")),
     };
-    if let Some(addr) = args.common.metrics {
-        let metrics = match hawser_tunnel::metrics::bind(addr).await {
-            Ok(listener) => listener,
-            Err(err) => return usage(err),
-        };
-        let bound = metrics.local_addr().unwrap_or(addr);
-        let figures = server.clone();
-        tokio::spawn(hawser_tunnel::metrics::serve(
-            metrics,
-            Arc::new(move || figures.metrics()),
-        ));
-        println!("metrics on http://{bound}/metrics");
+    let figures = server.clone();
+    if let Err(err) = start_metrics(args.common.metrics, move || figures.metrics()).await {
+        return usage(err);
     }
     let serving = tokio::spawn(server.clone().serve(listener));
     if let Some(every) = args.common.status {
@@ -123,18 +115,9 @@ async fn run_client(args: ClientArgs) -> ExitCode {
     for socks in &client.socks_addrs {
         println!("socks5 on {socks}");
     }
-    if let Some(addr) = args.common.metrics {
-        let metrics = match hawser_tunnel::metrics::bind(addr).await {
-            Ok(listener) => listener,
-            Err(err) => return usage(err),
-        };
-        let bound = metrics.local_addr().unwrap_or(addr);
-        let figures = client.clone();
-        tokio::spawn(hawser_tunnel::metrics::serve(
-            metrics,
-            Arc::new(move || figures.metrics()),
-        ));
-        println!("metrics on http://{bound}/metrics");
+    let figures = client.clone();
+    if let Err(err) = start_metrics(args.common.metrics, move || figures.metrics()).await {
+        return usage(err);
     }
     if let Some(every) = args.common.status {
         tokio::spawn(client.clone().log_status(every));
@@ -156,6 +139,21 @@ async fn run_client(args: ClientArgs) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// `--metrics ADDR`: serves `figures` there, in a task, and says where.
+async fn start_metrics<F>(addr: Option<SocketAddr>, figures: F) -> Result<(), String>
+where
+    F: Fn() -> Vec<hawser_tunnel::metrics::Family> + Send + Sync + 'static,
+{
+    let Some(addr) = addr else {
+        return Ok(());
+    };
+    let listener = hawser_tunnel::metrics::bind(addr).await?;
+    let bound = listener.local_addr().unwrap_or(addr);
+    tokio::spawn(hawser_tunnel::metrics::serve(listener, Arc::new(figures)));
+    println!("metrics on http://{bound}/metrics");
+    Ok(())
 }
 
 /// The signals that end `hawser server` and `hawser client`: SIGINT (Ctrl-C)
