@@ -129,6 +129,7 @@ impl Keys {
                 server: server.to_string(),
                 tls: self.client_tls.clone(),
                 token: self.token.clone(),
+                proxy: None,
             },
             forwards: vec![Forward {
                 bind: SocketAddr::from(([127, 0, 0, 1], 0)),

@@ -106,6 +106,9 @@ pub struct ClientArgs {
     /// The server listens on [BIND:]PORT; this side connects each connection to HOST:PORT (repeatable).
     #[arg(short = 'R', value_name = "[BIND:]PORT:HOST:PORT")]
     pub remote: Vec<String>,
+    /// Reach the server through this HTTP proxy's CONNECT: http://[USER:PASSWORD@]HOST:PORT (default: $HTTPS_PROXY).
+    #[arg(long, value_name = "URL")]
+    pub proxy: Option<String>,
     /// A SOCKS5 proxy on [BIND:]PORT (a loopback address; 127.0.0.1 if left out): each connection's target is resolved and checked against the allow rules at the server (repeatable).
     #[arg(short = 'D', value_name = "[BIND:]PORT")]
     pub dynamic: Vec<String>,

@@ -132,6 +132,10 @@ impl ClientOptions {
     /// every dial).
     pub async fn from_args(args: &ClientArgs) -> Result<ClientOptions, String> {
         let token = Token::from_file(&args.common.token_file)?;
+        let proxy = crate::proxy::HttpProxy::from_flag_or_env(args.proxy.as_deref())?;
+        if proxy.is_some() && args.common.insecure_plaintext {
+            return Err("--insecure-plaintext is for loopback only, not through a proxy".into());
+        }
         let tls = if args.common.insecure_plaintext {
             match tokio::net::lookup_host(&args.connect)
                 .await
@@ -168,6 +172,7 @@ impl ClientOptions {
                 server: args.connect.clone(),
                 tls,
                 token,
+                proxy,
             },
             forwards,
             reverses,

@@ -29,6 +29,7 @@ pub mod demo;
 pub mod forward;
 pub mod link;
 pub mod metrics;
+pub mod proxy;
 pub mod server;
 pub mod shutdown;
 pub mod socks;

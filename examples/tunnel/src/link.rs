@@ -11,6 +11,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 
 use crate::auth::{self, Token};
+use crate::proxy::HttpProxy;
 
 /// A byte link the session can run over.
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -49,6 +50,8 @@ pub struct Dialer {
     pub tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
     /// The shared secret.
     pub token: Token,
+    /// An HTTP proxy to reach the server through (`CONNECT`).
+    pub proxy: Option<HttpProxy>,
 }
 
 impl Dialer {
@@ -67,7 +70,10 @@ impl Dialer {
     }
 
     async fn dial_now(&self) -> io::Result<Link> {
-        let tcp = TcpStream::connect(&self.server).await?;
+        let tcp = match &self.proxy {
+            Some(proxy) => proxy.connect(&self.server).await?,
+            None => TcpStream::connect(&self.server).await?,
+        };
         tcp.set_nodelay(true)?;
         if self.tls.is_none() {
             check_plaintext(tcp.peer_addr()?).map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, why))?;

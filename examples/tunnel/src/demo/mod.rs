@@ -145,6 +145,7 @@ async fn demo(megabytes: u64, kills: u64, connections: u64) -> Result<(), String
             server: proxy.addr().to_string(),
             tls: Some((client_tls, name)),
             token,
+            proxy: None,
         },
         forwards: vec![Forward {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),

@@ -1,0 +1,146 @@
+//! `--proxy` and `HTTPS_PROXY`: the client reaching the server through a
+//! real HTTP proxy's CONNECT (tinyproxy, with Basic authentication), and
+//! told clearly when the proxy wants other credentials, which never appear
+//! in its log.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+use hawser_conformance::interop::link::Pattern;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// tinyproxy on a free loopback port, asking for alice's password; killed
+/// when dropped.
+struct Tinyproxy {
+    child: Child,
+    port: u16,
+}
+
+impl Tinyproxy {
+    fn start(dir: &Path) -> Tinyproxy {
+        Tinyproxy::start_on(dir, free_port())
+    }
+
+    fn start_on(dir: &Path, port: u16) -> Tinyproxy {
+        let config = dir.join("tinyproxy.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "Port {port}\nListen 127.0.0.1\nTimeout 600\nMaxClients 100\nLogLevel Connect\nLogFile \"{}\"\nBasicAuth alice s3cret\n",
+                dir.join("tinyproxy.log").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("tinyproxy")
+            .arg("-d")
+            .arg("-c")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tinyproxy is installed (CI installs it)");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Tinyproxy { child, port }
+    }
+}
+
+impl Drop for Tinyproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn client_through(dir: &Path, server: std::net::SocketAddr, fingerprint: &str, proxy_env: &str, spec: &str) -> Process {
+    let (_, _, token) = files(dir);
+    let mut command = Command::new(HAWSER);
+    command
+        .args(["client", "--connect", &server.to_string(), "--token-file", &token])
+        .args(["--fingerprint", fingerprint, "-L", spec])
+        .env("HTTPS_PROXY", proxy_env);
+    Process::spawn(command, dir.join(format!("client-{}.log", unique())))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_reaches_the_server_through_an_http_proxy() {
+    let dir = scratch("proxy");
+    let fingerprint = keygen(&dir);
+    let proxy = Tinyproxy::start(&dir);
+    let echo = echo_service().await;
+    let allow = echo.to_string();
+    let (_server, addr) = server(&dir, &["--allow", &allow]);
+    let spec = format!("0:{echo}");
+
+    let url = format!("http://alice:s3cret@127.0.0.1:{}", proxy.port);
+    let client = client(&dir, addr, &fingerprint, &["--proxy", &url, "-L", &spec]);
+    let local = forwarded(&client);
+    let mut tcp = TcpStream::connect(local).await.unwrap();
+    tcp.write_all(b"through the proxy").await.unwrap();
+    tcp.shutdown().await.unwrap();
+    let (got, ended) = read_all(&mut tcp).await;
+    assert!(ended.is_ok(), "{ended:?}\n{}", client.stderr());
+    assert_eq!(got, b"through the proxy");
+    let log = std::fs::read_to_string(dir.join("tinyproxy.log")).unwrap_or_default();
+    assert!(
+        log.contains(&format!("CONNECT {addr}")),
+        "the link went through the proxy:\n{log}"
+    );
+
+    // The proxy dies mid-transfer and comes back: the client redials
+    // through it and resumes, and the transfer completes intact.
+    let mut proxy = proxy;
+    let tcp = TcpStream::connect(local).await.unwrap();
+    let (mut from, mut to) = tcp.into_split();
+    let total = 4u64 << 20;
+    let writing = tokio::spawn(async move {
+        let mut pattern = Pattern::new(3);
+        while pattern.position() < total {
+            let len = (64 * 1024).min(total - pattern.position()) as usize;
+            to.write_all(&pattern.take(len)).await.unwrap();
+        }
+        to.shutdown().await.unwrap();
+    });
+    let mut pattern = Pattern::new(3);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut restarted = false;
+    loop {
+        let n = from.read(&mut buf).await.expect("no reset: nothing may be lost");
+        if n == 0 {
+            break;
+        }
+        pattern.check(&buf[..n]).unwrap();
+        if !restarted && pattern.position() >= total / 4 {
+            restarted = true;
+            let port = proxy.port;
+            drop(proxy);
+            proxy = Tinyproxy::start_on(&dir, port);
+        }
+    }
+    assert_eq!(pattern.position(), total, "every byte came back, and no more");
+    writing.await.unwrap();
+    assert!(client.stderr().contains("resumed"), "{}", client.stderr());
+    let log = std::fs::read_to_string(dir.join("tinyproxy.log")).unwrap_or_default();
+    let links = log.matches(&format!("CONNECT {addr}")).count();
+    assert!(links >= 2, "the new link went through the restarted proxy too:\n{log}");
+
+    // The same through HTTPS_PROXY, with a wrong password.
+    let wrong = format!("http://alice:wr0ng@127.0.0.1:{}", proxy.port);
+    let mut refused = client_through(&dir, addr, &fingerprint, &wrong, &spec);
+    assert_eq!(refused.exit_code(), 4, "{}", refused.stderr());
+    let stderr = refused.stderr();
+    assert!(stderr.contains("wants other credentials"), "{stderr}");
+    assert!(
+        !stderr.contains("wr0ng") && !client.stderr().contains("s3cret"),
+        "a password was logged"
+    );
+}
