@@ -394,3 +394,20 @@ async fn allow_rules_apply_to_resolved_addresses_and_every_connection_is_logged(
         "{log}"
     );
 }
+
+/// A busy `-L` port fails the client before it dials: the error names the
+/// port, not the (here unreachable) server, as ssh's ExitOnForwardFailure.
+#[test]
+fn a_busy_local_port_fails_before_the_server_is_dialled() {
+    let dir = scratch("busy-port");
+    let fingerprint = keygen(&dir);
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let spec = format!("{}:127.0.0.1:9", busy.local_addr().unwrap().port());
+    // Nothing listens there: a dial would fail with "cannot reach the server".
+    let nowhere: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut client = client(&dir, nowhere, &fingerprint, &["-L", &spec]);
+    assert_eq!(client.exit_code(), 4, "{}", client.stderr());
+    let stderr = client.stderr();
+    assert!(stderr.contains("cannot listen on"), "{stderr}");
+    assert!(!stderr.contains("cannot reach the server"), "{stderr}");
+}
