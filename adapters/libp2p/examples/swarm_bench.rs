@@ -8,7 +8,7 @@
 //! ```text
 //! cargo run --release -p hawser-libp2p --example swarm_bench              # loopback and the emulated WAN
 //! cargo run --release -p hawser-libp2p --example swarm_bench -- --quick   # small sizes, one repetition
-//! cargo run --release -p hawser-libp2p --example swarm_bench -- --path loopback --reps 5
+//! cargo run --release -p hawser-libp2p --example swarm_bench -- --path loopback --reps 3
 //! ```
 //!
 //! The WAN case runs on hawser-conformance's emulated path (100 ms round

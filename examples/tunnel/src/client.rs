@@ -368,25 +368,8 @@ impl Client {
         let status = session.as_ref().map(|control| control.status());
         let replayed = session.as_ref().map_or(0, |control| control.stats().bytes_replayed);
         let of_status = |read: fn(&hawser_tokio::Status) -> f64| status.as_ref().map_or(0.0, read);
-        vec![
-            Family::single(
-                "hawser_tunnel_connections_open",
-                "Forwarded connections open now.",
-                Kind::Gauge,
-                count(&counters.open),
-            ),
-            Family::single(
-                "hawser_tunnel_connections_total",
-                "Forwarded connections, in all.",
-                Kind::Counter,
-                count(&counters.total),
-            ),
-            Family::single(
-                "hawser_tunnel_connections_reset_total",
-                "Forwarded connections that ended in a reset.",
-                Kind::Counter,
-                count(&counters.reset),
-            ),
+        let mut families = counters.families();
+        families.extend([
             Family::single(
                 "hawser_tunnel_bytes_sent_total",
                 "Bytes from local connections into the tunnel.",
@@ -441,7 +424,8 @@ impl Client {
                 Kind::Gauge,
                 replayed as f64,
             ),
-        ]
+        ]);
+        families
     }
 
     /// Serves the session's inbound streams (reverse connections) until it

@@ -28,6 +28,35 @@ pub struct Counters {
     pub reset: AtomicU64,
 }
 
+impl Counters {
+    /// The metrics both ends report from these counters: connections open,
+    /// in all, and ended in a reset. (Bytes are named for each end's side.)
+    pub fn families(&self) -> Vec<crate::metrics::Family> {
+        use crate::metrics::{Family, Kind};
+        let count = |counter: &AtomicU64| counter.load(Ordering::Relaxed) as f64;
+        vec![
+            Family::single(
+                "hawser_tunnel_connections_open",
+                "Forwarded connections open now.",
+                Kind::Gauge,
+                count(&self.open),
+            ),
+            Family::single(
+                "hawser_tunnel_connections_total",
+                "Forwarded connections, in all.",
+                Kind::Counter,
+                count(&self.total),
+            ),
+            Family::single(
+                "hawser_tunnel_connections_reset_total",
+                "Forwarded connections that ended in a reset.",
+                Kind::Counter,
+                count(&self.reset),
+            ),
+        ]
+    }
+}
+
 /// How a forwarded connection ended.
 #[derive(Debug)]
 pub enum End {

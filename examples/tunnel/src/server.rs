@@ -506,7 +506,8 @@ impl Server {
         let statuses: Vec<_> = sessions.iter().map(|control| control.status()).collect();
         let counters = &self.counters;
         let count = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed) as f64;
-        vec![
+        let mut families = counters.families();
+        families.extend([
             Family::single(
                 "hawser_tunnel_sessions",
                 "Client sessions alive, attached or detached.",
@@ -518,24 +519,6 @@ impl Server {
                 "Sessions waiting for their client to come back.",
                 Kind::Gauge,
                 stats.detached as f64,
-            ),
-            Family::single(
-                "hawser_tunnel_connections_open",
-                "Forwarded connections open now.",
-                Kind::Gauge,
-                count(&counters.open),
-            ),
-            Family::single(
-                "hawser_tunnel_connections_total",
-                "Forwarded connections, in all.",
-                Kind::Counter,
-                count(&counters.total),
-            ),
-            Family::single(
-                "hawser_tunnel_connections_reset_total",
-                "Forwarded connections that ended in a reset.",
-                Kind::Counter,
-                count(&counters.reset),
             ),
             Family::single(
                 "hawser_tunnel_bytes_to_targets_total",
@@ -574,7 +557,8 @@ impl Server {
                 Kind::Gauge,
                 stats.detached_held as f64,
             ),
-        ]
+        ]);
+        families
     }
 
     /// Ends every session at once (a second signal): open connections are
