@@ -104,10 +104,12 @@ impl Keys {
     /// task of the current runtime.
     pub fn serve(&self, listener: TcpListener, target: SocketAddr) -> io::Result<()> {
         let server = Server::new(ServerOptions {
-            token: self.token.clone(),
+            clients: hawser_tunnel::rights::Clients::single(
+                self.token.clone(),
+                hawser_tunnel::allow::Rules::parse(&[target.to_string()]).map_err(io::Error::other)?,
+                Vec::new(),
+            ),
             tls: self.server_tls.clone(),
-            allow: hawser_tunnel::allow::Rules::parse(&[target.to_string()]).map_err(io::Error::other)?,
-            allow_reverse: Vec::new(),
             config: hawser_tunnel::session_config(),
         })?;
         tokio::spawn(server.serve(listener));
@@ -137,6 +139,7 @@ impl Keys {
             }],
             reverses: Vec::new(),
             socks: Vec::new(),
+            socks_credentials: None,
             config: hawser_tunnel::session_config(),
             retry,
         })

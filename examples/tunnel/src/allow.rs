@@ -89,6 +89,12 @@ impl Rule {
 #[derive(Clone, Debug, Default)]
 pub struct Rules(Vec<Rule>);
 
+impl From<Vec<Rule>> for Rules {
+    fn from(rules: Vec<Rule>) -> Rules {
+        Rules(rules)
+    }
+}
+
 impl Rules {
     /// Parses every rule; the first bad one is the error.
     pub fn parse<S: AsRef<str>>(rules: &[S]) -> Result<Rules, String> {

@@ -34,9 +34,14 @@ const STATUS_RATE_LIMITED: u8 = 2;
 /// client speaks first; a plaintext client waits for the challenge).
 pub const STATUS_TLS_REQUIRED: u8 = 3;
 
-/// The shared secret. Its `Debug` does not show it.
+/// A client's secret. Its `Debug` does not show it.
 #[derive(Clone)]
-pub struct Token(hmac::Key);
+pub struct Token {
+    key: hmac::Key,
+    /// SHA-256 of the secret, to tell two tokens apart (a client re-keyed
+    /// at a reload, two clients given the same token) without keeping it.
+    digest: [u8; 32],
+}
 
 impl fmt::Debug for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -63,7 +68,17 @@ impl Token {
                 MIN_TOKEN_BYTES * 8
             ));
         }
-        Ok(Token(hmac::Key::new(hmac::HMAC_SHA256, &bytes)))
+        let mut digest = [0u8; 32];
+        digest.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, &bytes).as_ref());
+        Ok(Token {
+            key: hmac::Key::new(hmac::HMAC_SHA256, &bytes),
+            digest,
+        })
+    }
+
+    /// Whether `other` is the same secret.
+    pub fn same_secret(&self, other: &Token) -> bool {
+        self.digest == other.digest
     }
 
     /// Reads a token file (see [`Token::parse`]). On Unix, a file that others
@@ -92,12 +107,12 @@ impl Token {
     }
 
     fn proof(&self, challenge: &[u8]) -> hmac::Tag {
-        hmac::sign(&self.0, &proof_input(challenge))
+        hmac::sign(&self.key, &proof_input(challenge))
     }
 
     /// Whether `proof` answers `challenge`; `hmac::verify` compares in constant time.
     fn verify(&self, challenge: &[u8], proof: &[u8]) -> bool {
-        hmac::verify(&self.0, &proof_input(challenge), proof).is_ok()
+        hmac::verify(&self.key, &proof_input(challenge), proof).is_ok()
     }
 }
 
@@ -224,13 +239,15 @@ impl Gate {
         entry.1 += 1;
     }
 
-    /// Server: challenges a fresh link from `source` and checks the proof.
-    pub async fn check<L: AsyncRead + AsyncWrite + Unpin>(
+    /// Server: challenges a fresh link from `source` and checks the proof
+    /// against each of `tokens`; returns the index of the one it proves.
+    /// Every token is tried, so the time taken does not say which matched.
+    pub async fn check<'t, L: AsyncRead + AsyncWrite + Unpin>(
         &self,
         link: &mut L,
         source: IpAddr,
-        token: &Token,
-    ) -> Result<(), AuthError> {
+        tokens: impl IntoIterator<Item = &'t Token>,
+    ) -> Result<usize, AuthError> {
         if self.limited(source) {
             let _ = link.write_all(&[STATUS_RATE_LIMITED]).await;
             let _ = link.shutdown().await;
@@ -254,14 +271,20 @@ impl Gate {
             let _ = link.shutdown().await;
             return Err(AuthError::TlsUnexpected);
         }
-        if !token.verify(&challenge[MAGIC.len()..], &proof) {
+        let mut proven = None;
+        for (index, token) in tokens.into_iter().enumerate() {
+            if token.verify(&challenge[MAGIC.len()..], &proof) && proven.is_none() {
+                proven = Some(index);
+            }
+        }
+        let Some(proven) = proven else {
             self.failed(source);
             let _ = link.write_all(&[STATUS_BAD_TOKEN]).await;
             let _ = link.shutdown().await;
             return Err(AuthError::BadToken);
-        }
+        };
         link.write_all(&[STATUS_OK]).await.map_err(|_| AuthError::NotATunnel)?;
-        Ok(())
+        Ok(proven)
     }
 }
 
@@ -291,19 +314,25 @@ mod tests {
         let wrong = Token::parse("ffeeddccbbaa99887766554433221100").expect("token");
         let gate = std::sync::Arc::new(Gate::new(2));
         let source: IpAddr = [127, 0, 0, 1].into();
+        let other = Token::parse("0123456789abcdef0123456789abcdef").expect("token");
         let attempt = |client_token: Token| {
             let gate = gate.clone();
             let right = right.clone();
+            let other = other.clone();
             async move {
                 let (mut client, mut server) = tokio::io::duplex(1024);
-                let server = tokio::spawn(async move { gate.check(&mut server, source, &right).await });
+                let server = tokio::spawn(async move { gate.check(&mut server, source, [&other, &right]).await });
                 let client = prove(&mut client, &client_token)
                     .await
                     .map_err(|err| AuthError::of(&err));
                 (client, server.await.expect("no panic"))
             }
         };
-        assert_eq!(attempt(right.clone()).await, (Ok(()), Ok(())));
+        assert_eq!(
+            attempt(right.clone()).await,
+            (Ok(()), Ok(1)),
+            "the second token is proven"
+        );
         let bad = (Err(Some(AuthError::BadToken)), Err(AuthError::BadToken));
         assert_eq!(attempt(wrong.clone()).await, bad);
         assert_eq!(attempt(wrong.clone()).await, bad);

@@ -35,7 +35,7 @@ pub enum Command {
     Server(ServerArgs),
     /// Connect to a server and forward local (-L) and remote (-R) ports.
     Client(ClientArgs),
-    /// Make a self-signed certificate and key (and optionally a token) for a server.
+    /// Make a self-signed certificate and key for a server, and tokens for clients.
     Keygen(KeygenArgs),
     /// Everything on loopback: a target, a server, a client, and a proxy that
     /// kills the link mid-transfer; checks every byte and compares with direct TCP.
@@ -45,9 +45,12 @@ pub enum Command {
 /// What the server and the client both take.
 #[derive(Args)]
 pub struct Common {
-    /// File with the shared token (hex, at least 128 bits; `hawser keygen --token` makes one).
+    /// A config file (TOML; see the README). Flags given too win over its settings; -L, -R and -D add to its forwards.
     #[arg(long, value_name = "FILE")]
-    pub token_file: PathBuf,
+    pub config: Option<PathBuf>,
+    /// File with the token (hex, at least 128 bits; `hawser keygen --token` makes one).
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
     /// No TLS. Only for loopback addresses (tests); refused for anything else.
     #[arg(long)]
     pub insecure_plaintext: bool,
@@ -57,27 +60,30 @@ pub struct Common {
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9100; no authentication, so keep it off public addresses).
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,
-    /// On Ctrl-C or SIGTERM, how long open connections may take to finish before they are reset (a second signal resets them at once).
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
-    pub drain: Duration,
+    /// On Ctrl-C or SIGTERM, how long open connections may take to finish before they are reset (a second signal resets them at once) [default: 10s].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub drain: Option<Duration>,
 }
+
+/// How long a drain may take when neither a flag nor a config file says.
+pub const DEFAULT_DRAIN: Duration = Duration::from_secs(10);
 
 /// `hawser server`.
 #[derive(Args)]
 pub struct ServerArgs {
     /// Address to accept clients on, e.g. 0.0.0.0:7000.
     #[arg(long, value_name = "ADDR")]
-    pub listen: SocketAddr,
+    pub listen: Option<SocketAddr>,
     /// The server's certificate chain (PEM).
-    #[arg(long, value_name = "PEM", required_unless_present = "insecure_plaintext")]
+    #[arg(long, value_name = "PEM")]
     pub cert: Option<PathBuf>,
     /// The certificate's private key (PEM).
-    #[arg(long, value_name = "PEM", required_unless_present = "insecure_plaintext")]
+    #[arg(long, value_name = "PEM")]
     pub key: Option<PathBuf>,
-    /// What -L may reach (repeatable; nothing else is reachable): NAME:PORT, *.DOMAIN:PORT, ADDRESS:PORT or NETWORK/PREFIX:PORT, PORT a port or a range LOW-HIGH (e.g. db.internal:5432, 10.0.0.0/8:22, 127.0.0.1:8000-8099). Checked after the target's name is resolved.
+    /// What the --token-file client's -L and -D may reach (repeatable; nothing else is reachable): NAME:PORT, *.DOMAIN:PORT, ADDRESS:PORT or NETWORK/PREFIX:PORT, PORT a port or a range LOW-HIGH (e.g. db.internal:5432, 10.0.0.0/8:22, 127.0.0.1:8000-8099). Checked after the target's name is resolved.
     #[arg(long, value_name = "RULE")]
     pub allow: Vec<String>,
-    /// An address that -R may listen on: PORT (on 127.0.0.1) or ADDR:PORT (repeatable).
+    /// An address that the --token-file client's -R may listen on: PORT (on 127.0.0.1) or ADDR:PORT (repeatable).
     #[arg(long, value_name = "[ADDR:]PORT")]
     pub allow_reverse: Vec<String>,
     #[command(flatten)]
@@ -90,7 +96,7 @@ pub struct ServerArgs {
 pub struct ClientArgs {
     /// The server, as HOST:PORT.
     #[arg(long, value_name = "HOST:PORT")]
-    pub connect: String,
+    pub connect: Option<String>,
     /// Trust exactly the server certificate with this SHA-256 fingerprint (as `hawser keygen` prints).
     #[arg(long, value_name = "SHA256", conflicts_with = "ca")]
     pub fingerprint: Option<String>,
@@ -109,7 +115,7 @@ pub struct ClientArgs {
     /// Reach the server through this HTTP proxy's CONNECT: http://[USER:PASSWORD@]HOST:PORT (default: $HTTPS_PROXY).
     #[arg(long, value_name = "URL")]
     pub proxy: Option<String>,
-    /// A SOCKS5 proxy on [BIND:]PORT (a loopback address; 127.0.0.1 if left out): each connection's target is resolved and checked against the allow rules at the server (repeatable).
+    /// A SOCKS5 proxy on [BIND:]PORT (127.0.0.1 if left out; another address needs a username and password in the config file): each connection's target is resolved and checked against the allow rules at the server (repeatable).
     #[arg(short = 'D', value_name = "[BIND:]PORT")]
     pub dynamic: Vec<String>,
     #[command(flatten)]
@@ -121,15 +127,15 @@ pub struct ClientArgs {
 #[derive(Args)]
 pub struct KeygenArgs {
     /// Where to write the certificate (PEM).
-    #[arg(long, value_name = "PEM")]
-    pub cert: PathBuf,
+    #[arg(long, value_name = "PEM", requires = "key", required_unless_present = "token")]
+    pub cert: Option<PathBuf>,
     /// Where to write the private key (PEM; created readable by its owner only).
-    #[arg(long, value_name = "PEM")]
-    pub key: PathBuf,
+    #[arg(long, value_name = "PEM", requires = "cert")]
+    pub key: Option<PathBuf>,
     /// Names the certificate is for (repeatable; only --ca clients check them).
     #[arg(long, value_name = "NAME", default_value = "localhost")]
     pub name: Vec<String>,
-    /// Also write a new random token (256 bits) to this file.
+    /// Also write a new random token (256 bits) to this file (alone, without --cert and --key: only a token, e.g. for one more client).
     #[arg(long, value_name = "FILE")]
     pub token: Option<PathBuf>,
     /// Replace files that exist already (by default keygen refuses: a new key

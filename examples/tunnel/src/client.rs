@@ -22,7 +22,7 @@ use crate::forward::{self, Counters};
 use crate::link::{check_plaintext, Dialer, Link};
 use crate::metrics::{Family, Kind};
 use crate::wire::{self, codes, Refusal, Request};
-use crate::{socks, tls};
+use crate::{config, socks, tls};
 
 /// `-L`: listen here, and have the server connect to `target`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -117,104 +117,223 @@ pub struct ClientOptions {
     pub forwards: Vec<Forward>,
     /// `-R` forwards.
     pub reverses: Vec<Reverse>,
-    /// `-D`: the SOCKS5 listeners' addresses (loopback).
+    /// `-D`: the SOCKS5 listeners' addresses.
     pub socks: Vec<SocketAddr>,
+    /// What the SOCKS5 listeners ask their clients for; `None` for nothing
+    /// (then they are on loopback addresses only).
+    pub socks_credentials: Option<socks::Credentials>,
     /// The session's configuration (resumption on).
     pub config: Config,
     /// How to redial a lost link.
     pub retry: RetryPolicy,
 }
 
-impl ClientOptions {
-    /// The options `hawser client` runs with: the token loaded, the server's
-    /// trust set up, the forwards parsed. Plaintext is refused unless the
-    /// server's name resolves to a loopback address (and is checked again at
-    /// every dial).
-    pub async fn from_args(args: &ClientArgs) -> Result<ClientOptions, String> {
-        let token = Token::from_file(&args.common.token_file)?;
-        let proxy = crate::proxy::HttpProxy::from_flag_or_env(args.proxy.as_deref())?;
-        if proxy.is_some() && args.common.insecure_plaintext {
+/// `hawser client`'s flags and config file, combined.
+pub struct ClientSetup {
+    /// The server, as given.
+    pub connect: String,
+    /// `--status`.
+    pub status: Option<Duration>,
+    /// `--metrics`.
+    pub metrics: Option<SocketAddr>,
+    /// `--drain`.
+    pub drain: Duration,
+    /// What the client does.
+    pub options: ClientOptions,
+}
+
+impl ClientSetup {
+    /// What `hawser client` runs with: the config file read and the flags
+    /// laid over it, the token loaded, the server's trust set up, the
+    /// forwards parsed. Plaintext is refused unless the server's name
+    /// resolves to a loopback address (and is checked again at every dial).
+    pub async fn from_args(args: &ClientArgs) -> Result<ClientSetup, String> {
+        let (source, file) = match &args.common.config {
+            Some(path) => {
+                let source = config::Source::read(path)?;
+                let file: config::ClientFile = source.parse()?;
+                (Some(source), file)
+            }
+            None => (None, config::ClientFile::default()),
+        };
+        let source = source.as_ref();
+        let in_file =
+            |path: &Option<std::path::PathBuf>| path.as_ref().zip(source).map(|(path, source)| source.path(path));
+        let connect = args
+            .connect
+            .clone()
+            .or_else(|| file.connect.clone())
+            .ok_or("--connect is needed (or `connect` in the config file)")?;
+        let token = match (&args.common.token_file, in_file(&file.token_file), &file.token, source) {
+            (Some(path), ..) => Token::from_file(path)?,
+            (None, Some(path), ..) => Token::from_file(&path)?,
+            (None, None, Some(token), Some(source)) => {
+                Token::parse(source.secret(token, "the token")?).map_err(|why| source.error(token, why))?
+            }
+            _ => return Err("--token-file is needed (or `token_file` in the config file)".into()),
+        };
+        let proxy = match &args.proxy {
+            Some(flag) => crate::proxy::HttpProxy::from_flag_or_env(Some(flag))?,
+            None => match config::value(source, &file.proxy, crate::proxy::HttpProxy::parse)? {
+                Some(proxy) => Some(proxy),
+                None => crate::proxy::HttpProxy::from_flag_or_env(None)?,
+            },
+        };
+        let plaintext = args.common.insecure_plaintext || file.insecure_plaintext == Some(true);
+        if proxy.is_some() && plaintext {
             return Err("--insecure-plaintext is for loopback only, not through a proxy".into());
         }
-        let tls = if args.common.insecure_plaintext {
-            match tokio::net::lookup_host(&args.connect)
-                .await
-                .map(|mut addrs| addrs.next())
-            {
+        let tls = if plaintext {
+            match tokio::net::lookup_host(&connect).await.map(|mut addrs| addrs.next()) {
                 Ok(Some(addr)) => check_plaintext(addr)?,
-                Ok(None) | Err(_) => return Err(format!("cannot resolve {}", args.connect)),
+                Ok(None) | Err(_) => return Err(format!("cannot resolve {connect}")),
             }
             tracing::warn!("plaintext: the link is not encrypted (loopback only)");
             None
         } else {
-            Some(client_tls(args)?)
+            let trust = match (&args.fingerprint, &args.ca) {
+                (Some(fingerprint), _) => Some(tls::Trust::Fingerprint(tls::parse_fingerprint(fingerprint)?)),
+                (None, Some(ca)) => Some(tls::Trust::Ca(ca.clone())),
+                (None, None) => match (&file.fingerprint, in_file(&file.ca)) {
+                    (Some(_), Some(_)) => {
+                        return Err("the config file gives both fingerprint and ca: trust one or the other".into())
+                    }
+                    (Some(_), None) => {
+                        config::value(source, &file.fingerprint, tls::parse_fingerprint)?.map(tls::Trust::Fingerprint)
+                    }
+                    (None, ca) => ca.map(tls::Trust::Ca),
+                },
+            };
+            let trust = trust.ok_or("--fingerprint or --ca is needed (or --insecure-plaintext on loopback)")?;
+            let server_name = args.server_name.clone().or_else(|| file.server_name.clone());
+            Some(client_tls(&trust, server_name, &connect)?)
         };
-        let forwards = args
-            .local
-            .iter()
-            .map(|spec| Forward::parse(spec).map_err(|err| format!("-L {err}")))
-            .collect::<Result<Vec<_>, _>>()?;
-        let reverses = args
-            .remote
-            .iter()
-            .map(|spec| Reverse::parse(spec).map_err(|err| format!("-R {err}")))
-            .collect::<Result<Vec<_>, _>>()?;
-        let socks = args
-            .dynamic
-            .iter()
-            .map(|spec| parse_socks_bind(spec))
-            .collect::<Result<Vec<_>, _>>()?;
+        // The file's forwards, then the flags'.
+        let forwards = parse_specs(source, &file.local, &args.local, "-L", Forward::parse)?;
+        let reverses = parse_specs(source, &file.remote, &args.remote, "-R", Reverse::parse)?;
+        let socks_credentials = match (&file.socks, source) {
+            (Some(entry), Some(source)) => Some(socks_credentials(source, entry)?),
+            _ => None,
+        };
+        let with_login = socks_credentials.is_some();
+        let socks = parse_specs(source, &file.dynamic, &args.dynamic, "-D", |spec| {
+            parse_socks_bind(spec, with_login)
+        })?;
         if forwards.is_empty() && reverses.is_empty() && socks.is_empty() {
             return Err("nothing to forward: give -L, -R or -D".into());
         }
-        Ok(ClientOptions {
-            dialer: Dialer {
-                server: args.connect.clone(),
-                tls,
-                token,
-                proxy,
+        let status = match args.common.status {
+            Some(status) => Some(status),
+            None => config::value(source, &file.status, crate::cli::parse_status_interval)?,
+        };
+        let metrics = match args.common.metrics {
+            Some(metrics) => Some(metrics),
+            None => config::value(source, &file.metrics, |text| {
+                text.parse().map_err(|_| format!("metrics {text:?} is not ADDR:PORT"))
+            })?,
+        };
+        let drain = match args.common.drain {
+            Some(drain) => drain,
+            None => {
+                config::value(source, &file.drain, crate::cli::parse_duration)?.unwrap_or(crate::cli::DEFAULT_DRAIN)
+            }
+        };
+        Ok(ClientSetup {
+            connect: connect.clone(),
+            status,
+            metrics,
+            drain,
+            options: ClientOptions {
+                dialer: Dialer {
+                    server: connect,
+                    tls,
+                    token,
+                    proxy,
+                },
+                forwards,
+                reverses,
+                socks,
+                socks_credentials,
+                config: crate::session_config(),
+                retry: crate::retry_policy(),
             },
-            forwards,
-            reverses,
-            socks,
-            config: crate::session_config(),
-            retry: crate::retry_policy(),
         })
     }
 }
 
-/// `-D [BIND:]PORT`: a loopback address (127.0.0.1 if left out). The SOCKS
-/// proxy takes no authentication, so anyone who can reach it could use the
-/// tunnel: other addresses are refused.
-fn parse_socks_bind(spec: &str) -> Result<SocketAddr, String> {
+/// Forwards from the config file (an error names the line), then from the
+/// flags (an error names the flag).
+fn parse_specs<T>(
+    source: Option<&config::Source>,
+    from_file: &[toml::Spanned<String>],
+    flags: &[String],
+    flag: &str,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<Vec<T>, String> {
+    let mut parsed = Vec::new();
+    for spec in from_file {
+        parsed.push(parse(spec.get_ref()).map_err(|why| match source {
+            Some(source) => source.error(spec, why),
+            None => format!("{flag} {why}"),
+        })?);
+    }
+    for spec in flags {
+        parsed.push(parse(spec).map_err(|why| format!("{flag} {why}"))?);
+    }
+    Ok(parsed)
+}
+
+/// The config file's `[socks]`: a username and a password, the password
+/// from its own file or (in a private config file) written in.
+fn socks_credentials(source: &config::Source, entry: &config::SocksEntry) -> Result<socks::Credentials, String> {
+    let username = entry.username.get_ref().clone();
+    if username.is_empty() || username.len() > 255 {
+        return Err(source.error(&entry.username, "the SOCKS username must have 1 to 255 bytes"));
+    }
+    let password = match (&entry.password, &entry.password_file) {
+        (Some(password), None) => source.secret(password, "the SOCKS password")?.to_string(),
+        (None, Some(file)) => {
+            let path = source.path(file.get_ref());
+            let text = std::fs::read_to_string(&path)
+                .map_err(|err| source.error(file, format!("cannot read {}: {err}", path.display())))?;
+            text.trim_end_matches(['\r', '\n']).to_string()
+        }
+        _ => return Err(source.error(&entry.username, "[socks] needs one of password and password_file")),
+    };
+    if password.is_empty() || password.len() > 255 {
+        return Err(source.error(&entry.username, "the SOCKS password must have 1 to 255 bytes"));
+    }
+    Ok(socks::Credentials { username, password })
+}
+
+/// `-D [BIND:]PORT` (127.0.0.1 if BIND is left out). Without credentials
+/// the SOCKS proxy would serve anyone who reaches it, so it then listens on
+/// loopback addresses only.
+fn parse_socks_bind(spec: &str, with_credentials: bool) -> Result<SocketAddr, String> {
     let addr = match spec.parse::<u16>() {
         Ok(port) => SocketAddr::from(([127, 0, 0, 1], port)),
         Err(_) => spec
             .parse::<SocketAddr>()
-            .map_err(|_| format!("-D {spec:?} is not [BIND:]PORT"))?,
+            .map_err(|_| format!("{spec:?} is not [BIND:]PORT"))?,
     };
-    if !addr.ip().is_loopback() {
+    if !addr.ip().is_loopback() && !with_credentials {
         return Err(format!(
-            "-D {spec}: the SOCKS proxy takes no authentication, so it listens on loopback addresses only"
+            "{spec}: without a SOCKS username and password ([socks] in the config file) the proxy listens on loopback addresses only"
         ));
     }
     Ok(addr)
 }
 
-/// The client's TLS: whom it trusts (`--fingerprint` or `--ca`) and the name
-/// it expects (`--server-name`, or the host of `--connect`).
-fn client_tls(args: &ClientArgs) -> Result<(Arc<rustls::ClientConfig>, ServerName<'static>), String> {
-    let trust = match (&args.fingerprint, &args.ca) {
-        (Some(fingerprint), _) => tls::Trust::Fingerprint(tls::parse_fingerprint(fingerprint)?),
-        (None, Some(ca)) => tls::Trust::Ca(ca.clone()),
-        (None, None) => return Err("--fingerprint or --ca is needed (or --insecure-plaintext on loopback)".into()),
-    };
-    let config = tls::client_config(&trust)?;
-    let host = args.server_name.clone().unwrap_or_else(|| {
-        let host = args
-            .connect
-            .rsplit_once(':')
-            .map_or(args.connect.as_str(), |(host, _)| host);
+/// The client's TLS: whom it trusts and the name it expects (`server_name`,
+/// or the host of `connect`).
+fn client_tls(
+    trust: &tls::Trust,
+    server_name: Option<String>,
+    connect: &str,
+) -> Result<(Arc<rustls::ClientConfig>, ServerName<'static>), String> {
+    let config = tls::client_config(trust)?;
+    let host = server_name.unwrap_or_else(|| {
+        let host = connect.rsplit_once(':').map_or(connect, |(host, _)| host);
         host.trim_start_matches('[').trim_end_matches(']').to_string()
     });
     let name = ServerName::try_from(host.clone()).map_err(|_| format!("{host:?} is not a valid server name"))?;
@@ -561,7 +680,7 @@ impl Client {
     }
 
     async fn splice_logged(&self, tcp: TcpStream, stream: hawser_tokio::Stream, peer: SocketAddr) {
-        match forward::splice(tcp, stream, &self.counters).await {
+        match forward::splice(tcp, stream, &[&self.counters]).await {
             forward::End::Clean => tracing::debug!(%peer, "forwarded connection done"),
             forward::End::Local(err) => tracing::debug!(%peer, %err, "local connection failed; stream reset"),
             forward::End::Remote(err) => {
@@ -581,14 +700,23 @@ impl Client {
     /// One SOCKS5 connection: the handshake (bounded in time), the stream
     /// to its target, the reply, then the splice.
     async fn socks_one(&self, mut tcp: TcpStream, peer: SocketAddr) {
-        let target = match tokio::time::timeout(Duration::from_secs(10), socks::handshake(&mut tcp)).await {
+        let target = match tokio::time::timeout(
+            Duration::from_secs(10),
+            socks::handshake(&mut tcp, self.options.socks_credentials.as_ref()),
+        )
+        .await
+        {
             Ok(Ok(target)) => target,
             Ok(Err(socks::HandshakeError::Unsupported(reply))) => {
                 tracing::info!(%peer, ?reply, "SOCKS request not served");
                 return;
             }
             Ok(Err(socks::HandshakeError::Io(err))) => {
-                tracing::debug!(%peer, %err, "SOCKS handshake failed");
+                if err.kind() == io::ErrorKind::PermissionDenied {
+                    tracing::warn!(%peer, %err, "SOCKS client refused");
+                } else {
+                    tracing::debug!(%peer, %err, "SOCKS handshake failed");
+                }
                 forward::reset_tcp(tcp);
                 return;
             }
@@ -646,7 +774,7 @@ impl Client {
             }
         };
         let _ = tcp.set_nodelay(true);
-        if let forward::End::Remote(err) = forward::splice(tcp, stream, &self.counters).await {
+        if let forward::End::Remote(err) = forward::splice(tcp, stream, &[&self.counters]).await {
             tracing::info!(%target, why = %forward::describe(&err), "reverse connection reset");
         }
     }

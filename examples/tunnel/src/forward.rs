@@ -104,7 +104,9 @@ fn disarm_reset(tcp: &TcpStream) {
 /// Copies `tcp` into `stream` and `stream` into `tcp` until both directions
 /// have finished. An end of file in one direction is passed on as a half-close;
 /// a failure of either side resets the other.
-pub async fn splice(tcp: TcpStream, stream: hawser_tokio::Stream, counters: &Counters) -> End {
+/// Each of `counters` counts the connection (the server's totals and its
+/// client's, say).
+pub async fn splice(tcp: TcpStream, stream: hawser_tokio::Stream, counters: &[&Counters]) -> End {
     splice_counted(tcp, stream, counters).await.0
 }
 
@@ -121,13 +123,18 @@ pub struct Transfer {
 pub async fn splice_counted(
     mut tcp: TcpStream,
     mut stream: hawser_tokio::Stream,
-    counters: &Counters,
+    counters: &[&Counters],
 ) -> (End, Transfer) {
+    let add = |counter: fn(&Counters) -> &AtomicU64, n: u64| {
+        for counters in counters {
+            counter(counters).fetch_add(n, Ordering::Relaxed);
+        }
+    };
     arm_reset(&tcp);
     let from_tcp = AtomicU64::new(0);
     let to_tcp = AtomicU64::new(0);
-    counters.open.fetch_add(1, Ordering::Relaxed);
-    counters.total.fetch_add(1, Ordering::Relaxed);
+    add(|c| &c.open, 1);
+    add(|c| &c.total, 1);
     let result = {
         let (mut tcp_in, mut tcp_out) = tcp.split();
         let (mut stream_in, mut stream_out) = tokio::io::split(&mut stream);
@@ -140,7 +147,7 @@ pub async fn splice_counted(
                     return Ok(());
                 }
                 stream_out.write_all(&buf[..n]).await.map_err(Failed::Remote)?;
-                counters.sent.fetch_add(n as u64, Ordering::Relaxed);
+                add(|c| &c.sent, n as u64);
                 from_tcp.fetch_add(n as u64, Ordering::Relaxed);
             }
         };
@@ -153,13 +160,15 @@ pub async fn splice_counted(
                     return Ok(());
                 }
                 tcp_out.write_all(&buf[..n]).await.map_err(Failed::Local)?;
-                counters.received.fetch_add(n as u64, Ordering::Relaxed);
+                add(|c| &c.received, n as u64);
                 to_tcp.fetch_add(n as u64, Ordering::Relaxed);
             }
         };
         tokio::try_join!(up, down)
     };
-    counters.open.fetch_sub(1, Ordering::Relaxed);
+    for counters in counters {
+        counters.open.fetch_sub(1, Ordering::Relaxed);
+    }
     let transfer = Transfer {
         from_tcp: from_tcp.into_inner(),
         to_tcp: to_tcp.into_inner(),
@@ -170,12 +179,12 @@ pub async fn splice_counted(
             End::Clean
         }
         Err(Failed::Local(err)) => {
-            counters.reset.fetch_add(1, Ordering::Relaxed);
+            add(|c| &c.reset, 1);
             stream.reset(codes::CONNECTION_FAILED);
             End::Local(err)
         }
         Err(Failed::Remote(err)) => {
-            counters.reset.fetch_add(1, Ordering::Relaxed);
+            add(|c| &c.reset, 1);
             reset_tcp(tcp);
             End::Remote(err)
         }

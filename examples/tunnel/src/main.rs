@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use clap::Parser;
 use hawser_tunnel::cli::{Cli, ClientArgs, Command, ServerArgs};
-use hawser_tunnel::client::{Client, ClientOptions, StartError};
-use hawser_tunnel::server::{Server, ServerOptions};
+use hawser_tunnel::client::{Client, ClientSetup, StartError};
+use hawser_tunnel::server::{self, Server, ServerSetup};
 use hawser_tunnel::{tls, EXIT_LINK, EXIT_REFUSED, EXIT_USAGE};
 
 fn usage(message: impl std::fmt::Display) -> ExitCode {
@@ -47,15 +47,19 @@ fn main() -> ExitCode {
 }
 
 async fn run_server(args: ServerArgs) -> ExitCode {
-    let server =
-        match ServerOptions::from_args(&args).and_then(|options| Server::new(options).map_err(|e| e.to_string())) {
-            Ok(server) => server,
-            Err(err) => return usage(err),
-        };
-    let listener = match tokio::net::TcpListener::bind(args.listen).await {
+    let setup = match ServerSetup::from_args(&args) {
+        Ok(setup) => setup,
+        Err(err) => return usage(err),
+    };
+    let (listen, status, metrics, drain) = (setup.listen, setup.status, setup.metrics, setup.drain);
+    let server = match Server::new(setup.options) {
+        Ok(server) => server,
+        Err(err) => return usage(err),
+    };
+    let listener = match tokio::net::TcpListener::bind(listen).await {
         Ok(listener) => listener,
         Err(err) => {
-            eprintln!("hawser: cannot listen on {}: {err}", args.listen);
+            eprintln!("hawser: cannot listen on {listen}: {err}");
             return ExitCode::from(EXIT_LINK);
         }
     };
@@ -68,18 +72,23 @@ async fn run_server(args: ServerArgs) -> ExitCode {
         Err(err) => return usage(format!("cannot watch for signals: {err}")),
     };
     let figures = server.clone();
-    if let Err(err) = start_metrics(args.common.metrics, move || figures.metrics()).await {
+    if let Err(err) = start_metrics(metrics, move || figures.metrics()).await {
         return usage(err);
     }
     let serving = tokio::spawn(server.clone().serve(listener));
-    if let Some(every) = args.common.status {
+    if let Some(every) = status {
         tokio::spawn(server.clone().log_status(every));
     }
+    tokio::spawn(reload_on_hangup(server.clone(), args));
     let signal = signals.next().await;
-    tracing::info!(signal, drain = ?args.common.drain, "shutting down: going away, then closing; a second signal closes at once");
+    tracing::info!(
+        signal,
+        ?drain,
+        "shutting down: going away, then closing; a second signal closes at once"
+    );
     serving.abort();
     tokio::select! {
-        () = server.shut_down(args.common.drain) => {}
+        () = server.shut_down(drain) => {}
         signal = signals.next() => {
             tracing::warn!(signal, "second signal: closing now; open connections are reset");
             server.close_now().await;
@@ -88,11 +97,38 @@ async fn run_server(args: ServerArgs) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `SIGHUP`: reads the config file and token files again and puts their
+/// clients in place (see [`Server::reload`]). A file with an error is
+/// refused, and the server goes on as it was.
+async fn reload_on_hangup(server: Arc<Server>, args: ServerArgs) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hangups = match signal(SignalKind::hangup()) {
+            Ok(hangups) => hangups,
+            Err(err) => {
+                tracing::warn!(%err, "cannot watch for SIGHUP; reloading is off");
+                return;
+            }
+        };
+        while hangups.recv().await.is_some() {
+            match server::load_clients(&args) {
+                Ok(clients) => server.reload(clients),
+                Err(err) => tracing::error!("reload refused, the configuration in use stays: {err}"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (server, args);
+}
+
 async fn run_client(args: ClientArgs) -> ExitCode {
-    let options = match ClientOptions::from_args(&args).await {
-        Ok(options) => options,
+    let setup = match ClientSetup::from_args(&args).await {
+        Ok(setup) => setup,
         Err(err) => return usage(err),
     };
+    let (connect, status, metrics, drain) = (setup.connect, setup.status, setup.metrics, setup.drain);
+    let options = setup.options;
     let (forwards, reverses) = (options.forwards.clone(), options.reverses.clone());
     let client = match Client::start(options).await {
         Ok(client) => client,
@@ -105,7 +141,7 @@ async fn run_client(args: ClientArgs) -> ExitCode {
             });
         }
     };
-    println!("connected to {}", args.connect);
+    println!("connected to {connect}");
     for (forward, local) in forwards.iter().zip(&client.local_addrs) {
         println!("forwarding {local} -> {}", forward.target);
     }
@@ -116,10 +152,10 @@ async fn run_client(args: ClientArgs) -> ExitCode {
         println!("socks5 on {socks}");
     }
     let figures = client.clone();
-    if let Err(err) = start_metrics(args.common.metrics, move || figures.metrics()).await {
+    if let Err(err) = start_metrics(metrics, move || figures.metrics()).await {
         return usage(err);
     }
-    if let Some(every) = args.common.status {
+    if let Some(every) = status {
         tokio::spawn(client.clone().log_status(every));
     }
     let mut signals = match Signals::new() {
@@ -130,9 +166,13 @@ async fn run_client(args: ClientArgs) -> ExitCode {
         signal = signals.next() => signal,
         code = client.failed() => return ExitCode::from(code),
     };
-    tracing::info!(signal, drain = ?args.common.drain, "shutting down: going away, then closing; a second signal closes at once");
+    tracing::info!(
+        signal,
+        ?drain,
+        "shutting down: going away, then closing; a second signal closes at once"
+    );
     tokio::select! {
-        () = client.shut_down(args.common.drain) => {}
+        () = client.shut_down(drain) => {}
         signal = signals.next() => {
             tracing::warn!(signal, "second signal: closing now; open connections are reset");
             client.close_now().await;

@@ -46,8 +46,26 @@ impl Family {
         name: &'static str,
         help: &'static str,
         kind: Kind,
-        label: &str,
+        label: &'static str,
         samples: impl IntoIterator<Item = (String, f64)>,
+    ) -> Family {
+        Family::multi(
+            name,
+            help,
+            kind,
+            samples
+                .into_iter()
+                .map(|(value, sample)| (vec![(label, value)], sample)),
+        )
+    }
+
+    /// A family whose samples each carry several labels, as `(key, value)`
+    /// pairs.
+    pub fn multi(
+        name: &'static str,
+        help: &'static str,
+        kind: Kind,
+        samples: impl IntoIterator<Item = (Vec<(&'static str, String)>, f64)>,
     ) -> Family {
         Family {
             name,
@@ -55,7 +73,13 @@ impl Family {
             kind,
             samples: samples
                 .into_iter()
-                .map(|(value, sample)| (format!("{label}=\"{}\"", escape(&value)), sample))
+                .map(|(labels, sample)| {
+                    let labels: Vec<String> = labels
+                        .iter()
+                        .map(|(key, value)| format!("{key}=\"{}\"", escape(value)))
+                        .collect();
+                    (labels.join(","), sample)
+                })
                 .collect(),
         }
     }
@@ -77,6 +101,8 @@ pub fn render(families: &[Family]) -> String {
         let _ = writeln!(text, "# HELP {} {}", family.name, family.help);
         let _ = writeln!(text, "# TYPE {} {kind}", family.name);
         for (labels, value) in &family.samples {
+            // A sum of nothing is -0.0 in f64; a scraper should read 0.
+            let value = if *value == 0.0 { 0.0 } else { *value };
             if labels.is_empty() {
                 let _ = writeln!(text, "{} {value}", family.name);
             } else {
@@ -203,5 +229,7 @@ mod tests {
              # HELP t_refusals_total Refusals.\n# TYPE t_refusals_total counter\nt_refusals_total{reason=\"a\\\"b\"} 1\n"
         );
         assert!(render(&[Family::single("t_rtt", "RTT.", Kind::Gauge, seconds(None))]).ends_with("t_rtt NaN\n"));
+        let nothing: f64 = std::iter::empty::<f64>().sum();
+        assert!(render(&[Family::single("t_resumes", "Resumes.", Kind::Gauge, nothing)]).ends_with("t_resumes 0\n"));
     }
 }

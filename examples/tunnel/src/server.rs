@@ -2,10 +2,11 @@
 //! session), and serves each stream: dials allowed targets for `-L`, listens on
 //! allowed ports for `-R`. Nothing else is ever forwarded.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use hawser_core::Config;
@@ -20,8 +21,9 @@ use crate::cli::ServerArgs;
 use crate::forward::{self, Counters};
 use crate::link::{check_plaintext, Link, LINK_SETUP_TIMEOUT};
 use crate::metrics::{Family, Kind, Refusals};
-use crate::tls;
+use crate::rights::{Clients, Rights, FLAGS_CLIENT};
 use crate::wire::{self, codes, Refusal, Request};
+use crate::{config, tls};
 
 /// Links that may be between TCP accept and a proven token at once; more wait
 /// in the listen backlog. Each costs a TLS handshake's state and no session.
@@ -37,49 +39,181 @@ const MAX_REVERSE_PER_SESSION: usize = 16;
 
 /// What the server does.
 pub struct ServerOptions {
-    /// The shared secret clients must prove.
-    pub token: Token,
+    /// The clients, each with its token and rights.
+    pub clients: Clients,
     /// TLS; `None` for plaintext (loopback only).
     pub tls: Option<Arc<rustls::ServerConfig>>,
-    /// What `-L` connections may reach (see [`crate::allow`]).
-    pub allow: Rules,
-    /// Addresses `-R` may listen on.
-    pub allow_reverse: Vec<SocketAddr>,
     /// The sessions' configuration (resumption on).
     pub config: Config,
 }
 
-impl ServerOptions {
-    /// The options `hawser server` runs with: the token and certificate
-    /// loaded, the allow lists checked. Prints the certificate's fingerprint.
-    pub fn from_args(args: &ServerArgs) -> Result<ServerOptions, String> {
-        let token = Token::from_file(&args.common.token_file)?;
-        let tls = if args.common.insecure_plaintext {
-            check_plaintext(args.listen)?;
+/// `hawser server`'s flags and config file, combined.
+pub struct ServerSetup {
+    /// Where to accept clients.
+    pub listen: SocketAddr,
+    /// `--status`.
+    pub status: Option<Duration>,
+    /// `--metrics`.
+    pub metrics: Option<SocketAddr>,
+    /// `--drain`.
+    pub drain: Duration,
+    /// What the server does.
+    pub options: ServerOptions,
+}
+
+impl ServerSetup {
+    /// What `hawser server` runs with: the config file read, the flags laid
+    /// over it, the tokens and certificate loaded, the allow rules checked.
+    /// Prints the certificate's fingerprint.
+    pub fn from_args(args: &ServerArgs) -> Result<ServerSetup, String> {
+        let (source, file) = read_file(args)?;
+        let source_ref = source.as_ref();
+        let listen = match args.listen {
+            Some(listen) => listen,
+            None => config::value(source_ref, &file.listen, |text| {
+                text.parse().map_err(|_| format!("listen {text:?} is not ADDR:PORT"))
+            })?
+            .ok_or("--listen is needed (or `listen` in the config file)")?,
+        };
+        let status = match args.common.status {
+            Some(status) => Some(status),
+            None => config::value(source_ref, &file.status, crate::cli::parse_status_interval)?,
+        };
+        let metrics = match args.common.metrics {
+            Some(metrics) => Some(metrics),
+            None => config::value(source_ref, &file.metrics, |text| {
+                text.parse().map_err(|_| format!("metrics {text:?} is not ADDR:PORT"))
+            })?,
+        };
+        let drain = match args.common.drain {
+            Some(drain) => drain,
+            None => {
+                config::value(source_ref, &file.drain, crate::cli::parse_duration)?.unwrap_or(crate::cli::DEFAULT_DRAIN)
+            }
+        };
+        let plaintext = args.common.insecure_plaintext || file.insecure_plaintext == Some(true);
+        let tls = if plaintext {
+            check_plaintext(listen)?;
             tracing::warn!("plaintext: the link is not encrypted (loopback only)");
             None
         } else {
-            let (Some(cert), Some(key)) = (&args.cert, &args.key) else {
+            let in_file = |path: &Option<std::path::PathBuf>| {
+                path.as_ref()
+                    .zip(source.as_ref())
+                    .map(|(path, source)| source.path(path))
+            };
+            let cert = args.cert.clone().or_else(|| in_file(&file.cert));
+            let key = args.key.clone().or_else(|| in_file(&file.key));
+            let (Some(cert), Some(key)) = (cert, key) else {
                 return Err("--cert and --key are needed (or --insecure-plaintext on loopback)".into());
             };
-            let (chain, key) = tls::load_cert(cert, key)?;
+            let (chain, key) = tls::load_cert(&cert, &key)?;
             println!("certificate fingerprint {}", tls::fingerprint(&chain[0]));
             Some(tls::server_config(chain, key)?)
         };
-        let allow_reverse = args
-            .allow_reverse
-            .iter()
-            .map(|entry| parse_reverse_bind(entry))
-            .collect::<Result<_, _>>()?;
-        let allow = Rules::parse(&args.allow)?;
-        Ok(ServerOptions {
-            token,
-            tls,
-            allow,
-            allow_reverse,
-            config: crate::session_config(),
+        let clients = clients_of(args, source.as_ref(), file.clients)?;
+        Ok(ServerSetup {
+            listen,
+            status,
+            metrics,
+            drain,
+            options: ServerOptions {
+                clients,
+                tls,
+                config: crate::session_config(),
+            },
         })
     }
+}
+
+/// The clients `args` give, read afresh (for `SIGHUP`): the config file's,
+/// and the command line's `--token-file` client.
+pub fn load_clients(args: &ServerArgs) -> Result<Clients, String> {
+    let (source, file) = read_file(args)?;
+    clients_of(args, source.as_ref(), file.clients)
+}
+
+fn read_file(args: &ServerArgs) -> Result<(Option<config::Source>, config::ServerFile), String> {
+    match &args.common.config {
+        Some(path) => {
+            let source = config::Source::read(path)?;
+            let file = source.parse()?;
+            Ok((Some(source), file))
+        }
+        None => Ok((None, config::ServerFile::default())),
+    }
+}
+
+fn clients_of(
+    args: &ServerArgs,
+    source: Option<&config::Source>,
+    entries: Vec<config::ClientEntry>,
+) -> Result<Clients, String> {
+    let mut list = Vec::new();
+    if let Some(source) = source {
+        for entry in entries {
+            list.push(client_entry(source, entry)?);
+        }
+    }
+    match &args.common.token_file {
+        Some(token_file) => {
+            let allow_reverse = args
+                .allow_reverse
+                .iter()
+                .map(|entry| parse_reverse_bind(entry))
+                .collect::<Result<_, _>>()?;
+            list.push(Rights {
+                name: FLAGS_CLIENT.into(),
+                token: Token::from_file(token_file)?,
+                allow: Rules::parse(&args.allow)?,
+                allow_reverse,
+            });
+        }
+        None if !args.allow.is_empty() || !args.allow_reverse.is_empty() => {
+            return Err(
+                "--allow and --allow-reverse are the rights of the --token-file client; give --token-file, or each [[client]] of the config file its own allow".into(),
+            )
+        }
+        None if source.is_none() => return Err("--token-file or --config is needed".into()),
+        None => {}
+    }
+    let clients = Clients::new(list)?;
+    Ok(clients)
+}
+
+/// A `[[client]]` of the config file, its token loaded and rules checked.
+fn client_entry(source: &config::Source, entry: config::ClientEntry) -> Result<Rights, String> {
+    let name = entry.name.get_ref().trim();
+    if name.is_empty() || name.chars().any(|c| c.is_control()) {
+        return Err(source.error(&entry.name, "a client's name must be a non-empty line of text"));
+    }
+    let token = match (&entry.token_file, &entry.token) {
+        (Some(file), None) => Token::from_file(&source.path(file.get_ref())).map_err(|why| source.error(file, why))?,
+        (None, Some(token)) => {
+            Token::parse(source.secret(token, "a token")?).map_err(|why| source.error(token, why))?
+        }
+        _ => {
+            return Err(source.error(
+                &entry.name,
+                format!("client {name:?} needs one of token_file and token"),
+            ))
+        }
+    };
+    let mut allow = Vec::new();
+    for rule in &entry.allow {
+        allow.push(crate::allow::Rule::parse(rule.get_ref()).map_err(|why| source.error(rule, why))?);
+    }
+    let allow_reverse = entry
+        .allow_reverse
+        .iter()
+        .map(|bind| parse_reverse_bind(bind.get_ref()).map_err(|why| source.error(bind, why)))
+        .collect::<Result<_, _>>()?;
+    Ok(Rights {
+        name: name.into(),
+        token,
+        allow: Rules::from(allow),
+        allow_reverse,
+    })
 }
 
 /// An `--allow-reverse` entry: `PORT` (on 127.0.0.1) or `ADDR:PORT`.
@@ -94,17 +228,44 @@ fn parse_reverse_bind(entry: &str) -> Result<SocketAddr, String> {
 
 /// A running server: what it has, for the status line and for shutting down.
 pub struct Server {
-    options: Arc<ServerOptions>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    clients: RwLock<Arc<Clients>>,
     acceptor: Acceptor<Link>,
     gate: Gate,
     unauthenticated: Semaphore,
-    sessions: Mutex<Vec<Control>>,
-    /// Forwarded connections.
+    sessions: Mutex<Vec<LiveSession>>,
+    /// Forwarded connections, all clients together.
     pub counters: Arc<Counters>,
+    /// Each client's figures, by name; kept after a client is removed, so
+    /// that its counters never go back.
+    figures: Mutex<HashMap<Arc<str>, Arc<ClientFigures>>>,
     /// Set when shutting down: the reverse listeners close.
     stopping: tokio::sync::watch::Sender<bool>,
-    /// Refusals by reason, for `--metrics`.
+    /// Refusals by reason, all clients together and links no client proved.
     pub refusals: Refusals,
+}
+
+/// A session and the client it is for.
+#[derive(Clone)]
+struct LiveSession {
+    client: Arc<Rights>,
+    control: Control,
+}
+
+/// One client's figures, for `--metrics`.
+#[derive(Default)]
+struct ClientFigures {
+    counters: Counters,
+    refusals: Refusals,
+}
+
+/// Who a session is for: the client's rights when it was let in, and the
+/// address its first link came from. Logs name both.
+#[derive(Clone)]
+struct Peer {
+    client: Arc<Rights>,
+    addr: SocketAddr,
+    figures: Arc<ClientFigures>,
 }
 
 impl Server {
@@ -112,12 +273,14 @@ impl Server {
     pub fn new(options: ServerOptions) -> io::Result<Arc<Server>> {
         let acceptor = Acceptor::new(options.config.clone())?;
         Ok(Arc::new(Server {
-            options: Arc::new(options),
+            tls: options.tls,
+            clients: RwLock::new(Arc::new(options.clients)),
             acceptor,
             gate: Gate::new(AUTH_FAILURES_PER_MINUTE),
             unauthenticated: Semaphore::new(MAX_UNAUTHENTICATED),
             sessions: Mutex::new(Vec::new()),
             counters: Arc::default(),
+            figures: Mutex::default(),
             stopping: tokio::sync::watch::channel(false).0,
             refusals: Refusals::default(),
         }))
@@ -125,9 +288,40 @@ impl Server {
 
     /// Sessions alive now.
     pub fn live_sessions(&self) -> Vec<Control> {
+        self.live().into_iter().map(|live| live.control).collect()
+    }
+
+    fn live(&self) -> Vec<LiveSession> {
         let mut sessions = self.sessions.lock().unwrap_or_else(|p| p.into_inner());
-        sessions.retain(|control| !control.is_closed());
+        sessions.retain(|live| !live.control.is_closed());
         sessions.clone()
+    }
+
+    /// The clients now.
+    fn clients(&self) -> Arc<Clients> {
+        self.clients.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn figures_of(&self, name: &Arc<str>) -> Arc<ClientFigures> {
+        let mut figures = self.figures.lock().unwrap_or_else(|p| p.into_inner());
+        figures.entry(name.clone()).or_default().clone()
+    }
+
+    /// Puts `clients` in place of the server's clients (a `SIGHUP` reload):
+    /// new links and new connections follow them at once; the sessions of a
+    /// client that was removed or given a new token are ended, with the
+    /// reason, and their connections reset.
+    pub fn reload(&self, clients: Clients) {
+        let clients = Arc::new(clients);
+        *self.clients.write().unwrap_or_else(|p| p.into_inner()) = clients.clone();
+        let names: Vec<&str> = clients.iter().map(|client| &*client.name).collect();
+        tracing::info!(clients = %names.join(", "), "configuration reloaded");
+        for live in self.live() {
+            if let Some(reason) = clients.revoked(&live.client) {
+                tracing::warn!(client = %live.client.name, %reason, "ending the client's session");
+                tokio::spawn(async move { crate::shutdown::end_now(&[live.control], &reason).await });
+            }
+        }
     }
 
     /// What the acceptor holds (sessions, detached ones) and what its budgets did.
@@ -175,8 +369,8 @@ impl Server {
             return;
         };
         let _ = tcp.set_nodelay(true);
-        let link = match tokio::time::timeout(LINK_SETUP_TIMEOUT, self.open_link(tcp, peer.ip())).await {
-            Ok(Ok(link)) => link,
+        let (link, client) = match tokio::time::timeout(LINK_SETUP_TIMEOUT, self.open_link(tcp, peer.ip())).await {
+            Ok(Ok(opened)) => opened,
             Ok(Err(why)) => {
                 tracing::debug!(%peer, %why, "link refused");
                 return;
@@ -187,23 +381,42 @@ impl Server {
             }
         };
         drop(permit);
+        let name = client.name.clone();
         match self.acceptor.accept_from(link, peer.ip()).await {
             Ok(Accepted::New(session)) => {
-                tracing::info!(%peer, "new session");
+                tracing::info!(client = %name, from = %peer, "new session");
+                if let Some(reason) = self.clients().revoked(&client) {
+                    // Reloaded while this link was being let in.
+                    crate::shutdown::end_now(&[session.control()], &reason).await;
+                    return;
+                }
                 self.sessions
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
-                    .push(session.control());
-                self.serve_session(session, peer).await;
+                    .push(LiveSession {
+                        client: client.clone(),
+                        control: session.control(),
+                    });
+                let figures = self.figures_of(&name);
+                self.serve_session(
+                    session,
+                    Peer {
+                        client,
+                        addr: peer,
+                        figures,
+                    },
+                )
+                .await;
             }
-            Ok(Accepted::Resumed) => tracing::debug!(%peer, "link resumed a session"),
-            Ok(Accepted::Refused(refusal)) => tracing::debug!(%peer, %refusal, "resume refused"),
-            Err(err) => tracing::debug!(%peer, %err, "link dropped before its session opened"),
+            Ok(Accepted::Resumed) => tracing::debug!(client = %name, from = %peer, "link resumed a session"),
+            Ok(Accepted::Refused(refusal)) => tracing::debug!(client = %name, from = %peer, %refusal, "resume refused"),
+            Err(err) => tracing::debug!(client = %name, from = %peer, %err, "link dropped before its session opened"),
         }
     }
 
-    async fn open_link(&self, tcp: TcpStream, source: IpAddr) -> Result<Link, String> {
-        let mut link: Link = match &self.options.tls {
+    /// TLS, then the token proof: the link and the client whose token it proved.
+    async fn open_link(&self, tcp: TcpStream, source: IpAddr) -> Result<(Link, Arc<Rights>), String> {
+        let mut link: Link = match &self.tls {
             Some(config) => {
                 if !speaks_first(&tcp).await {
                     // A TLS client sends its hello at once; a plaintext one
@@ -219,8 +432,13 @@ impl Server {
             }
             None => Box::new(tcp),
         };
-        match self.gate.check(&mut link, source, &self.options.token).await {
-            Ok(()) => Ok(link),
+        let clients = self.clients();
+        match self.gate.check(&mut link, source, clients.tokens()).await {
+            // The index is one of `clients.tokens()`.
+            Ok(index) => clients
+                .at(index)
+                .map(|client| (link, client))
+                .ok_or_else(|| "no such client".into()),
             Err(crate::auth::AuthError::TlsUnexpected) => {
                 self.refusals.tls_mismatch.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(%source, "a TLS client reached this plaintext server; refused");
@@ -236,20 +454,29 @@ impl Server {
         }
     }
 
-    /// Serves one session; `client` is the address its first link came from,
-    /// which names the client in the access log and in refusals.
-    async fn serve_session(self: &Arc<Self>, session: Session, client: SocketAddr) {
+    /// Serves one session of `peer`.
+    async fn serve_session(self: &Arc<Self>, session: Session, peer: Peer) {
         let reverse = Arc::new(Semaphore::new(MAX_REVERSE_PER_SESSION));
         while let Some(stream) = session.accept().await {
             let this = self.clone();
             let control = session.control();
             let reverse = reverse.clone();
-            tokio::spawn(async move { this.serve_stream(stream, control, reverse, client).await });
+            let peer = peer.clone();
+            tokio::spawn(async move { this.serve_stream(stream, control, reverse, peer).await });
         }
+        let (client, from) = (&peer.client.name, peer.addr);
         match session.closed().await {
-            Ok(()) => tracing::info!(%client, "session ended"),
-            Err(err) => tracing::info!(%client, %err, "session ended"),
+            Ok(()) => tracing::info!(%client, %from, "session ended"),
+            Err(err) => tracing::info!(%client, %from, %err, "session ended"),
         }
+    }
+
+    /// `peer`'s rights now (a reload may have changed them); `None` once
+    /// the client was removed or re-keyed, when its session is being ended.
+    fn rights_of(&self, peer: &Peer) -> Option<Arc<Rights>> {
+        self.clients()
+            .get(&peer.client.name)
+            .filter(|now| now.token.same_secret(&peer.client.token))
     }
 
     async fn serve_stream(
@@ -257,25 +484,33 @@ impl Server {
         mut stream: hawser_tokio::Stream,
         control: Control,
         reverse: Arc<Semaphore>,
-        client: SocketAddr,
+        peer: Peer,
     ) {
+        let client = &peer.client.name;
         let request = match tokio::time::timeout(REQUEST_TIMEOUT, Request::read(&mut stream)).await {
             Ok(Ok(request)) => request,
             Ok(Err(err)) => {
                 tracing::debug!(%client, %err, "bad stream request");
-                self.refusals.bad_request.fetch_add(1, Ordering::Relaxed);
+                self.count_refusal(&peer, |refusals| &refusals.bad_request);
                 stream.reset(codes::BAD_REQUEST);
                 return;
             }
             Err(_) => {
-                self.refusals.bad_request.fetch_add(1, Ordering::Relaxed);
+                self.count_refusal(&peer, |refusals| &refusals.bad_request);
                 stream.reset(codes::BAD_REQUEST);
                 return;
             }
         };
+        let Some(rights) = self.rights_of(&peer) else {
+            let refusal = Refusal {
+                code: codes::NOT_ALLOWED,
+                message: format!("client {client} is no longer in the server's configuration"),
+            };
+            return self.refuse(stream, refusal, &peer).await;
+        };
         match request {
-            Request::Connect(target) => self.connect(stream, target, client).await,
-            Request::Listen(address) => self.listen(stream, address, control, reverse, client).await,
+            Request::Connect(target) => self.connect(stream, target, &rights, &peer).await,
+            Request::Listen(address) => self.listen(stream, address, control, reverse, &rights, &peer).await,
             Request::Reverse(_) => {
                 tracing::debug!("a client sent a server's request");
                 stream.reset(codes::BAD_REQUEST);
@@ -285,9 +520,10 @@ impl Server {
 
     /// Where `target` may be reached: its addresses that the allow rules
     /// admit, looked up here; or the refusal to send.
-    async fn admitted(&self, target: &str, client: SocketAddr) -> Result<Vec<SocketAddr>, Refusal> {
+    async fn admitted(&self, target: &str, rights: &Rights, peer: &Peer) -> Result<Vec<SocketAddr>, Refusal> {
+        let (client, from) = (&rights.name, peer.addr);
         let refused = |message: String| {
-            tracing::warn!(%client, %target, "refused: {message}");
+            tracing::warn!(%client, %from, %target, "refused: {message}");
             Refusal {
                 code: codes::NOT_ALLOWED,
                 message,
@@ -296,9 +532,11 @@ impl Server {
         let Some((host, port)) = allow::split_target(target) else {
             return Err(refused(format!("{target:?} is not HOST:PORT")));
         };
-        let rules = &self.options.allow;
+        let rules = &rights.allow;
         if rules.refuse_unresolved(host, port) {
-            return Err(refused(format!("{target} is not on the server's --allow list")));
+            return Err(refused(format!(
+                "{target} is not on the server's allow list for client {client}"
+            )));
         }
         let resolved: Vec<SocketAddr> =
             match tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::lookup_host((host, port))).await {
@@ -320,18 +558,19 @@ impl Server {
         let admitted = rules.admitted(host, &resolved);
         if admitted.is_empty() {
             return Err(refused(format!(
-                "{target} resolves to {}, which the server's --allow list does not admit",
+                "{target} resolves to {}, which the server's allow list for client {client} does not admit",
                 resolved.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
             )));
         }
         Ok(admitted)
     }
 
-    async fn connect(&self, mut stream: hawser_tokio::Stream, target: String, client: SocketAddr) {
-        let addresses = match self.admitted(&target, client).await {
+    async fn connect(&self, mut stream: hawser_tokio::Stream, target: String, rights: &Rights, peer: &Peer) {
+        let addresses = match self.admitted(&target, rights, peer).await {
             Ok(addresses) => addresses,
-            Err(refusal) => return self.refuse(stream, refusal).await,
+            Err(refusal) => return self.refuse(stream, refusal, peer).await,
         };
+        let (client, from) = (&rights.name, peer.addr);
         let dial = async {
             let mut last = None;
             for address in &addresses {
@@ -350,7 +589,7 @@ impl Server {
                     code: codes::TARGET_UNREACHABLE,
                     message: format!("the server cannot connect to {target}: {err}"),
                 };
-                self.refuse(stream, refusal).await;
+                self.refuse(stream, refusal, peer).await;
                 return;
             }
             Err(_) => {
@@ -359,7 +598,7 @@ impl Server {
                     code: codes::TARGET_TIMEOUT,
                     message: format!("{target} did not answer within {} s", CONNECT_TIMEOUT.as_secs()),
                 };
-                self.refuse(stream, refusal).await;
+                self.refuse(stream, refusal, peer).await;
                 return;
             }
         };
@@ -370,7 +609,8 @@ impl Server {
             return;
         }
         let started = std::time::Instant::now();
-        let (end, transfer) = forward::splice_counted(tcp, stream, &self.counters).await;
+        let counters = [&*self.counters, &peer.figures.counters];
+        let (end, transfer) = forward::splice_counted(tcp, stream, &counters).await;
         let ended = match &end {
             forward::End::Clean => "closed".to_string(),
             forward::End::Local(err) => format!("the target failed ({err}); stream reset"),
@@ -379,6 +619,7 @@ impl Server {
         // The access log: one line per forwarded connection.
         tracing::info!(
             %client,
+            %from,
             %target,
             %address,
             bytes_to_target = transfer.to_tcp,
@@ -395,19 +636,23 @@ impl Server {
         address: String,
         control: Control,
         reverse: Arc<Semaphore>,
-        client: SocketAddr,
+        rights: &Rights,
+        peer: &Peer,
     ) {
+        let (client, from) = (&rights.name, peer.addr);
         let allowed = address
             .parse::<SocketAddr>()
             .ok()
-            .filter(|addr| self.options.allow_reverse.contains(addr));
+            .filter(|addr| rights.allow_reverse.contains(addr));
         let Some(addr) = allowed else {
-            tracing::warn!(%client, %address, "refused: reverse listener not allowed");
+            tracing::warn!(%client, %from, %address, "refused: reverse listener not allowed");
             let refusal = Refusal {
                 code: codes::NOT_ALLOWED,
-                message: format!("listening on {address} is not on the server's --allow-reverse list"),
+                message: format!(
+                    "listening on {address} is not on the server's allow-reverse list for client {client}"
+                ),
             };
-            self.refuse(stream, refusal).await;
+            self.refuse(stream, refusal, peer).await;
             return;
         };
         let Ok(_slot) = reverse.try_acquire() else {
@@ -415,7 +660,7 @@ impl Server {
                 code: codes::NOT_ALLOWED,
                 message: format!("at most {MAX_REVERSE_PER_SESSION} reverse listeners per session"),
             };
-            self.refuse(stream, refusal).await;
+            self.refuse(stream, refusal, peer).await;
             return;
         };
         let listener = match TcpListener::bind(addr).await {
@@ -425,14 +670,14 @@ impl Server {
                     code: codes::TARGET_UNREACHABLE,
                     message: format!("the server cannot listen on {addr}: {err}"),
                 };
-                self.refuse(stream, refusal).await;
+                self.refuse(stream, refusal, peer).await;
                 return;
             }
         };
         if wire::write_answer(&mut stream, &Ok(())).await.is_err() {
             return;
         }
-        tracing::info!(%client, %addr, "reverse listener open");
+        tracing::info!(%client, %from, %addr, "reverse listener open");
         let mut stopping = self.stopping.subscribe();
         // The listener lives as long as the request's stream: until the client
         // finishes it or the session ends.
@@ -440,17 +685,18 @@ impl Server {
         loop {
             tokio::select! {
                 accepted = listener.accept() => {
-                    let Ok((tcp, peer)) = accepted else { continue };
+                    let Ok((tcp, visitor)) = accepted else { continue };
                     let _ = tcp.set_nodelay(true);
                     forward::arm_reset(&tcp);
                     let control = control.clone();
                     let address = address.clone();
                     let counters = self.counters.clone();
+                    let figures = peer.figures.clone();
                     tokio::spawn(async move {
                         let mut stream = match control.open_stream().await {
                             Ok(stream) => stream,
                             Err(err) => {
-                                tracing::debug!(%peer, %err, "cannot open a stream for a reverse connection");
+                                tracing::debug!(%visitor, %err, "cannot open a stream for a reverse connection");
                                 forward::reset_tcp(tcp);
                                 return;
                             }
@@ -459,8 +705,9 @@ impl Server {
                             forward::reset_tcp(tcp);
                             return;
                         }
+                        let counters = [&*counters, &figures.counters];
                         if let forward::End::Remote(err) = forward::splice(tcp, stream, &counters).await {
-                            tracing::debug!(%peer, why = %forward::describe(&err), "reverse connection reset");
+                            tracing::debug!(%visitor, why = %forward::describe(&err), "reverse connection reset");
                         }
                     });
                 }
@@ -474,7 +721,7 @@ impl Server {
                 _ = stopping.wait_for(|stopping| *stopping) => break,
             }
         }
-        tracing::info!(%addr, "reverse listener closed");
+        tracing::info!(%client, %addr, "reverse listener closed");
     }
 
     /// Asks every live session to go away, closes the reverse listeners, and
@@ -485,15 +732,21 @@ impl Server {
         crate::shutdown::drain(&self.live_sessions(), drain, REASON, &self.counters.open).await;
     }
 
+    /// Counts a refusal of `peer`'s, for the server and for the client.
+    fn count_refusal(&self, peer: &Peer, reason: fn(&Refusals) -> &std::sync::atomic::AtomicU64) {
+        reason(&self.refusals).fetch_add(1, Ordering::Relaxed);
+        reason(&peer.figures.refusals).fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Tells the client why, then finishes the stream; counts the refusal.
-    async fn refuse(&self, mut stream: hawser_tokio::Stream, refusal: Refusal) {
-        let counter = match refusal.code {
-            codes::NOT_ALLOWED => &self.refusals.not_allowed,
-            codes::TARGET_UNREACHABLE => &self.refusals.unreachable,
-            codes::TARGET_TIMEOUT => &self.refusals.timeout,
-            _ => &self.refusals.bad_request,
+    async fn refuse(&self, mut stream: hawser_tokio::Stream, refusal: Refusal, peer: &Peer) {
+        let reason: fn(&Refusals) -> &std::sync::atomic::AtomicU64 = match refusal.code {
+            codes::NOT_ALLOWED => |r| &r.not_allowed,
+            codes::TARGET_UNREACHABLE => |r| &r.unreachable,
+            codes::TARGET_TIMEOUT => |r| &r.timeout,
+            _ => |r| &r.bad_request,
         };
-        counter.fetch_add(1, Ordering::Relaxed);
+        self.count_refusal(peer, reason);
         if wire::write_answer(&mut stream, &Err(refusal)).await.is_ok() {
             let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream).await;
         }
@@ -502,7 +755,8 @@ impl Server {
     /// The server's figures for `--metrics`.
     pub fn metrics(&self) -> Vec<Family> {
         let stats = self.acceptor_stats();
-        let sessions = self.live_sessions();
+        let live = self.live();
+        let sessions: Vec<Control> = live.iter().map(|session| session.control.clone()).collect();
         let statuses: Vec<_> = sessions.iter().map(|control| control.status()).collect();
         let counters = &self.counters;
         let count = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed) as f64;
@@ -543,13 +797,13 @@ impl Server {
                 "hawser_tunnel_resumes",
                 "Resumes of the sessions alive now.",
                 Kind::Gauge,
-                statuses.iter().map(|s| s.resumes as f64).sum(),
+                statuses.iter().map(|s| s.resumes).sum::<u64>() as f64,
             ),
             Family::single(
                 "hawser_tunnel_bytes_replayed",
                 "Bytes replayed after resumes, by the sessions alive now.",
                 Kind::Gauge,
-                sessions.iter().map(|c| c.stats().bytes_replayed as f64).sum(),
+                sessions.iter().map(|c| c.stats().bytes_replayed).sum::<u64>() as f64,
             ),
             Family::single(
                 "hawser_tunnel_detached_bytes_held",
@@ -558,7 +812,104 @@ impl Server {
                 stats.detached_held as f64,
             ),
         ]);
+        families.extend(self.client_metrics(&live));
         families
+    }
+
+    /// The per-client families: each client configured now, and each that
+    /// ever had a session, labelled `client`.
+    fn client_metrics(&self, live: &[LiveSession]) -> Vec<Family> {
+        let mut figures: Vec<(Arc<str>, Arc<ClientFigures>)> = self
+            .figures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(name, figures)| (name.clone(), figures.clone()))
+            .collect();
+        for client in self.clients().iter() {
+            if !figures.iter().any(|(name, _)| *name == client.name) {
+                figures.push((client.name.clone(), self.figures_of(&client.name)));
+            }
+        }
+        figures.sort_by(|a, b| a.0.cmp(&b.0));
+        let of =
+            |name: &str| -> Vec<&LiveSession> { live.iter().filter(|session| &*session.client.name == name).collect() };
+        let per_client = |read: &dyn Fn(&str, &ClientFigures) -> f64| {
+            figures
+                .iter()
+                .map(|(name, figures)| (name.to_string(), read(name, figures)))
+                .collect::<Vec<_>>()
+        };
+        let count = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed) as f64;
+        let family = |name, help, kind, read: &dyn Fn(&str, &ClientFigures) -> f64| {
+            Family::labelled(name, help, kind, "client", per_client(read))
+        };
+        vec![
+            family(
+                "hawser_tunnel_client_sessions",
+                "Sessions alive now, by client.",
+                Kind::Gauge,
+                &|name, _| of(name).len() as f64,
+            ),
+            family(
+                "hawser_tunnel_client_connections_open",
+                "Forwarded connections open now, by client.",
+                Kind::Gauge,
+                &|_, f| count(&f.counters.open),
+            ),
+            family(
+                "hawser_tunnel_client_connections_total",
+                "Forwarded connections, in all, by client.",
+                Kind::Counter,
+                &|_, f| count(&f.counters.total),
+            ),
+            family(
+                "hawser_tunnel_client_bytes_to_targets_total",
+                "Bytes from the client out to targets.",
+                Kind::Counter,
+                &|_, f| count(&f.counters.received),
+            ),
+            family(
+                "hawser_tunnel_client_bytes_from_targets_total",
+                "Bytes from targets back to the client.",
+                Kind::Counter,
+                &|_, f| count(&f.counters.sent),
+            ),
+            family(
+                "hawser_tunnel_client_resumes",
+                "Resumes of the client's sessions alive now.",
+                Kind::Gauge,
+                &|name, _| of(name).iter().map(|s| s.control.status().resumes).sum::<u64>() as f64,
+            ),
+            family(
+                "hawser_tunnel_client_bytes_replayed",
+                "Bytes replayed after resumes by the client's sessions alive now.",
+                Kind::Gauge,
+                &|name, _| of(name).iter().map(|s| s.control.stats().bytes_replayed).sum::<u64>() as f64,
+            ),
+            family(
+                "hawser_tunnel_client_rtt_seconds",
+                "The smoothed round-trip time of the client's link (the longest, if it has several sessions).",
+                Kind::Gauge,
+                &|name, _| {
+                    let rtt = of(name).iter().filter_map(|s| s.control.status().rtt_smoothed).max();
+                    crate::metrics::seconds(rtt)
+                },
+            ),
+            Family::multi(
+                "hawser_tunnel_client_refusals_total",
+                "Connections of the client's refused, by reason.",
+                Kind::Counter,
+                figures.iter().flat_map(|(name, figures)| {
+                    figures
+                        .refusals
+                        .samples()
+                        .into_iter()
+                        .filter(|(reason, _)| !matches!(reason.as_str(), "authentication" | "tls_mismatch"))
+                        .map(|(reason, value)| (vec![("client", name.to_string()), ("reason", reason)], value))
+                }),
+            ),
+        ]
     }
 
     /// Ends every session at once (a second signal): open connections are

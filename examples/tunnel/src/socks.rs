@@ -1,5 +1,7 @@
-//! `-D`: the client's SOCKS5 server (RFC 1928, the CONNECT command, no
-//! authentication; it listens on loopback only). Each connection names its
+//! `-D`: the client's SOCKS5 server (RFC 1928, the CONNECT command). It
+//! takes no authentication on loopback; with a username and password in the
+//! client's config file it asks every client for them (RFC 1929), and only
+//! then may it listen on other addresses. Each connection names its
 //! target, which travels to the server as it was given (a name is resolved
 //! at the server), and the server's allow rules decide, as for `-L`.
 
@@ -12,6 +14,9 @@ use crate::wire::{codes, Refusal};
 
 const VERSION: u8 = 5;
 const NO_AUTHENTICATION: u8 = 0x00;
+const USERNAME_PASSWORD: u8 = 0x02;
+/// RFC 1929's version of its subnegotiation.
+const USERNAME_PASSWORD_VERSION: u8 = 1;
 const NO_ACCEPTABLE_METHOD: u8 = 0xff;
 const CONNECT: u8 = 1;
 const ATYP_IPV4: u8 = 1;
@@ -64,24 +69,90 @@ impl From<io::Error> for HandshakeError {
     }
 }
 
+/// The username and password a SOCKS client must give (RFC 1929). Its
+/// `Debug` does not show the password.
+#[derive(Clone)]
+pub struct Credentials {
+    /// The username.
+    pub username: String,
+    /// The password.
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether `a` and `b` are equal, in a time that does not depend on where
+/// they differ.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
+}
+
+/// RFC 1929: reads the username and password and answers; an error if
+/// they are not `expected`.
+async fn check_credentials<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut S,
+    expected: &Credentials,
+) -> io::Result<()> {
+    let [version, username_len] = read_array(client).await?;
+    if version != USERNAME_PASSWORD_VERSION {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "not RFC 1929"));
+    }
+    let mut username = vec![0u8; usize::from(username_len)];
+    client.read_exact(&mut username).await?;
+    let [password_len] = read_array(client).await?;
+    let mut password = vec![0u8; usize::from(password_len)];
+    client.read_exact(&mut password).await?;
+    // Both compared, whatever the first gives.
+    let user_ok = same_bytes(&username, expected.username.as_bytes());
+    let password_ok = same_bytes(&password, expected.password.as_bytes());
+    let granted = user_ok & password_ok;
+    client
+        .write_all(&[USERNAME_PASSWORD_VERSION, if granted { 0 } else { 1 }])
+        .await?;
+    if !granted {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "a wrong SOCKS username or password",
+        ));
+    }
+    Ok(())
+}
+
 /// Reads the greeting and the request; returns the target as `host:port`
-/// (an IPv6 address in brackets). The caller answers with [`reply`].
-pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(client: &mut S) -> Result<String, HandshakeError> {
+/// (an IPv6 address in brackets). The caller answers with [`reply`]. With
+/// `credentials`, the client must give them first.
+pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    client: &mut S,
+    credentials: Option<&Credentials>,
+) -> Result<String, HandshakeError> {
     let [version, methods] = read_array(client).await?;
     if version != VERSION {
         return Err(io::Error::new(io::ErrorKind::InvalidData, "not SOCKS5").into());
     }
     let mut offered = vec![0u8; usize::from(methods)];
     client.read_exact(&mut offered).await?;
-    if !offered.contains(&NO_AUTHENTICATION) {
+    let method = match credentials {
+        Some(_) => USERNAME_PASSWORD,
+        None => NO_AUTHENTICATION,
+    };
+    if !offered.contains(&method) {
         client.write_all(&[VERSION, NO_ACCEPTABLE_METHOD]).await?;
-        return Err(io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            "the client offers no method the tunnel takes",
-        )
-        .into());
+        let why = match credentials {
+            Some(_) => "the client offers no username and password, which this proxy asks for",
+            None => "the client offers no method the tunnel takes",
+        };
+        return Err(io::Error::new(io::ErrorKind::PermissionDenied, why).into());
     }
-    client.write_all(&[VERSION, NO_AUTHENTICATION]).await?;
+    client.write_all(&[VERSION, method]).await?;
+    if let Some(expected) = credentials {
+        check_credentials(client, expected).await?;
+    }
     let [version, command, _reserved, address_type] = read_array(client).await?;
     if version != VERSION {
         return Err(io::Error::new(io::ErrorKind::InvalidData, "not SOCKS5").into());
@@ -138,7 +209,7 @@ mod tests {
         let (mut near, mut far) = tokio::io::duplex(1024);
         far.write_all(sent).await.expect("room");
         far.shutdown().await.expect("shut");
-        let result = handshake(&mut near).await;
+        let result = handshake(&mut near, None).await;
         drop(near);
         let mut written = Vec::new();
         far.read_to_end(&mut written).await.expect("read back");
@@ -193,5 +264,45 @@ mod tests {
             exchange(&[5, 1, 0, 5, 1, 0, 3, 200]).await.0,
             Err(HandshakeError::Io(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn with_credentials_only_the_right_username_and_password_pass() {
+        let expected = Credentials {
+            username: "alice".into(),
+            password: "s3cret".into(),
+        };
+        let run = |sent: Vec<u8>| {
+            let expected = expected.clone();
+            async move {
+                let (mut near, mut far) = tokio::io::duplex(1024);
+                far.write_all(&sent).await.expect("room");
+                far.shutdown().await.expect("shut");
+                let result = handshake(&mut near, Some(&expected)).await;
+                drop(near);
+                let mut written = Vec::new();
+                far.read_to_end(&mut written).await.expect("read back");
+                (result, written)
+            }
+        };
+        let login = |user: &[u8], password: &[u8]| {
+            let mut sent = vec![5, 1, 2, 1, user.len() as u8];
+            sent.extend_from_slice(user);
+            sent.push(password.len() as u8);
+            sent.extend_from_slice(password);
+            sent.extend_from_slice(&[5, 1, 0, 1, 127, 0, 0, 1, 0, 80]);
+            sent
+        };
+        let (result, written) = run(login(b"alice", b"s3cret")).await;
+        assert_eq!(result.expect("a target"), "127.0.0.1:80");
+        assert_eq!(written, [5, 2, 1, 0], "username/password chosen, then granted");
+        let (result, written) = run(login(b"alice", b"s3cre")).await;
+        assert!(matches!(result, Err(HandshakeError::Io(_))));
+        assert_eq!(written, [5, 2, 1, 1], "refused");
+        // A client that offers only "no authentication" is turned away.
+        let (result, written) = run(vec![5, 1, 0]).await;
+        assert!(matches!(result, Err(HandshakeError::Io(_))));
+        assert_eq!(written, [5, 0xff]);
+        assert!(!format!("{expected:?}").contains("s3cret"));
     }
 }

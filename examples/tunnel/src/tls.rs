@@ -182,7 +182,7 @@ pub fn self_signed(names: Vec<String>) -> Result<(String, String, String), Strin
 /// fingerprint clients pin.
 pub fn keygen(args: &crate::cli::KeygenArgs) -> Result<(), String> {
     if !args.force {
-        let existing: Vec<String> = [Some(&args.cert), Some(&args.key), args.token.as_ref()]
+        let existing: Vec<String> = [args.cert.as_ref(), args.key.as_ref(), args.token.as_ref()]
             .into_iter()
             .flatten()
             .filter(|path| path.exists())
@@ -196,10 +196,6 @@ pub fn keygen(args: &crate::cli::KeygenArgs) -> Result<(), String> {
             ));
         }
     }
-    let (cert, key, fingerprint) =
-        self_signed(args.name.clone()).map_err(|err| format!("cannot make a certificate: {err}"))?;
-    std::fs::write(&args.cert, cert).map_err(|err| format!("cannot write {}: {err}", args.cert.display()))?;
-    write_private(&args.key, key.as_bytes()).map_err(|err| format!("cannot write {}: {err}", args.key.display()))?;
     if let Some(path) = &args.token {
         let token = crate::auth::Token::generate().map_err(|err| err.to_string())?;
         write_private(path, token.as_bytes()).map_err(|err| format!("cannot write {}: {err}", path.display()))?;
@@ -208,10 +204,18 @@ pub fn keygen(args: &crate::cli::KeygenArgs) -> Result<(), String> {
             path.display()
         );
     }
+    // clap requires --cert and --key together, and one of them or --token.
+    let (Some(cert_path), Some(key_path)) = (&args.cert, &args.key) else {
+        return Ok(());
+    };
+    let (cert, key, fingerprint) =
+        self_signed(args.name.clone()).map_err(|err| format!("cannot make a certificate: {err}"))?;
+    std::fs::write(cert_path, cert).map_err(|err| format!("cannot write {}: {err}", cert_path.display()))?;
+    write_private(key_path, key.as_bytes()).map_err(|err| format!("cannot write {}: {err}", key_path.display()))?;
     println!(
         "certificate written to {}, key to {}",
-        args.cert.display(),
-        args.key.display()
+        cert_path.display(),
+        key_path.display()
     );
     println!("fingerprint {fingerprint}");
     Ok(())

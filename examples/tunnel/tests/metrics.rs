@@ -3,53 +3,11 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::process::Command;
-use std::time::Duration;
 
 use common::*;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-
-/// Scrapes `url` with curl; every sample line parsed into name (with its
-/// labels) and value; every family has its HELP and TYPE lines.
-fn scrape(url: &str) -> HashMap<String, f64> {
-    let out = Command::new("curl")
-        .args(["--silent", "--show-error", "--fail", "--max-time", "10", url])
-        .output()
-        .expect("curl is installed (CI installs it)");
-    assert!(out.status.success(), "{out:?}");
-    let text = String::from_utf8(out.stdout).expect("UTF-8");
-    let mut samples = HashMap::new();
-    for line in text.lines() {
-        if line.starts_with('#') {
-            continue;
-        }
-        let (name, value) = line
-            .rsplit_once(' ')
-            .unwrap_or_else(|| panic!("not a sample: {line:?}"));
-        let family = name.split('{').next().expect("a name");
-        assert!(text.contains(&format!("# TYPE {family} ")), "no TYPE for {family}");
-        assert!(text.contains(&format!("# HELP {family} ")), "no HELP for {family}");
-        let value: f64 = value.parse().unwrap_or_else(|_| panic!("not a number: {line:?}"));
-        samples.insert(name.to_string(), value);
-    }
-    samples
-}
-
-/// Scrapes until `name` reaches `value` (the figures follow the traffic a
-/// moment behind), then returns the samples.
-fn scrape_until(url: &str, name: &str, value: f64) -> HashMap<String, f64> {
-    let mut samples = scrape(url);
-    for _ in 0..100 {
-        if samples.get(name) == Some(&value) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-        samples = scrape(url);
-    }
-    samples
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_ends_serve_prometheus_metrics_that_follow_the_traffic() {

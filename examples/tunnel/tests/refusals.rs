@@ -100,7 +100,9 @@ async fn a_target_not_allowed_is_reset_with_the_reason_printed() {
     assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset, "{err}");
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert!(
-        client.stderr().contains("not on the server's --allow list"),
+        client
+            .stderr()
+            .contains("not on the server's allow list for client default"),
         "{}",
         client.stderr()
     );
@@ -114,7 +116,11 @@ fn a_reverse_port_not_allowed_is_refused() {
     let spec = format!("{}:127.0.0.1:9", free_port());
     let mut client = client(&dir, addr, &fingerprint, &["-R", &spec]);
     assert_eq!(client.exit_code(), 5, "{}", client.stderr());
-    assert!(client.stderr().contains("--allow-reverse list"), "{}", client.stderr());
+    assert!(
+        client.stderr().contains("allow-reverse list for client default"),
+        "{}",
+        client.stderr()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -368,7 +374,8 @@ async fn allow_rules_apply_to_resolved_addresses_and_every_connection_is_logged(
         .find(|line| line.contains(" connection "))
         .unwrap_or_else(|| panic!("{access}"));
     for field in [
-        "client=127.0.0.1:".to_string(),
+        "client=default".to_string(),
+        "from=127.0.0.1:".to_string(),
         format!("target=localhost:{port}"),
         format!("address=127.0.0.1:{port}"),
         "bytes_to_target=7".into(),
@@ -390,7 +397,7 @@ async fn allow_rules_apply_to_resolved_addresses_and_every_connection_is_logged(
     tokio::time::sleep(Duration::from_millis(300)).await;
     let log = strict.stderr();
     assert!(
-        log.contains("does not admit") && log.contains("client=127.0.0.1:"),
+        log.contains("does not admit") && log.contains("client=default from=127.0.0.1:"),
         "{log}"
     );
 }

@@ -7,7 +7,6 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::process::Command;
 use std::time::Duration;
 
 use common::*;
@@ -28,25 +27,6 @@ async fn endless_source() -> SocketAddr {
         }
     });
     addr
-}
-
-fn signal(process: &Process, name: &str) {
-    let status = Command::new("kill")
-        .args([&format!("-{name}"), &process.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success(), "kill -{name}");
-}
-
-/// Waits (at most 20 s) until `process` has logged `text`.
-fn logged(process: &Process, text: &str) {
-    for _ in 0..400 {
-        if process.stderr().contains(text) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("never logged {text:?}:\n{}", process.stderr());
 }
 
 /// A connection through `-L` that is moving data.

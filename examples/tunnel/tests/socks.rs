@@ -84,7 +84,8 @@ async fn curl_reaches_allowed_targets_by_name_and_is_refused_the_rest() {
     assert!(out.stdout.is_empty(), "{out:?}");
     let log = server.stderr();
     assert!(
-        log.contains("not on the server's --allow list") && log.contains("client=127.0.0.1:"),
+        log.contains("not on the server's allow list for client default")
+            && log.contains("client=default from=127.0.0.1:"),
         "{log}"
     );
 }
@@ -101,4 +102,52 @@ fn a_socks_proxy_off_loopback_is_refused() {
         "{}",
         client.stderr()
     );
+}
+
+/// With `[socks]` in the client's config file the proxy asks for a username
+/// and password (RFC 1929): curl with the right ones gets through, with a
+/// wrong password or none it does not, and the refusal is logged without
+/// the password.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_credentials_in_the_config_only_the_right_login_gets_through() {
+    let dir = scratch("socks-login");
+    let fingerprint = keygen(&dir);
+    let http = http_service().await;
+    let allowed = format!("127.0.0.1:{}", http.port());
+    let (_server, addr) = server(&dir, &["--allow", &allowed]);
+    write_private(&dir.join("socks.pass"), "correct horse\n");
+    let config = dir.join("client.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "connect = \"{addr}\"\ntoken_file = \"token\"\nfingerprint = \"{fingerprint}\"\ndynamic = [\"127.0.0.1:0\"]\n\n[socks]\nusername = \"alice\"\npassword_file = \"socks.pass\"\n"
+        ),
+    )
+    .unwrap();
+    let config = config.to_string_lossy().into_owned();
+    let client = Process::start(&["client", "--config", &config], dir.join("client.log"));
+    let socks = client.line("socks5 on ");
+    let url = format!("http://localhost:{}/", http.port());
+    let through = |login: Option<&'static str>| {
+        let proxy = match login {
+            Some(login) => format!("socks5h://{login}@{socks}"),
+            None => format!("socks5h://{socks}"),
+        };
+        let url = url.clone();
+        tokio::task::spawn_blocking(move || {
+            Command::new("curl")
+                .args(["--silent", "--show-error", "--max-time", "20", "--proxy", &proxy, &url])
+                .output()
+                .expect("curl is installed (CI installs it)")
+        })
+    };
+    let out = through(Some("alice:correct%20horse")).await.unwrap();
+    assert!(out.status.success(), "{out:?}\n{}", client.stderr());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), BODY);
+    for login in [Some("alice:hunter2"), None] {
+        let out = through(login).await.unwrap();
+        assert!(!out.status.success() && out.stdout.is_empty(), "{login:?}: {out:?}");
+    }
+    let log = logged(&client, "SOCKS client refused");
+    assert!(!log.contains("correct horse") && !log.contains("hunter2"), "{log}");
 }

@@ -126,10 +126,12 @@ async fn demo(megabytes: u64, kills: u64, connections: u64) -> Result<(), String
     let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes()).map_err(|err| err.to_string())?;
     let token = Token::parse(&Token::generate().map_err(|err| err.to_string())?)?;
     let server = Server::new(ServerOptions {
-        token: token.clone(),
+        clients: crate::rights::Clients::single(
+            token.clone(),
+            crate::allow::Rules::parse(&[target.to_string()])?,
+            Vec::new(),
+        ),
         tls: Some(tls::server_config(chain, key)?),
-        allow: crate::allow::Rules::parse(&[target.to_string()])?,
-        allow_reverse: Vec::new(),
         config: crate::session_config(),
     })
     .map_err(|err| err.to_string())?;
@@ -153,6 +155,7 @@ async fn demo(megabytes: u64, kills: u64, connections: u64) -> Result<(), String
         }],
         reverses: Vec::new(),
         socks: Vec::new(),
+        socks_credentials: None,
         config: crate::session_config(),
         retry: hawser_tokio::RetryPolicy {
             initial_backoff: Duration::from_millis(10),

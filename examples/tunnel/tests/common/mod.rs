@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // Each test binary uses a different part of this.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -218,4 +219,86 @@ pub async fn read_all(from: &mut (impl AsyncReadExt + Unpin)) -> (Vec<u8>, std::
             Err(err) => return (got, Err(err)),
         }
     }
+}
+
+/// Scrapes `url` with curl; every sample line parsed into name (with its
+/// labels) and value; every family has its HELP and TYPE lines.
+pub fn scrape(url: &str) -> HashMap<String, f64> {
+    let out = Command::new("curl")
+        .args(["--silent", "--show-error", "--fail", "--max-time", "10", url])
+        .output()
+        .expect("curl is installed (CI installs it)");
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8(out.stdout).expect("UTF-8");
+    let mut samples = HashMap::new();
+    for line in text.lines() {
+        if line.starts_with('#') {
+            continue;
+        }
+        let (name, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("not a sample: {line:?}"));
+        let family = name.split('{').next().expect("a name");
+        assert!(text.contains(&format!("# TYPE {family} ")), "no TYPE for {family}");
+        assert!(text.contains(&format!("# HELP {family} ")), "no HELP for {family}");
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("not a number: {line:?}"));
+        samples.insert(name.to_string(), value);
+    }
+    samples
+}
+
+/// Scrapes until `name` reaches `value` (the figures follow the traffic a
+/// moment behind), then returns the samples.
+pub fn scrape_until(url: &str, name: &str, value: f64) -> HashMap<String, f64> {
+    let mut samples = scrape(url);
+    for _ in 0..100 {
+        if samples.get(name) == Some(&value) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+        samples = scrape(url);
+    }
+    samples
+}
+
+/// Writes `text` to `path`, readable by its owner only (as a file with a
+/// secret must be).
+pub fn write_private(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+}
+
+/// Sends `hello` through `local` and half-closes: what came back, or how
+/// it failed (a refused forward is reset).
+pub async fn echo_through(local: SocketAddr) -> std::io::Result<Vec<u8>> {
+    let mut tcp = tokio::net::TcpStream::connect(local).await?;
+    tcp.write_all(b"hello").await?;
+    tcp.shutdown().await?;
+    let (got, ended) = read_all(&mut tcp).await;
+    ended.map(|()| got)
+}
+
+/// Sends `signal` (e.g. "HUP") to `process` with kill(1).
+pub fn signal(process: &Process, signal: &str) {
+    let status = Command::new("kill")
+        .args([&format!("-{signal}"), &process.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+/// Waits (at most 20 s) until `process`'s stderr contains `text`.
+pub fn logged(process: &Process, text: &str) -> String {
+    for _ in 0..400 {
+        let log = process.stderr();
+        if log.contains(text) {
+            return log;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("no {text:?} in the log:\n{}", process.stderr());
 }
