@@ -19,7 +19,9 @@ mod heap;
 mod idle;
 mod mux;
 mod others;
+mod procs;
 mod sessions;
+mod ssh;
 mod tunnel;
 #[cfg(target_os = "linux")]
 mod wan;
@@ -54,6 +56,11 @@ pub struct Sizes {
     pub loaded_for: Duration,
     /// Sessions at once in `sessions`.
     pub sessions: usize,
+    /// Bytes `tunnel` moves over one connection...
+    pub tunnel_one: usize,
+    /// ...and over each of 100: enough for the CPU figures, which count in
+    /// the kernel's 10 ms ticks.
+    pub tunnel_each: usize,
 }
 
 impl Sizes {
@@ -70,6 +77,8 @@ impl Sizes {
             loaded_round_trips: 5_000,
             loaded_for: Duration::from_secs(1),
             sessions: 1_000,
+            tunnel_one: 1 << 30,
+            tunnel_each: 10 << 20,
         }
     }
 
@@ -86,6 +95,8 @@ impl Sizes {
             loaded_round_trips: 500,
             loaded_for: Duration::from_millis(500),
             sessions: 100,
+            tunnel_one: 256 << 20,
+            tunnel_each: 2560 << 10,
         }
     }
 }
@@ -272,18 +283,23 @@ where
     outcome
 }
 
-fn main() {
+fn main() -> std::process::ExitCode {
+    let mut raw = std::env::args().skip(1);
+    match raw.next().as_deref() {
+        // Before this process sets up its own logging: the command does.
+        Some("--hawser") => {
+            return hawser_tunnel::command::main(std::iter::once("hawser".into()).chain(std::env::args_os().skip(2)))
+        }
+        Some("--relay-to") => tunnel::relay_main(raw),
+        Some(side @ ("--idle-server" | "--idle-client")) => idle::child_main(side, raw),
+        Some("--sessions-server") => sessions::server_main(raw),
+        _ => {}
+    }
     // RUST_LOG (e.g. `hawser_driver=debug`) shows what the sessions do, on stderr.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .try_init();
-    let mut raw = std::env::args().skip(1);
-    match raw.next().as_deref() {
-        Some(side @ ("--idle-server" | "--idle-client")) => idle::child_main(side, raw),
-        Some("--sessions-server") => sessions::server_main(raw),
-        _ => {}
-    }
     let args = match parse_args() {
         Ok(args) => args,
         Err(why) => {
@@ -309,14 +325,14 @@ fn main() {
         );
         #[cfg(not(target_os = "linux"))]
         println!("wan: skipped: the emulated path needs Linux");
-        return;
+        return std::process::ExitCode::SUCCESS;
     }
     for workload in WORKLOADS {
         if args.workload.as_deref().is_some_and(|w| w != workload) || workload == "wan" {
             continue;
         }
         if workload == "tunnel" {
-            for which in tunnel::IMPLS {
+            for which in tunnel::impls() {
                 if args.skips(which) {
                     continue;
                 }
@@ -424,6 +440,7 @@ fn main() {
     if !args.json {
         print_ratios(&results);
     }
+    std::process::ExitCode::SUCCESS
 }
 
 pub fn build_runtime(multi_thread: bool) -> tokio::runtime::Runtime {
@@ -504,6 +521,12 @@ fn print_ratios(results: &[Result_]) {
         ("tunnel", "bulk-1", "tunnel-plaintext", "relay-tcp", "bulk-1"),
         ("tunnel", "bulk-100", "tunnel-tls", "relay-tcp", "bulk-100"),
         ("tunnel", "bulk-100", "tunnel-plaintext", "relay-tcp", "bulk-100"),
+        ("tunnel", "cpu-1", "tunnel-tls", "ssh-L", "cpu-1"),
+        ("tunnel", "cpu-100", "tunnel-tls", "ssh-L", "cpu-100"),
+        ("tunnel", "cpu-1", "tunnel-tls", "relay-tcp", "cpu-1"),
+        ("tunnel", "cpu-1", "tunnel-plaintext", "relay-tcp", "cpu-1"),
+        ("tunnel", "cpu-100", "tunnel-tls", "relay-tcp", "cpu-100"),
+        ("tunnel", "cpu-100", "tunnel-plaintext", "relay-tcp", "cpu-100"),
     ];
     for (workload, metric, ours, theirs, their_metric) in targets {
         let label = if ours == theirs {

@@ -1,12 +1,21 @@
-//! The `tunnel` workload: the same transfer straight to a sink over TCP, and
-//! through the hawser tunnel (a server and a client in this process, `-L` to
-//! the sink) with TLS and with `--insecure-plaintext`. One connection moving
-//! `bulk_one` bytes, and 100 connections moving `bulk_hundred` each.
+//! The `tunnel` workload: the same transfers straight to a sink over TCP, and
+//! through forwarders, each in processes of its own: two plain relays
+//! (`relay-tcp`), the `hawser` command's server and client with TLS and with
+//! `--insecure-plaintext`, and `ssh -L` where `sshd` is installed. One
+//! connection moving `tunnel_one` bytes (1 GiB), and 100 connections moving
+//! `tunnel_each` (10 MiB) each; for each, the CPU time the forwarder's processes
+//! spent, per GiB moved (`cpu-1`, `cpu-100`, on Linux), a figure that holds
+//! where wall-clock throughput cannot judge a three-hop forwarder because
+//! sender, forwarders and sink share two cores.
 //!
-//! `relay-tcp` is the ceiling for any forwarder with the tunnel's shape: the
+//! `relay-tcp` is the floor for any forwarder with the tunnel's shape: the
 //! same three TCP hops (sender to client, client to server, server to sink)
-//! through two plain relays that only copy bytes, with no framing, no
+//! through two relays that only copy bytes, with no framing, no
 //! multiplexing and no encryption.
+//!
+//! The `hawser` processes run the command's own code
+//! ([`hawser_tunnel::command::main`]) in this binary (`hawser-bench --hawser
+//! ARGS`), and the relays are `hawser-bench --relay-to ADDR`.
 
 use std::io;
 use std::net::SocketAddr;
@@ -23,11 +32,18 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+use crate::procs::{self, Process};
 use crate::workloads::Figure;
 use crate::Sizes;
 
-/// The ways to reach the sink.
-pub const IMPLS: [&str; 4] = ["direct-tcp", "relay-tcp", "tunnel-tls", "tunnel-plaintext"];
+/// The ways to reach the sink: `ssh-L` too where `sshd` is installed.
+pub fn impls() -> Vec<&'static str> {
+    let mut impls = vec!["direct-tcp", "relay-tcp", "tunnel-tls", "tunnel-plaintext"];
+    if crate::ssh::sshd().is_some() {
+        impls.push("ssh-L");
+    }
+    impls
+}
 
 /// A sink: reads each connection to its end, then answers one byte, so that the
 /// sender knows everything arrived.
@@ -150,18 +166,6 @@ impl Keys {
     }
 }
 
-/// A tunnel server and client to `target`, both on loopback; returns the
-/// client's local address (and the client, which must live as long as it is
-/// used).
-async fn tunnel(target: SocketAddr, with_tls: bool) -> io::Result<(SocketAddr, Arc<Client>)> {
-    let keys = Keys::new(with_tls)?;
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let server_addr = listener.local_addr()?;
-    keys.serve(listener, target)?;
-    keys.client(server_addr, target, hawser_tokio::RetryPolicy::default())
-        .await
-}
-
 /// Sends `bytes` on each of `connections` connections to `addr`; MB/s in all.
 async fn send(addr: SocketAddr, connections: usize, bytes: usize) -> io::Result<f64> {
     let started = Instant::now();
@@ -189,21 +193,238 @@ async fn send(addr: SocketAddr, connections: usize, bytes: usize) -> io::Result<
     Ok((connections * bytes) as f64 / 1e6 / started.elapsed().as_secs_f64())
 }
 
+/// `hawser-bench --relay-to ADDR`: a relay to `ADDR` in this process, until
+/// it is killed; prints `relaying on ADDR` once it accepts connections.
+pub fn relay_main(mut args: impl Iterator<Item = String>) -> ! {
+    let target: SocketAddr = match args.next().and_then(|addr| addr.parse().ok()) {
+        Some(target) => target,
+        None => {
+            eprintln!("--relay-to needs an address");
+            std::process::exit(2);
+        }
+    };
+    let runtime = crate::build_runtime(true);
+    runtime.block_on(async {
+        match relay(target).await {
+            Ok(addr) => println!("relaying on {addr}"),
+            Err(err) => {
+                eprintln!("cannot relay: {err}");
+                std::process::exit(1);
+            }
+        }
+        std::future::pending::<()>().await;
+    });
+    unreachable!("the relay runs until it is killed")
+}
+
+/// A forwarder in child processes: where to connect, and what runs.
+struct Forwarder {
+    entry: SocketAddr,
+    pids: Vec<u32>,
+    _keep: Box<dyn std::any::Any + Send>,
+    /// The token, certificate and logs; removed when dropped (after the
+    /// processes, which `_keep` ends first).
+    _dir: Option<TempDir>,
+}
+
+/// A fresh directory, removed when dropped.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(what: &str) -> io::Result<TempDir> {
+        let dir = std::env::temp_dir().join(format!("hawser-bench-{what}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)?;
+        Ok(TempDir(dir))
+    }
+
+    fn file(&self, name: &str) -> std::path::PathBuf {
+        self.0.join(name)
+    }
+
+    /// Writes a file only its owner can read, as secrets must be.
+    fn secret(&self, name: &str, contents: &str) -> io::Result<String> {
+        let path = self.file(name);
+        std::fs::write(&path, contents)?;
+        #[cfg(unix)]
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+        Ok(path.display().to_string())
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// This benchmark's own binary, run again as a relay or as `hawser`.
+fn this_binary(args: &[&str]) -> io::Result<std::process::Command> {
+    let mut command = std::process::Command::new(std::env::current_exe()?);
+    command.args(args);
+    Ok(command)
+}
+
+/// Starts `which` in front of `target`; blocks until it accepts connections.
+fn start(which: &str, target: SocketAddr) -> io::Result<Forwarder> {
+    let target_text = target.to_string();
+    match which {
+        "direct-tcp" => Ok(Forwarder {
+            entry: target,
+            pids: Vec::new(),
+            _keep: Box::new(()),
+            _dir: None,
+        }),
+        "relay-tcp" => {
+            let dir = TempDir::new("relay")?;
+            let (second, at) = Process::start(
+                this_binary(&["--relay-to", &target_text])?,
+                "relaying on ",
+                dir.file("second.log"),
+            )?;
+            let (first, entry) = Process::start(
+                this_binary(&["--relay-to", &at])?,
+                "relaying on ",
+                dir.file("first.log"),
+            )?;
+            Ok(Forwarder {
+                entry: entry.parse().map_err(other)?,
+                pids: vec![first.id(), second.id()],
+                _keep: Box::new((first, second)),
+                _dir: Some(dir),
+            })
+        }
+        "tunnel-tls" | "tunnel-plaintext" => {
+            let dir = TempDir::new(which)?;
+            let token = dir.secret("token", &format!("{}\n", Token::generate()?))?;
+            let mut server_args = vec![
+                "--hawser".to_string(),
+                "server".into(),
+                "--listen".into(),
+                "127.0.0.1:0".into(),
+                "--token-file".into(),
+                token.clone(),
+                "--allow".into(),
+                target_text.clone(),
+            ];
+            let mut client_trust = Vec::new();
+            if which == "tunnel-tls" {
+                let (cert, key, fingerprint) = tls::self_signed(vec!["localhost".into()]).map_err(other)?;
+                std::fs::write(dir.file("cert.pem"), cert)?;
+                let key = dir.secret("key.pem", &key)?;
+                server_args.extend([
+                    "--cert".into(),
+                    dir.file("cert.pem").display().to_string(),
+                    "--key".into(),
+                    key,
+                ]);
+                client_trust.extend(["--fingerprint".to_string(), fingerprint]);
+            } else {
+                server_args.push("--insecure-plaintext".into());
+                client_trust.push("--insecure-plaintext".into());
+            }
+            let server_args: Vec<&str> = server_args.iter().map(String::as_str).collect();
+            let (server, at) = Process::start(this_binary(&server_args)?, "listening on ", dir.file("server.log"))?;
+            let forward = format!("127.0.0.1:0:{target}");
+            let mut client_args = vec![
+                "--hawser",
+                "client",
+                "--connect",
+                &at,
+                "--token-file",
+                &token,
+                "-L",
+                &forward,
+            ];
+            client_args.extend(client_trust.iter().map(String::as_str));
+            let (client, forwarding) =
+                Process::start(this_binary(&client_args)?, "forwarding ", dir.file("client.log"))?;
+            // "127.0.0.1:PORT -> TARGET"
+            let entry = forwarding.split(" -> ").next().unwrap_or_default();
+            Ok(Forwarder {
+                entry: entry.parse().map_err(other)?,
+                pids: vec![client.id(), server.id()],
+                _keep: Box::new((client, server)),
+                _dir: Some(dir),
+            })
+        }
+        "ssh-L" => {
+            let free = || -> io::Result<SocketAddr> { std::net::TcpListener::bind("127.0.0.1:0")?.local_addr() };
+            let (sshd_addr, local) = (free()?, free()?);
+            let running = crate::ssh::forward(
+                crate::ssh::Placement {
+                    server: &|sshd| std::process::Command::new(sshd),
+                    client: &|ssh| std::process::Command::new(ssh),
+                    wait: &wait_for,
+                },
+                sshd_addr,
+                local,
+                target,
+            )?;
+            Ok(Forwarder {
+                entry: local,
+                pids: running.pids(),
+                _keep: Box::new(running),
+                _dir: None,
+            })
+        }
+        _ => Err(other(format!("no such way to the sink: {which}"))),
+    }
+}
+
+/// Waits (at most 10 s) until a TCP connection to `addr` succeeds.
+fn wait_for(addr: SocketAddr) -> io::Result<()> {
+    let started = Instant::now();
+    loop {
+        match std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(1)) {
+            Ok(_) => return Ok(()),
+            Err(e) if started.elapsed() > std::time::Duration::from_secs(10) => {
+                return Err(other(format!("nothing listens on {addr}: {e}")))
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+        }
+    }
+}
+
+/// The CPU seconds per GiB its processes spent on a transfer of `bytes`,
+/// from the CPU time they had spent `before` it; `None` with no processes
+/// or where `/proc` cannot tell.
+fn cpu_per_gib(
+    metric: &'static str,
+    forwarder: &Forwarder,
+    before: Option<std::time::Duration>,
+    bytes: usize,
+) -> Option<Figure> {
+    let spent = procs::cpu_of(&forwarder.pids)?.checked_sub(before?)?;
+    Some(Figure {
+        metric,
+        value: spent.as_secs_f64() / (bytes as f64 / (1u64 << 30) as f64),
+        unit: "s/GiB",
+    })
+}
+
 /// One repetition for `which`.
 pub async fn run(which: &'static str, sizes: &Sizes) -> io::Result<Vec<Figure>> {
     let target = sink().await?;
-    let (addr, client) = match which {
-        "direct-tcp" => (target, None),
-        "relay-tcp" => (relay(relay(target).await?).await?, None),
-        "tunnel-tls" => tunnel(target, true).await.map(|(addr, client)| (addr, Some(client)))?,
-        _ => tunnel(target, false).await.map(|(addr, client)| (addr, Some(client)))?,
+    let forwarder = tokio::task::spawn_blocking(move || start(which, target))
+        .await
+        .map_err(other)??;
+    let cpu = || {
+        (!forwarder.pids.is_empty())
+            .then(|| procs::cpu_of(&forwarder.pids))
+            .flatten()
     };
-    let bulk = send(addr, 1, sizes.bulk_one).await?;
-    let hundred = send(addr, 100, sizes.bulk_hundred).await?;
-    if let Some(client) = client {
-        client.shut_down(std::time::Duration::from_secs(1)).await;
-    }
-    Ok(vec![
+    let before = cpu();
+    let bulk = send(forwarder.entry, 1, sizes.tunnel_one).await?;
+    let one = cpu_per_gib("cpu-1", &forwarder, before, sizes.tunnel_one);
+    let before = cpu();
+    let hundred = send(forwarder.entry, 100, sizes.tunnel_each).await?;
+    let many = cpu_per_gib("cpu-100", &forwarder, before, 100 * sizes.tunnel_each);
+    // Killing and waiting for the processes blocks.
+    tokio::task::spawn_blocking(move || drop(forwarder))
+        .await
+        .map_err(other)?;
+    let mut figures = vec![
         Figure {
             metric: "bulk-1",
             value: bulk,
@@ -214,5 +435,8 @@ pub async fn run(which: &'static str, sizes: &Sizes) -> io::Result<Vec<Figure>> 
             value: hundred,
             unit: "MB/s",
         },
-    ])
+    ];
+    figures.extend(one);
+    figures.extend(many);
+    Ok(figures)
 }

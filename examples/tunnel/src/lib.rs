@@ -25,6 +25,7 @@ pub mod allow;
 pub mod auth;
 pub mod cli;
 pub mod client;
+pub mod command;
 pub mod config;
 pub mod demo;
 pub mod forward;

@@ -36,7 +36,7 @@ mod ssh;
 /// The ways across the path: `ssh -L` too where `sshd` is installed.
 fn impls() -> Vec<&'static str> {
     let mut impls = vec!["direct-tcp", "hawser-tokio", "yamux", "tunnel-tls"];
-    if ssh::sshd().is_some() {
+    if crate::ssh::sshd().is_some() {
         impls.push("ssh");
     }
     impls
@@ -354,7 +354,7 @@ pub fn run(quick: bool, reps: usize, only: Option<&str>) {
             ""
         }
     );
-    if ssh::sshd().is_none() {
+    if crate::ssh::sshd().is_none() {
         println!("ssh -L: skipped (sshd is not installed)");
     }
     for rep in 1..=reps {
