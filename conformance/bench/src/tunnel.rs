@@ -1,7 +1,8 @@
 //! The `tunnel` workload: the same transfers straight to a sink over TCP, and
 //! through forwarders, each in processes of its own: two plain relays
-//! (`relay-tcp`), the `hawser` command's server and client with TLS and with
-//! `--insecure-plaintext`, and `ssh -L` where `sshd` is installed. One
+//! (`relay-tcp`), the `hawser` command's server and client with TLS, with TLS
+//! under a WebSocket (`tunnel-wss`: `--listen-ws`, `--connect wss://`) and
+//! with `--insecure-plaintext`, and `ssh -L` where `sshd` is installed. One
 //! connection moving `tunnel_one` bytes (1 GiB), and 100 connections moving
 //! `tunnel_each` (10 MiB) each; for each, the CPU time the forwarder's processes
 //! spent, per GiB moved (`cpu-1`, `cpu-100`, on Linux), a figure that holds
@@ -38,7 +39,13 @@ use crate::Sizes;
 
 /// The ways to reach the sink: `ssh-L` too where `sshd` is installed.
 pub fn impls() -> Vec<&'static str> {
-    let mut impls = vec!["direct-tcp", "relay-tcp", "tunnel-tls", "tunnel-plaintext"];
+    let mut impls = vec![
+        "direct-tcp",
+        "relay-tcp",
+        "tunnel-tls",
+        "tunnel-wss",
+        "tunnel-plaintext",
+    ];
     if crate::ssh::sshd().is_some() {
         impls.push("ssh-L");
     }
@@ -148,6 +155,7 @@ impl Keys {
                 tls: self.client_tls.clone(),
                 token: self.token.clone(),
                 proxy: None,
+                websocket: None,
             },
             forwards: vec![Forward {
                 bind: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -294,13 +302,14 @@ fn start(which: &str, target: SocketAddr) -> io::Result<Forwarder> {
                 _dir: Some(dir),
             })
         }
-        "tunnel-tls" | "tunnel-plaintext" => {
+        "tunnel-tls" | "tunnel-wss" | "tunnel-plaintext" => {
+            let websocket = which == "tunnel-wss";
             let dir = TempDir::new(which)?;
             let token = dir.secret("token", &format!("{}\n", Token::generate()?))?;
             let mut server_args = vec![
                 "--hawser".to_string(),
                 "server".into(),
-                "--listen".into(),
+                if websocket { "--listen-ws" } else { "--listen" }.into(),
                 "127.0.0.1:0".into(),
                 "--token-file".into(),
                 token.clone(),
@@ -308,7 +317,7 @@ fn start(which: &str, target: SocketAddr) -> io::Result<Forwarder> {
                 target_text.clone(),
             ];
             let mut client_trust = Vec::new();
-            if which == "tunnel-tls" {
+            if which != "tunnel-plaintext" {
                 let (cert, key, fingerprint) = tls::self_signed(vec!["localhost".into()]).map_err(other)?;
                 std::fs::write(dir.file("cert.pem"), cert)?;
                 let key = dir.secret("key.pem", &key)?;
@@ -324,7 +333,13 @@ fn start(which: &str, target: SocketAddr) -> io::Result<Forwarder> {
                 client_trust.push("--insecure-plaintext".into());
             }
             let server_args: Vec<&str> = server_args.iter().map(String::as_str).collect();
-            let (server, at) = Process::start(this_binary(&server_args)?, "listening on ", dir.file("server.log"))?;
+            let ready = if websocket {
+                "listening for WebSocket on "
+            } else {
+                "listening on "
+            };
+            let (server, at) = Process::start(this_binary(&server_args)?, ready, dir.file("server.log"))?;
+            let at = if websocket { format!("wss://{at}/") } else { at };
             let forward = format!("127.0.0.1:0:{target}");
             let mut client_args = vec![
                 "--hawser",

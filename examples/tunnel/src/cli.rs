@@ -74,6 +74,9 @@ pub struct ServerArgs {
     /// Address to accept clients on, e.g. 0.0.0.0:7000.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+    /// Address to accept clients over WebSocket on (`--connect wss://HOST[:PORT]/PATH`; any path), e.g. 0.0.0.0:443: TLS, then the WebSocket upgrade, then the same tunnel. With or without --listen.
+    #[arg(long, value_name = "ADDR")]
+    pub listen_ws: Option<SocketAddr>,
     /// The server's certificate chain (PEM).
     #[arg(long, value_name = "PEM")]
     pub cert: Option<PathBuf>,
@@ -94,8 +97,8 @@ pub struct ServerArgs {
 /// `hawser client`.
 #[derive(Args)]
 pub struct ClientArgs {
-    /// The server, as HOST:PORT.
-    #[arg(long, value_name = "HOST:PORT")]
+    /// The server, as HOST:PORT, or wss://HOST[:PORT]/PATH for its --listen-ws (through proxies and port-443-only networks).
+    #[arg(long, value_name = "HOST:PORT|URL")]
     pub connect: Option<String>,
     /// Trust exactly the server certificate with this SHA-256 fingerprint (as `hawser keygen` prints).
     #[arg(long, value_name = "SHA256", conflicts_with = "ca")]

@@ -180,13 +180,29 @@ impl ClientSetup {
             },
         };
         let plaintext = args.common.insecure_plaintext || file.insecure_plaintext == Some(true);
+        // `--connect` as given names the server in messages; `server` is
+        // what to dial.
+        let (server, websocket) = match crate::websocket::Endpoint::parse(&connect)? {
+            Some(endpoint) if endpoint.tls && plaintext => {
+                return Err(format!(
+                    "{connect} is TLS (wss://): drop --insecure-plaintext, or use ws:// on loopback"
+                ))
+            }
+            Some(endpoint) if !endpoint.tls && !plaintext => {
+                return Err(format!(
+                    "{connect} is not encrypted (ws://): use wss://, or --insecure-plaintext on loopback"
+                ))
+            }
+            Some(endpoint) => (endpoint.server, Some(endpoint.url)),
+            None => (connect.clone(), None),
+        };
         if proxy.is_some() && plaintext {
             return Err("--insecure-plaintext is for loopback only, not through a proxy".into());
         }
         let tls = if plaintext {
-            match tokio::net::lookup_host(&connect).await.map(|mut addrs| addrs.next()) {
+            match tokio::net::lookup_host(&server).await.map(|mut addrs| addrs.next()) {
                 Ok(Some(addr)) => check_plaintext(addr)?,
-                Ok(None) | Err(_) => return Err(format!("cannot resolve {connect}")),
+                Ok(None) | Err(_) => return Err(format!("cannot resolve {server}")),
             }
             tracing::warn!("plaintext: the link is not encrypted (loopback only)");
             None
@@ -206,7 +222,7 @@ impl ClientSetup {
             };
             let trust = trust.ok_or("--fingerprint or --ca is needed (or --insecure-plaintext on loopback)")?;
             let server_name = args.server_name.clone().or_else(|| file.server_name.clone());
-            Some(client_tls(&trust, server_name, &connect)?)
+            Some(client_tls(&trust, server_name, &server)?)
         };
         // The file's forwards, then the flags'.
         let forwards = parse_specs(source, &file.local, &args.local, "-L", Forward::parse)?;
@@ -245,10 +261,11 @@ impl ClientSetup {
             drain,
             options: ClientOptions {
                 dialer: Dialer {
-                    server: connect,
+                    server,
                     tls,
                     token,
                     proxy,
+                    websocket,
                 },
                 forwards,
                 reverses,

@@ -58,21 +58,28 @@ async fn run_server(args: ServerArgs) -> ExitCode {
         Ok(setup) => setup,
         Err(err) => return usage(err),
     };
-    let (listen, status, metrics, drain) = (setup.listen, setup.status, setup.metrics, setup.drain);
+    let (status, metrics, drain) = (setup.status, setup.metrics, setup.drain);
     let server = match Server::new(setup.options) {
         Ok(server) => server,
         Err(err) => return usage(err),
     };
-    let listener = match tokio::net::TcpListener::bind(listen).await {
-        Ok(listener) => listener,
-        Err(err) => {
-            eprintln!("hawser: cannot listen on {listen}: {err}");
-            return ExitCode::from(EXIT_LINK);
+    // Both bound before either serves: a busy port fails at once.
+    let mut listeners = Vec::new();
+    for (addr, websocket) in [(setup.listen, false), (setup.listen_ws, true)] {
+        let Some(addr) = addr else { continue };
+        let listener = match tokio::net::TcpListener::bind(addr).await {
+            Ok(listener) => listener,
+            Err(err) => {
+                eprintln!("hawser: cannot listen on {addr}: {err}");
+                return ExitCode::from(EXIT_LINK);
+            }
+        };
+        match listener.local_addr() {
+            Ok(addr) if websocket => println!("listening for WebSocket on {addr}"),
+            Ok(addr) => println!("listening on {addr}"),
+            Err(err) => return usage(err),
         }
-    };
-    match listener.local_addr() {
-        Ok(addr) => println!("listening on {addr}"),
-        Err(err) => return usage(err),
+        listeners.push((listener, websocket));
     }
     let mut signals = match Signals::new() {
         Ok(signals) => signals,
@@ -82,7 +89,19 @@ async fn run_server(args: ServerArgs) -> ExitCode {
     if let Err(err) = start_metrics(metrics, move || figures.metrics()).await {
         return usage(err);
     }
-    let serving = tokio::spawn(server.clone().serve(listener));
+    let serving: Vec<_> = listeners
+        .into_iter()
+        .map(|(listener, websocket)| {
+            let server = server.clone();
+            tokio::spawn(async move {
+                if websocket {
+                    server.serve_websocket(listener).await
+                } else {
+                    server.serve(listener).await
+                }
+            })
+        })
+        .collect();
     if let Some(every) = status {
         tokio::spawn(server.clone().log_status(every));
     }
@@ -93,7 +112,9 @@ async fn run_server(args: ServerArgs) -> ExitCode {
         ?drain,
         "shutting down: going away, then closing; a second signal closes at once"
     );
-    serving.abort();
+    for task in &serving {
+        task.abort();
+    }
     tokio::select! {
         () = server.shut_down(drain) => {}
         signal = signals.next() => {

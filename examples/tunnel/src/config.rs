@@ -67,6 +67,8 @@ pub struct ClientEntry {
 pub struct ServerFile {
     /// `--listen`.
     pub listen: Option<Spanned<String>>,
+    /// `--listen-ws`.
+    pub listen_ws: Option<Spanned<String>>,
     /// `--cert`.
     pub cert: Option<PathBuf>,
     /// `--key`.

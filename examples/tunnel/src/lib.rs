@@ -37,6 +37,7 @@ pub mod server;
 pub mod shutdown;
 pub mod socks;
 pub mod tls;
+pub mod websocket;
 pub mod wire;
 
 use std::io;

@@ -1,5 +1,6 @@
-//! The link under the session: TCP, then TLS (unless plaintext was asked for on
-//! loopback), then the token proof.
+//! The link under the session: TCP (perhaps through an HTTP proxy), then TLS
+//! (unless plaintext was asked for on loopback), then perhaps a WebSocket
+//! (`wss://`), then the token proof.
 
 use std::io;
 use std::net::SocketAddr;
@@ -52,6 +53,9 @@ pub struct Dialer {
     pub token: Token,
     /// An HTTP proxy to reach the server through (`CONNECT`).
     pub proxy: Option<HttpProxy>,
+    /// The `ws://` or `wss://` URL to upgrade to, for a server's
+    /// `--listen-ws`; `None` for the raw link.
+    pub websocket: Option<String>,
 }
 
 impl Dialer {
@@ -91,6 +95,9 @@ impl Dialer {
             }
             None => Box::new(tcp),
         };
+        if let Some(url) = &self.websocket {
+            link = crate::websocket::connect(link, url).await?;
+        }
         auth::prove(&mut link, &self.token).await?;
         Ok(link)
     }

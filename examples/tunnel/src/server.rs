@@ -50,7 +50,9 @@ pub struct ServerOptions {
 /// `hawser server`'s flags and config file, combined.
 pub struct ServerSetup {
     /// Where to accept clients.
-    pub listen: SocketAddr,
+    pub listen: Option<SocketAddr>,
+    /// Where to accept clients over WebSocket.
+    pub listen_ws: Option<SocketAddr>,
     /// `--status`.
     pub status: Option<Duration>,
     /// `--metrics`.
@@ -68,13 +70,17 @@ impl ServerSetup {
     pub fn from_args(args: &ServerArgs) -> Result<ServerSetup, String> {
         let (source, file) = read_file(args)?;
         let source_ref = source.as_ref();
-        let listen = match args.listen {
-            Some(listen) => listen,
-            None => config::value(source_ref, &file.listen, |text| {
-                text.parse().map_err(|_| format!("listen {text:?} is not ADDR:PORT"))
-            })?
-            .ok_or("--listen is needed (or `listen` in the config file)")?,
+        let address = |flag: Option<SocketAddr>, entry: &Option<toml::Spanned<String>>, key: &str| match flag {
+            Some(addr) => Ok(Some(addr)),
+            None => config::value(source_ref, entry, |text| {
+                text.parse().map_err(|_| format!("{key} {text:?} is not ADDR:PORT"))
+            }),
         };
+        let listen = address(args.listen, &file.listen, "listen")?;
+        let listen_ws = address(args.listen_ws, &file.listen_ws, "listen_ws")?;
+        if listen.is_none() && listen_ws.is_none() {
+            return Err("--listen or --listen-ws is needed (or `listen` / `listen_ws` in the config file)".into());
+        }
         let status = match args.common.status {
             Some(status) => Some(status),
             None => config::value(source_ref, &file.status, crate::cli::parse_status_interval)?,
@@ -93,7 +99,9 @@ impl ServerSetup {
         };
         let plaintext = args.common.insecure_plaintext || file.insecure_plaintext == Some(true);
         let tls = if plaintext {
-            check_plaintext(listen)?;
+            for addr in listen.iter().chain(&listen_ws) {
+                check_plaintext(*addr)?;
+            }
             tracing::warn!("plaintext: the link is not encrypted (loopback only)");
             None
         } else {
@@ -114,6 +122,7 @@ impl ServerSetup {
         let clients = clients_of(args, source.as_ref(), file.clients)?;
         Ok(ServerSetup {
             listen,
+            listen_ws,
             status,
             metrics,
             drain,
@@ -349,6 +358,17 @@ impl Server {
 
     /// Serves `listener` until the task is dropped.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        self.serve_links(listener, false).await
+    }
+
+    /// Serves `listener` until the task is dropped, each link a WebSocket
+    /// (`--listen-ws`): TLS (unless plaintext), the upgrade, then the same
+    /// token proof and session as [`serve`](Self::serve).
+    pub async fn serve_websocket(self: Arc<Self>, listener: TcpListener) {
+        self.serve_links(listener, true).await
+    }
+
+    async fn serve_links(self: Arc<Self>, listener: TcpListener, websocket: bool) {
         loop {
             let (tcp, peer) = match listener.accept().await {
                 Ok(accepted) => accepted,
@@ -359,27 +379,28 @@ impl Server {
                 }
             };
             let this = self.clone();
-            tokio::spawn(async move { this.serve_link(tcp, peer).await });
+            tokio::spawn(async move { this.serve_link(tcp, peer, websocket).await });
         }
     }
 
-    async fn serve_link(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr) {
+    async fn serve_link(self: Arc<Self>, tcp: TcpStream, peer: SocketAddr, websocket: bool) {
         let Ok(permit) = self.unauthenticated.try_acquire() else {
             tracing::debug!(%peer, "too many links being set up; dropped");
             return;
         };
         let _ = tcp.set_nodelay(true);
-        let (link, client) = match tokio::time::timeout(LINK_SETUP_TIMEOUT, self.open_link(tcp, peer.ip())).await {
-            Ok(Ok(opened)) => opened,
-            Ok(Err(why)) => {
-                tracing::debug!(%peer, %why, "link refused");
-                return;
-            }
-            Err(_) => {
-                tracing::debug!(%peer, "link setup timed out");
-                return;
-            }
-        };
+        let (link, client) =
+            match tokio::time::timeout(LINK_SETUP_TIMEOUT, self.open_link(tcp, peer.ip(), websocket)).await {
+                Ok(Ok(opened)) => opened,
+                Ok(Err(why)) => {
+                    tracing::debug!(%peer, %why, "link refused");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "link setup timed out");
+                    return;
+                }
+            };
         drop(permit);
         let name = client.name.clone();
         match self.acceptor.accept_from(link, peer.ip()).await {
@@ -414,8 +435,9 @@ impl Server {
         }
     }
 
-    /// TLS, then the token proof: the link and the client whose token it proved.
-    async fn open_link(&self, tcp: TcpStream, source: IpAddr) -> Result<(Link, Arc<Rights>), String> {
+    /// TLS, the WebSocket upgrade if `websocket`, then the token proof: the
+    /// link and the client whose token it proved.
+    async fn open_link(&self, tcp: TcpStream, source: IpAddr, websocket: bool) -> Result<(Link, Arc<Rights>), String> {
         let mut link: Link = match &self.tls {
             Some(config) => {
                 if !speaks_first(&tcp).await {
@@ -432,6 +454,11 @@ impl Server {
             }
             None => Box::new(tcp),
         };
+        if websocket {
+            link = crate::websocket::accept(link)
+                .await
+                .map_err(|err| format!("WebSocket upgrade: {err}"))?;
+        }
         let clients = self.clients();
         match self.gate.check(&mut link, source, clients.tokens()).await {
             // The index is one of `clients.tokens()`.

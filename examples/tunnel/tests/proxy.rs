@@ -6,60 +6,11 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use common::*;
-use hawser_conformance::interop::link::Pattern;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-
-/// tinyproxy on a free loopback port, asking for alice's password; killed
-/// when dropped.
-struct Tinyproxy {
-    child: Child,
-    port: u16,
-}
-
-impl Tinyproxy {
-    fn start(dir: &Path) -> Tinyproxy {
-        Tinyproxy::start_on(dir, free_port())
-    }
-
-    fn start_on(dir: &Path, port: u16) -> Tinyproxy {
-        let config = dir.join("tinyproxy.conf");
-        std::fs::write(
-            &config,
-            format!(
-                "Port {port}\nListen 127.0.0.1\nTimeout 600\nMaxClients 100\nLogLevel Connect\nLogFile \"{}\"\nBasicAuth alice s3cret\n",
-                dir.join("tinyproxy.log").display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("tinyproxy")
-            .arg("-d")
-            .arg("-c")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("tinyproxy is installed (CI installs it)");
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Tinyproxy { child, port }
-    }
-}
-
-impl Drop for Tinyproxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn client_through(dir: &Path, server: std::net::SocketAddr, fingerprint: &str, proxy_env: &str, spec: &str) -> Process {
     let (_, _, token) = files(dir);
@@ -99,35 +50,12 @@ async fn the_client_reaches_the_server_through_an_http_proxy() {
     // The proxy dies mid-transfer and comes back: the client redials
     // through it and resumes, and the transfer completes intact.
     let mut proxy = proxy;
-    let tcp = TcpStream::connect(local).await.unwrap();
-    let (mut from, mut to) = tcp.into_split();
-    let total = 4u64 << 20;
-    let writing = tokio::spawn(async move {
-        let mut pattern = Pattern::new(3);
-        while pattern.position() < total {
-            let len = (64 * 1024).min(total - pattern.position()) as usize;
-            to.write_all(&pattern.take(len)).await.unwrap();
-        }
-        to.shutdown().await.unwrap();
-    });
-    let mut pattern = Pattern::new(3);
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut restarted = false;
-    loop {
-        let n = from.read(&mut buf).await.expect("no reset: nothing may be lost");
-        if n == 0 {
-            break;
-        }
-        pattern.check(&buf[..n]).unwrap();
-        if !restarted && pattern.position() >= total / 4 {
-            restarted = true;
-            let port = proxy.port;
-            drop(proxy);
-            proxy = Tinyproxy::start_on(&dir, port);
-        }
-    }
-    assert_eq!(pattern.position(), total, "every byte came back, and no more");
-    writing.await.unwrap();
+    let port = proxy.port;
+    pattern_through(local, 4 << 20, || {
+        proxy.stop();
+        proxy = Tinyproxy::start_on(&dir, port);
+    })
+    .await;
     assert!(client.stderr().contains("resumed"), "{}", client.stderr());
     let log = std::fs::read_to_string(dir.join("tinyproxy.log")).unwrap_or_default();
     let links = log.matches(&format!("CONNECT {addr}")).count();

@@ -148,6 +148,7 @@ async fn demo(megabytes: u64, kills: u64, connections: u64) -> Result<(), String
             tls: Some((client_tls, name)),
             token,
             proxy: None,
+            websocket: None,
         },
         forwards: vec![Forward {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),

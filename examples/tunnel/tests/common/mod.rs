@@ -130,11 +130,17 @@ pub fn server(dir: &Path, extra: &[&str]) -> (Process, SocketAddr) {
 }
 
 pub fn server_on(dir: &Path, listen: &str, extra: &[&str]) -> (Process, SocketAddr) {
+    server_listening(dir, ("--listen", listen), "listening on ", extra)
+}
+
+/// A server with the listen flag `listen` (`--listen` or `--listen-ws`, and
+/// the address); returns it and the address from its stdout line `ready`.
+pub fn server_listening(dir: &Path, listen: (&str, &str), ready: &str, extra: &[&str]) -> (Process, SocketAddr) {
     let (cert, key, token) = files(dir);
     let mut args = vec![
         "server",
-        "--listen",
-        listen,
+        listen.0,
+        listen.1,
         "--token-file",
         &token,
         "--cert",
@@ -144,7 +150,7 @@ pub fn server_on(dir: &Path, listen: &str, extra: &[&str]) -> (Process, SocketAd
     ];
     args.extend_from_slice(extra);
     let process = Process::start(&args, dir.join(format!("server-{}.log", unique())));
-    let addr = process.line("listening on ").parse().unwrap();
+    let addr = process.line(ready).parse().unwrap();
     (process, addr)
 }
 
@@ -301,4 +307,93 @@ pub fn logged(process: &Process, text: &str) -> String {
         std::thread::sleep(Duration::from_millis(50));
     }
     panic!("no {text:?} in the log:\n{}", process.stderr());
+}
+
+/// tinyproxy on a free loopback port, asking for alice's password; killed
+/// when dropped.
+pub struct Tinyproxy {
+    child: Child,
+    pub port: u16,
+}
+
+impl Tinyproxy {
+    pub fn start(dir: &Path) -> Tinyproxy {
+        Tinyproxy::start_on(dir, free_port())
+    }
+
+    pub fn start_on(dir: &Path, port: u16) -> Tinyproxy {
+        let config = dir.join("tinyproxy.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "Port {port}\nListen 127.0.0.1\nTimeout 600\nMaxClients 100\nLogLevel Connect\nLogFile \"{}\"\nBasicAuth alice s3cret\n",
+                dir.join("tinyproxy.log").display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("tinyproxy")
+            .arg("-d")
+            .arg("-c")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tinyproxy is installed (CI installs it)");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Tinyproxy { child, port }
+    }
+}
+
+impl Tinyproxy {
+    /// Kills the proxy and every connection through it.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Tinyproxy {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Sends `total` bytes of a pattern through `local` (a `-L` to an echo
+/// service) and checks every byte that comes back, in order, none missing
+/// and none repeated; `midway` runs once, a quarter of the way through (to
+/// cut the link under the transfer). A reset fails the test: nothing may be
+/// lost.
+pub async fn pattern_through(local: SocketAddr, total: u64, mut midway: impl FnMut()) {
+    use hawser_conformance::interop::link::Pattern;
+    let tcp = tokio::net::TcpStream::connect(local).await.unwrap();
+    let (mut from, mut to) = tcp.into_split();
+    let writing = tokio::spawn(async move {
+        let mut pattern = Pattern::new(3);
+        while pattern.position() < total {
+            let len = (64 * 1024).min(total - pattern.position()) as usize;
+            to.write_all(&pattern.take(len)).await.unwrap();
+        }
+        to.shutdown().await.unwrap();
+    });
+    let mut pattern = Pattern::new(3);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut cut = false;
+    loop {
+        let n = from.read(&mut buf).await.expect("no reset: nothing may be lost");
+        if n == 0 {
+            break;
+        }
+        pattern.check(&buf[..n]).unwrap();
+        if !cut && pattern.position() >= total / 4 {
+            cut = true;
+            midway();
+        }
+    }
+    assert_eq!(pattern.position(), total, "every byte came back, and no more");
+    writing.await.unwrap();
 }
