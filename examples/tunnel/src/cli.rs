@@ -18,7 +18,9 @@ use clap::{Args, Parser, Subcommand};
         hawser keygen --cert cert.pem --key key.pem --token token.txt   # prints the fingerprint\n  \
         hawser server --listen 0.0.0.0:7000 --token-file token.txt --cert cert.pem --key key.pem --allow 127.0.0.1:5432\n\
         and on the client machine (token.txt copied over a safe channel):\n  \
-        hawser client --connect server.example:7000 --token-file token.txt --fingerprint <FINGERPRINT> -L 5432:127.0.0.1:5432\n\n\
+        hawser client --connect server.example:7000 --token-file token.txt --fingerprint <FINGERPRINT> -L 5432:127.0.0.1:5432\n\
+        Where only HTTPS gets out: the server adds --listen-ws 0.0.0.0:443, the client --connect wss://server.example/tunnel\n\
+        (and --proxy http://proxy:3128, or HTTPS_PROXY, for an HTTP proxy). Config files: --config FILE (see README).\n\n\
         Exit status: 0 done, 2 bad usage or files, 3 authentication failed, 4 link failed, 5 forward refused.\n\
         Logs go to stderr; RUST_LOG sets the level (e.g. RUST_LOG=debug)."
 )]

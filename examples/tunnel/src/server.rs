@@ -405,7 +405,8 @@ impl Server {
         let name = client.name.clone();
         match self.acceptor.accept_from(link, peer.ip()).await {
             Ok(Accepted::New(session)) => {
-                tracing::info!(client = %name, from = %peer, "new session");
+                let link = if websocket { "websocket" } else { "tcp" };
+                tracing::info!(client = %name, from = %peer, link = %link, "new session");
                 if let Some(reason) = self.clients().revoked(&client) {
                     // Reloaded while this link was being let in.
                     crate::shutdown::end_now(&[session.control()], &reason).await;
@@ -429,7 +430,10 @@ impl Server {
                 )
                 .await;
             }
-            Ok(Accepted::Resumed) => tracing::debug!(client = %name, from = %peer, "link resumed a session"),
+            Ok(Accepted::Resumed) => {
+                let link = if websocket { "websocket" } else { "tcp" };
+                tracing::debug!(client = %name, from = %peer, link = %link, "link resumed a session")
+            }
             Ok(Accepted::Refused(refusal)) => tracing::debug!(client = %name, from = %peer, %refusal, "resume refused"),
             Err(err) => tracing::debug!(client = %name, from = %peer, %err, "link dropped before its session opened"),
         }

@@ -69,7 +69,11 @@ async fn a_client_forwards_over_a_websocket_through_a_proxy_and_resumes_when_it_
         log.matches(&format!("CONNECT {addr}")).count() >= 2,
         "the new link went through the restarted proxy too:\n{log}"
     );
-    assert!(server.stderr().contains("new session"), "{}", server.stderr());
+    assert!(
+        server.stderr().contains("link=websocket"),
+        "the server logs the kind of link: {}",
+        server.stderr()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
