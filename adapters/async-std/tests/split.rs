@@ -52,3 +52,44 @@ async fn halves_in_two_tasks_carry_64_mib_each_way() {
     .await
     .expect("the transfer finished in time");
 }
+
+/// `write_bytes` and `read_chunk` on async-std: an echo made of them carries
+/// 8 MiB intact and in order, and the end of the stream is `None`.
+#[async_std::test]
+async fn chunks_handed_over_whole_arrive_in_order() {
+    async_std::future::timeout(Duration::from_secs(120), async {
+        let listener = Listener::bind("127.0.0.1:0", Config::default()).await.unwrap();
+        let client = Session::connect(listener.local_addr().unwrap(), Config::default())
+            .await
+            .unwrap();
+        let (server, _peer) = listener.accept().await.unwrap();
+        async_std::task::spawn(async move {
+            while let Some(stream) = server.accept().await {
+                let (mut from, mut to) = stream.into_split();
+                async_std::task::spawn(async move {
+                    while let Some(chunk) = from.read_chunk(64 * 1024).await.unwrap() {
+                        to.write_bytes(chunk).await.unwrap();
+                    }
+                    to.close().await.unwrap();
+                });
+            }
+        });
+        let (mut reader, mut writer) = client.open_stream().await.unwrap().into_split();
+        let total = 8u64 << 20;
+        let writing = async_std::task::spawn(async move {
+            let mut pattern = Pattern::new(9);
+            while pattern.position() < total {
+                writer.write_bytes(pattern.take(256 * 1024).into()).await.unwrap();
+            }
+            writer.close().await.unwrap();
+        });
+        let mut check = Pattern::new(9);
+        while let Some(chunk) = reader.read_chunk(64 * 1024).await.unwrap() {
+            check.check(&chunk).unwrap();
+        }
+        writing.await;
+        assert_eq!(check.position(), total, "every byte came back, in order");
+    })
+    .await
+    .expect("the transfer finished in time");
+}

@@ -74,3 +74,21 @@ macro_rules! link_write_methods {
         }
     };
 }
+
+/// The next chunk `stream` received, at most `max` bytes, without copying it;
+/// `None` once the peer finished. Behind the adapters' `read_chunk`.
+#[doc(hidden)]
+pub async fn read_chunk(stream: &mut impl HasStreamCore, max: usize) -> std::io::Result<Option<bytes::Bytes>> {
+    std::future::poll_fn(|cx| stream.with_core(|core| core.poll_read_chunk(cx, max.max(1)))).await
+}
+
+/// Queues all of `data` on `stream` without copying it, waiting for room in
+/// the send buffers as it goes. Behind the adapters' `write_bytes`.
+#[doc(hidden)]
+pub async fn write_bytes(stream: &mut impl HasStreamCore, mut data: bytes::Bytes) -> std::io::Result<()> {
+    while !data.is_empty() {
+        let written = std::future::poll_fn(|cx| stream.with_core(|core| core.poll_write_bytes(cx, &data))).await?;
+        bytes::Buf::advance(&mut data, written);
+    }
+    Ok(())
+}

@@ -25,6 +25,9 @@
 // For the adapters' macros (`declare_stream!`), which name core types.
 #[doc(hidden)]
 pub use hawser_core;
+// For the adapters' macros, which name `Bytes`.
+#[doc(hidden)]
+pub use bytes;
 
 mod acceptor;
 mod control;
@@ -55,7 +58,7 @@ pub use control::{ControlCore, OpenWait};
 pub use errors::{reset_code, reset_reason, session_error};
 pub use events::LinkEvent;
 #[doc(hidden)]
-pub use forward::HasStreamCore;
+pub use forward::{read_chunk, write_bytes, HasStreamCore};
 pub use frames::{FrameQueue, MAX_SLICES, WRITE_BATCH};
 pub use health::{HealthEvent, Status};
 pub use link::{Link, LinkSource, Timer};

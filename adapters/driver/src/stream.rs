@@ -376,12 +376,30 @@ macro_rules! declare_stream {
             pub fn id(&self) -> $crate::hawser_core::StreamId {
                 self.core.lock().id()
             }
+
+            /// Reads the next chunk that arrived, at most `max` bytes, without
+            /// copying it: the bytes are the session's own buffer, handed
+            /// over. `Ok(None)` once the peer finished. For forwarding code
+            /// that passes chunks on whole ([`write_bytes`](OwnedWriteHalf::write_bytes)
+            /// on another stream, a socket's write); reading into a buffer
+            /// of one's own is the I/O trait's `read`.
+            pub async fn read_chunk(&mut self, max: usize) -> ::std::io::Result<Option<$crate::bytes::Bytes>> {
+                $crate::read_chunk(self, max).await
+            }
         }
 
         impl OwnedWriteHalf {
             /// The stream id.
             pub fn id(&self) -> $crate::hawser_core::StreamId {
                 self.core.lock().id()
+            }
+
+            /// Writes all of `data`, handing its buffer to the session instead
+            /// of copying it (the I/O trait's `write` copies what it is
+            /// given); waits while the send buffers are full, as `write_all`
+            /// does.
+            pub async fn write_bytes(&mut self, data: $crate::bytes::Bytes) -> ::std::io::Result<()> {
+                $crate::write_bytes(self, data).await
             }
 
             /// Resets the stream with `code`, abandoning buffered data in both
@@ -420,6 +438,24 @@ macro_rules! declare_stream {
             /// The stream id.
             pub fn id(&self) -> $crate::hawser_core::StreamId {
                 self.core.id()
+            }
+
+            /// Reads the next chunk that arrived, at most `max` bytes, without
+            /// copying it: the bytes are the session's own buffer, handed
+            /// over. `Ok(None)` once the peer finished. For forwarding code
+            /// that passes chunks on whole ([`write_bytes`](Stream::write_bytes)
+            /// on another stream, a socket's write); reading into a buffer
+            /// of one's own is the I/O trait's `read`.
+            pub async fn read_chunk(&mut self, max: usize) -> ::std::io::Result<Option<$crate::bytes::Bytes>> {
+                $crate::read_chunk(self, max).await
+            }
+
+            /// Writes all of `data`, handing its buffer to the session instead
+            /// of copying it (the I/O trait's `write` copies what it is
+            /// given); waits while the send buffers are full, as `write_all`
+            /// does.
+            pub async fn write_bytes(&mut self, data: $crate::bytes::Bytes) -> ::std::io::Result<()> {
+                $crate::write_bytes(self, data).await
             }
 
             /// Resets the stream with `code`, abandoning buffered data in both

@@ -39,7 +39,16 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // A client carries one user's connections over one session: on one
+    // thread it spends less CPU per byte than threads handing work to each
+    // other (hawser-bench's tunnel workload). A server uses every core for
+    // its many clients.
+    let mut builder = if matches!(cli.command, Command::Client(_)) {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => return usage(format!("cannot start the runtime: {err}")),
     };

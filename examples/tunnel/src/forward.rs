@@ -4,6 +4,7 @@
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -122,7 +123,7 @@ pub struct Transfer {
 /// [`splice`], also saying how many bytes went each way (for the access log).
 pub async fn splice_counted(
     mut tcp: TcpStream,
-    mut stream: hawser_tokio::Stream,
+    stream: hawser_tokio::Stream,
     counters: &[&Counters],
 ) -> (End, Transfer) {
     let add = |counter: fn(&Counters) -> &AtomicU64, n: u64| {
@@ -135,33 +136,44 @@ pub async fn splice_counted(
     let to_tcp = AtomicU64::new(0);
     add(|c| &c.open, 1);
     add(|c| &c.total, 1);
+    // Chunks pass through whole: what arrives from TCP is handed to the
+    // session as it is, and what the session received goes to TCP from its
+    // own buffer, a copy less each way than reading into a buffer of ours.
+    let (mut stream_in, mut stream_out) = stream.into_split();
     let result = {
         let (mut tcp_in, mut tcp_out) = tcp.split();
-        let (mut stream_in, mut stream_out) = tokio::io::split(&mut stream);
         let up = async {
-            let mut buf = vec![0u8; SPLICE_BUFFER];
+            let mut buf = BytesMut::new();
             loop {
-                let n = tcp_in.read(&mut buf).await.map_err(Failed::Local)?;
+                buf.reserve(SPLICE_BUFFER);
+                let n = tcp_in.read_buf(&mut buf).await.map_err(Failed::Local)?;
                 if n == 0 {
                     stream_out.shutdown().await.map_err(Failed::Remote)?;
                     return Ok(());
                 }
-                stream_out.write_all(&buf[..n]).await.map_err(Failed::Remote)?;
+                // A small read is copied out, so that a chunk waiting in the
+                // send buffers never pins a buffer many times its size.
+                let chunk = if n >= SPLICE_BUFFER / 2 {
+                    buf.split().freeze()
+                } else {
+                    let chunk = Bytes::copy_from_slice(&buf);
+                    buf.clear();
+                    chunk
+                };
+                stream_out.write_bytes(chunk).await.map_err(Failed::Remote)?;
                 add(|c| &c.sent, n as u64);
                 from_tcp.fetch_add(n as u64, Ordering::Relaxed);
             }
         };
         let down = async {
-            let mut buf = vec![0u8; SPLICE_BUFFER];
             loop {
-                let n = stream_in.read(&mut buf).await.map_err(Failed::Remote)?;
-                if n == 0 {
+                let Some(chunk) = stream_in.read_chunk(SPLICE_BUFFER).await.map_err(Failed::Remote)? else {
                     tcp_out.shutdown().await.map_err(Failed::Local)?;
                     return Ok(());
-                }
-                tcp_out.write_all(&buf[..n]).await.map_err(Failed::Local)?;
-                add(|c| &c.received, n as u64);
-                to_tcp.fetch_add(n as u64, Ordering::Relaxed);
+                };
+                tcp_out.write_all(&chunk).await.map_err(Failed::Local)?;
+                add(|c| &c.received, chunk.len() as u64);
+                to_tcp.fetch_add(chunk.len() as u64, Ordering::Relaxed);
             }
         };
         tokio::try_join!(up, down)
@@ -180,7 +192,7 @@ pub async fn splice_counted(
         }
         Err(Failed::Local(err)) => {
             add(|c| &c.reset, 1);
-            stream.reset(codes::CONNECTION_FAILED);
+            stream_out.reset(codes::CONNECTION_FAILED);
             End::Local(err)
         }
         Err(Failed::Remote(err)) => {

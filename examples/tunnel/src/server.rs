@@ -454,7 +454,12 @@ impl Server {
                     return Err("the client does not speak TLS".into());
                 }
                 let acceptor = tokio_rustls::TlsAcceptor::from(config.clone());
-                Box::new(acceptor.accept(tcp).await.map_err(|err| format!("TLS: {err}"))?)
+                Box::new(
+                    acceptor
+                        .accept(crate::link::buffered(tcp))
+                        .await
+                        .map_err(|err| format!("TLS: {err}"))?,
+                )
             }
             None => Box::new(tcp),
         };
