@@ -10,14 +10,19 @@ use hawser_conformance::interop::link::Pattern;
 
 const EACH_WAY: u64 = 64 * 1024 * 1024;
 
+async fn pair() -> (Session, Session) {
+    let listener = Listener::bind("127.0.0.1:0", Config::default()).await.unwrap();
+    let client = Session::connect(listener.local_addr().unwrap(), Config::default())
+        .await
+        .unwrap();
+    let (server, _peer) = listener.accept().await.unwrap();
+    (client, server)
+}
+
 #[async_std::test]
 async fn halves_in_two_tasks_carry_64_mib_each_way() {
     async_std::future::timeout(Duration::from_secs(120), async {
-        let listener = Listener::bind("127.0.0.1:0", Config::default()).await.unwrap();
-        let client = Session::connect(listener.local_addr().unwrap(), Config::default())
-            .await
-            .unwrap();
-        let (server, _peer) = listener.accept().await.unwrap();
+        let (client, server) = pair().await;
         async_std::task::spawn(async move {
             while let Some(stream) = server.accept().await {
                 let (from, mut to) = stream.into_split();
@@ -58,11 +63,7 @@ async fn halves_in_two_tasks_carry_64_mib_each_way() {
 #[async_std::test]
 async fn chunks_handed_over_whole_arrive_in_order() {
     async_std::future::timeout(Duration::from_secs(120), async {
-        let listener = Listener::bind("127.0.0.1:0", Config::default()).await.unwrap();
-        let client = Session::connect(listener.local_addr().unwrap(), Config::default())
-            .await
-            .unwrap();
-        let (server, _peer) = listener.accept().await.unwrap();
+        let (client, server) = pair().await;
         async_std::task::spawn(async move {
             while let Some(stream) = server.accept().await {
                 let (mut from, mut to) = stream.into_split();
