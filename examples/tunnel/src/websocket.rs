@@ -64,6 +64,10 @@ impl Endpoint {
         } else {
             format!("{authority}:{port}")
         };
+        // The upgrade request is made from the URL at every dial: a URL it
+        // cannot be made from is refused now, not at the first dial.
+        tungstenite::client::IntoClientRequest::into_client_request(text)
+            .map_err(|err| format!("{text:?} is not a URL a WebSocket can be asked at: {err}"))?;
         Ok(Some(Endpoint {
             server,
             url: text.to_string(),
@@ -234,6 +238,7 @@ mod tests {
         assert!(Endpoint::parse("wss:///path").is_err());
         assert!(Endpoint::parse("wss://user:pw@host/").is_err());
         assert!(Endpoint::parse("wss://host:99999/").is_err());
+        assert!(Endpoint::parse("wss://host/a path").is_err());
     }
 
     /// Bytes written on one end arrive whole and in order on the other,
