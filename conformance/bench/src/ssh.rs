@@ -10,6 +10,20 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
+/// Waits (at most 10 s) until `connect` to `addr` succeeds.
+pub fn wait_for(addr: SocketAddr, connect: impl Fn(SocketAddr) -> io::Result<()>) -> io::Result<()> {
+    let started = std::time::Instant::now();
+    loop {
+        match connect(addr) {
+            Ok(()) => return Ok(()),
+            Err(e) if started.elapsed() > std::time::Duration::from_secs(10) => {
+                return Err(io::Error::other(format!("nothing listens on {addr}: {e}")))
+            }
+            Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+        }
+    }
+}
+
 /// Where OpenSSH's server is, if it is installed.
 pub fn sshd() -> Option<PathBuf> {
     ["/usr/sbin/sshd", "/usr/local/sbin/sshd"]

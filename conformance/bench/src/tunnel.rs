@@ -387,18 +387,11 @@ fn start(which: &str, target: SocketAddr) -> io::Result<Forwarder> {
     }
 }
 
-/// Waits (at most 10 s) until a TCP connection to `addr` succeeds.
+/// Waits until a TCP connection to `addr` succeeds.
 fn wait_for(addr: SocketAddr) -> io::Result<()> {
-    let started = Instant::now();
-    loop {
-        match std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(1)) {
-            Ok(_) => return Ok(()),
-            Err(e) if started.elapsed() > std::time::Duration::from_secs(10) => {
-                return Err(other(format!("nothing listens on {addr}: {e}")))
-            }
-            Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
-        }
-    }
+    crate::ssh::wait_for(addr, |addr| {
+        std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(1)).map(drop)
+    })
 }
 
 /// The CPU seconds per GiB its processes spent on a transfer of `bytes`,

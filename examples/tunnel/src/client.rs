@@ -179,7 +179,21 @@ impl ClientSetup {
                 None => crate::proxy::HttpProxy::from_flag_or_env(None)?,
             },
         };
-        let plaintext = args.common.insecure_plaintext || file.insecure_plaintext == Some(true);
+        let config::CommonSettings {
+            status,
+            metrics,
+            drain,
+            plaintext,
+        } = config::CommonSettings::of(
+            &args.common,
+            source,
+            config::CommonKeys {
+                status: &file.status,
+                metrics: &file.metrics,
+                drain: &file.drain,
+                insecure_plaintext: file.insecure_plaintext,
+            },
+        )?;
         // `--connect` as given names the server in messages; `server` is
         // what to dial.
         let (server, websocket) = match crate::websocket::Endpoint::parse(&connect)? {
@@ -238,22 +252,6 @@ impl ClientSetup {
         if forwards.is_empty() && reverses.is_empty() && socks.is_empty() {
             return Err("nothing to forward: give -L, -R or -D".into());
         }
-        let status = match args.common.status {
-            Some(status) => Some(status),
-            None => config::value(source, &file.status, crate::cli::parse_status_interval)?,
-        };
-        let metrics = match args.common.metrics {
-            Some(metrics) => Some(metrics),
-            None => config::value(source, &file.metrics, |text| {
-                text.parse().map_err(|_| format!("metrics {text:?} is not ADDR:PORT"))
-            })?,
-        };
-        let drain = match args.common.drain {
-            Some(drain) => drain,
-            None => {
-                config::value(source, &file.drain, crate::cli::parse_duration)?.unwrap_or(crate::cli::DEFAULT_DRAIN)
-            }
-        };
         Ok(ClientSetup {
             connect: connect.clone(),
             status,

@@ -38,9 +38,13 @@
 //! A token or password written in the file itself needs a file only its
 //! owner can read; otherwise the file is refused.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
+
+use crate::cli::{Common, DEFAULT_DRAIN};
 use toml::Spanned;
 
 /// A `[[client]]` of the server's file.
@@ -216,6 +220,68 @@ pub fn value<T>(
     match (source, at) {
         (Some(source), Some(at)) => parse(at.get_ref()).map(Some).map_err(|why| source.error(at, why)),
         _ => Ok(None),
+    }
+}
+
+/// The address a flag gives, or else the file at `at` (`key` names it in
+/// an error).
+pub fn address(
+    flag: Option<SocketAddr>,
+    source: Option<&Source>,
+    at: &Option<Spanned<String>>,
+    key: &str,
+) -> Result<Option<SocketAddr>, String> {
+    match flag {
+        Some(addr) => Ok(Some(addr)),
+        None => value(source, at, |text| {
+            text.parse().map_err(|_| format!("{key} {text:?} is not ADDR:PORT"))
+        }),
+    }
+}
+
+/// The keys both commands' files have for [`Common`]'s flags.
+pub struct CommonKeys<'a> {
+    /// `status`.
+    pub status: &'a Option<Spanned<String>>,
+    /// `metrics`.
+    pub metrics: &'a Option<Spanned<String>>,
+    /// `drain`.
+    pub drain: &'a Option<Spanned<String>>,
+    /// `insecure_plaintext`.
+    pub insecure_plaintext: Option<bool>,
+}
+
+/// What [`Common`]'s flags and the file's keys for them come to, a flag
+/// winning over the file.
+pub struct CommonSettings {
+    /// `--status`.
+    pub status: Option<Duration>,
+    /// `--metrics`.
+    pub metrics: Option<SocketAddr>,
+    /// `--drain`, [`DEFAULT_DRAIN`] when neither says.
+    pub drain: Duration,
+    /// `--insecure-plaintext`.
+    pub plaintext: bool,
+}
+
+impl CommonSettings {
+    /// Reads `common`'s flags, and `keys` of the file `source` for those not
+    /// given.
+    pub fn of(common: &Common, source: Option<&Source>, keys: CommonKeys<'_>) -> Result<CommonSettings, String> {
+        let status = match common.status {
+            Some(status) => Some(status),
+            None => value(source, keys.status, crate::cli::parse_status_interval)?,
+        };
+        let drain = match common.drain {
+            Some(drain) => drain,
+            None => value(source, keys.drain, crate::cli::parse_duration)?.unwrap_or(DEFAULT_DRAIN),
+        };
+        Ok(CommonSettings {
+            status,
+            metrics: address(common.metrics, source, keys.metrics, "metrics")?,
+            drain,
+            plaintext: common.insecure_plaintext || keys.insecure_plaintext == Some(true),
+        })
     }
 }
 

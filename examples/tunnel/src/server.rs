@@ -70,34 +70,26 @@ impl ServerSetup {
     pub fn from_args(args: &ServerArgs) -> Result<ServerSetup, String> {
         let (source, file) = read_file(args)?;
         let source_ref = source.as_ref();
-        let address = |flag: Option<SocketAddr>, entry: &Option<toml::Spanned<String>>, key: &str| match flag {
-            Some(addr) => Ok(Some(addr)),
-            None => config::value(source_ref, entry, |text| {
-                text.parse().map_err(|_| format!("{key} {text:?} is not ADDR:PORT"))
-            }),
-        };
-        let listen = address(args.listen, &file.listen, "listen")?;
-        let listen_ws = address(args.listen_ws, &file.listen_ws, "listen_ws")?;
+        let listen = config::address(args.listen, source_ref, &file.listen, "listen")?;
+        let listen_ws = config::address(args.listen_ws, source_ref, &file.listen_ws, "listen_ws")?;
         if listen.is_none() && listen_ws.is_none() {
             return Err("--listen or --listen-ws is needed (or `listen` / `listen_ws` in the config file)".into());
         }
-        let status = match args.common.status {
-            Some(status) => Some(status),
-            None => config::value(source_ref, &file.status, crate::cli::parse_status_interval)?,
-        };
-        let metrics = match args.common.metrics {
-            Some(metrics) => Some(metrics),
-            None => config::value(source_ref, &file.metrics, |text| {
-                text.parse().map_err(|_| format!("metrics {text:?} is not ADDR:PORT"))
-            })?,
-        };
-        let drain = match args.common.drain {
-            Some(drain) => drain,
-            None => {
-                config::value(source_ref, &file.drain, crate::cli::parse_duration)?.unwrap_or(crate::cli::DEFAULT_DRAIN)
-            }
-        };
-        let plaintext = args.common.insecure_plaintext || file.insecure_plaintext == Some(true);
+        let config::CommonSettings {
+            status,
+            metrics,
+            drain,
+            plaintext,
+        } = config::CommonSettings::of(
+            &args.common,
+            source_ref,
+            config::CommonKeys {
+                status: &file.status,
+                metrics: &file.metrics,
+                drain: &file.drain,
+                insecure_plaintext: file.insecure_plaintext,
+            },
+        )?;
         let tls = if plaintext {
             for addr in listen.iter().chain(&listen_ws) {
                 check_plaintext(*addr)?;

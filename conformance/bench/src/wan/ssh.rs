@@ -4,7 +4,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use hawser_conformance::path::Side;
 use tokio::net::TcpListener;
@@ -42,17 +42,9 @@ pub fn set_up(ends: &Ends, streams: usize) -> io::Result<Across> {
     })
 }
 
-/// Waits (at most 10 s) until a TCP connection from the client's side to
-/// `addr` succeeds.
+/// Waits until a TCP connection from the client's side to `addr` succeeds.
 fn wait_for(ends: &Ends, addr: SocketAddr) -> io::Result<()> {
-    let started = Instant::now();
-    loop {
-        match ends.path.connect(Side::Client, addr, Duration::from_secs(1)) {
-            Ok(_) => return Ok(()),
-            Err(e) if started.elapsed() > Duration::from_secs(10) => {
-                return Err(io::Error::other(format!("nothing listens on {addr}: {e}")))
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(50)),
-        }
-    }
+    crate::ssh::wait_for(addr, |addr| {
+        ends.path.connect(Side::Client, addr, Duration::from_secs(1)).map(drop)
+    })
 }

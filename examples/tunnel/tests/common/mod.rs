@@ -314,6 +314,7 @@ pub fn logged(process: &Process, text: &str) -> String {
 pub struct Tinyproxy {
     child: Child,
     pub port: u16,
+    dir: PathBuf,
 }
 
 impl Tinyproxy {
@@ -345,15 +346,30 @@ impl Tinyproxy {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        Tinyproxy { child, port }
+        Tinyproxy {
+            child,
+            port,
+            dir: dir.to_path_buf(),
+        }
     }
-}
 
-impl Tinyproxy {
     /// Kills the proxy and every connection through it.
     pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Kills the proxy and starts it again on the same port.
+    pub fn restart(&mut self) {
+        self.stop();
+        *self = Tinyproxy::start_on(&self.dir.clone(), self.port);
+    }
+
+    /// How many tunnels to `addr` the proxy has logged (all runs on this
+    /// directory), and the log.
+    pub fn tunnels_to(&self, addr: SocketAddr) -> (usize, String) {
+        let log = std::fs::read_to_string(self.dir.join("tinyproxy.log")).unwrap_or_default();
+        (log.matches(&format!("CONNECT {addr}")).count(), log)
     }
 }
 
