@@ -32,6 +32,7 @@ pub mod forward;
 pub mod link;
 pub mod metrics;
 pub mod proxy;
+pub mod records;
 pub mod rights;
 pub mod server;
 pub mod shutdown;

@@ -14,12 +14,6 @@ use tokio::net::TcpStream;
 use crate::auth::{self, Token};
 use crate::proxy::HttpProxy;
 
-/// What TLS reads the link through: rustls reads at most one record (16 KiB)
-/// per call, and a buffer under it takes several per system call.
-pub fn buffered(tcp: TcpStream) -> tokio::io::BufReader<TcpStream> {
-    tokio::io::BufReader::with_capacity(64 * 1024, tcp)
-}
-
 /// A byte link the session can run over.
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
@@ -90,8 +84,7 @@ impl Dialer {
         }
         let mut link: Link = match &self.tls {
             Some((config, name)) => {
-                let connector = tokio_rustls::TlsConnector::from(config.clone());
-                match connector.connect(name.clone(), buffered(tcp)).await {
+                match crate::records::connect(config.clone(), name.clone(), tcp).await {
                     Ok(tls) => Box::new(tls),
                     // What a plaintext server sends first (its challenge, or a
                     // status byte) is no TLS record.

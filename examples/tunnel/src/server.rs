@@ -445,10 +445,8 @@ impl Server {
                     let _ = tokio::io::AsyncWriteExt::write_all(&mut tcp, &[crate::auth::STATUS_TLS_REQUIRED]).await;
                     return Err("the client does not speak TLS".into());
                 }
-                let acceptor = tokio_rustls::TlsAcceptor::from(config.clone());
                 Box::new(
-                    acceptor
-                        .accept(crate::link::buffered(tcp))
+                    crate::records::accept(config.clone(), tcp)
                         .await
                         .map_err(|err| format!("TLS: {err}"))?,
                 )

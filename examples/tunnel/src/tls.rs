@@ -66,12 +66,17 @@ pub fn server_config(
     chain: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
 ) -> Result<Arc<ServerConfig>, String> {
-    let config = ServerConfig::builder_with_provider(provider())
+    let mut config = ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|err| err.to_string())?
         .with_no_client_auth()
         .with_single_cert(chain, key)
         .map_err(|err| format!("the certificate and key do not work together: {err}"))?;
+    // After the handshake the link seals its own records (see `records`).
+    config.enable_secret_extraction = true;
+    // Clients never resume TLS sessions (a hawser session resumes over a
+    // fresh handshake), so tickets would be bytes for nothing.
+    config.send_tls13_tickets = 0;
     Ok(Arc::new(config))
 }
 
@@ -113,6 +118,9 @@ pub fn client_config(trust: &Trust) -> Result<Arc<ClientConfig>, String> {
             builder.with_root_certificates(roots).with_no_client_auth()
         }
     };
+    let mut config = config;
+    // After the handshake the link seals its own records (see `records`).
+    config.enable_secret_extraction = true;
     Ok(Arc::new(config))
 }
 
