@@ -53,6 +53,17 @@ const MAX_UNSENT: usize = 256 * 1024;
 /// 256 GiB of full records, inside the 2^24.5 that RFC 8446 §5.5 allows one
 /// AES-GCM key.
 pub const RECORD_LIMIT: u64 = 1 << 24;
+#[cfg(not(test))]
+fn record_limit() -> u64 {
+    RECORD_LIMIT
+}
+
+/// The tests lower the limit on their own thread, to see links retire.
+#[cfg(test)]
+fn record_limit() -> u64 {
+    tests::RECORD_LIMIT_HERE.with(|limit| limit.get())
+}
+
 /// A handshake message may be this large (rustls refuses larger ones).
 const MAX_HANDSHAKE_BUFFER: usize = 128 * 1024;
 
@@ -286,7 +297,7 @@ impl Direction {
     /// The next record's nonce (RFC 8446 §5.3); refuses once the link has
     /// used [`RECORD_LIMIT`] records this way.
     fn next_nonce(&mut self) -> io::Result<Nonce> {
-        if self.sequence >= RECORD_LIMIT {
+        if self.sequence >= record_limit() {
             return Err(io::Error::new(
                 io::ErrorKind::ConnectionAborted,
                 "the link has used its TLS keys for as many records as it may; a new link takes over",
@@ -637,6 +648,10 @@ mod tests {
         (server, client)
     }
 
+    thread_local! {
+        pub(super) static RECORD_LIMIT_HERE: std::cell::Cell<u64> = const { std::cell::Cell::new(RECORD_LIMIT) };
+    }
+
     fn name() -> ServerName<'static> {
         ServerName::try_from("hawser").expect("a valid DNS name")
     }
@@ -814,5 +829,84 @@ mod tests {
         assert!(!only_session_tickets(&[24, 0, 0, 1, 0]));
         assert!(!only_session_tickets(&[4, 0, 0, 9, 1]));
         assert!(!only_session_tickets(&[]));
+    }
+
+    /// Links that reach their record limit give way to new ones under a
+    /// forwarded connection, and every byte still arrives once, in order.
+    /// (On this test's one thread, links retire after 64 records.)
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_forwarded_connection_outlives_links_that_retire() {
+        use crate::auth::Token;
+        use crate::client::{Client, ClientOptions, Forward};
+        use tokio::net::{TcpListener, TcpStream};
+
+        RECORD_LIMIT_HERE.with(|limit| limit.set(64));
+        let (server_tls, client_tls) = configs();
+        let echo = TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
+        let target = echo.local_addr().expect("bound");
+        tokio::spawn(async move {
+            while let Ok((mut tcp, _)) = echo.accept().await {
+                tokio::spawn(async move {
+                    let (mut from, mut to) = tcp.split();
+                    let _ = tokio::io::copy(&mut from, &mut to).await;
+                    let _ = to.shutdown().await;
+                });
+            }
+        });
+        let token = Token::parse(&Token::generate().expect("randomness")).expect("a fresh token parses");
+        let server = crate::server::Server::new(crate::server::ServerOptions {
+            clients: crate::rights::Clients::single(
+                token.clone(),
+                crate::allow::Rules::parse(&[target.to_string()]).expect("an address is a rule"),
+                Vec::new(),
+            ),
+            tls: Some(server_tls),
+            config: crate::session_config(),
+        })
+        .expect("a server");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
+        let server_addr = listener.local_addr().expect("bound");
+        tokio::spawn(server.serve(listener));
+        let client = Client::start(ClientOptions {
+            dialer: crate::link::Dialer {
+                server: server_addr.to_string(),
+                tls: Some((client_tls, name())),
+                token,
+                proxy: None,
+                websocket: None,
+            },
+            forwards: vec![Forward {
+                bind: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+                target: target.to_string(),
+            }],
+            reverses: Vec::new(),
+            socks: Vec::new(),
+            socks_credentials: None,
+            config: crate::session_config(),
+            retry: crate::retry_policy(),
+        })
+        .await
+        .expect("the client starts");
+        let local = client.local_addrs[0];
+
+        // 4 MiB each way: 256 full records, four links' worth at least.
+        let data = pattern(4 << 20);
+        let tcp = TcpStream::connect(local).await.expect("the forward listens");
+        let (mut from, mut to) = tcp.into_split();
+        let send = async {
+            to.write_all(&data).await.expect("the forward takes the bytes");
+            to.shutdown().await.expect("half-close");
+        };
+        let (_, echoed) = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+            tokio::join!(send, read_all(&mut from))
+        })
+        .await
+        .expect("the transfer finishes");
+        assert_eq!(echoed.len(), data.len());
+        assert!(
+            echoed == data,
+            "bytes were lost, repeated or reordered across the links"
+        );
+        RECORD_LIMIT_HERE.with(|limit| limit.set(RECORD_LIMIT));
     }
 }
