@@ -3,9 +3,8 @@
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
 
-use bytes::{BufMut, Bytes};
+use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -82,62 +81,6 @@ enum Failed {
     Remote(io::Error),
 }
 
-/// Read buffers of [`MAX_LOCAL_READ`] bytes that the session has let go of
-/// (sent, and acknowledged where it keeps bytes for a resume), kept for the
-/// next reads of any connection: a bulk transfer then reuses the same few
-/// buffers rather than having the allocator give memory back to the system
-/// and fault it in again at every read.
-struct Spares(Mutex<Vec<Vec<u8>>>);
-
-/// The process's spare read buffers.
-static SPARES: Spares = Spares(Mutex::new(Vec::new()));
-
-impl Spares {
-    /// How many are kept (4 MiB, a full replay buffer's worth).
-    const MAX: usize = 16;
-
-    /// An empty buffer for a read of `size` bytes: a spare when there is one.
-    fn take(&self, size: usize) -> Vec<u8> {
-        if size == MAX_LOCAL_READ {
-            if let Some(buffer) = self.0.lock().unwrap_or_else(PoisonError::into_inner).pop() {
-                return buffer;
-            }
-        }
-        Vec::with_capacity(size)
-    }
-
-    /// Keeps `buffer` as a spare if it is a large one and there is room.
-    fn give_back(&self, mut buffer: Vec<u8>) {
-        if buffer.capacity() != MAX_LOCAL_READ {
-            return;
-        }
-        buffer.clear();
-        let mut spares = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        if spares.len() < Self::MAX {
-            spares.push(buffer);
-        }
-    }
-}
-
-/// A read's bytes on their way through the session; its buffer becomes a
-/// spare when the last reference goes.
-struct Pooled {
-    buffer: Vec<u8>,
-    spares: &'static Spares,
-}
-
-impl AsRef<[u8]> for Pooled {
-    fn as_ref(&self) -> &[u8] {
-        &self.buffer
-    }
-}
-
-impl Drop for Pooled {
-    fn drop(&mut self) {
-        self.spares.give_back(std::mem::take(&mut self.buffer));
-    }
-}
-
 /// Resets a TCP connection (RST, not FIN): its reader must not mistake a
 /// failure for the end of the data.
 pub fn reset_tcp(tcp: TcpStream) {
@@ -206,18 +149,11 @@ pub async fn splice_counted(
     let result = {
         let (mut tcp_in, mut tcp_out) = tcp.split();
         let up = async {
-            let mut buf = Vec::new();
+            let mut buf = BytesMut::new();
             let mut want = MIN_LOCAL_READ;
             loop {
-                // Reads that became small give a large buffer back, so that
-                // an idle connection waits with a small one.
-                if buf.capacity() < want || buf.capacity() > 4 * want {
-                    SPARES.give_back(std::mem::replace(&mut buf, SPARES.take(want)));
-                }
-                let n = tcp_in
-                    .read_buf(&mut (&mut buf).limit(want))
-                    .await
-                    .map_err(Failed::Local)?;
+                buf.reserve(want);
+                let n = tcp_in.read_buf(&mut buf).await.map_err(Failed::Local)?;
                 if n == 0 {
                     stream_out.shutdown().await.map_err(Failed::Remote)?;
                     return Ok(());
@@ -233,10 +169,7 @@ pub async fn splice_counted(
                 // A small read is copied out, so that a chunk waiting in the
                 // send buffers never pins a buffer many times its size.
                 let chunk = if n >= read_size / 2 {
-                    Bytes::from_owner(Pooled {
-                        buffer: std::mem::take(&mut buf),
-                        spares: &SPARES,
-                    })
+                    buf.split().freeze()
                 } else {
                     let chunk = Bytes::copy_from_slice(&buf);
                     buf.clear();
@@ -291,46 +224,5 @@ pub fn describe(err: &io::Error) -> String {
     match crate::wire::reset_of(err) {
         Some(code) => format!("reset with code {:#x} ({})", code.0, codes::describe(code)),
         None => err.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn spares() -> &'static Spares {
-        Box::leak(Box::new(Spares(Mutex::new(Vec::new()))))
-    }
-
-    #[test]
-    fn a_chunk_the_session_lets_go_of_lends_its_buffer_to_a_later_read() {
-        let spares = spares();
-        let mut buffer = spares.take(MAX_LOCAL_READ);
-        buffer.extend_from_slice(b"forwarded bytes");
-        let at = buffer.as_ptr();
-        let chunk = Bytes::from_owner(Pooled { buffer, spares });
-        let held = chunk.slice(10..);
-        drop(chunk);
-        // A slice still holds the bytes: the buffer is not free yet.
-        let fresh = spares.take(MAX_LOCAL_READ);
-        assert_ne!(fresh.as_ptr(), at);
-        assert_eq!(&held[..], b"bytes");
-        drop(held);
-        let reused = spares.take(MAX_LOCAL_READ);
-        assert_eq!(reused.as_ptr(), at, "the released buffer is the next one taken");
-        assert!(reused.is_empty());
-        assert_eq!(reused.capacity(), MAX_LOCAL_READ);
-    }
-
-    #[test]
-    fn only_large_buffers_are_kept_and_only_so_many() {
-        let spares = spares();
-        spares.give_back(Vec::with_capacity(MIN_LOCAL_READ));
-        for _ in 0..Spares::MAX + 3 {
-            spares.give_back(Vec::with_capacity(MAX_LOCAL_READ));
-        }
-        let kept = spares.0.lock().expect("no test panics while holding it");
-        assert_eq!(kept.len(), Spares::MAX);
-        assert!(kept.iter().all(|buffer| buffer.capacity() == MAX_LOCAL_READ));
     }
 }
