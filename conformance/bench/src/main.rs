@@ -332,20 +332,24 @@ fn main() -> std::process::ExitCode {
             continue;
         }
         if workload == "tunnel" {
-            for which in tunnel::impls() {
-                if args.skips(which) {
-                    continue;
-                }
-                let mut result = Result_::new("tunnel", which);
-                for _ in 0..args.reps {
+            // Rounds of one repetition of each forwarder in turn: this
+            // machine's CPU per GiB drifts over minutes, and a slow spell then
+            // falls on every forwarder alike instead of on one of them.
+            let mut tunnel_results: Vec<Result_> = tunnel::impls()
+                .into_iter()
+                .filter(|which| !args.skips(which))
+                .map(|which| Result_::new("tunnel", which))
+                .collect();
+            for _ in 0..args.reps {
+                for result in tunnel_results.iter_mut().filter(|result| result.error.is_none()) {
+                    let which = result.implementation;
                     let sizes = sizes.clone();
                     result.add(on_fresh_runtime(args.multi_thread, || async move {
                         tunnel::run(which, &sizes).await
                     }));
-                    if result.error.is_some() {
-                        break;
-                    }
                 }
+            }
+            for result in tunnel_results {
                 report(&args, &result);
                 results.push(result);
             }
