@@ -72,6 +72,13 @@ async fn run_server(args: ServerArgs) -> ExitCode {
         Ok(server) => server,
         Err(err) => return usage(err),
     };
+    // Watched before the first line that says the server is up: a signal
+    // sent as soon as that line appears must start the drain, not kill the
+    // process with the default action.
+    let mut signals = match Signals::new() {
+        Ok(signals) => signals,
+        Err(err) => return usage(format!("cannot watch for signals: {err}")),
+    };
     // Both bound before either serves: a busy port fails at once.
     let mut listeners = Vec::new();
     for (addr, websocket) in [(setup.listen, false), (setup.listen_ws, true)] {
@@ -90,10 +97,6 @@ async fn run_server(args: ServerArgs) -> ExitCode {
         }
         listeners.push((listener, websocket));
     }
-    let mut signals = match Signals::new() {
-        Ok(signals) => signals,
-        Err(err) => return usage(format!("cannot watch for signals: {err}")),
-    };
     let figures = server.clone();
     if let Err(err) = start_metrics(metrics, move || figures.metrics()).await {
         return usage(err);
@@ -178,6 +181,11 @@ async fn run_client(args: ClientArgs) -> ExitCode {
             });
         }
     };
+    // Watched before the lines that say the client is up (see `run_server`).
+    let mut signals = match Signals::new() {
+        Ok(signals) => signals,
+        Err(err) => return usage(format!("cannot watch for signals: {err}")),
+    };
     println!("connected to {connect}");
     for (forward, local) in forwards.iter().zip(&client.local_addrs) {
         println!("forwarding {local} -> {}", forward.target);
@@ -195,10 +203,6 @@ async fn run_client(args: ClientArgs) -> ExitCode {
     if let Some(every) = status {
         tokio::spawn(client.clone().log_status(every));
     }
-    let mut signals = match Signals::new() {
-        Ok(signals) => signals,
-        Err(err) => return usage(format!("cannot watch for signals: {err}")),
-    };
     let signal = tokio::select! {
         signal = signals.next() => signal,
         code = client.failed() => return ExitCode::from(code),
