@@ -15,8 +15,8 @@
 //! traffic IV), the record header as associated data, the inner content type
 //! and its zero padding, `close_notify`. What is not done: key updates. A
 //! link retires itself after [`RECORD_LIMIT`] records in either direction
-//! (256 GiB of full records); the session then
-//! resumes over a new link with fresh keys. Handshake messages after the
+//! (256 GiB of full records); the session then resumes over a new link with
+//! fresh keys. Handshake messages after the
 //! handshake are refused, except the session tickets an older server sends,
 //! which are dropped (the tunnel never resumes TLS sessions).
 
@@ -85,7 +85,7 @@ pub async fn connect<T: AsyncRead + AsyncWrite + Unpin>(
     io: T,
 ) -> io::Result<TlsLink<T>> {
     let connection = UnbufferedClientConnection::new(config, name).map_err(tls_error)?;
-    handshake(Client(connection), io).await
+    handshake(connection, io).await
 }
 
 /// Makes the TLS handshake as the server, then returns the link that
@@ -95,7 +95,7 @@ pub async fn accept<T: AsyncRead + AsyncWrite + Unpin>(
     io: T,
 ) -> io::Result<TlsLink<T>> {
     let connection = UnbufferedServerConnection::new(config).map_err(tls_error)?;
-    handshake(Server(connection), io).await
+    handshake(connection, io).await
 }
 
 /// A TLS error as the `io::Error` the link reports: `InvalidData`, with the
@@ -116,26 +116,23 @@ trait Handshaking {
     fn extract(self) -> Result<ExtractedSecrets, rustls::Error>;
 }
 
-struct Client(UnbufferedClientConnection);
-struct Server(UnbufferedServerConnection);
-
-impl Handshaking for Client {
+impl Handshaking for UnbufferedClientConnection {
     type Data = rustls::client::ClientConnectionData;
     fn process<'c, 'i>(&'c mut self, incoming: &'i mut [u8]) -> UnbufferedStatus<'c, 'i, Self::Data> {
-        self.0.process_tls_records(incoming)
+        self.process_tls_records(incoming)
     }
     fn extract(self) -> Result<ExtractedSecrets, rustls::Error> {
-        self.0.dangerous_into_kernel_connection().map(|(secrets, _)| secrets)
+        self.dangerous_into_kernel_connection().map(|(secrets, _)| secrets)
     }
 }
 
-impl Handshaking for Server {
+impl Handshaking for UnbufferedServerConnection {
     type Data = rustls::server::ServerConnectionData;
     fn process<'c, 'i>(&'c mut self, incoming: &'i mut [u8]) -> UnbufferedStatus<'c, 'i, Self::Data> {
-        self.0.process_tls_records(incoming)
+        self.process_tls_records(incoming)
     }
     fn extract(self) -> Result<ExtractedSecrets, rustls::Error> {
-        self.0.dangerous_into_kernel_connection().map(|(secrets, _)| secrets)
+        self.dangerous_into_kernel_connection().map(|(secrets, _)| secrets)
     }
 }
 
@@ -639,6 +636,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for TlsLink<T> {
 mod tests {
     use super::*;
     use crate::tls::{self, Trust};
+    use hawser_conformance::interop::link::Pattern;
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     use tokio::io::DuplexStream;
@@ -673,9 +671,9 @@ mod tests {
         )
     }
 
-    /// Bytes that differ at every offset, so a misplaced record shows.
+    /// The conformance suite's byte pattern, so a misplaced record shows.
     fn pattern(len: usize) -> Vec<u8> {
-        (0..len).map(|i| (i * 7 + i / 251) as u8).collect()
+        Pattern::new(len as u64).take(len)
     }
 
     /// Writes `data` in slices of the sizes in `cuts`, in turn, several per

@@ -94,7 +94,7 @@ pub fn client_config(trust: &Trust) -> Result<Arc<ClientConfig>, String> {
     let builder = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|err| err.to_string())?;
-    let config = match trust {
+    let mut config = match trust {
         Trust::Fingerprint(fingerprint) => builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(Pinned {
@@ -118,7 +118,6 @@ pub fn client_config(trust: &Trust) -> Result<Arc<ClientConfig>, String> {
             builder.with_root_certificates(roots).with_no_client_auth()
         }
     };
-    let mut config = config;
     // After the handshake the link seals its own records (see `records`).
     config.enable_secret_extraction = true;
     Ok(Arc::new(config))
