@@ -115,7 +115,7 @@ macro_rules! conformance_tests {
             $crate::conformance_tests!(@each $harness, $run;
                 echo, hundred_streams_both_ways_with_checksums, half_close, reset_code_reaches_the_peer, reasons_reach_the_peer, a_dropped_stream_whose_peer_keeps_sending_is_reset,
                 slow_reader_does_not_stop_other_streams, backlog_overflow_is_refused, max_streams_is_enforced, go_away_drains,
-                silent_peer_is_declared_dead, health_events_and_status, missed_pings_are_health_events, link_eof_mid_transfer_fails_streams, link_error_mid_transfer_fails_streams, an_ended_session_reads_until_the_peer_closes, garbage_from_the_peer_is_a_clear_error,
+                silent_peer_is_declared_dead, health_events_and_status, missed_pings_are_health_events, link_eof_mid_transfer_fails_streams, link_error_mid_transfer_fails_streams, an_ended_session_reads_until_the_peer_closes, released_waits_until_the_peer_has_closed, garbage_from_the_peer_is_a_clear_error,
                 many_sessions_at_once);
         }
     };

@@ -671,6 +671,50 @@ pub async fn an_ended_session_reads_until_the_peer_closes<H: Harness>() -> Outco
     Ok(())
 }
 
+/// A closed session's link is released only once the peer has closed its
+/// side (it has read everything, the go-away included), not when the link is
+/// shut: a process that exits then loses nothing.
+pub async fn released_waits_until_the_peer_has_closed<H: Harness>() -> Outcome {
+    let config = Config {
+        keepalive_interval: None,
+        ..Config::yamux()
+    };
+    let (server, mut raw) = H::with_raw_peer(Role::Server, config).await.map_err(fail("connect"))?;
+    let released = |server: &H::Session| {
+        let control = server.control().clone();
+        std::future::poll_fn(move |cx| control.poll_released(cx))
+    };
+    server.go_away(GoAwayCode::NORMAL).map_err(fail("go away"))?;
+    let mut buf = vec![0u8; 1024];
+    let mut received = 0usize;
+    // The go-away ends the idle session; its link is shut (EOF here) once
+    // the go-away is out.
+    loop {
+        match race(raw.read(&mut buf), H::sleep(Duration::from_secs(5))).await {
+            Some(Ok(0)) => break,
+            Some(Ok(n)) => received += n,
+            Some(Err(err)) => return Err(format!("the link failed: {err}")),
+            None => return Err(format!("the link was not shut after {received} bytes")),
+        }
+    }
+    if received < 12 || !server.is_closed() {
+        return Err(format!("shut after {received} bytes, closed: {}", server.is_closed()));
+    }
+    // The peer has not closed its side: the link lingers (for LINGER, 2 s).
+    if race(released(&server), H::sleep(Duration::from_millis(200)))
+        .await
+        .is_some()
+    {
+        return Err("released while the peer still had its side open".into());
+    }
+    drop(raw);
+    match race(released(&server), H::sleep(Duration::from_secs(5))).await {
+        Some(None) => Ok(()),
+        Some(Some(err)) => Err(format!("an orderly end released with {err:?}")),
+        None => Err("not released after the peer closed".into()),
+    }
+}
+
 /// Garbage from the peer closes the session with a protocol error.
 pub async fn garbage_from_the_peer_is_a_clear_error<H: Harness>() -> Outcome {
     let (server, mut raw) = H::with_raw_peer(Role::Server, Config::yamux())

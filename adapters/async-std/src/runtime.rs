@@ -21,12 +21,37 @@ impl<T> FuturesLink<T> {
     }
 }
 
-impl<T: AsyncRead + AsyncWrite + Unpin> Link for FuturesLink<T> {
+impl<T: AsyncRead + AsyncWrite + Unpin + 'static> Link for FuturesLink<T> {
     fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.0).poll_read(cx, buf)
     }
 
-    hawser_driver::link_write_methods!(poll_close);
+    fn poll_write_vectored(&mut self, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        std::task::ready!(Pin::new(&mut self.0).poll_close(cx))?;
+        shut_tcp_write(&self.0);
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// async-std's `TcpStream` only flushes when closed (smol's shuts its sending
+/// side): without a shutdown here the peer would see the end of the link
+/// only when the driver drops it, after lingering.
+fn shut_tcp_write<T: 'static>(io: &T) {
+    #[cfg(feature = "async-std")]
+    if let Some(tcp) = (io as &dyn std::any::Any).downcast_ref::<async_std::net::TcpStream>() {
+        // Already shut, or the peer gone: the driver lingers either way.
+        let _ = tcp.shutdown(std::net::Shutdown::Write);
+    }
+    #[cfg(not(feature = "async-std"))]
+    let _ = io;
 }
 
 /// The session timer, on async-io (which async-std and smol both run).

@@ -126,6 +126,20 @@ impl Session {
         }
     }
 
+    /// Waits at most `timeout` (`None`: forever) until the session has ended
+    /// and its link is let go of: after [`closed`](Self::closed), until the
+    /// peer has closed its side too (so it has read everything this side
+    /// sent), or [`LINGER`](hawser_driver::LINGER) has passed. A process about
+    /// to exit waits for this rather than `closed`: the kernel resets a
+    /// socket closed with unread data, and the reset throws away the last
+    /// frames the peer has not read yet. Returns as `closed` does.
+    pub fn released(&self, timeout: Option<Duration>) -> io::Result<()> {
+        match block_on_poll(timeout, |cx| self.control.poll_released(cx).map(Ok))? {
+            None => Ok(()),
+            Some(err) => Err(err.into()),
+        }
+    }
+
     /// Resumable sessions: waits at most `timeout` (`None`: forever) until the
     /// session would survive losing its link (the handshake and the ticket
     /// exchange are done); fails with what ended it first, or `TimedOut`.
@@ -344,6 +358,7 @@ impl<L: BlockingLink> Writer<L> {
                     // Unblocks a reader still waiting on a peer that never closed.
                     let _ = link.shutdown();
                 }
+                // Dropping the writer tells those waiting that the link is let go of.
                 return;
             }
             if outbox.link.is_none() {
@@ -427,6 +442,14 @@ impl<L: BlockingLink> Writer<L> {
                 Ahead::TookOver
             }
         }
+    }
+}
+
+impl<L> Drop for Writer<L> {
+    fn drop(&mut self) {
+        // Done (or dropped from the lot): this writer's link, if it had one,
+        // is shut and dropped, so whoever waits for the link's release may go on.
+        self.side.released();
     }
 }
 

@@ -144,8 +144,28 @@ impl ControlCore {
     /// Ready once the session has ended and its driver has stopped (the link is
     /// shut): `None` for an orderly end, otherwise why it ended.
     pub fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<Option<SessionError>> {
+        self.poll_end(cx, Shared::is_finished)
+    }
+
+    /// Ready once the session has ended and its driver has let go of its link:
+    /// after [`poll_closed`](Self::poll_closed), once the peer has closed its
+    /// side too (so it has read everything this side sent, the last go-away
+    /// and resets included), or the driver's [`LINGER`](crate::LINGER) has
+    /// passed, or at once when there was no link. `None` for an orderly end,
+    /// otherwise why it ended.
+    ///
+    /// A process that exits as soon as the session is closed can lose its
+    /// last frames: the kernel answers a socket closed with unread data by
+    /// resetting the connection, and a reset throws away what the peer has
+    /// not read yet. Waiting for this first avoids that.
+    pub fn poll_released(&self, cx: &mut Context<'_>) -> Poll<Option<SessionError>> {
+        self.poll_end(cx, Shared::is_released)
+    }
+
+    /// Ready with why the session ended once `reached` holds.
+    fn poll_end(&self, cx: &mut Context<'_>, reached: fn(&Shared) -> bool) -> Poll<Option<SessionError>> {
         let mut shared = Shared::lock(&self.shared);
-        if shared.is_finished() {
+        if reached(&shared) {
             return Poll::Ready(shared.session_ref().close_reason());
         }
         shared.register_lifecycle(cx.waker());

@@ -415,6 +415,7 @@ impl<L: Link + Unpin, T: Timer + Unpin> LinkDriver<L, T> {
             return Poll::Pending;
         }
         self.link = None;
+        self.side.released();
         let reason = self.side.close_reason();
         Poll::Ready(match reason {
             None => Ok(()),
@@ -427,6 +428,6 @@ impl<L, T> Drop for LinkDriver<L, T> {
     fn drop(&mut self) {
         // Dropped unfinished (its task was cancelled): nothing more will go out
         // either way, so whoever waits for the end must not wait forever.
-        self.side.finished();
+        self.side.released();
     }
 }

@@ -315,6 +315,13 @@ impl LinkSide {
         Shared::lock(&self.shared).note_driver_finished();
     }
 
+    /// The driver has let go of its link for good: the peer closed its side
+    /// (it has read everything sent), the linger ran out, or there was no
+    /// link. Implies [`finished`](Self::finished).
+    pub fn released(&self) {
+        Shared::lock(&self.shared).note_link_released();
+    }
+
     /// Why the session ended (`None`: an orderly end, or not ended).
     pub fn close_reason(&self) -> Option<SessionError> {
         Shared::lock(&self.shared).session_ref().close_reason()

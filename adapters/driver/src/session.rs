@@ -150,6 +150,21 @@ impl<R: Runtime> Control<R> {
         }
     }
 
+    /// Waits until the session has ended and its link is let go of: after
+    /// [`closed`](Self::closed), until the peer has closed its side too (so
+    /// it has read everything this side sent), or the driver's
+    /// [`LINGER`](crate::LINGER) has passed. A process about to exit waits
+    /// for this rather than `closed`: the kernel resets a socket closed with
+    /// unread data, and the reset throws away the last frames (a go-away,
+    /// stream resets) the peer has not read yet. Returns as `closed` does.
+    /// Cancel-safe.
+    pub async fn released(&self) -> io::Result<()> {
+        match poll_fn(|cx| self.core.poll_released(cx)).await {
+            None => Ok(()),
+            Some(err) => Err(err.into()),
+        }
+    }
+
     /// Resumable sessions: waits until the session would survive losing its
     /// link (the handshake and the ticket exchange are done), or fails with
     /// what ended it first; `connect_resumable` returns only once this holds.

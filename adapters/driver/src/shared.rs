@@ -98,6 +98,9 @@ pub(crate) struct Shared {
     /// The driver (or the blocking writer) has stopped: the link is shut and
     /// nothing more goes out.
     driver_finished: bool,
+    /// The driver has let go of its link after lingering (see
+    /// `ControlCore::poll_released`).
+    link_released: bool,
     /// The application's handles (session, control and stream handles) alive:
     /// when the last one goes, the session goes away (see `release_handle`).
     handles: usize,
@@ -124,6 +127,7 @@ impl Shared {
             missed_before: 0,
             lifecycle_wakers: Vec::new(),
             driver_finished: false,
+            link_released: false,
             handles: 0,
         })))
     }
@@ -415,6 +419,19 @@ impl Shared {
     /// Whether the session has ended and its driver stopped.
     pub fn is_finished(&self) -> bool {
         self.session.is_closed() && self.driver_finished
+    }
+
+    /// The driver has let go of its link (the peer closed its side, or the
+    /// linger ran out, or there was no link); `poll_released` completes.
+    pub fn note_link_released(&mut self) {
+        self.driver_finished = true;
+        self.link_released = true;
+        wake_all(&mut self.lifecycle_wakers);
+    }
+
+    /// Whether the session has ended and its driver let go of its link.
+    pub fn is_released(&self) -> bool {
+        self.session.is_closed() && self.link_released
     }
 
     /// An application handle (session, control or stream) was made.

@@ -76,7 +76,7 @@ impl<C> Muxer<C> {
 
 impl<C> Muxer<C>
 where
-    C: AsyncRead + AsyncWrite + Unpin,
+    C: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     /// Drives the session; `Ready` once it has ended (then always).
     fn drive(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -94,7 +94,7 @@ where
 
 impl<C> StreamMuxer for Muxer<C>
 where
-    C: AsyncRead + AsyncWrite + Unpin,
+    C: AsyncRead + AsyncWrite + Unpin + 'static,
 {
     type Substream = Substream;
     type Error = io::Error;
