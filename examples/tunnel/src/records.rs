@@ -267,6 +267,77 @@ fn take_step<Data>(
     })
 }
 
+/// What one opened record held.
+enum Content {
+    /// This many bytes of application data.
+    Data(usize),
+    /// The peer's `close_notify`: what came before it is all.
+    CloseNotify,
+    /// Something to drop (session tickets from an older server).
+    Nothing,
+}
+
+/// Opens the record at `bytes[from..]`, if all of it is there, moving its
+/// content to `bytes[to..]` (`to` at most `from + HEADER`; `from + HEADER`
+/// opens it where it lies). Returns the record's length with its header, and
+/// what it held; `None` while the record is incomplete.
+fn open_record(
+    opener: &mut Direction,
+    bytes: &mut [u8],
+    from: usize,
+    to: usize,
+) -> io::Result<Option<(usize, Content)>> {
+    let available = &bytes[from..];
+    if available.len() < HEADER {
+        return Ok(None);
+    }
+    let header: [u8; HEADER] = available[..HEADER]
+        .try_into()
+        .expect("five bytes were checked to be there");
+    let length = usize::from(u16::from_be_bytes([header[3], header[4]]));
+    if header[..3] != [APPLICATION_DATA, 3, 3] {
+        return Err(invalid("a record that is not TLS 1.3 application data"));
+    }
+    if !(TAG + 1..=MAX_CIPHERTEXT).contains(&length) {
+        return Err(invalid("a record of an impossible length"));
+    }
+    if available.len() < HEADER + length {
+        return Ok(None);
+    }
+    let nonce = opener.next_nonce()?;
+    // The ciphertext sits `shift` bytes past where its plaintext goes; ring
+    // opens it and moves it there in one pass.
+    let shift = from + HEADER - to;
+    let opened = opener
+        .key
+        .open_within(
+            nonce,
+            Aad::from(header),
+            &mut bytes[to..from + HEADER + length],
+            shift..,
+        )
+        .map_err(|_| invalid("a record that does not decrypt (corrupted, or not from the peer)"))?;
+    // The content type is the last byte that is not padding.
+    let Some(type_at) = opened.iter().rposition(|&byte| byte != 0) else {
+        return Err(invalid("a record without a content type"));
+    };
+    if type_at > MAX_PLAINTEXT {
+        return Err(invalid("a record with too much plaintext"));
+    }
+    let content = match opened[type_at] {
+        APPLICATION_DATA => Content::Data(type_at),
+        ALERT => match opened[..type_at] {
+            [_, CLOSE_NOTIFY] => Content::CloseNotify,
+            [_, description] => return Err(invalid(&format!("the peer sent alert {description}"))),
+            _ => return Err(invalid("a malformed alert")),
+        },
+        HANDSHAKE if only_session_tickets(&opened[..type_at]) => Content::Nothing,
+        HANDSHAKE => return Err(invalid("a handshake message after the handshake")),
+        _ => return Err(invalid("a record of an unknown content type")),
+    };
+    Ok(Some((HEADER + length, content)))
+}
+
 /// One direction's key and sequence number.
 struct Direction {
     key: LessSafeKey,
@@ -356,50 +427,16 @@ impl<T> TlsLink<T> {
     /// Opens the next whole record in the buffer, if there is one. Returns
     /// whether one was opened (it may have held no plaintext).
     fn open_next(&mut self) -> io::Result<bool> {
-        let available = &self.incoming[self.unopened..self.filled];
-        if available.len() < HEADER {
+        let from = self.unopened;
+        let bytes = &mut self.incoming[..self.filled];
+        let Some((length, content)) = open_record(&mut self.opener, bytes, from, from + HEADER)? else {
             return Ok(false);
-        }
-        let header: [u8; HEADER] = available[..HEADER]
-            .try_into()
-            .expect("five bytes were checked to be there");
-        let length = usize::from(u16::from_be_bytes([header[3], header[4]]));
-        if header[..3] != [APPLICATION_DATA, 3, 3] {
-            return Err(invalid("a record that is not TLS 1.3 application data"));
-        }
-        if !(TAG + 1..=MAX_CIPHERTEXT).contains(&length) {
-            return Err(invalid("a record of an impossible length"));
-        }
-        if available.len() < HEADER + length {
-            return Ok(false);
-        }
-        let start = self.unopened + HEADER;
-        self.unopened = start + length;
-        let nonce = self.opener.next_nonce()?;
-        let opened = self
-            .opener
-            .key
-            .open_in_place(nonce, Aad::from(header), &mut self.incoming[start..start + length])
-            .map_err(|_| invalid("a record that does not decrypt (corrupted, or not from the peer)"))?;
-        // The content type is the last byte that is not padding.
-        let Some(type_at) = opened.iter().rposition(|&byte| byte != 0) else {
-            return Err(invalid("a record without a content type"));
         };
-        let content_type = opened[type_at];
-        let content = start..start + type_at;
-        if content.len() > MAX_PLAINTEXT {
-            return Err(invalid("a record with too much plaintext"));
-        }
-        match content_type {
-            APPLICATION_DATA => self.plaintext = content,
-            ALERT => match self.incoming[content] {
-                [_, CLOSE_NOTIFY] => self.peer_closed = true,
-                [_, description] => return Err(invalid(&format!("the peer sent alert {description}"))),
-                _ => return Err(invalid("a malformed alert")),
-            },
-            HANDSHAKE if only_session_tickets(&self.incoming[content]) => {}
-            HANDSHAKE => return Err(invalid("a handshake message after the handshake")),
-            _ => return Err(invalid("a record of an unknown content type")),
+        self.unopened = from + length;
+        match content {
+            Content::Data(len) => self.plaintext = from + HEADER..from + HEADER + len,
+            Content::CloseNotify => self.peer_closed = true,
+            Content::Nothing => {}
         }
         Ok(true)
     }
@@ -526,6 +563,55 @@ impl<T: AsyncWrite + Unpin> TlsLink<T> {
     }
 }
 
+impl<T: AsyncRead + Unpin> TlsLink<T> {
+    /// Reads from the socket straight into `buf` (after the incomplete record
+    /// waiting in `incoming`, if any) and opens the whole records there, each
+    /// one's content moved up against the last one's: the plaintext is never
+    /// copied. What is left of an incomplete record goes back to `incoming`.
+    /// `buf` must have room for a whole record and more.
+    #[allow(unsafe_code)]
+    fn read_direct(&mut self, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        // SAFETY: the unfilled part of `buf` may be uninitialised; it is only
+        // handed to `ReadBuf::uninit`, and nothing written through that
+        // de-initialises a byte.
+        let room = unsafe { buf.unfilled_mut() };
+        let mut read = ReadBuf::uninit(room);
+        read.put_slice(&self.incoming[self.unopened..self.filled]);
+        let waiting = read.filled().len();
+        ready!(Pin::new(&mut self.io).poll_read(cx, &mut read))?;
+        let total = read.filled().len();
+        if total == waiting {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "the link ended without TLS close_notify",
+            )));
+        }
+        let bytes = read.filled_mut();
+        let (mut from, mut to) = (0, 0);
+        while !self.peer_closed {
+            let Some((length, content)) = open_record(&mut self.opener, bytes, from, to)? else {
+                break;
+            };
+            from += length;
+            match content {
+                Content::Data(len) => to += len,
+                Content::CloseNotify => self.peer_closed = true,
+                Content::Nothing => {}
+            }
+        }
+        // Shorter than a whole record, so it fits (`incoming` holds one).
+        let rest = if self.peer_closed { &[][..] } else { &bytes[from..] };
+        self.incoming[..rest.len()].copy_from_slice(rest);
+        self.unopened = 0;
+        self.filled = rest.len();
+        self.plaintext = 0..0;
+        // SAFETY: `read`, over the same memory, filled its first `total` bytes.
+        unsafe { buf.assume_init(total) };
+        buf.advance(to);
+        Poll::Ready(Ok(()))
+    }
+}
+
 impl<T: AsyncRead + Unpin> AsyncRead for TlsLink<T> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
@@ -555,6 +641,16 @@ impl<T: AsyncRead + Unpin> AsyncRead for TlsLink<T> {
             }
             if buf.filled().len() > before {
                 return Poll::Ready(Ok(()));
+            }
+            if buf.remaining() >= 2 * MIN_READ {
+                // Nothing opened is left: the next records are read and
+                // opened in the reader's own buffer, a copy less.
+                ready!(this.read_direct(cx, buf))?;
+                if buf.filled().len() > before || this.peer_closed {
+                    return Poll::Ready(Ok(()));
+                }
+                // Only part of a record came: it waits in `incoming`.
+                continue;
             }
             this.make_room();
             let mut read = ReadBuf::new(&mut this.incoming[this.filled..]);
@@ -713,10 +809,20 @@ mod tests {
         assert!(got_down == down, "the client read other bytes than the server wrote");
     }
 
+    /// Reads to close_notify into buffers of changing sizes: the small ones
+    /// take plaintext the link opened in its own buffer, the large ones
+    /// (room for two whole records) have records opened in them.
     async fn read_all(reader: &mut (impl AsyncRead + Unpin)) -> Vec<u8> {
         let mut got = Vec::new();
-        reader.read_to_end(&mut got).await.expect("reads to close_notify");
-        got
+        let mut buf = vec![0; 200_000];
+        for size in [1, 70_000, 1000, 200_000, 33_000, 7, 40_000].into_iter().cycle() {
+            let n = reader.read(&mut buf[..size]).await.expect("reads to close_notify");
+            if n == 0 {
+                return got;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        unreachable!("the sizes cycle for ever")
     }
 
     #[tokio::test]
