@@ -50,7 +50,9 @@
 //! link for sending and reads (dropping what comes) until the peer closes too,
 //! for at most 2 s, so that the peer's late window updates never meet a closed
 //! socket, whose reset would destroy data the peer has not read yet; both
-//! threads then end.
+//! threads then end. [`Session::released`] waits for that point: a process
+//! about to exit calls it after `closed`, so that its last frames are not
+//! thrown away by the reset the kernel sends for a socket closed unread.
 //!
 //! Every blocking operation can be bounded: `Stream::set_read_timeout` and
 //! `set_write_timeout`, `Session::open_stream_timeout`, `accept_timeout`,

@@ -50,6 +50,12 @@
 //! - Dropping the last handle of a session (every [`Session`], [`Control`] and
 //!   [`Stream`]) ends it: it goes away with `NORMAL`, the streams still draining
 //!   finish, and the link is shut. [`ControlCore::close`] ends it at once.
+//! - A process about to exit after ending a session waits for
+//!   [`Control::released`], not only [`Control::closed`]: it resolves once the
+//!   peer has closed its side of the link too (so it has read the last frames)
+//!   or after the driver's 2 s linger. Exiting with unread bytes on the socket
+//!   makes the kernel reset the connection, which throws away what the peer
+//!   has not read yet.
 //!
 //! ## Surviving link loss
 //! With `Config::resumption` set on both sides, [`Session::connect_resumable`]
@@ -122,7 +128,7 @@
 //!
 //! ## Cancel safety
 //! Reading, writing (`poll_write`: a write that is cancelled took nothing),
-//! [`Control::open_stream`], [`Session::accept`], [`Control::closed`] and the
+//! [`Control::open_stream`], [`Session::accept`], [`Control::closed`], [`Control::released`] and the
 //! event streams are cancel-safe: dropping one of them mid-way, as
 //! `tokio::time::timeout` does, loses no byte, delivers none twice, and loses
 //! or opens no stream (`tests/cancel.rs` cuts each short thousands of times).

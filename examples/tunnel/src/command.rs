@@ -41,9 +41,9 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         .try_init();
     // A client carries one user's connections over one session: on one
     // thread it spends less CPU per byte than threads handing work to each
-    // other (hawser-bench's tunnel workload). A server uses every core for
-    // its many clients.
-    let mut builder = if matches!(cli.command, Command::Client(_)) {
+    // other (hawser-bench's tunnel workload). A server accepts on one thread
+    // and serves each link on one of a thread per core (`cores`).
+    let mut builder = if matches!(cli.command, Command::Client(_) | Command::Server(_)) {
         tokio::runtime::Builder::new_current_thread()
     } else {
         tokio::runtime::Builder::new_multi_thread()
@@ -72,6 +72,10 @@ async fn run_server(args: ServerArgs) -> ExitCode {
         Ok(server) => server,
         Err(err) => return usage(err),
     };
+    match crate::cores::Cores::per_core() {
+        Ok(cores) => server.spread_links(cores),
+        Err(err) => return usage(format!("cannot start the runtime threads: {err}")),
+    }
     // Watched before the first line that says the server is up: a signal
     // sent as soon as that line appears must start the drain, not kill the
     // process with the default action.

@@ -29,6 +29,7 @@ pub mod cli;
 pub mod client;
 pub mod command;
 pub mod config;
+pub mod cores;
 pub mod demo;
 pub mod forward;
 pub mod link;

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use hawser_core::Config;
@@ -18,6 +18,7 @@ use tokio::sync::Semaphore;
 use crate::allow::{self, Rules};
 use crate::auth::{Gate, Token};
 use crate::cli::ServerArgs;
+use crate::cores::Cores;
 use crate::forward::{self, Counters};
 use crate::link::{check_plaintext, Link, LINK_SETUP_TIMEOUT};
 use crate::metrics::{Family, Kind, Refusals};
@@ -244,6 +245,8 @@ pub struct Server {
     stopping: tokio::sync::watch::Sender<bool>,
     /// Refusals by reason, all clients together and links no client proved.
     pub refusals: Refusals,
+    /// Where links are served, when not on the runtime that accepts them.
+    cores: OnceLock<Cores>,
 }
 
 /// A session and the client it is for.
@@ -284,7 +287,15 @@ impl Server {
             figures: Mutex::default(),
             stopping: tokio::sync::watch::channel(false).0,
             refusals: Refusals::default(),
+            cores: OnceLock::new(),
         }))
+    }
+
+    /// Serves each accepted link on one of `cores`' threads, in turn, instead
+    /// of on the runtime that accepted it (see [`crate::cores`]). Set once:
+    /// a later call changes nothing.
+    pub fn spread_links(&self, cores: Cores) {
+        let _ = self.cores.set(cores);
     }
 
     /// Sessions alive now.
@@ -371,7 +382,21 @@ impl Server {
                 }
             };
             let this = self.clone();
-            tokio::spawn(async move { this.serve_link(tcp, peer, websocket).await });
+            let Some(cores) = self.cores.get() else {
+                tokio::spawn(async move { this.serve_link(tcp, peer, websocket).await });
+                continue;
+            };
+            // Registered again on the thread that serves it, so that its
+            // readiness wakes that thread and no other.
+            match tcp.into_std() {
+                Ok(tcp) => cores.spawn(async move {
+                    match TcpStream::from_std(tcp) {
+                        Ok(tcp) => this.serve_link(tcp, peer, websocket).await,
+                        Err(err) => tracing::warn!(%err, %peer, "cannot serve a link"),
+                    }
+                }),
+                Err(err) => tracing::warn!(%err, %peer, "cannot hand a link over"),
+            }
         }
     }
 
