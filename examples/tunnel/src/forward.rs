@@ -5,6 +5,7 @@ use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -13,6 +14,8 @@ use crate::wire::codes;
 /// The most bytes one read takes from the session's side: one frame's worth
 /// at the session's default frame size.
 const SPLICE_BUFFER: usize = 64 * 1024;
+/// The most received chunks one write to the local TCP connection gathers.
+const MAX_GATHER: usize = 8;
 /// What a read from the local TCP connection starts with, and returns to
 /// once reads come back small: an idle connection waits with this much.
 const MIN_LOCAL_READ: usize = 16 * 1024;
@@ -181,14 +184,37 @@ pub async fn splice_counted(
             }
         };
         let down = async {
+            let mut chunks = Vec::with_capacity(MAX_GATHER);
             loop {
-                let Some(chunk) = stream_in.read_chunk(SPLICE_BUFFER).await.map_err(Failed::Remote)? else {
+                let Some(first) = stream_in.read_chunk(SPLICE_BUFFER).await.map_err(Failed::Remote)? else {
                     tcp_out.shutdown().await.map_err(Failed::Local)?;
                     return Ok(());
                 };
-                tcp_out.write_all(&chunk).await.map_err(Failed::Local)?;
-                add(|c| &c.received, chunk.len() as u64);
-                to_tcp.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                chunks.push(first);
+                // What else has arrived goes out in the same system call: a
+                // frame cut by the link's reads arrives in pieces.
+                let mut ended = false;
+                while chunks.len() < MAX_GATHER {
+                    match stream_in.read_chunk(SPLICE_BUFFER).now_or_never() {
+                        Some(Ok(Some(chunk))) => chunks.push(chunk),
+                        Some(Ok(None)) => {
+                            ended = true;
+                            break;
+                        }
+                        Some(Err(err)) => return Err(Failed::Remote(err)),
+                        None => break,
+                    }
+                }
+                let len: usize = chunks.iter().map(Bytes::len).sum();
+                write_all_chunks(&mut tcp_out, &mut chunks)
+                    .await
+                    .map_err(Failed::Local)?;
+                add(|c| &c.received, len as u64);
+                to_tcp.fetch_add(len as u64, Ordering::Relaxed);
+                if ended {
+                    tcp_out.shutdown().await.map_err(Failed::Local)?;
+                    return Ok(());
+                }
             }
         };
         tokio::try_join!(up, down)
@@ -219,10 +245,67 @@ pub async fn splice_counted(
     (end, transfer)
 }
 
+/// Writes all of `chunks` to `out`, as few system calls as the socket
+/// allows; leaves `chunks` empty.
+async fn write_all_chunks(out: &mut (impl tokio::io::AsyncWrite + Unpin), chunks: &mut Vec<Bytes>) -> io::Result<()> {
+    let mut first = 0;
+    loop {
+        while chunks.get(first).is_some_and(Bytes::is_empty) {
+            first += 1;
+        }
+        if first == chunks.len() {
+            break;
+        }
+        let slices: smallvec::SmallVec<[io::IoSlice<'_>; MAX_GATHER]> =
+            chunks[first..].iter().map(|chunk| io::IoSlice::new(chunk)).collect();
+        let mut written = out.write_vectored(&slices).await?;
+        drop(slices);
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        while written > 0 {
+            let chunk = &mut chunks[first];
+            let step = written.min(chunk.len());
+            bytes::Buf::advance(chunk, step);
+            written -= step;
+            if chunk.is_empty() {
+                first += 1;
+            }
+        }
+    }
+    chunks.clear();
+    Ok(())
+}
+
 /// Describes a stream error for a log line: a reset's code and what it means.
 pub fn describe(err: &io::Error) -> String {
     match crate::wire::reset_of(err) {
         Some(code) => format!("reset with code {:#x} ({})", code.0, codes::describe(code)),
         None => err.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn gathered_chunks_arrive_whole_and_in_order_through_short_writes() {
+        let pieces: [&[u8]; 5] = [b"first ", b"", b"second, longer ", b"x", b"and the last one"];
+        let expected: Vec<u8> = pieces.concat();
+        let mut chunks: Vec<Bytes> = pieces.iter().map(|piece| Bytes::copy_from_slice(piece)).collect();
+        // A pipe that takes at most 5 bytes at a time: every write is short.
+        let (mut writer, mut reader) = tokio::io::duplex(5);
+        let reading = tokio::spawn(async move {
+            let mut got = Vec::new();
+            reader.read_to_end(&mut got).await.expect("reads to the end");
+            got
+        });
+        write_all_chunks(&mut writer, &mut chunks)
+            .await
+            .expect("all of it is written");
+        assert!(chunks.is_empty(), "the chunks are left empty");
+        drop(writer);
+        assert_eq!(reading.await.expect("the reader ran"), expected);
     }
 }
