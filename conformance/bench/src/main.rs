@@ -486,14 +486,30 @@ fn report(args: &Args, result: &Result_) {
     }
 }
 
+/// The lowest and highest of `a[i] / b[i]` over runs made side by side
+/// (the same round), when there are two rounds or more.
+fn spread_of_ratios(a: &[f64], b: &[f64]) -> Option<(f64, f64)> {
+    if a.len() != b.len() || a.len() < 2 {
+        return None;
+    }
+    let ratios = a.iter().zip(b).filter(|(_, b)| **b > 0.0).map(|(a, b)| a / b);
+    ratios.fold(None, |range, ratio| match range {
+        None => Some((ratio, ratio)),
+        Some((low, high)) => Some((f64::min(low, ratio), f64::max(high, ratio))),
+    })
+}
+
 /// The ratios the targets are stated in, from this run's medians.
 fn print_ratios(results: &[Result_]) {
-    let get = |workload: &str, implementation: &str, metric: &str| {
+    let values = |workload: &str, implementation: &str, metric: &str| {
         results
             .iter()
             .find(|r| r.workload == workload && r.implementation == implementation && r.error.is_none())
             .and_then(|r| r.figures.iter().find(|(m, _, _)| *m == metric))
-            .map(|(_, _, values)| median(values).0)
+            .map(|(_, _, values)| values)
+    };
+    let get = |workload: &str, implementation: &str, metric: &str| {
+        values(workload, implementation, metric).map(|values| median(values).0)
     };
     let ratio = |label: &str, a: Option<f64>, b: Option<f64>| {
         if let (Some(a), Some(b)) = (a, b) {
@@ -543,6 +559,19 @@ fn print_ratios(results: &[Result_]) {
             format!("{workload} {metric} {ours} / {theirs}")
         };
         ratio(&label, get(workload, ours, metric), get(workload, theirs, their_metric));
+        // The tunnel's forwarders run in rounds (see `main`): each round's
+        // own ratio compares runs made minutes closer together than the
+        // medians do, and their spread shows how far the machine drifted.
+        if workload == "tunnel" && ours != theirs {
+            if let (Some(a), Some(b)) = (values(workload, ours, metric), values(workload, theirs, their_metric)) {
+                if let Some((low, high)) = spread_of_ratios(a, b) {
+                    println!(
+                        "  {:<48} {low:.2}x to {high:.2}x",
+                        "  (each round's own, lowest to highest)"
+                    );
+                }
+            }
+        }
     }
     ratio(
         "open-burst rate at 100k / rate at 10k, hawser-tokio",
@@ -576,5 +605,19 @@ fn print_ratios(results: &[Result_]) {
                 format!("idle hawser-tokio memory per stream, {end} end")
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spread_of_ratios;
+
+    #[test]
+    fn the_spread_pairs_runs_of_the_same_round() {
+        // Round by round: 1/4, 3/5, 2/8.
+        assert_eq!(spread_of_ratios(&[1.0, 3.0, 2.0], &[4.0, 5.0, 8.0]), Some((0.25, 0.6)));
+        // One round, or rounds that do not line up, give no spread.
+        assert_eq!(spread_of_ratios(&[1.0], &[2.0]), None);
+        assert_eq!(spread_of_ratios(&[1.0, 2.0], &[2.0]), None);
     }
 }
