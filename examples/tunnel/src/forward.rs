@@ -192,17 +192,14 @@ pub async fn splice_counted(
                 };
                 chunks.push(first);
                 // What else has arrived goes out in the same system call: a
-                // frame cut by the link's reads arrives in pieces.
-                let mut ended = false;
+                // frame cut by the link's reads arrives in pieces. The end of
+                // the stream, if it came too, is read again (at once) by the
+                // next turn.
                 while chunks.len() < MAX_GATHER {
                     match stream_in.read_chunk(SPLICE_BUFFER).now_or_never() {
                         Some(Ok(Some(chunk))) => chunks.push(chunk),
-                        Some(Ok(None)) => {
-                            ended = true;
-                            break;
-                        }
                         Some(Err(err)) => return Err(Failed::Remote(err)),
-                        None => break,
+                        Some(Ok(None)) | None => break,
                     }
                 }
                 let len: usize = chunks.iter().map(Bytes::len).sum();
@@ -211,10 +208,6 @@ pub async fn splice_counted(
                     .map_err(Failed::Local)?;
                 add(|c| &c.received, len as u64);
                 to_tcp.fetch_add(len as u64, Ordering::Relaxed);
-                if ended {
-                    tcp_out.shutdown().await.map_err(Failed::Local)?;
-                    return Ok(());
-                }
             }
         };
         tokio::try_join!(up, down)
