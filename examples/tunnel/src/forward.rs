@@ -20,8 +20,11 @@ const MAX_GATHER: usize = 8;
 /// once reads come back small: an idle connection waits with this much.
 const MIN_LOCAL_READ: usize = 16 * 1024;
 /// What reads from the local TCP connection grow to while each one fills
-/// its buffer: fewer, larger system calls for a bulk transfer.
-const MAX_LOCAL_READ: usize = 256 * 1024;
+/// its buffer: fewer, larger system calls for a bulk transfer. With 100
+/// bulk connections 1 MiB took 14% less CPU per GiB than 256 KiB (the
+/// client's peak resident memory grew from 27 to 51 MB); one connection
+/// alone gained little.
+const MAX_LOCAL_READ: usize = 1024 * 1024;
 
 /// Counters for the status line.
 #[derive(Default, Debug)]
