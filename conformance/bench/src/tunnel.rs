@@ -37,18 +37,15 @@ use crate::procs::{self, Process};
 use crate::workloads::Figure;
 use crate::Sizes;
 
-/// The ways to reach the sink: `ssh-L` too where `sshd` is installed.
+/// The ways to reach the sink, in the order each round runs them: `ssh-L`
+/// too where `sshd` is installed, right after `tunnel-tls`, so that the
+/// round's own ratio of the two compares runs made back to back.
 pub fn impls() -> Vec<&'static str> {
-    let mut impls = vec![
-        "direct-tcp",
-        "relay-tcp",
-        "tunnel-tls",
-        "tunnel-wss",
-        "tunnel-plaintext",
-    ];
+    let mut impls = vec!["direct-tcp", "relay-tcp", "tunnel-tls"];
     if crate::ssh::sshd().is_some() {
         impls.push("ssh-L");
     }
+    impls.extend(["tunnel-wss", "tunnel-plaintext"]);
     impls
 }
 
