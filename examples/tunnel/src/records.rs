@@ -49,11 +49,10 @@ const MIN_READ: usize = HEADER + MAX_CIPHERTEXT;
 const MAX_READ: usize = 256 * 1024 + MIN_READ;
 /// Sealed bytes a writer holds before it makes its caller wait, as much as
 /// the driver hands over in one batch. Against rustls's 64 KiB, 256 KiB took
-/// 6–12% less CPU per GiB through the tunnel, and 512 KiB another 11–17%:
-/// fewer, larger sends to the socket and fewer wake-ups. Bytes taken as
-/// written may wait here or in the socket after the session's end; the
-/// tunnel waits for the link's release (the peer has read everything) before
-/// the process exits.
+/// 6–12% less CPU per GiB through the tunnel, and 512 KiB another 11–17%,
+/// in fewer, larger sends to the socket. Bytes taken as written may wait
+/// here or in the socket after the session's end; the tunnel waits for the
+/// link's release (the peer has read everything) before the process exits.
 const MAX_UNSENT: usize = 512 * 1024;
 /// Records one link seals or opens before it retires (see the module docs):
 /// 256 GiB of full records, inside the 2^24.5 that RFC 8446 §5.5 allows one
