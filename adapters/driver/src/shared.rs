@@ -66,6 +66,17 @@ struct SeenReset {
     reason: Option<Box<str>>,
 }
 
+/// How far the driver has got in letting go of its link, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum LinkEnd {
+    /// The driver runs (or has not started).
+    Driven,
+    /// The driver has stopped: the link is shut and nothing more goes out.
+    Shut,
+    /// The link is let go of after lingering (see `ControlCore::poll_released`).
+    Released,
+}
+
 /// A core session plus the wakers of everything waiting on it.
 pub(crate) struct Shared {
     session: Session,
@@ -95,12 +106,9 @@ pub(crate) struct Shared {
     /// Tasks waiting for the session to end (`poll_closed`) or to become
     /// resumable (`poll_resumable`).
     lifecycle_wakers: Vec<Waker>,
-    /// The driver (or the blocking writer) has stopped: the link is shut and
-    /// nothing more goes out.
-    driver_finished: bool,
-    /// The driver has let go of its link after lingering (see
-    /// `ControlCore::poll_released`).
-    link_released: bool,
+    /// How far the driver (or the blocking writer) has got in letting go of
+    /// the link; it only moves forward.
+    link_end: LinkEnd,
     /// The application's handles (session, control and stream handles) alive:
     /// when the last one goes, the session goes away (see `release_handle`).
     handles: usize,
@@ -126,8 +134,7 @@ impl Shared {
             health_log: HealthLog::default(),
             missed_before: 0,
             lifecycle_wakers: Vec::new(),
-            driver_finished: false,
-            link_released: false,
+            link_end: LinkEnd::Driven,
             handles: 0,
         })))
     }
@@ -412,26 +419,29 @@ impl Shared {
 
     /// The driver has stopped for good; `poll_closed` completes.
     pub fn note_driver_finished(&mut self) {
-        self.driver_finished = true;
-        wake_all(&mut self.lifecycle_wakers);
+        self.advance_link_end(LinkEnd::Shut);
     }
 
     /// Whether the session has ended and its driver stopped.
     pub fn is_finished(&self) -> bool {
-        self.session.is_closed() && self.driver_finished
+        self.session.is_closed() && self.link_end >= LinkEnd::Shut
     }
 
     /// The driver has let go of its link (the peer closed its side, or the
-    /// linger ran out, or there was no link); `poll_released` completes.
+    /// linger ran out, or there was no link); `poll_closed` and
+    /// `poll_released` complete.
     pub fn note_link_released(&mut self) {
-        self.driver_finished = true;
-        self.link_released = true;
-        wake_all(&mut self.lifecycle_wakers);
+        self.advance_link_end(LinkEnd::Released);
     }
 
     /// Whether the session has ended and its driver let go of its link.
     pub fn is_released(&self) -> bool {
-        self.session.is_closed() && self.link_released
+        self.session.is_closed() && self.link_end == LinkEnd::Released
+    }
+
+    fn advance_link_end(&mut self, to: LinkEnd) {
+        self.link_end = self.link_end.max(to);
+        wake_all(&mut self.lifecycle_wakers);
     }
 
     /// An application handle (session, control or stream) was made.

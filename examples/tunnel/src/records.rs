@@ -5,10 +5,12 @@
 //! copied three times in user space (socket buffer, deframer, a new `Vec`
 //! per record, the reader) and every record is a fresh allocation; a
 //! forwarder spends most of its time moving bytes, so those copies were a
-//! large share of what the tunnel cost per GiB. Here a read takes up to
-//! 256 KiB of records in one system call, opens them in place and copies the
-//! plaintext once, into the reader's buffer; a write seals up to 256 KiB of
-//! records into one buffer and hands it to the socket in one call.
+//! large share of what the tunnel cost per GiB. Here a reader whose buffer
+//! has room for two whole records gets the records read into that buffer
+//! and opened there, the plaintext never copied; a smaller buffer gets
+//! plaintext copied once from up to 256 KiB of records read and opened in
+//! the link's own. A write seals up to 512 KiB of records
+//! into one buffer and hands it to the socket in one call.
 //!
 //! What is kept from TLS 1.3 (RFC 8446 §5): records of at most 2^14 bytes of
 //! plaintext, the per-record nonce (the sequence number XORed into the
